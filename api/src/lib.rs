@@ -1,1 +1,25 @@
-//! placeholder
+//! Orion's resource types and wire shapes, shared by the peers, the agent and the CLI.
+//!
+//! This crate does no I/O. It defines what the REST API accepts and returns and
+//! how input is validated, so every caller rejects bad input the same way.
+//!
+//! # Layout
+//! - [`variable`]: the `Variable` kind (small CAS-able config values) and path rules.
+//! - [`event`]: the change records kept in the watch window.
+//! - [`cluster`]: control-plane members and cluster status as the API shows them.
+//! - [`error`]: the JSON error body every endpoint returns, and its machine-readable codes.
+
+pub mod cluster;
+pub mod error;
+pub mod event;
+pub mod variable;
+
+pub use cluster::{
+    ClusterStatus, JoinRequest, MemberInfo, MemberRole, MembersResponse, PeerIdentity,
+};
+pub use error::{ApiError, ErrorBody, ErrorCode};
+pub use event::{Event, EventKind};
+pub use variable::{
+    validate_path, DeleteResponse, ListResponse, PutVariable, ReadMeta, Variable, VariableResponse,
+    WriteResponse, MAX_PATH_LEN,
+};

@@ -1,1 +1,54 @@
-//! placeholder
+//! One Orion control-plane peer: the REST API every peer serves, forwarding to the
+//! leader, and the start/stop sequence of a peer process.
+//!
+//! ```text
+//!  client ──HTTP──► router ──► variables / cluster / watch handlers
+//!                                  │ writes, linearizable reads, membership
+//!                                  ▼
+//!                          leader::Cluster::on_leader ──(follower)──► leader's
+//!                                  │ (leader)                        /v1/internal/leader
+//!                                  ▼
+//!                          orion_raft::RaftNode (openraft + RocksDB)
+//! ```
+//!
+//! # Layout
+//! - [`config`]: the peer's settings as data, with validation.
+//! - [`server`]: `run(config, shutdown)`: bind, start Raft, serve, shut down in order.
+//! - [`leader`]: leader-only operations, executed here or forwarded to the leader,
+//!   held through elections for a bounded time.
+//! - [`join`]: joining an existing cluster at start-up.
+//! - [`variables`], [`cluster`], [`watch`], [`health`]: the HTTP handlers.
+//! - [`error`]: mapping errors to JSON responses; the body extractor with clear errors.
+
+pub mod cluster;
+pub mod config;
+pub mod error;
+pub mod health;
+pub mod join;
+pub mod leader;
+pub mod server;
+pub mod variables;
+pub mod watch;
+
+pub use config::ServerConfig;
+pub use server::run;
+
+/// Fatal errors that stop a peer (API errors are [`orion_api::ApiError`]).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("joining the cluster failed: {0}")]
+    Join(String),
+    #[error(transparent)]
+    Raft(#[from] orion_raft::Error),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,1 +1,9 @@
-fn main() {}
+//! `orion`: the peer, the agent and the CLI in one binary. Parses, sets up logging,
+//! and hands over to the library.
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = orion::Cli::parse();
+    orion::commands::main(cli)
+}

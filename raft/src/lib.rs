@@ -1,1 +1,52 @@
-//! placeholder
+//! Orion's Raft layer: what is replicated, how it is applied, and how peers talk.
+//!
+//! ```text
+//!  apiserver ──Command──► Raft (openraft) ──entries──► orion-store (RocksDB)
+//!                              │                           │ Applier::apply
+//!                              │ gRPC (tonic)              ▼
+//!                              ▼                     apply::OrionApplier
+//!                        other peers              (deterministic, total)
+//! ```
+//!
+//! # Layout
+//! - [`types`]: the openraft type config and the [`Member`] node type.
+//! - [`command`]: the command set written to the log and the result of applying one.
+//! - [`apply`]: the deterministic apply function and the state-machine key layout.
+//! - [`codec`]: encoding of openraft RPCs for the wire.
+//! - [`network`]: the gRPC client side (lazy connections, timeouts, backoff).
+//! - [`service`]: the gRPC server side, reachable by peers only.
+//! - [`node`]: one running Raft peer: open storage, start Raft, serve, shut down.
+//! - [`read`]: typed reads of the replicated state through a consistent view.
+
+pub mod apply;
+pub mod codec;
+pub mod command;
+pub mod network;
+pub mod node;
+pub mod read;
+pub mod service;
+pub mod types;
+
+pub use command::{Command, CommandResult, Rejection};
+pub use node::{LeaderError, RaftNode, RaftSettings};
+pub use types::{Member, TypeConfig};
+
+/// Generated gRPC code for the peer service.
+pub mod proto {
+    tonic::include_proto!("orion.peer.v1");
+}
+
+/// Errors of this crate that are not user-facing rejections.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("storage: {0}")]
+    Store(#[from] orion_store::Error),
+    #[error("raft: {0}")]
+    Raft(String),
+    #[error("peer transport: {0}")]
+    Transport(String),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,1 +1,103 @@
-//! placeholder
+//! RocksDB storage for Orion's Raft: the openraft log store ([`LogStore`]), the state
+//! machine ([`StateMachine`]) and snapshots. This is the only crate that knows RocksDB.
+//!
+//! The raft crate supplies the deterministic apply function as an [`Applier`]; this crate
+//! turns each `apply` call into one atomic RocksDB write and answers API reads through
+//! [`StateReader`] views.
+//!
+//! ```text
+//!  openraft ──append──► LogStore ──write (no sync)──► RocksDB ◄── group-commit thread
+//!     ▲                                                 │          (one WAL sync for all
+//!     └──────────── ack after sync ─────────────────────┼────────── queued appends)
+//!  openraft ──apply───► StateMachine ──Txn──► Applier   │
+//!                            └── one WriteBatch ────────┘
+//!  API ──► StateReader::with_view ──► RocksDB snapshot
+//! ```
+//!
+//! On disk, `dir/db` is the RocksDB database and `dir/snapshots/current.snap` the
+//! latest snapshot. The `keys` module lists the column families.
+//!
+//! # Layout
+//!
+//! - `keys`: column families and the keys this crate owns.
+//! - `db`: opening RocksDB with those column families.
+//! - `codec`: JSON encoding of log entries and metadata.
+//! - `log`: [`LogStore`] — log entries, vote, committed; durability rules.
+//! - `group_commit`: the thread that syncs the WAL once per group of appends and only
+//!   then acknowledges them.
+//! - `state_machine`: [`StateMachine`] and the [`Applier`] trait.
+//! - `txn`: [`Txn`], the write transaction one `apply` call gives the applier.
+//! - `scan`: prefix scans merged with a transaction's pending writes.
+//! - `reader`: [`StateReader`] and [`View`], point-in-time reads for the API.
+//! - `snapshot`: building, keeping (`current.snap`) and installing snapshots.
+//! - `snapshot_format`: the snapshot byte format (magic, version, header, pairs, CRC).
+//! - `checksum`: CRC-32C.
+//! - `error`: [`Error`] and [`Result`].
+
+mod checksum;
+mod codec;
+mod db;
+mod error;
+mod group_commit;
+mod keys;
+mod log;
+mod reader;
+mod scan;
+mod snapshot;
+mod snapshot_format;
+mod state_machine;
+mod txn;
+
+use std::io::Cursor;
+use std::path::Path;
+use std::sync::Arc;
+
+use openraft::{Entry, RaftTypeConfig};
+
+pub use crate::error::{Error, Result};
+pub use crate::log::LogStore;
+pub use crate::reader::{StateReader, View};
+pub use crate::snapshot::SnapshotBuilder;
+pub use crate::state_machine::{Applier, StateMachine};
+pub use crate::txn::Txn;
+
+/// The openraft type configs this store works with: `u64` node ids, the default entry
+/// type and in-memory snapshot data. Implemented for every such config.
+pub trait StoreConfig:
+    RaftTypeConfig<NodeId = u64, Entry = Entry<Self>, SnapshotData = Cursor<Vec<u8>>>
+{
+}
+
+impl<C> StoreConfig for C where
+    C: RaftTypeConfig<NodeId = u64, Entry = Entry<C>, SnapshotData = Cursor<Vec<u8>>>
+{
+}
+
+/// An opened store: hand `log` and `sm` to openraft, keep `reader` for API reads.
+pub struct Store<C: RaftTypeConfig> {
+    /// The Raft log store.
+    pub log: LogStore<C>,
+    /// The state machine.
+    pub sm: StateMachine<C>,
+    /// Point-in-time reads of the state machine.
+    pub reader: StateReader,
+}
+
+/// Open (or create) the store in `dir`.
+pub fn open<C>(dir: &Path, applier: Arc<dyn Applier<C>>) -> Result<Store<C>>
+where
+    C: RaftTypeConfig<NodeId = u64, Entry = Entry<C>, SnapshotData = Cursor<Vec<u8>>>,
+    C::D: serde::Serialize + serde::de::DeserializeOwned,
+    C::Node: serde::Serialize + serde::de::DeserializeOwned,
+{
+    std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
+    let db = Arc::new(db::open(&dir.join("db"))?);
+    let files = Arc::new(snapshot::SnapshotFiles::open::<C::Node>(
+        dir.join("snapshots"),
+    )?);
+    Ok(Store {
+        log: LogStore::new(Arc::clone(&db))?,
+        sm: StateMachine::new(Arc::clone(&db), applier, files),
+        reader: StateReader::new(db),
+    })
+}

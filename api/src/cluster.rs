@@ -1,0 +1,63 @@
+//! Control-plane membership and status, as the API reports them.
+
+use serde::{Deserialize, Serialize};
+
+/// Who a peer is: returned by `GET /v1/cluster/self` and sent to join a cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerIdentity {
+    pub id: u64,
+    /// Address clients use for the REST API (`host:port`).
+    pub api_addr: String,
+    /// Address other peers use for Raft gRPC (`host:port`).
+    pub peer_addr: String,
+}
+
+/// Body of `POST /v1/cluster/members`.
+pub type JoinRequest = PeerIdentity;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemberRole {
+    Voter,
+    Learner,
+}
+
+/// One member as `GET /v1/cluster/members` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberInfo {
+    pub id: u64,
+    pub api_addr: String,
+    pub peer_addr: String,
+    pub role: MemberRole,
+    pub is_leader: bool,
+    /// Last log index known to be replicated to this member (leader's view).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matched_index: Option<u64>,
+    /// How many entries this member is behind the leader's last log index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MembersResponse {
+    pub leader: Option<u64>,
+    pub term: u64,
+    pub last_log_index: u64,
+    pub members: Vec<MemberInfo>,
+}
+
+/// `GET /v1/cluster/status`: the answering peer's own view.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    pub id: u64,
+    /// `leader`, `follower`, `candidate`, `learner` or `shutdown`.
+    pub state: String,
+    pub leader: Option<u64>,
+    pub term: u64,
+    pub last_log_index: u64,
+    pub last_applied: u64,
+    pub snapshot_index: u64,
+    pub purged_index: u64,
+    pub voters: Vec<u64>,
+    pub learners: Vec<u64>,
+}

@@ -1,0 +1,89 @@
+//! The error body every endpoint returns: `{"error": {"code": ..., "message": ...}}`.
+
+use serde::{Deserialize, Serialize};
+
+/// Machine-readable error codes; each maps to one HTTP status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Malformed request: bad JSON, bad path, bad parameter. 400.
+    InvalidArgument,
+    /// The object does not exist, or the route is unknown. 404.
+    NotFound,
+    /// Compare-and-set mismatch or an already-existing id. 409.
+    Conflict,
+    /// The method is not allowed on this route. 405.
+    MethodNotAllowed,
+    /// A watch asked for a revision that has left the event window. 410.
+    Compacted,
+    /// The body is over the size limit. 413.
+    PayloadTooLarge,
+    /// No leader could be reached within the hold time. 503.
+    Unavailable,
+    /// Something broke inside the peer. 500.
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::InvalidArgument => 400,
+            ErrorCode::NotFound => 404,
+            ErrorCode::Conflict => 409,
+            ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::Compacted => 410,
+            ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::Unavailable => 503,
+            ErrorCode::Internal => 500,
+        }
+    }
+}
+
+/// An API error with everything a client needs to act on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+    /// On a conflict: the object's current `mod_revision` (0 if it does not exist).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_revision: Option<u64>,
+    /// On unavailability: the leader this peer last knew of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader_hint: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ApiError {
+            code,
+            message: message.into(),
+            current_revision: None,
+            leader_hint: None,
+        }
+    }
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidArgument, message)
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::NotFound, message)
+    }
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Unavailable, message)
+    }
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Internal, message)
+    }
+    pub fn conflict(message: impl Into<String>, current_revision: u64) -> Self {
+        ApiError {
+            current_revision: Some(current_revision),
+            ..Self::new(ErrorCode::Conflict, message)
+        }
+    }
+}
+
+/// The JSON envelope: `{"error": {...}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ApiError,
+}

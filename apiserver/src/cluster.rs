@@ -1,0 +1,68 @@
+//! `/v1/cluster`: members, join, remove, status, and this peer's identity.
+
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use orion_api::{ApiError, ClusterStatus, JoinRequest, MembersResponse, PeerIdentity};
+
+use crate::error::{HttpResult, JsonBody};
+use crate::leader::{unexpected, ClusterRef, LeaderReply, LeaderRequest};
+use crate::variables::ReadParams;
+
+fn members_reply(reply: LeaderReply) -> HttpResult<Json<MembersResponse>> {
+    match reply {
+        LeaderReply::Members(m) => Ok(Json(m)),
+        other => Err(unexpected(&other).into()),
+    }
+}
+
+/// `GET /v1/cluster/members`: from the leader (with replication lag) unless `?stale=true`.
+pub async fn members(
+    State(cluster): State<ClusterRef>,
+    Query(params): Query<ReadParams>,
+) -> HttpResult<Json<MembersResponse>> {
+    if params.stale {
+        return Ok(Json(cluster.node.members()));
+    }
+    members_reply(cluster.on_leader(LeaderRequest::Members).await?)
+}
+
+/// `POST /v1/cluster/members`: add a running peer as a learner, wait until it has
+/// caught up, then promote it to voter.
+pub async fn join(
+    State(cluster): State<ClusterRef>,
+    JsonBody(peer): JsonBody<JoinRequest>,
+) -> HttpResult<Json<MembersResponse>> {
+    if peer.id == 0 {
+        return Err(ApiError::invalid("member id must be above 0").into());
+    }
+    for (name, addr) in [("api_addr", &peer.api_addr), ("peer_addr", &peer.peer_addr)] {
+        if addr
+            .rsplit_once(':')
+            .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+        {
+            return Err(ApiError::invalid(format!("{name} {addr:?} must be host:port")).into());
+        }
+    }
+    members_reply(cluster.on_leader(LeaderRequest::AddPeer { peer }).await?)
+}
+
+/// `DELETE /v1/cluster/members/{id}`.
+pub async fn remove(
+    State(cluster): State<ClusterRef>,
+    Path(id): Path<String>,
+) -> HttpResult<Json<MembersResponse>> {
+    let id: u64 = id
+        .parse()
+        .map_err(|_| ApiError::invalid(format!("member id {id:?} is not a number")))?;
+    members_reply(cluster.on_leader(LeaderRequest::RemovePeer { id }).await?)
+}
+
+/// `GET /v1/cluster/status`: this peer's own view, never forwarded.
+pub async fn status(State(cluster): State<ClusterRef>) -> Json<ClusterStatus> {
+    Json(cluster.node.status())
+}
+
+/// `GET /v1/cluster/self`: who this peer is, so `orion cluster join URL` can add it.
+pub async fn identity(State(cluster): State<ClusterRef>) -> Json<PeerIdentity> {
+    Json(cluster.me.clone())
+}

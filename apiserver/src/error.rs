@@ -1,0 +1,83 @@
+//! Every failure leaves the API as `{"error": {"code", "message", ...}}` with the
+//! status its code maps to; request bodies are parsed with errors that name the problem.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use orion_api::{ApiError, ErrorBody, ErrorCode};
+use serde::de::DeserializeOwned;
+
+/// An [`ApiError`] on its way out as an HTTP response.
+#[derive(Debug)]
+pub struct HttpError(pub ApiError);
+
+impl From<ApiError> for HttpError {
+    fn from(e: ApiError) -> Self {
+        HttpError(e)
+    }
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.0.code.http_status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, Json(ErrorBody { error: self.0 })).into_response()
+    }
+}
+
+pub type HttpResult<T> = Result<T, HttpError>;
+
+/// A JSON request body. Unlike axum's `Json`, every failure is a JSON error body:
+/// 413 over the size limit, 400 with line and column for malformed JSON or a wrong field.
+pub struct JsonBody<T>(pub T);
+
+impl<S, T> FromRequest<S> for JsonBody<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = HttpError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    ErrorCode::PayloadTooLarge,
+                    "request body is over the size limit (max-body-bytes)",
+                )
+            } else {
+                ApiError::invalid(format!(
+                    "cannot read request body: {}",
+                    rejection.body_text()
+                ))
+            }
+        })?;
+        if bytes.is_empty() {
+            return Err(
+                ApiError::invalid("request body is empty; a JSON object is expected").into(),
+            );
+        }
+        serde_json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")).into())
+    }
+}
+
+/// Answer for any path no route matches.
+pub async fn no_route(req: Request) -> HttpError {
+    HttpError(ApiError::not_found(format!(
+        "no such endpoint: {} {}",
+        req.method(),
+        req.uri().path()
+    )))
+}
+
+/// Answer for a known path with a method it does not take.
+pub async fn wrong_method(req: Request) -> HttpError {
+    HttpError(ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        format!("{} is not allowed on {}", req.method(), req.uri().path()),
+    ))
+}

@@ -1,0 +1,265 @@
+//! Leader-only operations, done here when this peer leads and forwarded otherwise.
+//!
+//! Any peer accepts any call. A write, a linearizable read's read-index, or a
+//! membership change is a [`LeaderRequest`]. [`Cluster::on_leader`] runs it locally
+//! when this peer is the leader, or sends it to the leader's
+//! `POST /v1/internal/leader`, which only ever executes locally (one hop, no loops).
+//! While no leader is known (an election), the call is held until one is, for at
+//! most `leader-hold-ms`; only then does the client get `503`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use orion_api::{ApiError, ErrorBody, MembersResponse, PeerIdentity};
+use orion_raft::{Command, CommandResult, LeaderError, Member, RaftNode};
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+use crate::error::{HttpResult, JsonBody};
+
+/// Work only the leader can do.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum LeaderRequest {
+    Propose { command: Command },
+    ReadIndex,
+    AddPeer { peer: PeerIdentity },
+    RemovePeer { id: u64 },
+    Members,
+}
+
+impl LeaderRequest {
+    /// Whether sending it twice is harmless, so a lost answer can be retried.
+    fn idempotent(&self) -> bool {
+        matches!(
+            self,
+            LeaderRequest::ReadIndex | LeaderRequest::Members | LeaderRequest::AddPeer { .. }
+        )
+    }
+
+    /// How long the leader may take to answer.
+    fn budget(&self, hold: Duration) -> Duration {
+        match self {
+            // Adding a peer waits until it has caught up, which may mean a large snapshot.
+            LeaderRequest::AddPeer { .. } => Duration::from_secs(300),
+            _ => hold.max(Duration::from_secs(10)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeaderReply {
+    Applied(CommandResult),
+    ReadIndex(u64),
+    Members(MembersResponse),
+    Done,
+}
+
+/// Status the internal endpoint uses for "I am not the leader".
+const NOT_LEADER: StatusCode = StatusCode::MISDIRECTED_REQUEST;
+
+/// Everything a handler needs: the Raft node, how to reach the leader, and when to stop.
+pub struct Cluster {
+    pub node: RaftNode,
+    /// This peer's identity as the cluster sees it.
+    pub me: PeerIdentity,
+    /// Used to forward to the leader.
+    pub http: reqwest::Client,
+    /// How long a call waits for a leader.
+    pub hold: Duration,
+    /// Cancelled when the peer shuts down; ends long-running streams.
+    pub shutdown: CancellationToken,
+}
+
+pub type ClusterRef = Arc<Cluster>;
+
+enum Attempt {
+    Done(Result<LeaderReply, ApiError>),
+    Retry,
+}
+
+impl Cluster {
+    /// Runs `req` on the leader, holding through elections for up to `self.hold`.
+    pub async fn on_leader(&self, req: LeaderRequest) -> Result<LeaderReply, ApiError> {
+        let deadline = Instant::now() + self.hold;
+        let mut metrics = self.node.raft.metrics();
+        let mut last_leader = None;
+        loop {
+            let leader = self.node.leader();
+            last_leader = leader.as_ref().map(|(id, _)| *id).or(last_leader);
+            let attempt = match leader {
+                Some((id, _)) if id == self.node.id => self.local(req.clone()).await,
+                Some((id, member)) => self.forward(id, &member, &req).await,
+                None => Attempt::Retry,
+            };
+            if let Attempt::Done(result) = attempt {
+                return result;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                let mut e = ApiError::unavailable(format!(
+                    "no leader could be reached within {} ms; the cluster may have lost its quorum",
+                    self.hold.as_millis()
+                ));
+                e.leader_hint = last_leader;
+                return Err(e);
+            }
+            // Wait for news about the leader, but retry at least every 100 ms
+            // and never spin faster than every 20 ms.
+            let wait = (deadline - now).min(Duration::from_millis(100));
+            let _ = tokio::time::timeout(wait, metrics.changed()).await;
+            tokio::time::sleep(
+                Duration::from_millis(20).min(deadline - Instant::now().min(deadline)),
+            )
+            .await;
+        }
+    }
+
+    /// Executes `req` on this peer, which must be the leader.
+    pub async fn execute_local(&self, req: LeaderRequest) -> Result<LeaderReply, LeaderError> {
+        match req {
+            LeaderRequest::Propose { command } => {
+                self.node.propose(command).await.map(LeaderReply::Applied)
+            }
+            LeaderRequest::ReadIndex => self.node.read_index().await.map(LeaderReply::ReadIndex),
+            LeaderRequest::AddPeer { peer } => {
+                self.node.add_peer(&peer).await?;
+                Ok(LeaderReply::Members(self.node.members()))
+            }
+            LeaderRequest::RemovePeer { id } => {
+                self.node.remove_peer(id).await?;
+                Ok(LeaderReply::Members(self.node.members()))
+            }
+            LeaderRequest::Members => {
+                // Confirm leadership so the view is not from a deposed leader.
+                self.node.read_index().await?;
+                Ok(LeaderReply::Members(self.node.members()))
+            }
+        }
+    }
+
+    async fn local(&self, req: LeaderRequest) -> Attempt {
+        match self.execute_local(req).await {
+            Ok(reply) => Attempt::Done(Ok(reply)),
+            Err(LeaderError::NotLeader { .. } | LeaderError::Busy) => Attempt::Retry,
+            Err(LeaderError::Rejected(e)) => Attempt::Done(Err(e)),
+            Err(LeaderError::Fatal(m)) => Attempt::Done(Err(ApiError::unavailable(format!(
+                "this peer is shutting down: {m}"
+            )))),
+        }
+    }
+
+    async fn forward(&self, leader: u64, member: &Member, req: &LeaderRequest) -> Attempt {
+        let url = format!("http://{}/v1/internal/leader", member.api_addr);
+        let sent = self
+            .http
+            .post(&url)
+            .timeout(req.budget(self.hold))
+            .json(req)
+            .send()
+            .await;
+        let resp = match sent {
+            Ok(resp) => resp,
+            Err(e) if e.is_connect() || req.idempotent() => {
+                debug!(leader, cause = %e, "leader not reachable; will retry");
+                return Attempt::Retry;
+            }
+            Err(e) => {
+                return Attempt::Done(Err(ApiError::unavailable(format!(
+                    "the leader (member {leader}) stopped answering after the request was sent \
+                     ({e}); the write may or may not have been applied"
+                ))))
+            }
+        };
+        let status = resp.status();
+        if status == NOT_LEADER {
+            return Attempt::Retry;
+        }
+        if status.is_success() {
+            return match resp.json::<LeaderReply>().await {
+                Ok(reply) => Attempt::Done(Ok(reply)),
+                Err(e) => Attempt::Done(Err(ApiError::internal(format!(
+                    "unreadable answer from the leader: {e}"
+                )))),
+            };
+        }
+        match resp.json::<ErrorBody>().await {
+            Ok(body) => Attempt::Done(Err(body.error)),
+            Err(e) => Attempt::Done(Err(ApiError::internal(format!(
+                "leader answered {status} with an unreadable body: {e}"
+            )))),
+        }
+    }
+
+    /// Waits until this peer has applied everything the leader had committed when
+    /// asked, so a read from the local state machine is linearizable.
+    pub async fn linearizable_barrier(&self) -> Result<(), ApiError> {
+        let started = Instant::now();
+        let index = match self.on_leader(LeaderRequest::ReadIndex).await? {
+            LeaderReply::ReadIndex(i) => i,
+            other => return Err(unexpected(&other)),
+        };
+        let left = self
+            .hold
+            .saturating_sub(started.elapsed())
+            .max(Duration::from_millis(100));
+        if self.node.wait_applied(index, left).await {
+            Ok(())
+        } else {
+            Err(ApiError::unavailable(format!(
+                "this peer did not catch up to revision {index} within {} ms",
+                left.as_millis()
+            )))
+        }
+    }
+
+    /// Proposes a command through the leader and returns its result.
+    pub async fn propose(&self, command: Command) -> Result<CommandResult, ApiError> {
+        match self.on_leader(LeaderRequest::Propose { command }).await? {
+            LeaderReply::Applied(r) => Ok(r),
+            other => Err(unexpected(&other)),
+        }
+    }
+}
+
+pub fn unexpected(reply: &LeaderReply) -> ApiError {
+    ApiError::internal(format!("unexpected answer from the leader: {reply:?}"))
+}
+
+/// `POST /v1/internal/leader`: runs a forwarded request if, and only if, this peer leads.
+pub async fn internal_leader(
+    State(cluster): State<ClusterRef>,
+    JsonBody(req): JsonBody<LeaderRequest>,
+) -> HttpResult<Response> {
+    Ok(match cluster.execute_local(req).await {
+        Ok(reply) => Json(reply).into_response(),
+        Err(LeaderError::NotLeader { leader }) => (
+            NOT_LEADER,
+            Json(ErrorBody {
+                error: ApiError {
+                    leader_hint: leader.map(|(id, _)| id),
+                    ..ApiError::unavailable("not the leader")
+                },
+            }),
+        )
+            .into_response(),
+        // The forwarding peer retries a busy leader within its hold time, as it does
+        // a peer that is not the leader.
+        Err(LeaderError::Busy) => (
+            NOT_LEADER,
+            Json(ErrorBody {
+                error: ApiError::unavailable("another membership change is in progress"),
+            }),
+        )
+            .into_response(),
+        Err(LeaderError::Rejected(e)) => return Err(e.into()),
+        Err(LeaderError::Fatal(m)) => return Err(ApiError::unavailable(m).into()),
+    })
+}

@@ -1,0 +1,160 @@
+//! `/v1/variables`: put, get, delete and list by prefix, with compare-and-set.
+
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use orion_api::{
+    validate_path, ApiError, DeleteResponse, ListResponse, PutVariable, ReadMeta, VariableResponse,
+    WriteResponse,
+};
+use orion_raft::command::Applied;
+use orion_raft::{read, Command};
+use serde::Deserialize;
+
+use crate::error::{HttpResult, JsonBody};
+use crate::leader::{Cluster, ClusterRef};
+
+/// Largest page a listing returns.
+const MAX_LIST_LIMIT: usize = 10_000;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadParams {
+    /// Answer from this peer without a leader round trip.
+    #[serde(default)]
+    pub stale: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    #[serde(default)]
+    pub prefix: String,
+    pub start_after: Option<String>,
+    pub limit: Option<usize>,
+    #[serde(default)]
+    pub stale: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteParams {
+    pub expected_revision: Option<u64>,
+}
+
+fn checked(path: &str) -> Result<(), ApiError> {
+    validate_path(path).map_err(ApiError::invalid)
+}
+
+/// Makes the local state fresh enough for the read, and describes how it was served.
+async fn prepare_read(cluster: &Cluster, stale: bool) -> Result<(), ApiError> {
+    if !stale {
+        cluster.linearizable_barrier().await?;
+    }
+    Ok(())
+}
+
+fn read_meta(cluster: &Cluster, revision: u64, stale: bool) -> ReadMeta {
+    let behind_by = stale.then(|| {
+        let m = cluster.node.metrics();
+        m.last_log_index
+            .unwrap_or(0)
+            .saturating_sub(m.last_applied.map_or(0, |l| l.index))
+    });
+    ReadMeta {
+        revision,
+        stale,
+        behind_by,
+        served_by: cluster.node.id,
+    }
+}
+
+fn storage(e: impl std::fmt::Display) -> ApiError {
+    ApiError::internal(format!("reading the state machine failed: {e}"))
+}
+
+pub async fn put(
+    State(cluster): State<ClusterRef>,
+    Path(path): Path<String>,
+    JsonBody(body): JsonBody<PutVariable>,
+) -> HttpResult<Json<WriteResponse>> {
+    checked(&path)?;
+    let result = cluster
+        .propose(Command::PutVariable {
+            path,
+            value: body.value,
+            expected_revision: body.expected_revision,
+        })
+        .await?;
+    match result.outcome.map_err(ApiError::from)? {
+        Applied::Put(variable) => Ok(Json(WriteResponse {
+            revision: result.revision,
+            variable,
+        })),
+        other => Err(ApiError::internal(format!("unexpected apply result {other:?}")).into()),
+    }
+}
+
+pub async fn delete(
+    State(cluster): State<ClusterRef>,
+    Path(path): Path<String>,
+    Query(params): Query<DeleteParams>,
+) -> HttpResult<Json<DeleteResponse>> {
+    checked(&path)?;
+    let result = cluster
+        .propose(Command::DeleteVariable {
+            path,
+            expected_revision: params.expected_revision,
+        })
+        .await?;
+    match result.outcome.map_err(ApiError::from)? {
+        Applied::Deleted(deleted) => Ok(Json(DeleteResponse {
+            revision: result.revision,
+            deleted,
+        })),
+        other => Err(ApiError::internal(format!("unexpected apply result {other:?}")).into()),
+    }
+}
+
+pub async fn get(
+    State(cluster): State<ClusterRef>,
+    Path(path): Path<String>,
+    Query(params): Query<ReadParams>,
+) -> HttpResult<Json<VariableResponse>> {
+    checked(&path)?;
+    prepare_read(&cluster, params.stale).await?;
+    let (revision, found) = cluster.node.reader.with_view(|view| {
+        let revision = view.last_applied_index().map_err(storage)?;
+        let found = read::variable(view, &path).map_err(storage)?;
+        Ok::<_, ApiError>((revision, found))
+    })?;
+    let variable =
+        found.ok_or_else(|| ApiError::not_found(format!("variable {path:?} does not exist")))?;
+    Ok(Json(VariableResponse {
+        meta: read_meta(&cluster, revision, params.stale),
+        variable,
+    }))
+}
+
+pub async fn list(
+    State(cluster): State<ClusterRef>,
+    Query(params): Query<ListParams>,
+) -> HttpResult<Json<ListResponse>> {
+    let limit = params.limit.unwrap_or(1_000);
+    if limit == 0 || limit > MAX_LIST_LIMIT {
+        return Err(
+            ApiError::invalid(format!("limit must be between 1 and {MAX_LIST_LIMIT}")).into(),
+        );
+    }
+    prepare_read(&cluster, params.stale).await?;
+    let (revision, (items, next)) = cluster.node.reader.with_view(|view| {
+        let revision = view.last_applied_index().map_err(storage)?;
+        let page = read::variables(view, &params.prefix, params.start_after.as_deref(), limit)
+            .map_err(storage)?;
+        Ok::<_, ApiError>((revision, page))
+    })?;
+    Ok(Json(ListResponse {
+        meta: read_meta(&cluster, revision, params.stale),
+        items,
+        next,
+    }))
+}

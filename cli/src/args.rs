@@ -1,0 +1,157 @@
+//! The command line.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// The URLs `orion dev` serves on, so the CLI works with it out of the box.
+pub const DEFAULT_SERVERS: &str =
+    "http://127.0.0.1:7401,http://127.0.0.1:7402,http://127.0.0.1:7403";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "orion",
+    version,
+    about = "Orion: a fault-tolerant control plane for running services on a fleet"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Output {
+    #[default]
+    Table,
+    Json,
+    Yaml,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Options every client command takes.
+#[derive(Debug, Clone, Args)]
+pub struct ClientOpts {
+    /// API URLs of one or more peers; calls fail over between them.
+    #[arg(long, env = "ORION_SERVER", value_delimiter = ',', default_value = DEFAULT_SERVERS, global = true)]
+    pub server: Vec<String>,
+    /// Output format of read commands.
+    #[arg(short = 'o', long, value_enum, default_value_t = Output::Table, global = true)]
+    pub output: Output,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a control-plane peer.
+    Server(Box<ServerArgs>),
+    /// Start a local three-peer cluster on loopback, each peer its own process.
+    Dev(DevArgs),
+    /// Inspect and change the control-plane membership.
+    Cluster {
+        #[command(flatten)]
+        opts: ClientOpts,
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
+    /// Read and write variables (small CAS-able config values).
+    Var {
+        #[command(flatten)]
+        opts: ClientOpts,
+        #[command(subcommand)]
+        command: VarCommand,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// TOML file with the same settings as the flags; flags override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Member id: unique, above 0, never reused.
+    #[arg(long)]
+    pub id: Option<u64>,
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// REST API listen address (host:port).
+    #[arg(long)]
+    pub api_addr: Option<String>,
+    /// Raft gRPC listen address (host:port).
+    #[arg(long)]
+    pub peer_addr: Option<String>,
+    #[arg(long)]
+    pub advertise_api_addr: Option<String>,
+    #[arg(long)]
+    pub advertise_peer_addr: Option<String>,
+    /// Start a new cluster with this peer as its first member.
+    #[arg(long)]
+    pub bootstrap: bool,
+    /// Join the cluster that any of these member URLs belongs to.
+    #[arg(long, value_delimiter = ',')]
+    pub join: Vec<String>,
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Folder for the peers' data and logs.
+    #[arg(long, default_value = ".orion-dev")]
+    pub dir: PathBuf,
+    /// First API port; peers use this and the next two. Raft ports start 100 higher.
+    #[arg(long, default_value_t = 7401)]
+    pub port: u16,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Members with their addresses, role, leader, and replication lag.
+    Members {
+        /// Answer from the contacted peer without asking the leader.
+        #[arg(long)]
+        stale: bool,
+    },
+    /// The contacted peer's own view: state, term, log and applied indexes.
+    Status,
+    /// Add a running peer (not yet a member) to the cluster, by its API URL.
+    Join { url: String },
+    /// Remove a member by id. Its id is never used again.
+    Remove { id: u64 },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VarCommand {
+    /// Create or replace a variable.
+    Put {
+        path: String,
+        value: String,
+        /// Only if the variable's revision is this (0: only if it does not exist).
+        #[arg(long)]
+        expected_revision: Option<u64>,
+    },
+    /// Read a variable.
+    Get {
+        path: String,
+        #[arg(long)]
+        stale: bool,
+    },
+    /// Delete a variable.
+    Delete {
+        path: String,
+        #[arg(long)]
+        expected_revision: Option<u64>,
+    },
+    /// List variables by path prefix.
+    List {
+        #[arg(default_value = "")]
+        prefix: String,
+        #[arg(long)]
+        stale: bool,
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+}

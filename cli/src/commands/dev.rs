@@ -1,0 +1,183 @@
+//! `orion dev`: three peers on loopback, each its own OS process, so a user can
+//! kill one and watch the failover. Data and logs live under one folder; running it
+//! again with the same folder restarts the same cluster.
+
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use orion_api::{MemberRole, MembersResponse};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::args::DevArgs;
+use crate::client::Client;
+
+const PEERS: u16 = 3;
+
+struct Peer {
+    id: u16,
+    api: String,
+    child: Child,
+}
+
+pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.dir)
+        .with_context(|| format!("cannot create {}", args.dir.display()))?;
+    let dir = args.dir.canonicalize()?;
+    let exe = std::env::current_exe().context("cannot find the orion binary")?;
+    let ports: Vec<(u16, u16)> = (0..PEERS)
+        .map(|i| (args.port + i, args.port + 100 + i))
+        .collect();
+    for &(api, peer) in &ports {
+        for port in [api, peer] {
+            if TcpListener::bind(("127.0.0.1", port)).is_err() {
+                bail!("port {port} is in use (is another `orion dev` running?); pick others with --port");
+            }
+        }
+    }
+
+    let first_api = format!("127.0.0.1:{}", ports[0].0);
+    let mut peers = Vec::new();
+    for (i, &(api, peer)) in ports.iter().enumerate() {
+        let id = i as u16 + 1;
+        let data = dir.join(format!("peer-{id}"));
+        let log = File::create(dir.join(format!("peer-{id}.log")))?;
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.arg("server")
+            .args(["--id", &id.to_string()])
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["--api-addr", &format!("127.0.0.1:{api}")])
+            .args(["--peer-addr", &format!("127.0.0.1:{peer}")])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        if id == 1 {
+            cmd.arg("--bootstrap");
+        } else {
+            cmd.args(["--join", &format!("http://{first_api}")]);
+        }
+        let child = cmd.spawn().context("cannot start a peer process")?;
+        peers.push(Peer {
+            id,
+            api: format!("http://127.0.0.1:{api}"),
+            child,
+        });
+    }
+
+    let urls: Vec<String> = peers.iter().map(|p| p.api.clone()).collect();
+    let ready = wait_for_cluster(&urls, &mut peers, &dir, &shutdown).await;
+    if let Err(e) = ready {
+        stop_all(&mut peers);
+        return Err(e);
+    }
+    println!(
+        "Orion dev cluster is up: {PEERS} peers, data in {}",
+        dir.display()
+    );
+    for p in &peers {
+        println!(
+            "  peer {}  {}  pid {}  log {}",
+            p.id,
+            p.api,
+            p.child.id(),
+            dir.join(format!("peer-{}.log", p.id)).display()
+        );
+    }
+    println!();
+    println!("Try, in another terminal:");
+    println!("  orion cluster members");
+    println!("  orion var put app/greeting hello && orion var get app/greeting");
+    println!("  kill -9 <leader pid>     # and watch `orion cluster members` elect a new leader");
+    println!("Ctrl-C stops the cluster; `orion dev` again restarts it with its data.");
+
+    // Run until Ctrl-C, or until a peer dies on its own (say so, keep the rest).
+    let mut reported = vec![false; peers.len()];
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+        for (i, p) in peers.iter_mut().enumerate() {
+            if let Ok(Some(status)) = p.child.try_wait() {
+                if !reported[i] {
+                    eprintln!("peer {} (pid {}) exited: {status}", p.id, p.child.id());
+                    reported[i] = true;
+                }
+            }
+        }
+    }
+    eprintln!("stopping the dev cluster…");
+    stop_all(&mut peers);
+    Ok(())
+}
+
+async fn wait_for_cluster(
+    urls: &[String],
+    peers: &mut [Peer],
+    dir: &Path,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let client = Client::new(urls)?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(m) = client.get::<MembersResponse>("/v1/cluster/members").await {
+            let voters = m
+                .members
+                .iter()
+                .filter(|x| x.role == MemberRole::Voter)
+                .count();
+            if m.leader.is_some() && voters == PEERS as usize {
+                return Ok(());
+            }
+        }
+        for p in peers.iter_mut() {
+            if let Ok(Some(status)) = p.child.try_wait() {
+                bail!(
+                    "peer {} exited during start-up ({status}); see {}",
+                    p.id,
+                    dir.join(format!("peer-{}.log", p.id)).display()
+                );
+            }
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the cluster did not form within 60 s; see the peer logs in {}",
+                dir.display()
+            );
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => bail!("interrupted"),
+            () = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+    }
+}
+
+/// SIGTERM every peer, give them 10 s to stop cleanly, then SIGKILL.
+fn stop_all(peers: &mut [Peer]) {
+    for p in peers.iter() {
+        if let Ok(pid) = i32::try_from(p.child.id()) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        }
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    for p in peers.iter_mut() {
+        loop {
+            match p.child.try_wait() {
+                Ok(Some(_)) | Err(_) => break,
+                Ok(None) if std::time::Instant::now() > deadline => {
+                    let _ = p.child.kill();
+                    let _ = p.child.wait();
+                    break;
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+}

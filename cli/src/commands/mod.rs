@@ -1,0 +1,88 @@
+//! The commands. Each client command builds a [`Client`](crate::client::Client),
+//! makes its calls and prints the answer in the chosen format.
+
+pub mod cluster;
+pub mod dev;
+pub mod server;
+pub mod var;
+
+use std::process::ExitCode;
+
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+use crate::args::{Cli, Command, LogFormat};
+use crate::client::Client;
+
+/// Runs the parsed command line and maps the outcome to an exit code.
+pub fn main(cli: Cli) -> ExitCode {
+    let (default_level, format) = match &cli.command {
+        Command::Server(args) => ("info", args.log_format),
+        Command::Dev(_) => ("info", LogFormat::Text),
+        _ => ("warn", LogFormat::Text),
+    };
+    init_tracing(default_level, format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(default_level: &str, format: LogFormat) {
+    let filter = EnvFilter::try_from_env("ORION_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(format!("{default_level},openraft=warn")));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Server(args) => server::run(*args, shutdown_on_signal()).await,
+        Command::Dev(args) => dev::run(args, shutdown_on_signal()).await,
+        Command::Cluster { opts, command } => {
+            cluster::run(&Client::new(&opts.server)?, opts.output, command).await
+        }
+        Command::Var { opts, command } => {
+            var::run(&Client::new(&opts.server)?, opts.output, command).await
+        }
+    }
+}
+
+/// A token cancelled on Ctrl-C or SIGTERM.
+fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(cause = %e, "cannot listen for SIGTERM; Ctrl-C still works");
+                    let _ = tokio::signal::ctrl_c().await;
+                    t.cancel();
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        t.cancel();
+    });
+    token
+}

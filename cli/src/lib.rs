@@ -1,0 +1,15 @@
+//! The library behind the `orion` binary: argument types, the HTTP client with
+//! failover, output formatting, and the commands themselves.
+//!
+//! # Layout
+//! - [`args`]: the command line (clap derive).
+//! - [`client`]: REST calls that fail over between the `--server` URLs.
+//! - [`output`]: `-o table|json|yaml`.
+//! - [`commands`]: one module per command group (`server`, `dev`, `cluster`, `var`).
+
+pub mod args;
+pub mod client;
+pub mod commands;
+pub mod output;
+
+pub use args::Cli;

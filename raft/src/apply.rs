@@ -1,0 +1,216 @@
+//! The deterministic apply function and the layout of the state machine's keys.
+//!
+//! Every peer applies the same entries in the same order through [`OrionApplier`] and
+//! ends with the same bytes. Apply is total: a command that cannot be applied
+//! becomes a [`Rejection`] returned to its proposer and changes nothing.
+//!
+//! Keys (all in the store's `sm` column family):
+//! - `v/<path>`: a [`Variable`] as JSON.
+//! - `e/<revision, 8 bytes big-endian>`: an [`Event`], kept for the last [`EVENT_WINDOW`] changes.
+//! - `m/event_count`, `m/compacted`: bookkeeping of the event window.
+//! - `r/<id, 8 bytes big-endian>`: a retired member id, never to be reused.
+
+use orion_api::{validate_path, ErrorCode, Event, EventKind, Variable};
+use orion_store::{Applier, Txn};
+
+use crate::command::{Applied, Command, CommandResult, Rejection};
+use crate::types::TypeConfig;
+
+/// How many change events are kept for watchers to resume from.
+pub const EVENT_WINDOW: u64 = 10_000;
+
+pub const VARIABLE_PREFIX: &[u8] = b"v/";
+pub const EVENT_PREFIX: &[u8] = b"e/";
+const EVENT_COUNT_KEY: &[u8] = b"m/event_count";
+const COMPACTED_KEY: &[u8] = b"m/compacted";
+const RETIRED_PREFIX: &[u8] = b"r/";
+
+pub fn variable_key(path: &str) -> Vec<u8> {
+    [VARIABLE_PREFIX, path.as_bytes()].concat()
+}
+
+pub fn event_key(revision: u64) -> Vec<u8> {
+    [EVENT_PREFIX, &revision.to_be_bytes()].concat()
+}
+
+pub fn retired_key(id: u64) -> Vec<u8> {
+    [RETIRED_PREFIX, &id.to_be_bytes()].concat()
+}
+
+pub fn compacted_key() -> &'static [u8] {
+    COMPACTED_KEY
+}
+
+/// Decodes a big-endian `u64` as stored by this module; anything else reads as 0.
+pub fn decode_u64(bytes: &[u8]) -> u64 {
+    <[u8; 8]>::try_from(bytes)
+        .map(u64::from_be_bytes)
+        .unwrap_or(0)
+}
+
+/// Orion's [`Applier`]: stateless, all state lives in the transaction.
+#[derive(Debug, Default)]
+pub struct OrionApplier;
+
+impl Applier<TypeConfig> for OrionApplier {
+    fn apply(&self, txn: &mut Txn<'_>, index: u64, cmd: &Command) -> CommandResult {
+        let outcome = match apply_command(txn, index, cmd) {
+            Ok(applied) => Ok(applied),
+            Err(Failure::Rejected(r)) => Err(r),
+            // A storage read failed inside apply. Reject deterministically on this peer;
+            // the store itself reports broken storage on its own path.
+            Err(Failure::Storage(e)) => Err(Rejection {
+                code: ErrorCode::Internal,
+                message: format!("storage error while applying: {e}"),
+                current_revision: None,
+            }),
+        };
+        CommandResult {
+            revision: index,
+            outcome,
+        }
+    }
+
+    fn non_data_response(&self, index: u64) -> CommandResult {
+        CommandResult {
+            revision: index,
+            outcome: Ok(Applied::Done),
+        }
+    }
+}
+
+enum Failure {
+    Rejected(Rejection),
+    Storage(orion_store::Error),
+}
+
+impl From<orion_store::Error> for Failure {
+    fn from(e: orion_store::Error) -> Self {
+        Failure::Storage(e)
+    }
+}
+
+fn reject(code: ErrorCode, message: String, current_revision: Option<u64>) -> Failure {
+    Failure::Rejected(Rejection {
+        code,
+        message,
+        current_revision,
+    })
+}
+
+fn apply_command(txn: &mut Txn<'_>, index: u64, cmd: &Command) -> Result<Applied, Failure> {
+    match cmd {
+        Command::PutVariable {
+            path,
+            value,
+            expected_revision,
+        } => {
+            validate_path(path).map_err(|m| reject(ErrorCode::InvalidArgument, m, None))?;
+            let key = variable_key(path);
+            let current = read_variable(txn, &key)?;
+            check_expected(path, current.as_ref(), *expected_revision)?;
+            let variable = Variable {
+                path: path.clone(),
+                value: value.clone(),
+                create_revision: current.as_ref().map_or(index, |v| v.create_revision),
+                mod_revision: index,
+                version: current.as_ref().map_or(1, |v| v.version + 1),
+            };
+            txn.put(&key, &encode(&variable));
+            record_event(txn, index, EventKind::Put, &variable)?;
+            Ok(Applied::Put(variable))
+        }
+        Command::DeleteVariable {
+            path,
+            expected_revision,
+        } => {
+            validate_path(path).map_err(|m| reject(ErrorCode::InvalidArgument, m, None))?;
+            let key = variable_key(path);
+            let current = read_variable(txn, &key)?;
+            check_expected(path, current.as_ref(), *expected_revision)?;
+            let Some(variable) = current else {
+                return Err(reject(
+                    ErrorCode::NotFound,
+                    format!("variable {path:?} does not exist"),
+                    None,
+                ));
+            };
+            txn.delete(&key);
+            record_event(txn, index, EventKind::Delete, &variable)?;
+            Ok(Applied::Deleted(variable))
+        }
+        Command::RetireMember { id } => {
+            txn.put(&retired_key(*id), &index.to_be_bytes());
+            Ok(Applied::Done)
+        }
+    }
+}
+
+fn check_expected(
+    path: &str,
+    current: Option<&Variable>,
+    expected: Option<u64>,
+) -> Result<(), Failure> {
+    let Some(expected) = expected else {
+        return Ok(());
+    };
+    let actual = current.map_or(0, |v| v.mod_revision);
+    if actual == expected {
+        return Ok(());
+    }
+    let message = match (current, expected) {
+        (Some(_), 0) => format!("variable {path:?} already exists (mod_revision {actual})"),
+        (None, _) => format!("variable {path:?} does not exist; expected mod_revision {expected}"),
+        (Some(_), _) => {
+            format!("variable {path:?} has mod_revision {actual}, not the expected {expected}")
+        }
+    };
+    Err(reject(ErrorCode::Conflict, message, Some(actual)))
+}
+
+fn read_variable(txn: &Txn<'_>, key: &[u8]) -> Result<Option<Variable>, Failure> {
+    match txn.get(key)? {
+        None => Ok(None),
+        Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            reject(
+                ErrorCode::Internal,
+                format!("stored variable is unreadable: {e}"),
+                None,
+            )
+        }),
+    }
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    // Serializing these plain structs to JSON cannot fail.
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+/// Appends an event and drops the oldest one once the window is full.
+fn record_event(
+    txn: &mut Txn<'_>,
+    index: u64,
+    kind: EventKind,
+    object: &Variable,
+) -> Result<(), Failure> {
+    let event = Event {
+        revision: index,
+        kind,
+        resource: "Variable".into(),
+        key: object.path.clone(),
+        object: object.clone(),
+    };
+    txn.put(&event_key(index), &encode(&event));
+    let mut count = txn.get(EVENT_COUNT_KEY)?.map_or(0, |b| decode_u64(&b)) + 1;
+    while count > EVENT_WINDOW {
+        let oldest = txn.scan_prefix(EVENT_PREFIX, None, 1)?;
+        let Some((key, _)) = oldest.into_iter().next() else {
+            break;
+        };
+        txn.delete(&key);
+        txn.put(COMPACTED_KEY, &key[EVENT_PREFIX.len()..]);
+        count -= 1;
+    }
+    txn.put(EVENT_COUNT_KEY, &count.to_be_bytes());
+    Ok(())
+}

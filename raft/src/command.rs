@@ -1,0 +1,65 @@
+//! The command set: every change to the replicated state is one of these.
+
+use orion_api::{ApiError, ErrorCode, Variable};
+use serde::{Deserialize, Serialize};
+
+/// A write, as appended to the Raft log. Validated before it is proposed and again
+/// in apply, so a bad command can never change state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Command {
+    /// Create or replace a variable; with `expected_revision`, only if its
+    /// `mod_revision` matches (`0`: only if absent).
+    PutVariable {
+        path: String,
+        value: String,
+        expected_revision: Option<u64>,
+    },
+    /// Delete a variable; with `expected_revision`, only if its `mod_revision` matches.
+    DeleteVariable {
+        path: String,
+        expected_revision: Option<u64>,
+    },
+    /// Record that a member id was removed, so it is never used again.
+    RetireMember { id: u64 },
+}
+
+/// What applying a command did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Applied {
+    /// The variable after a put.
+    Put(Variable),
+    /// The variable as it was before a delete.
+    Deleted(Variable),
+    /// A command with no object result.
+    Done,
+}
+
+/// Why apply refused a command. Nothing was changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rejection {
+    pub code: ErrorCode,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_revision: Option<u64>,
+}
+
+impl From<Rejection> for ApiError {
+    fn from(r: Rejection) -> Self {
+        ApiError {
+            code: r.code,
+            message: r.message,
+            current_revision: r.current_revision,
+            leader_hint: None,
+        }
+    }
+}
+
+/// The result of applying one log entry, returned to the client that proposed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandResult {
+    /// The log index of the entry: the cluster revision of this write.
+    pub revision: u64,
+    pub outcome: Result<Applied, Rejection>,
+}

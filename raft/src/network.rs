@@ -1,0 +1,175 @@
+//! The client side of the peer transport: one lazily connected gRPC channel per target.
+//!
+//! tonic reconnects a lazy channel on its own; openraft backs off from a target that
+//! returns [`Unreachable`], so a dead peer costs a failed connect now and then, not a
+//! busy loop. Every call is bounded by the deadline openraft passes in [`RPCOption`].
+
+use std::future::Future;
+use std::time::Duration;
+
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use serde::{de::DeserializeOwned, Serialize};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::codec;
+use crate::proto::peer_raft_client::PeerRaftClient;
+use crate::proto::RaftPayload;
+use crate::types::{Member, NodeId, TypeConfig};
+
+/// How long to wait for a TCP connection to a peer.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Makes one [`PeerClient`] per replication target.
+#[derive(Debug, Clone)]
+pub struct PeerNetwork {
+    /// This peer's id, sent with every call.
+    pub self_id: NodeId,
+}
+
+impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &Member) -> PeerClient {
+        let client = Endpoint::from_shared(format!("http://{}", node.peer_addr))
+            .map(|e| {
+                PeerRaftClient::new(
+                    e.connect_timeout(CONNECT_TIMEOUT)
+                        .tcp_nodelay(true)
+                        .http2_keep_alive_interval(Duration::from_secs(10))
+                        .connect_lazy(),
+                )
+                .max_decoding_message_size(64 << 20)
+                .max_encoding_message_size(64 << 20)
+            })
+            .map_err(|e| format!("bad peer address {:?}: {e}", node.peer_addr));
+        PeerClient {
+            self_id: self.self_id,
+            target,
+            client,
+        }
+    }
+}
+
+/// A connection to one peer.
+pub struct PeerClient {
+    self_id: NodeId,
+    target: NodeId,
+    /// The channel, or why the peer's address could not even be parsed.
+    client: Result<PeerRaftClient<Channel>, String>,
+}
+
+#[derive(Clone, Copy)]
+enum Rpc {
+    Append,
+    Vote,
+    Snapshot,
+}
+
+impl PeerClient {
+    async fn call<Req, Resp, E>(
+        &mut self,
+        rpc: Rpc,
+        req: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<NodeId, Member, RaftError<NodeId, E>>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let client = match &self.client {
+            Ok(c) => c.clone(),
+            Err(e) => return Err(unreachable(e)),
+        };
+        let data = codec::encode(req).map_err(|e| network(&e))?;
+        let payload = RaftPayload {
+            from: self.self_id,
+            data,
+        };
+        let reply = bounded(option.hard_ttl(), send(client, rpc, payload))
+            .await
+            .map_err(|status| {
+                if status.code() == tonic::Code::Unavailable {
+                    unreachable(&format!(
+                        "peer {} unreachable: {}",
+                        self.target,
+                        status.message()
+                    ))
+                } else {
+                    network(&format!("peer {}: {status}", self.target))
+                }
+            })?;
+        let result: Result<Resp, RaftError<NodeId, E>> =
+            codec::decode(&reply.data).map_err(|e| network(&e))?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+async fn send(
+    mut client: PeerRaftClient<Channel>,
+    rpc: Rpc,
+    payload: RaftPayload,
+) -> Result<RaftPayload, tonic::Status> {
+    let reply = match rpc {
+        Rpc::Append => client.append_entries(payload).await?,
+        Rpc::Vote => client.vote(payload).await?,
+        Rpc::Snapshot => client.install_snapshot(payload).await?,
+    };
+    Ok(reply.into_inner())
+}
+
+async fn bounded<T>(
+    ttl: Duration,
+    fut: impl Future<Output = Result<T, tonic::Status>>,
+) -> Result<T, tonic::Status> {
+    match tokio::time::timeout(ttl, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(tonic::Status::deadline_exceeded(format!(
+            "no answer within {ttl:?}"
+        ))),
+    }
+}
+
+fn unreachable<E: std::error::Error>(msg: &str) -> RPCError<NodeId, Member, E> {
+    RPCError::Unreachable(Unreachable::new(&std::io::Error::other(msg.to_string())))
+}
+
+fn network<E: std::error::Error>(msg: &str) -> RPCError<NodeId, Member, E> {
+    RPCError::Network(NetworkError::new(&std::io::Error::other(msg.to_string())))
+}
+
+impl RaftNetwork<TypeConfig> for PeerClient {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
+        self.call(Rpc::Append, &rpc, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, Member, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        self.call(Rpc::Snapshot, &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
+        self.call(Rpc::Vote, &rpc, &option).await
+    }
+}

@@ -1,0 +1,411 @@
+//! One running Raft peer: storage opened, Raft started, peer service ready to serve.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::{ChangeMembers, Config, ServerState, SnapshotPolicy};
+use orion_api::{ApiError, ClusterStatus, MemberInfo, MemberRole, MembersResponse, PeerIdentity};
+use orion_store::StateReader;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::apply::OrionApplier;
+use crate::command::{Command, CommandResult};
+use crate::network::PeerNetwork;
+use crate::proto::peer_raft_server::PeerRaftServer;
+use crate::read;
+use crate::service::PeerService;
+use crate::types::{Member, NodeId, Raft, RaftMetrics, TypeConfig};
+use crate::{Error, Result};
+
+/// Raft timing and log-compaction settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RaftSettings {
+    /// Leader heartbeat period.
+    pub heartbeat_ms: u64,
+    /// A follower that hears nothing for a random time in this range starts an election.
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// Build a snapshot after this many entries since the last one.
+    pub snapshot_every: u64,
+    /// Entries kept in the log behind the last snapshot, for followers that lag a little.
+    pub logs_kept_after_snapshot: u64,
+    /// Snapshot transfer chunk size.
+    pub snapshot_chunk_bytes: u64,
+}
+
+impl Default for RaftSettings {
+    fn default() -> Self {
+        RaftSettings {
+            heartbeat_ms: 100,
+            election_timeout_min_ms: 500,
+            election_timeout_max_ms: 1000,
+            snapshot_every: 10_000,
+            logs_kept_after_snapshot: 1_000,
+            snapshot_chunk_bytes: 1 << 20,
+        }
+    }
+}
+
+impl RaftSettings {
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.heartbeat_ms == 0 {
+            return Err("raft.heartbeat-ms must be above 0".into());
+        }
+        if self.election_timeout_min_ms <= self.heartbeat_ms * 2 {
+            return Err(format!(
+                "raft.election-timeout-min-ms ({}) must be more than twice raft.heartbeat-ms ({})",
+                self.election_timeout_min_ms, self.heartbeat_ms
+            ));
+        }
+        if self.election_timeout_max_ms <= self.election_timeout_min_ms {
+            return Err(
+                "raft.election-timeout-max-ms must be above raft.election-timeout-min-ms".into(),
+            );
+        }
+        if self.snapshot_every == 0 || self.snapshot_chunk_bytes == 0 {
+            return Err("raft.snapshot-every and raft.snapshot-chunk-bytes must be above 0".into());
+        }
+        Ok(())
+    }
+
+    fn openraft_config(&self) -> Result<Config> {
+        let config = Config {
+            cluster_name: "orion".into(),
+            heartbeat_interval: self.heartbeat_ms,
+            election_timeout_min: self.election_timeout_min_ms,
+            election_timeout_max: self.election_timeout_max_ms,
+            install_snapshot_timeout: 10_000,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_every),
+            max_in_snapshot_log_to_keep: self.logs_kept_after_snapshot,
+            snapshot_max_chunk_size: self.snapshot_chunk_bytes,
+            ..Default::default()
+        };
+        config.validate().map_err(|e| Error::Raft(e.to_string()))
+    }
+}
+
+/// Why a leader-only operation could not be done here.
+#[derive(Debug, thiserror::Error)]
+pub enum LeaderError {
+    /// This peer is not the leader; the leader it knows of, if any.
+    #[error("not the leader")]
+    NotLeader { leader: Option<(NodeId, Member)> },
+    /// Another membership change is still in progress; try again shortly.
+    #[error("another membership change is in progress")]
+    Busy,
+    /// The request was understood and refused.
+    #[error("{0}")]
+    Rejected(ApiError),
+    /// Raft is shutting down or broken.
+    #[error("raft: {0}")]
+    Fatal(String),
+}
+
+/// One Raft peer and handles to its state.
+#[derive(Clone)]
+pub struct RaftNode {
+    pub id: NodeId,
+    pub raft: Raft,
+    /// Read-only access to the state machine for API reads.
+    pub reader: StateReader,
+}
+
+impl RaftNode {
+    /// Opens (or creates) the store under `data_dir` and starts Raft. Does not
+    /// initialize a cluster: see [`RaftNode::bootstrap`].
+    pub async fn start(id: NodeId, data_dir: &Path, settings: &RaftSettings) -> Result<Self> {
+        let config = Arc::new(settings.openraft_config()?);
+        let store = orion_store::open::<TypeConfig>(data_dir, Arc::new(OrionApplier))?;
+        let raft = Raft::new(id, config, PeerNetwork { self_id: id }, store.log, store.sm)
+            .await
+            .map_err(|e| Error::Raft(e.to_string()))?;
+        Ok(RaftNode {
+            id,
+            raft,
+            reader: store.reader,
+        })
+    }
+
+    /// Serves the peer gRPC service on `listener` until `shutdown` is cancelled.
+    pub async fn serve_peers(
+        &self,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> Result<()> {
+        let service = PeerRaftServer::new(PeerService {
+            raft: self.raft.clone(),
+            self_id: self.id,
+        })
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(64 << 20);
+        tonic::transport::Server::builder()
+            .timeout(Duration::from_secs(30))
+            .add_service(service)
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                shutdown.cancelled_owned(),
+            )
+            .await
+            .map_err(|e| Error::Transport(e.to_string()))
+    }
+
+    /// Makes this peer the single voter of a new cluster, unless it already belongs to one.
+    pub async fn bootstrap(&self, me: Member) -> Result<bool> {
+        if self
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|e| Error::Raft(e.to_string()))?
+        {
+            return Ok(false);
+        }
+        let members = BTreeMap::from([(self.id, me)]);
+        self.raft
+            .initialize(members)
+            .await
+            .map_err(|e| Error::Raft(e.to_string()))?;
+        info!(id = self.id, "bootstrapped a new cluster");
+        Ok(true)
+    }
+
+    pub async fn is_initialized(&self) -> Result<bool> {
+        self.raft
+            .is_initialized()
+            .await
+            .map_err(|e| Error::Raft(e.to_string()))
+    }
+
+    pub fn metrics(&self) -> RaftMetrics {
+        self.raft.metrics().borrow().clone()
+    }
+
+    /// The leader this peer knows of, with its addresses.
+    pub fn leader(&self) -> Option<(NodeId, Member)> {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        let id = m.current_leader?;
+        let member = m.membership_config.membership().get_node(&id)?.clone();
+        Some((id, member))
+    }
+
+    /// Proposes a command (leader only) and returns what applying it did.
+    pub async fn propose(&self, cmd: Command) -> std::result::Result<CommandResult, LeaderError> {
+        match self.raft.client_write(cmd).await {
+            Ok(resp) => Ok(resp.data),
+            Err(e) => Err(write_error(e)),
+        }
+    }
+
+    /// Confirms leadership with a quorum and returns the index a linearizable read must
+    /// wait for (leader only).
+    pub async fn read_index(&self) -> std::result::Result<u64, LeaderError> {
+        match self.raft.get_read_log_id().await {
+            Ok((read, _)) => Ok(read.map_or(0, |l| l.index)),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+                Err(LeaderError::NotLeader {
+                    leader: f.leader_id.zip(f.leader_node),
+                })
+            }
+            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q))) => {
+                Err(LeaderError::NotLeader { leader: None }).inspect_err(|_| {
+                    warn!(cause = %q, "read index: quorum not reached");
+                })
+            }
+            Err(RaftError::Fatal(f)) => Err(LeaderError::Fatal(f.to_string())),
+        }
+    }
+
+    /// Waits until this peer has applied `index`, for at most `timeout`.
+    pub async fn wait_applied(&self, index: u64, timeout: Duration) -> bool {
+        self.raft
+            .wait(Some(timeout))
+            .applied_index_at_least(Some(index), "read index")
+            .await
+            .is_ok()
+    }
+
+    /// Adds a peer: as a learner first, waiting until it has caught up with the log,
+    /// then as a voter (leader only). A peer already in the membership with the same
+    /// addresses is accepted again, so a joining peer may safely retry.
+    pub async fn add_peer(&self, peer: &PeerIdentity) -> std::result::Result<(), LeaderError> {
+        let member = Member {
+            api_addr: peer.api_addr.clone(),
+            peer_addr: peer.peer_addr.clone(),
+        };
+        let metrics = self.metrics();
+        let membership = metrics.membership_config.membership().clone();
+        if let Some(existing) = membership.get_node(&peer.id) {
+            if *existing != member {
+                return Err(LeaderError::Rejected(ApiError::conflict(
+                    format!(
+                        "member id {} is already in use by {existing}; ids are never reused",
+                        peer.id
+                    ),
+                    0,
+                )));
+            }
+            if membership.voter_ids().any(|v| v == peer.id) {
+                return Ok(());
+            }
+        } else {
+            let retired = self
+                .reader
+                .with_view(|v| read::is_retired(v, peer.id))
+                .map_err(|e| LeaderError::Fatal(e.to_string()))?;
+            if retired {
+                return Err(LeaderError::Rejected(ApiError::conflict(
+                    format!(
+                        "member id {} belonged to a removed peer; ids are never reused",
+                        peer.id
+                    ),
+                    0,
+                )));
+            }
+            if let Some((_, other)) = membership
+                .nodes()
+                .find(|(_, m)| m.api_addr == member.api_addr || m.peer_addr == member.peer_addr)
+            {
+                return Err(LeaderError::Rejected(ApiError::conflict(
+                    format!("another member already uses an address of this peer ({other})"),
+                    0,
+                )));
+            }
+            info!(id = peer.id, %member, "adding learner");
+            self.raft
+                .add_learner(peer.id, member, true)
+                .await
+                .map_err(write_error)?;
+        }
+        info!(id = peer.id, "promoting learner to voter");
+        self.raft
+            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([peer.id])), false)
+            .await
+            .map_err(write_error)?;
+        Ok(())
+    }
+
+    /// Removes a peer from the membership and retires its id (leader only).
+    pub async fn remove_peer(&self, id: NodeId) -> std::result::Result<(), LeaderError> {
+        let metrics = self.metrics();
+        let membership = metrics.membership_config.membership();
+        if membership.get_node(&id).is_none() {
+            return Err(LeaderError::Rejected(ApiError::not_found(format!(
+                "no member with id {id}"
+            ))));
+        }
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let change = if voters.contains(&id) {
+            if voters.len() == 1 {
+                return Err(LeaderError::Rejected(ApiError::invalid(format!(
+                    "member {id} is the last voter; removing it would leave no cluster"
+                ))));
+            }
+            ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+        } else {
+            ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+        };
+        info!(id, "removing member");
+        self.raft
+            .change_membership(change, false)
+            .await
+            .map_err(write_error)?;
+        self.propose(Command::RetireMember { id }).await?;
+        Ok(())
+    }
+
+    /// The members as this peer sees them; lag figures only on the leader.
+    pub fn members(&self) -> MembersResponse {
+        let m = self.metrics();
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let last = m.last_log_index.unwrap_or(0);
+        let members = membership
+            .nodes()
+            .map(|(id, node)| {
+                let matched = m
+                    .replication
+                    .as_ref()
+                    .and_then(|r| r.get(id))
+                    .map(|l| l.map_or(0, |l| l.index));
+                let matched = if Some(*id) == m.current_leader && m.replication.is_some() {
+                    Some(last)
+                } else {
+                    matched
+                };
+                MemberInfo {
+                    id: *id,
+                    api_addr: node.api_addr.clone(),
+                    peer_addr: node.peer_addr.clone(),
+                    role: if voters.contains(id) {
+                        MemberRole::Voter
+                    } else {
+                        MemberRole::Learner
+                    },
+                    is_leader: m.current_leader == Some(*id),
+                    matched_index: matched,
+                    lag: matched.map(|i| last.saturating_sub(i)),
+                }
+            })
+            .collect();
+        MembersResponse {
+            leader: m.current_leader,
+            term: m.current_term,
+            last_log_index: last,
+            members,
+        }
+    }
+
+    /// This peer's own view of the cluster.
+    pub fn status(&self) -> ClusterStatus {
+        let m = self.metrics();
+        let membership = m.membership_config.membership();
+        ClusterStatus {
+            id: self.id,
+            state: match m.state {
+                ServerState::Leader => "leader",
+                ServerState::Follower => "follower",
+                ServerState::Candidate => "candidate",
+                ServerState::Learner => "learner",
+                ServerState::Shutdown => "shutdown",
+            }
+            .into(),
+            leader: m.current_leader,
+            term: m.current_term,
+            last_log_index: m.last_log_index.unwrap_or(0),
+            last_applied: m.last_applied.map_or(0, |l| l.index),
+            snapshot_index: m.snapshot.map_or(0, |l| l.index),
+            purged_index: m.purged.map_or(0, |l| l.index),
+            voters: membership.voter_ids().collect(),
+            learners: membership.learner_ids().collect(),
+        }
+    }
+
+    /// Stops Raft. Storage closes when the last handle is dropped.
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            warn!(cause = %e, "raft did not shut down cleanly");
+        }
+    }
+}
+
+fn write_error(e: RaftError<NodeId, ClientWriteError<NodeId, Member>>) -> LeaderError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => LeaderError::NotLeader {
+            leader: f.leader_id.zip(f.leader_node),
+        },
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(
+            openraft::error::ChangeMembershipError::InProgress(_),
+        )) => LeaderError::Busy,
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => {
+            LeaderError::Rejected(ApiError::invalid(format!("membership change refused: {c}")))
+        }
+        RaftError::Fatal(f) => LeaderError::Fatal(f.to_string()),
+    }
+}

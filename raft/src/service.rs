@@ -1,0 +1,55 @@
+//! The server side of the peer transport. Only peers call it; the apiserver never
+//! exposes it to clients or agents.
+
+use tonic::{Request, Response, Status};
+use tracing::debug;
+
+use crate::codec;
+use crate::proto::peer_raft_server::PeerRaft;
+use crate::proto::RaftPayload;
+use crate::types::Raft;
+
+/// Hands incoming Raft RPCs to the local Raft instance.
+pub struct PeerService {
+    pub raft: Raft,
+    pub self_id: u64,
+}
+
+fn decode<T: serde::de::DeserializeOwned>(req: &RaftPayload) -> Result<T, Status> {
+    codec::decode(&req.data).map_err(|e| {
+        debug!(from = req.from, cause = %e, "undecodable raft rpc");
+        Status::invalid_argument(e)
+    })
+}
+
+fn reply<T: serde::Serialize>(self_id: u64, result: &T) -> Result<Response<RaftPayload>, Status> {
+    let data = codec::encode(result).map_err(Status::internal)?;
+    Ok(Response::new(RaftPayload {
+        from: self_id,
+        data,
+    }))
+}
+
+#[tonic::async_trait]
+impl PeerRaft for PeerService {
+    async fn append_entries(
+        &self,
+        request: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
+        let req = decode(request.get_ref())?;
+        reply(self.self_id, &self.raft.append_entries(req).await)
+    }
+
+    async fn vote(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        let req = decode(request.get_ref())?;
+        reply(self.self_id, &self.raft.vote(req).await)
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
+        let req = decode(request.get_ref())?;
+        reply(self.self_id, &self.raft.install_snapshot(req).await)
+    }
+}
