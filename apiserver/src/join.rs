@@ -3,16 +3,27 @@
 use std::time::Duration;
 
 use orion_api::{ErrorBody, PeerIdentity};
+use orion_raft::RaftNode;
 use tracing::{info, warn};
 
 use crate::{Error, Result};
 
 /// Asks the members at `urls` to add `me`, retrying with backoff while the cluster
-/// is unreachable or has no leader. A refusal (such as a reused id) is final.
-pub async fn join(http: &reqwest::Client, urls: &[String], me: &PeerIdentity) -> Result<()> {
+/// is unreachable or has no leader. A refusal (such as a reused id) is final. Done as
+/// soon as this peer sees itself as a voter, even if the answer to its request was lost.
+pub async fn join(
+    http: &reqwest::Client,
+    node: &RaftNode,
+    urls: &[String],
+    me: &PeerIdentity,
+) -> Result<()> {
     let mut backoff = Duration::from_millis(200);
     loop {
         for url in urls {
+            if node.status().voters.contains(&me.id) {
+                info!("joined the cluster (found this peer among the voters)");
+                return Ok(());
+            }
             let endpoint = format!("{}/v1/cluster/members", url.trim_end_matches('/'));
             let sent = http
                 .post(&endpoint)

@@ -130,7 +130,7 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
     } else if !config.join.is_empty() && !node.is_initialized().await? {
         // Joining waits until the cluster has added us; a refusal is fatal.
         tokio::select! {
-            joined = join::join(&http, &config.join, &me) => outcome = joined,
+            joined = join::join(&http, &node, &config.join, &me) => outcome = joined,
             () = shutdown.cancelled() => {}
         }
     }

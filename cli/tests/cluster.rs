@@ -179,6 +179,8 @@ async fn peer_joins_while_writes_flow_and_a_peer_is_removed_both_survive_restart
         .await
         .expect("remove reached peer 1");
     assert!(r.status().is_success(), "remove: {}", r.status());
+    // A removed peer is decommissioned; it no longer hears from any leader.
+    c.kill9(2);
     c.wait_for_voters(&[1, 3, 4]).await;
     stop.cancel();
     let acked = writer.await.expect("writer");
@@ -194,7 +196,6 @@ async fn peer_joins_while_writes_flow_and_a_peer_is_removed_both_survive_restart
         .expect("join reached peer 1");
     assert_eq!(r.status(), 409);
 
-    c.kill9(2);
     for id in [1, 3, 4] {
         c.stop(id).await;
     }

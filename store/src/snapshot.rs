@@ -145,19 +145,12 @@ impl<C: StoreConfig> RaftSnapshotBuilder<C> for SnapshotBuilder<C> {
             .await
             .map_err(|e| Error::Task(e.to_string()))
             .and_then(|built| built);
-        let (meta, bytes) = built.map_err(|e| StorageIOError::write_snapshot(None, &e))?;
-        Ok(Snapshot {
-            meta,
-            snapshot: Box::new(std::io::Cursor::new(bytes)),
-        })
+        Ok(built.map_err(|e| StorageIOError::write_snapshot(None, &e))?)
     }
 }
 
 /// Serialize the state machine as of now and keep it as the current snapshot.
-fn build<C: StoreConfig>(
-    db: &DB,
-    files: &SnapshotFiles,
-) -> Result<(SnapshotMeta<u64, C::Node>, Vec<u8>)> {
+fn build<C: StoreConfig>(db: &DB, files: &SnapshotFiles) -> Result<Snapshot<C>> {
     let view = db.snapshot();
     let sm_meta = cf(db, CF_SM_META)?;
     let last_log_id: Option<LogId<u64>> = view
@@ -183,7 +176,10 @@ fn build<C: StoreConfig>(
     let bytes = encoder.finish();
     files.replace_current(meta.last_log_id, &bytes)?;
     tracing::info!(snapshot_id = %meta.snapshot_id, bytes = bytes.len(), "built snapshot");
-    Ok((meta, bytes))
+    Ok(Snapshot {
+        meta,
+        snapshot: Box::new(std::io::Cursor::new(bytes)),
+    })
 }
 
 /// `<term>-<index>-<unix millis>`: unique per build, readable in logs.

@@ -29,6 +29,18 @@ pub trait Applier<C: RaftTypeConfig>: Send + Sync + 'static {
     fn non_data_response(&self, index: u64) -> C::R;
 }
 
+/// The last applied log id and the last applied membership.
+type AppliedState<C> = (
+    Option<LogId<u64>>,
+    StoredMembership<u64, <C as RaftTypeConfig>::Node>,
+);
+
+/// Why `apply` failed, and at which entry if that is known.
+struct ApplyFailure {
+    at: Option<LogId<u64>>,
+    error: Error,
+}
+
 /// The state machine: the `sm` and `sm_meta` column families plus the current snapshot.
 pub struct StateMachine<C: RaftTypeConfig> {
     db: Arc<DB>,
@@ -51,7 +63,7 @@ impl<C: StoreConfig> StateMachine<C> {
         }
     }
 
-    fn read_applied_state(&self) -> Result<(Option<LogId<u64>>, StoredMembership<u64, C::Node>)> {
+    fn read_applied_state(&self) -> Result<AppliedState<C>> {
         let sm_meta = cf(&self.db, CF_SM_META)?;
         // One view, so the pair is consistent even while a snapshot is being installed.
         let view = self.db.snapshot();
@@ -67,15 +79,15 @@ impl<C: StoreConfig> StateMachine<C> {
         Ok((last_applied, membership))
     }
 
-    /// Apply `entries` in one atomic write. Returns the responses, or the error with the
-    /// id of the entry being applied when it happened (if known).
-    fn apply_entries<I>(&self, entries: I) -> Result<Vec<C::R>, (Option<LogId<u64>>, Error)>
+    /// Apply `entries` in one atomic write and return the responses.
+    fn apply_entries<I>(&self, entries: I) -> Result<Vec<C::R>, ApplyFailure>
     where
         I: IntoIterator<Item = C::Entry>,
     {
         let db = &self.db;
-        let sm = cf(db, CF_SM).map_err(|e| (None, e))?;
-        let sm_meta = cf(db, CF_SM_META).map_err(|e| (None, e))?;
+        let unusable = |error| ApplyFailure { at: None, error };
+        let sm = cf(db, CF_SM).map_err(unusable)?;
+        let sm_meta = cf(db, CF_SM_META).map_err(unusable)?;
 
         let mut txn = Txn::new(db, sm);
         let mut responses = Vec::new();
@@ -92,7 +104,10 @@ impl<C: StoreConfig> StateMachine<C> {
                 }
             };
             if let Some(cause) = txn.read_error() {
-                return Err((Some(entry.log_id), Error::ApplyRead(cause)));
+                return Err(ApplyFailure {
+                    at: Some(entry.log_id),
+                    error: Error::ApplyRead(cause),
+                });
             }
             responses.push(response);
             last_applied = Some(entry.log_id);
@@ -103,7 +118,10 @@ impl<C: StoreConfig> StateMachine<C> {
 
         let mut batch = WriteBatch::default();
         txn.write_into(&mut batch);
-        let fail = |e: Error| (Some(last_applied), e);
+        let fail = |error| ApplyFailure {
+            at: Some(last_applied),
+            error,
+        };
         batch.put_cf(
             sm_meta,
             LAST_APPLIED,
@@ -140,10 +158,10 @@ impl<C: StoreConfig> RaftStateMachine<C> for StateMachine<C> {
         I: IntoIterator<Item = C::Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        self.apply_entries(entries).map_err(|(log_id, e)| {
-            let io_error = match log_id {
-                Some(id) => StorageIOError::apply(id, &e),
-                None => StorageIOError::write_state_machine(&e),
+        self.apply_entries(entries).map_err(|failure| {
+            let io_error = match failure.at {
+                Some(log_id) => StorageIOError::apply(log_id, &failure.error),
+                None => StorageIOError::write_state_machine(&failure.error),
             };
             io_error.into()
         })

@@ -27,6 +27,7 @@ impl StoreBuilder<TestConfig, LogStore<TestConfig>, StateMachine<TestConfig>, Te
 }
 
 #[test]
-fn openraft_storage_suite() -> Result<(), StorageError<u64>> {
-    Suite::test_all(TempStoreBuilder)
+fn openraft_storage_suite() -> anyhow::Result<()> {
+    Suite::test_all(TempStoreBuilder)?;
+    Ok(())
 }
