@@ -9,7 +9,7 @@ ORION := $(CARGO_TARGET_DIR)/debug/orion
 
 # Start a local three-peer cluster (Ctrl-C stops it).
 dev: deps
-	cargo build -p orion
+	cargo build --workspace --bins
 	$(ORION) dev
 
 # The whole suite: lints, then every test with nextest.

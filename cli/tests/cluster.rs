@@ -372,3 +372,58 @@ async fn watch_streams_changes_from_a_revision() {
     );
     assert!(!text.contains("other/c"), "prefix filter: {text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_megabyte_state_reaches_a_lagging_follower_in_chunks() {
+    // 1 MiB chunks, so the snapshot moves in many.
+    // Entries of 900 KiB in a debug build need a longer heartbeat: openraft 0.9 aborts
+    // an AppendEntries call after one heartbeat interval.
+    let raft = "[raft]\nsnapshot-every = 10\nlogs-kept-after-snapshot = 0\n\
+                snapshot-chunk-bytes = 1048576\nmax-entries-per-rpc = 2\nheartbeat-ms = 500\n\
+                election-timeout-min-ms = 2500\nelection-timeout-max-ms = 5000\n";
+    let mut c = TestCluster::start_with(3, raft).await;
+    let lagging = c.follower().await;
+    let stopped_at = c.status(lagging).await.expect("status").last_applied;
+    c.stop(lagging).await;
+    let alive = c.running();
+    let value = "z".repeat(900 << 10);
+    let mut last_rev = 0;
+    // 30 values of 900 KiB, each also kept in the event window: ~55 MB of state.
+    for i in 0..30 {
+        last_rev = c
+            .must_put(alive[i % 2], &format!("big/{i:02}"), &value)
+            .await;
+    }
+    let leader = c.wait_for_leader().await;
+    c.wait_for(
+        "the leader to purge entries the stopped follower lacks",
+        Duration::from_secs(60),
+        || async {
+            let s = c.status(leader).await?;
+            (s.purged_index > stopped_at).then_some(())
+        },
+    )
+    .await;
+    c.restart(lagging);
+    c.wait_for(
+        "the follower to install the snapshot and catch up",
+        Duration::from_secs(120),
+        || async {
+            let s = c.status(lagging).await?;
+            (s.last_applied >= last_rev).then_some(())
+        },
+    )
+    .await;
+    let r = c
+        .http
+        .get(format!(
+            "{}/v1/variables?prefix=big/&stale=true&limit=100",
+            c.url(lagging)
+        ))
+        .send()
+        .await
+        .expect("list");
+    let list: orion_api::ListResponse = r.json().await.expect("list body");
+    assert_eq!(list.items.len(), 30);
+    assert!(list.items.iter().all(|v| v.value.len() == value.len()));
+}

@@ -77,6 +77,7 @@ impl PeerClient {
         &mut self,
         rpc: Rpc,
         req: &Req,
+        chunk: Vec<u8>,
         option: &RPCOption,
     ) -> Result<Resp, RPCError<NodeId, Member, RaftError<NodeId, E>>>
     where
@@ -92,6 +93,7 @@ impl PeerClient {
         let payload = RaftPayload {
             from: self.self_id,
             data,
+            chunk,
         };
         let reply = bounded(option.hard_ttl(), send(client, rpc, payload))
             .await
@@ -151,18 +153,19 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
-        self.call(Rpc::Append, &rpc, &option).await
+        self.call(Rpc::Append, &rpc, Vec::new(), &option).await
     }
 
     async fn install_snapshot(
         &mut self,
-        rpc: InstallSnapshotRequest<TypeConfig>,
+        mut rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<
         InstallSnapshotResponse<NodeId>,
         RPCError<NodeId, Member, RaftError<NodeId, InstallSnapshotError>>,
     > {
-        self.call(Rpc::Snapshot, &rpc, &option).await
+        let chunk = std::mem::take(&mut rpc.data);
+        self.call(Rpc::Snapshot, &rpc, chunk, &option).await
     }
 
     async fn vote(
@@ -170,6 +173,6 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
-        self.call(Rpc::Vote, &rpc, &option).await
+        self.call(Rpc::Vote, &rpc, Vec::new(), &option).await
     }
 }

@@ -38,17 +38,22 @@ pub struct RaftSettings {
     pub logs_kept_after_snapshot: u64,
     /// Snapshot transfer chunk size.
     pub snapshot_chunk_bytes: u64,
+    /// Most log entries sent in one AppendEntries call. openraft 0.9 aborts an
+    /// AppendEntries call after one heartbeat interval, so a call must fit in it
+    /// even when entries are large (up to `max-body-bytes` each).
+    pub max_entries_per_rpc: u64,
 }
 
 impl Default for RaftSettings {
     fn default() -> Self {
         RaftSettings {
-            heartbeat_ms: 100,
-            election_timeout_min_ms: 500,
-            election_timeout_max_ms: 1000,
+            heartbeat_ms: 150,
+            election_timeout_min_ms: 750,
+            election_timeout_max_ms: 1500,
             snapshot_every: 10_000,
             logs_kept_after_snapshot: 1_000,
             snapshot_chunk_bytes: 1 << 20,
+            max_entries_per_rpc: 16,
         }
     }
 }
@@ -69,8 +74,14 @@ impl RaftSettings {
                 "raft.election-timeout-max-ms must be above raft.election-timeout-min-ms".into(),
             );
         }
-        if self.snapshot_every == 0 || self.snapshot_chunk_bytes == 0 {
-            return Err("raft.snapshot-every and raft.snapshot-chunk-bytes must be above 0".into());
+        if self.snapshot_every == 0
+            || self.snapshot_chunk_bytes == 0
+            || self.max_entries_per_rpc == 0
+        {
+            return Err(
+                "raft.snapshot-every, raft.snapshot-chunk-bytes and raft.max-entries-per-rpc must be above 0"
+                    .into(),
+            );
         }
         Ok(())
     }
@@ -85,6 +96,7 @@ impl RaftSettings {
             snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_every),
             max_in_snapshot_log_to_keep: self.logs_kept_after_snapshot,
             snapshot_max_chunk_size: self.snapshot_chunk_bytes,
+            max_payload_entries: self.max_entries_per_rpc,
             ..Default::default()
         };
         config.validate().map_err(|e| Error::Raft(e.to_string()))

@@ -27,6 +27,7 @@ fn reply<T: serde::Serialize>(self_id: u64, result: &T) -> Result<Response<RaftP
     Ok(Response::new(RaftPayload {
         from: self_id,
         data,
+        chunk: Vec::new(),
     }))
 }
 
@@ -49,7 +50,10 @@ impl PeerRaft for PeerService {
         &self,
         request: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
-        let req = decode(request.get_ref())?;
+        let payload = request.into_inner();
+        let mut req: openraft::raft::InstallSnapshotRequest<crate::types::TypeConfig> =
+            decode(&payload)?;
+        req.data = payload.chunk;
         reply(self.self_id, &self.raft.install_snapshot(req).await)
     }
 }
