@@ -47,9 +47,9 @@ pub struct RaftSettings {
 impl Default for RaftSettings {
     fn default() -> Self {
         RaftSettings {
-            heartbeat_ms: 150,
-            election_timeout_min_ms: 750,
-            election_timeout_max_ms: 1500,
+            heartbeat_ms: 100,
+            election_timeout_min_ms: 500,
+            election_timeout_max_ms: 1000,
             snapshot_every: 10_000,
             logs_kept_after_snapshot: 1_000,
             snapshot_chunk_bytes: 1 << 20,

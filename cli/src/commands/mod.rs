@@ -43,6 +43,7 @@ fn init_tracing(default_level: &str, format: LogFormat) {
         .unwrap_or_else(|_| EnvFilter::new(format!("{default_level},openraft=warn")));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
