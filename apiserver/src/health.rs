@@ -14,8 +14,9 @@ pub async fn healthz() -> Json<Value> {
 /// Ready when this peer belongs to a cluster and knows its leader.
 pub async fn readyz(State(cluster): State<ClusterRef>) -> (StatusCode, Json<Value>) {
     let status = cluster.node.status();
-    let ready = status.leader.is_some() && status.voters.contains(&cluster.node.id)
-        || status.leader.is_some() && status.learners.contains(&cluster.node.id);
+    let member =
+        status.voters.contains(&cluster.node.id) || status.learners.contains(&cluster.node.id);
+    let ready = member && status.leader.is_some();
     let code = if ready {
         StatusCode::OK
     } else {

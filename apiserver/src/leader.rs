@@ -15,6 +15,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use orion_api::{ApiError, ErrorBody, MembersResponse, PeerIdentity};
+use orion_raft::command::Applied;
 use orion_raft::{Command, CommandResult, LeaderError, Member, RaftNode};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
@@ -220,10 +221,11 @@ impl Cluster {
         }
     }
 
-    /// Proposes a command through the leader and returns its result.
-    pub async fn propose(&self, command: Command) -> Result<CommandResult, ApiError> {
+    /// Proposes a command through the leader; returns the revision that applied it and
+    /// what it did, or why apply refused it.
+    pub async fn apply(&self, command: Command) -> Result<(u64, Applied), ApiError> {
         match self.on_leader(LeaderRequest::Propose { command }).await? {
-            LeaderReply::Applied(r) => Ok(r),
+            LeaderReply::Applied(r) => Ok((r.revision, r.outcome?)),
             other => Err(unexpected(&other)),
         }
     }

@@ -68,6 +68,10 @@ fn read_meta(cluster: &Cluster, revision: u64, stale: bool) -> ReadMeta {
     }
 }
 
+fn unexpected_apply(applied: &Applied) -> ApiError {
+    ApiError::internal(format!("unexpected apply result {applied:?}"))
+}
+
 fn storage(e: impl std::fmt::Display) -> ApiError {
     ApiError::internal(format!("reading the state machine failed: {e}"))
 }
@@ -78,19 +82,14 @@ pub async fn put(
     JsonBody(body): JsonBody<PutVariable>,
 ) -> HttpResult<Json<WriteResponse>> {
     checked(&path)?;
-    let result = cluster
-        .propose(Command::PutVariable {
-            path,
-            value: body.value,
-            expected_revision: body.expected_revision,
-        })
-        .await?;
-    match result.outcome.map_err(ApiError::from)? {
-        Applied::Put(variable) => Ok(Json(WriteResponse {
-            revision: result.revision,
-            variable,
-        })),
-        other => Err(ApiError::internal(format!("unexpected apply result {other:?}")).into()),
+    let command = Command::PutVariable {
+        path,
+        value: body.value,
+        expected_revision: body.expected_revision,
+    };
+    match cluster.apply(command).await? {
+        (revision, Applied::Put(variable)) => Ok(Json(WriteResponse { revision, variable })),
+        (_, other) => Err(unexpected_apply(&other).into()),
     }
 }
 
@@ -100,18 +99,13 @@ pub async fn delete(
     Query(params): Query<DeleteParams>,
 ) -> HttpResult<Json<DeleteResponse>> {
     checked(&path)?;
-    let result = cluster
-        .propose(Command::DeleteVariable {
-            path,
-            expected_revision: params.expected_revision,
-        })
-        .await?;
-    match result.outcome.map_err(ApiError::from)? {
-        Applied::Deleted(deleted) => Ok(Json(DeleteResponse {
-            revision: result.revision,
-            deleted,
-        })),
-        other => Err(ApiError::internal(format!("unexpected apply result {other:?}")).into()),
+    let command = Command::DeleteVariable {
+        path,
+        expected_revision: params.expected_revision,
+    };
+    match cluster.apply(command).await? {
+        (revision, Applied::Deleted(deleted)) => Ok(Json(DeleteResponse { revision, deleted })),
+        (_, other) => Err(unexpected_apply(&other).into()),
     }
 }
 
