@@ -12,6 +12,7 @@
 pub mod cluster;
 pub mod error;
 pub mod event;
+pub mod spec;
 pub mod variable;
 
 pub use cluster::{
