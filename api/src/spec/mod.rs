@@ -1,1 +1,5 @@
 mod node;
+pub mod constraint;
+pub mod duration;
+pub mod error;
+pub mod quantity;
