@@ -25,7 +25,9 @@ impl Constraint {
         match self {
             Constraint::Equals { label, value } => labels.get(label) == Some(value),
             Constraint::NotEquals { label, value } => labels.get(label) != Some(value),
-            Constraint::In { label, values } => labels.get(label).is_some_and(|v| values.contains(v)),
+            Constraint::In { label, values } => {
+                labels.get(label).is_some_and(|v| values.contains(v))
+            }
             Constraint::Exists { label } => labels.contains_key(label),
         }
     }

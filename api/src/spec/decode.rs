@@ -83,6 +83,19 @@ impl<'f> Decoder<'f> {
         self.error(node.at, field, format!("expected {what}, found {found}"));
     }
 
+    /// A mapping with any keys (`env`).
+    pub fn mapping<'n>(&mut self, node: &'n Node, path: &str) -> Option<Fields<'n>> {
+        let Value::Map(entries) = &node.value else {
+            self.expected(node, path, "a mapping");
+            return None;
+        };
+        Some(Fields {
+            entries,
+            at: node.at,
+            path: path.to_owned(),
+        })
+    }
+
     /// A mapping with only `allowed` keys; every unknown key is reported at its position.
     pub fn fields<'n>(
         &mut self,
@@ -90,11 +103,8 @@ impl<'f> Decoder<'f> {
         path: &str,
         allowed: &[&str],
     ) -> Option<Fields<'n>> {
-        let Value::Map(entries) = &node.value else {
-            self.expected(node, path, "a mapping");
-            return None;
-        };
-        for (key, _) in entries {
+        let fields = self.mapping(node, path)?;
+        for (key, _) in fields.entries {
             if !allowed.contains(&key.name.as_str()) {
                 let list = allowed
                     .iter()
@@ -108,11 +118,7 @@ impl<'f> Decoder<'f> {
                 );
             }
         }
-        Some(Fields {
-            entries,
-            at: node.at,
-            path: path.to_owned(),
-        })
+        Some(fields)
     }
 
     /// A required field; reports it missing at the mapping's position.

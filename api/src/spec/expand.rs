@@ -60,9 +60,15 @@ mod tests {
     fn expands_names_and_escapes() {
         let env = env();
         assert_eq!(expand("${PORT}", &env).as_deref(), Ok("8080"));
-        assert_eq!(expand("${HOST}:${PORT}", &env).as_deref(), Ok("0.0.0.0:8080"));
+        assert_eq!(
+            expand("${HOST}:${PORT}", &env).as_deref(),
+            Ok("0.0.0.0:8080")
+        );
         assert_eq!(expand("$${PORT}", &env).as_deref(), Ok("${PORT}"));
-        assert_eq!(expand("cost: $5 and $$", &env).as_deref(), Ok("cost: $5 and $"));
+        assert_eq!(
+            expand("cost: $5 and $$", &env).as_deref(),
+            Ok("cost: $5 and $")
+        );
         assert_eq!(expand("plain", &env).as_deref(), Ok("plain"));
         assert_eq!(expand("é${PORT}é", &env).as_deref(), Ok("é8080é"));
     }
@@ -70,10 +76,14 @@ mod tests {
     #[test]
     fn errors_name_the_problem() {
         let env = env();
-        let err = expand("--port=${MISSING}", &env).unwrap_err();
+        let err = expand("--port=${MISSING}", &env).expect_err("should fail");
         assert!(err.contains("`MISSING`"), "{err}");
-        assert!(expand("${PORT", &env).unwrap_err().contains("unclosed"));
-        assert!(expand("${1X}", &env).unwrap_err().contains("invalid"));
+        assert!(expand("${PORT", &env)
+            .expect_err("should fail")
+            .contains("unclosed"));
+        assert!(expand("${1X}", &env)
+            .expect_err("should fail")
+            .contains("invalid"));
         assert!(expand("${}", &env).is_err());
     }
 

@@ -79,6 +79,15 @@ impl Value {
     }
 }
 
+/// Reads every document of `text`; empty documents are skipped.
+///
+/// YAML 1.2 booleans only (`true`/`false`): `N`, `no`, `on` stay strings, so
+/// `env: {N: 1}` and `command: [echo, yes]` mean what they say.
+pub(crate) fn read_documents(text: &str) -> Result<Vec<Node>, serde_saphyr::Error> {
+    let options = serde_saphyr::options! { strict_booleans: true };
+    serde_saphyr::from_multiple_with_options::<Node>(text, options)
+}
+
 impl<'de> Deserialize<'de> for Node {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let spanned = Spanned::<Value>::deserialize(deserializer)?;
@@ -172,7 +181,7 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Vec<Node> {
-        serde_saphyr::from_multiple::<Node>(text).unwrap_or_else(|e| panic!("{e}"))
+        read_documents(text).unwrap_or_else(|e| panic!("{e}"))
     }
 
     #[test]
@@ -186,12 +195,28 @@ mod tests {
         assert_eq!(k.name, "replicas");
         assert_eq!(k.at, Pos { line: 2, column: 1 });
         assert_eq!(v.value, Value::Int(-1));
-        assert_eq!(v.at, Pos { line: 2, column: 11 });
+        assert_eq!(
+            v.at,
+            Pos {
+                line: 2,
+                column: 11
+            }
+        );
         let (_, env) = &entries[2];
-        let Value::Map(env) = &env.value else { panic!() };
+        let Value::Map(env) = &env.value else {
+            panic!()
+        };
         assert_eq!(env[0].0.at, Pos { line: 3, column: 7 });
-        assert_eq!(env[0].1.at, Pos { line: 3, column: 10 });
-        let Value::Seq(list) = &entries[3].1.value else { panic!() };
+        assert_eq!(
+            env[0].1.at,
+            Pos {
+                line: 3,
+                column: 10
+            }
+        );
+        let Value::Seq(list) = &entries[3].1.value else {
+            panic!()
+        };
         assert_eq!(list[1].at, Pos { line: 6, column: 5 });
     }
 
@@ -200,5 +225,24 @@ mod tests {
         let docs = parse("a: 1\n---\n# c\nb: x\n---\n\n---\nc: [1]\n");
         let lines: Vec<usize> = docs.iter().map(|d| d.at.line).collect();
         assert_eq!(lines, [1, 4, 8], "the empty document is skipped");
+    }
+
+    #[test]
+    fn only_yaml_1_2_booleans() {
+        let docs = parse("[N, yes, off, true, False]");
+        let Value::Seq(items) = &docs[0].value else {
+            panic!()
+        };
+        let values: Vec<&Value> = items.iter().map(|n| &n.value).collect();
+        assert_eq!(
+            values,
+            [
+                &Value::Str("N".into()),
+                &Value::Str("yes".into()),
+                &Value::Str("off".into()),
+                &Value::Bool(true),
+                &Value::Bool(false)
+            ]
+        );
     }
 }

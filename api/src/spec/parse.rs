@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use super::decode::Decoder;
 use super::error::{SpecError, SpecErrors};
-use super::node::{Node, Pos, Value};
+use super::node::{read_documents, Node, Pos, Value};
 use super::service::decode_service;
 use super::Resource;
 
@@ -19,7 +19,7 @@ pub const KINDS: &[&str] = &["Service"];
 /// every document, each with its `file:line:column` and field. YAML syntax
 /// errors stop parsing at the first one. Empty documents are skipped.
 pub fn parse_documents(file: &str, text: &str) -> Result<Vec<Resource>, SpecErrors> {
-    let docs = serde_saphyr::from_multiple::<Node>(text).map_err(|e| syntax_error(file, &e))?;
+    let docs = read_documents(text).map_err(|e| syntax_error(file, &e))?;
     let mut dec = Decoder::new(file);
     let mut resources = Vec::with_capacity(docs.len());
     // (kind, name) → line of the first document using it.

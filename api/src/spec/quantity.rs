@@ -44,9 +44,7 @@ pub fn parse_cpu_millis(text: &str) -> Result<u64, String> {
 pub fn parse_memory_bytes(text: &str) -> Result<u64, String> {
     let hint = "expected a memory size like 64Mi, 1Gi, 500M or 1024";
     let s = text.trim();
-    let split = s
-        .find(|c: char| c.is_ascii_alphabetic())
-        .unwrap_or(s.len());
+    let split = s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len());
     let (number, suffix) = s.split_at(split);
     let multiplier: u128 = match suffix {
         "" => 1,
@@ -89,7 +87,9 @@ mod tests {
         assert_eq!(parse_cpu_millis("2"), Ok(2000));
         assert_eq!(parse_cpu_millis("1.25"), Ok(1250));
         assert_eq!(parse_cpu_millis(".1"), Ok(100));
-        for bad in ["", "m", "abc", "-1", "0", "0m", "0.0001", "1.5m", "2 cores", "1e3"] {
+        for bad in [
+            "", "m", "abc", "-1", "0", "0m", "0.0001", "1.5m", "2 cores", "1e3",
+        ] {
             assert!(parse_cpu_millis(bad).is_err(), "{bad:?} should fail");
         }
     }
@@ -102,10 +102,19 @@ mod tests {
         assert_eq!(parse_memory_bytes("1024"), Ok(1024));
         assert_eq!(parse_memory_bytes("1.5Ki"), Ok(1536));
         assert_eq!(parse_memory_bytes("2k"), Ok(2000));
-        for bad in ["12Qi", "", "Mi", "-1Mi", "0", "1 Mi", "1MiB", "99999999999Pi"] {
+        for bad in [
+            "12Qi",
+            "",
+            "Mi",
+            "-1Mi",
+            "0",
+            "1 Mi",
+            "1MiB",
+            "99999999999Pi",
+        ] {
             assert!(parse_memory_bytes(bad).is_err(), "{bad:?} should fail");
         }
-        let err = parse_memory_bytes("12Qi").unwrap_err();
+        let err = parse_memory_bytes("12Qi").expect_err("should fail");
         assert!(err.contains("unknown unit `Qi`"), "{err}");
     }
 }

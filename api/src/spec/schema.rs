@@ -214,16 +214,28 @@ mod tests {
         let p = &service["properties"];
         object(&s, &p["resources"], RESOURCES_FIELDS, "resources");
         let health = object(&s, &p["health"], HEALTH_FIELDS, "health");
-        object(&s, &health["properties"]["http"], HTTP_FIELDS, "health.http");
+        object(
+            &s,
+            &health["properties"]["http"],
+            HTTP_FIELDS,
+            "health.http",
+        );
         object(&s, &health["properties"]["tcp"], TCP_FIELDS, "health.tcp");
-        object(&s, &health["properties"]["exec"], EXEC_FIELDS, "health.exec");
+        object(
+            &s,
+            &health["properties"]["exec"],
+            EXEC_FIELDS,
+            "health.exec",
+        );
         let restart = object(&s, &p["restart"], &["policy", "backoff"], "restart");
-        object(&s, &restart["properties"]["backoff"], BACKOFF_FIELDS, "backoff");
+        object(
+            &s,
+            &restart["properties"]["backoff"],
+            BACKOFF_FIELDS,
+            "backoff",
+        );
         object(&s, &p["placement"], PLACEMENT_FIELDS, "placement");
         object(&s, &p["strategy"], STRATEGY_FIELDS, "strategy");
-        assert_eq!(
-            s["$schema"],
-            "https://json-schema.org/draft/2020-12/schema"
-        );
+        assert_eq!(s["$schema"], "https://json-schema.org/draft/2020-12/schema");
     }
 }

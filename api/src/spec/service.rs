@@ -296,7 +296,9 @@ pub(crate) fn decode_process(
             .text_list(n, "args")
             .map(|v| v.into_iter().map(|(s, _)| s).collect()),
     };
-    let env = f.get("env").map_or(Some(BTreeMap::new()), |n| decode_env(dec, n));
+    let env = f
+        .get("env")
+        .map_or(Some(BTreeMap::new()), |n| decode_env(dec, n));
     let working_dir = match f.get("working_dir") {
         None => Some(None),
         Some(n) => dec.string(n, "working_dir").map(Some),
@@ -326,7 +328,7 @@ pub(crate) fn decode_process(
 }
 
 fn decode_env(dec: &mut Decoder, node: &Node) -> Option<BTreeMap<String, String>> {
-    let f = dec.fields(node, "env", &[])?;
+    let f = dec.mapping(node, "env")?;
     let mut env = BTreeMap::new();
     let mut ok = true;
     for (key, value) in f.entries() {
@@ -407,9 +409,9 @@ fn decode_backoff(dec: &mut Decoder, node: &Node) -> Option<Backoff> {
     let initial = f.get("initial").map_or(Some(defaults.initial_ms), |n| {
         dec.duration(n, "restart.backoff.initial")
     });
-    let max = f
-        .get("max")
-        .map_or(Some(defaults.max_ms), |n| dec.duration(n, "restart.backoff.max"));
+    let max = f.get("max").map_or(Some(defaults.max_ms), |n| {
+        dec.duration(n, "restart.backoff.max")
+    });
     let (initial_ms, max_ms) = (initial?, max?);
     if initial_ms == 0 {
         let at = f.get("initial").map_or(f.at, |n| n.at);
@@ -469,7 +471,10 @@ fn decode_ports(dec: &mut Decoder, node: &Node) -> Option<Vec<(String, Pos)>> {
             dec.error(
                 *at,
                 &field,
-                format!("port `{name}` is listed twice (first at line {})", first.line),
+                format!(
+                    "port `{name}` is listed twice (first at line {})",
+                    first.line
+                ),
             );
             ok = false;
         }
@@ -505,8 +510,9 @@ fn decode_health(
         }
     };
     let duration = |dec: &mut Decoder, name: &str, default: u64| {
-        f.get(name)
-            .map_or(Some(default), |n| dec.duration(n, &format!("health.{name}")))
+        f.get(name).map_or(Some(default), |n| {
+            dec.duration(n, &format!("health.{name}"))
+        })
     };
     let interval = duration(dec, "interval", 10_000);
     let timeout = duration(dec, "timeout", 1_000);
@@ -546,10 +552,15 @@ fn decode_probe(
         "exec" => {
             let f = dec.fields(node, &path, EXEC_FIELDS)?;
             let command = dec.required(&f, "command")?;
-            decode_command(dec, command, "health.exec.command").map(|command| Probe::Exec { command })
+            decode_command(dec, command, "health.exec.command")
+                .map(|command| Probe::Exec { command })
         }
         _ => {
-            let allowed = if kind == "http" { HTTP_FIELDS } else { TCP_FIELDS };
+            let allowed = if kind == "http" {
+                HTTP_FIELDS
+            } else {
+                TCP_FIELDS
+            };
             let f = dec.fields(node, &path, allowed)?;
             let port = dec.required(&f, "port").and_then(|n| {
                 let field = f.path("port");
@@ -566,7 +577,11 @@ fn decode_probe(
                     let names: Vec<String> = ports.iter().map(|(p, _)| format!("`{p}`")).collect();
                     format!("expected one of {}", names.join(", "))
                 };
-                dec.error(n.at, &field, format!("port `{name}` is not in `ports`: {known}"));
+                dec.error(
+                    n.at,
+                    &field,
+                    format!("port `{name}` is not in `ports`: {known}"),
+                );
                 None
             });
             if kind == "tcp" {
@@ -596,12 +611,14 @@ fn decode_probe(
 fn decode_strategy(dec: &mut Decoder, node: &Node) -> Option<UpdateStrategy> {
     let f = dec.fields(node, "strategy", STRATEGY_FIELDS)?;
     let defaults = UpdateStrategy::default();
-    let unavailable = f.get("max_unavailable").map_or(Some(defaults.max_unavailable), |n| {
-        dec.uint::<u32>(n, "strategy.max_unavailable")
+    let unavailable = f
+        .get("max_unavailable")
+        .map_or(Some(defaults.max_unavailable), |n| {
+            dec.uint::<u32>(n, "strategy.max_unavailable")
+        });
+    let surge = f.get("max_surge").map_or(Some(defaults.max_surge), |n| {
+        dec.uint::<u32>(n, "strategy.max_surge")
     });
-    let surge = f
-        .get("max_surge")
-        .map_or(Some(defaults.max_surge), |n| dec.uint::<u32>(n, "strategy.max_surge"));
     let (max_unavailable, max_surge) = (unavailable?, surge?);
     if max_unavailable == 0 && max_surge == 0 {
         dec.error(
@@ -627,7 +644,9 @@ pub(crate) fn decode_service(dec: &mut Decoder, node: &Node) -> Option<(ServiceS
         .get("replicas")
         .map_or(Some(1), |n| dec.uint::<u32>(n, "replicas"));
     let process = decode_process(dec, &f, RestartMode::Always);
-    let ports = f.get("ports").map_or(Some(Vec::new()), |n| decode_ports(dec, n));
+    let ports = f
+        .get("ports")
+        .map_or(Some(Vec::new()), |n| decode_ports(dec, n));
     let health = match f.get("health") {
         None => Some(None),
         Some(n) => decode_health(dec, n, ports.as_deref()).map(Some),
