@@ -6,12 +6,15 @@
 //! # Layout
 //! - [`variable`]: the `Variable` kind (small CAS-able config values) and path rules.
 //! - [`event`]: the change records kept in the watch window.
+//! - [`spec`]: `orion.yaml` — parsing with `file:line:column` errors, the typed
+//!   `ServiceSpec`, and the JSON Schema editors use.
 //! - [`cluster`]: control-plane members and cluster status as the API shows them.
 //! - [`error`]: the JSON error body every endpoint returns, and its machine-readable codes.
 
 pub mod cluster;
 pub mod error;
 pub mod event;
+pub mod spec;
 pub mod variable;
 
 pub use cluster::{

@@ -1,0 +1,69 @@
+//! The `orion.yaml` spec layer: what users write, read into typed resources.
+//!
+//! A file holds one or more YAML documents separated by `---`, each one resource
+//! with a `kind`. Parsing never stops at the first problem in a document: it
+//! reports every one, each as `file:line:column: field: message`, including the
+//! checks that need several fields at once (a health check's port must be one of
+//! `ports`, backoff `initial <= max`, names unique per kind across documents).
+//!
+//! ```text
+//!  text ──serde-saphyr──► node::Node tree ──decode──► Resource::Service(ServiceSpec)
+//!        (syntax errors)   (line:column on      (type, range and cross-field
+//!                           every key/value)     checks, all collected)
+//! ```
+//!
+//! # Layout
+//! - [`parse`]: [`parse_documents`], the entry point, and the `kind` dispatch.
+//! - [`service`]: `kind: Service`, its typed form and its defaults.
+//! - [`constraint`]: placement constraints (`zone == a`, `zone in (a, b)`, ...).
+//! - [`quantity`]: CPU (`250m`, `0.5`) and memory (`64Mi`, `1Gi`) amounts.
+//! - [`duration`]: `500ms`, `2s`, `1m30s`.
+//! - [`expand`]: `${NAME}` expansion in commands.
+//! - [`schema`]: the JSON Schema of a document, for editors (`orion schema`).
+//! - [`error`]: [`SpecError`] and [`SpecErrors`].
+//! - `node` and `decode` (private): the positioned YAML tree and the readers that
+//!   turn it into typed values while collecting errors.
+
+pub mod constraint;
+mod decode;
+pub mod duration;
+pub mod error;
+pub mod expand;
+mod node;
+pub mod parse;
+pub mod quantity;
+pub mod schema;
+pub mod service;
+
+use serde::{Deserialize, Serialize};
+
+pub use constraint::Constraint;
+pub use error::{SpecError, SpecErrors};
+pub use parse::parse_documents;
+pub use schema::json_schema;
+pub use service::{
+    Backoff, HealthCheck, Placement, Probe, Resources, RestartMode, RestartPolicy, ServiceSpec,
+    UpdateStrategy,
+};
+
+/// One document of an `orion.yaml`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "PascalCase")]
+pub enum Resource {
+    Service(ServiceSpec),
+}
+
+impl Resource {
+    /// The `kind:` this resource was written with.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Resource::Service(_) => "Service",
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            Resource::Service(s) => &s.name,
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! The JSON Schema (draft 2020-12) of one `orion.yaml` document, for editors.
+//!
+//! Written by hand from the same field lists the parser checks against; a test
+//! keeps the two in step. The schema describes what users *write* (`cpu: 250m`,
+//! `interval: 2s`), not the typed JSON form.
+
+use serde_json::{json, Value};
+
+/// The schema of one document; `orion schema` prints it.
+pub fn json_schema() -> Value {
+    let name = json!({
+        "type": "string",
+        "pattern": "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$",
+        "description": "lowercase letters, digits and '-', 1 to 63 long"
+    });
+    let duration = json!({
+        "type": "string",
+        "pattern": "^(0|([0-9]+(ms|s|m|h))+)$",
+        "description": "a duration like 500ms, 2s, 1m30s or 1h"
+    });
+    let command = json!({
+        "type": "array",
+        "items": {"type": ["string", "number", "boolean"]},
+        "minItems": 1,
+        "description": "the program and its arguments; no shell is involved"
+    });
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://orion.dev/schema/orion.yaml.json",
+        "title": "orion.yaml document",
+        "oneOf": [{"$ref": "#/$defs/Service"}],
+        "$defs": {
+            "name": name,
+            "duration": duration,
+            "command": command,
+            "Service": {
+                "type": "object",
+                "description": "a long-running command kept at `replicas` copies",
+                "additionalProperties": false,
+                "required": ["kind", "name", "command"],
+                "properties": {
+                    "kind": {"const": "Service"},
+                    "name": {"$ref": "#/$defs/name"},
+                    "replicas": {"type": "integer", "minimum": 0, "maximum": u32::MAX, "default": 1},
+                    "command": {"$ref": "#/$defs/command"},
+                    "args": {
+                        "type": "array",
+                        "items": {"type": ["string", "number", "boolean"]},
+                        "description": "extra arguments after `command`"
+                    },
+                    "env": {
+                        "type": "object",
+                        "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
+                        "additionalProperties": {"type": ["string", "number", "boolean"]}
+                    },
+                    "working_dir": {"type": "string"},
+                    "ports": {
+                        "type": "array",
+                        "items": {"$ref": "#/$defs/name"},
+                        "uniqueItems": true,
+                        "description": "named ports; each replica gets a free port per name as ORION_PORT_<NAME> (the first also as PORT)"
+                    },
+                    "resources": {"$ref": "#/$defs/resources"},
+                    "health": {"$ref": "#/$defs/health"},
+                    "restart": {"$ref": "#/$defs/restart"},
+                    "placement": {"$ref": "#/$defs/placement"},
+                    "strategy": {"$ref": "#/$defs/strategy"}
+                }
+            },
+            "resources": {
+                "type": "object",
+                "additionalProperties": false,
+                "properties": {
+                    "cpu": {
+                        "type": ["string", "number"],
+                        "pattern": "^([0-9]+m|[0-9]*\\.?[0-9]+)$",
+                        "description": "CPU: 250m (millicores), 0.5 or 2 (cores)",
+                        "default": "100m"
+                    },
+                    "memory": {
+                        "type": ["string", "integer"],
+                        "pattern": "^[0-9]*\\.?[0-9]+(Ki|Mi|Gi|Ti|Pi|k|K|M|G|T|P)?$",
+                        "description": "memory: 64Mi, 1Gi, 500M or a byte count",
+                        "default": "64Mi"
+                    }
+                }
+            },
+            "health": {
+                "type": "object",
+                "additionalProperties": false,
+                "description": "exactly one of http, tcp or exec",
+                "oneOf": [
+                    {"required": ["http"]},
+                    {"required": ["tcp"]},
+                    {"required": ["exec"]}
+                ],
+                "properties": {
+                    "http": {
+                        "type": "object",
+                        "additionalProperties": false,
+                        "required": ["port"],
+                        "properties": {
+                            "port": {"$ref": "#/$defs/name", "description": "one of `ports`"},
+                            "path": {"type": "string", "pattern": "^/", "default": "/"}
+                        }
+                    },
+                    "tcp": {
+                        "type": "object",
+                        "additionalProperties": false,
+                        "required": ["port"],
+                        "properties": {
+                            "port": {"$ref": "#/$defs/name", "description": "one of `ports`"}
+                        }
+                    },
+                    "exec": {
+                        "type": "object",
+                        "additionalProperties": false,
+                        "required": ["command"],
+                        "properties": {"command": {"$ref": "#/$defs/command"}}
+                    },
+                    "interval": {"$ref": "#/$defs/duration", "default": "10s"},
+                    "timeout": {"$ref": "#/$defs/duration", "default": "1s"},
+                    "failures": {"type": "integer", "minimum": 1, "default": 3},
+                    "successes": {"type": "integer", "minimum": 1, "default": 1},
+                    "initial_delay": {"$ref": "#/$defs/duration", "default": "0s"}
+                }
+            },
+            "restart": {
+                "type": "object",
+                "additionalProperties": false,
+                "properties": {
+                    "policy": {"enum": ["always", "on-failure", "never"], "default": "always"},
+                    "backoff": {
+                        "type": "object",
+                        "additionalProperties": false,
+                        "description": "initial must not be longer than max",
+                        "properties": {
+                            "initial": {"$ref": "#/$defs/duration", "default": "1s"},
+                            "max": {"$ref": "#/$defs/duration", "default": "1m"}
+                        }
+                    }
+                }
+            },
+            "placement": {
+                "type": "object",
+                "additionalProperties": false,
+                "properties": {
+                    "constraints": {
+                        "type": "array",
+                        "items": {
+                            "type": "string",
+                            "description": "`label == value`, `label != value`, `label in (a, b)` or `label exists`"
+                        }
+                    }
+                }
+            },
+            "strategy": {
+                "type": "object",
+                "additionalProperties": false,
+                "description": "rolling update; max_unavailable and max_surge cannot both be 0",
+                "properties": {
+                    "max_unavailable": {"type": "integer", "minimum": 0, "default": 1},
+                    "max_surge": {"type": "integer", "minimum": 0, "default": 1}
+                }
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::service::{
+        BACKOFF_FIELDS, EXEC_FIELDS, HEALTH_FIELDS, HTTP_FIELDS, PLACEMENT_FIELDS,
+        RESOURCES_FIELDS, SERVICE_FIELDS, STRATEGY_FIELDS, TCP_FIELDS,
+    };
+
+    /// Follows a `$ref` inside this schema.
+    fn resolve<'a>(schema: &'a Value, node: &'a Value) -> &'a Value {
+        match node.get("$ref").and_then(Value::as_str) {
+            Some(r) => {
+                let pointer = r.trim_start_matches('#');
+                schema
+                    .pointer(pointer)
+                    .unwrap_or_else(|| panic!("dangling $ref {r}"))
+            }
+            None => node,
+        }
+    }
+
+    fn object<'a>(schema: &'a Value, node: &'a Value, fields: &[&str], at: &str) -> &'a Value {
+        let node = resolve(schema, node);
+        assert_eq!(
+            node.get("additionalProperties"),
+            Some(&Value::Bool(false)),
+            "{at} must forbid unknown fields"
+        );
+        let props = node
+            .get("properties")
+            .and_then(Value::as_object)
+            .unwrap_or_else(|| panic!("{at} has no properties"));
+        let mut listed: Vec<&str> = props.keys().map(String::as_str).collect();
+        let mut expected = fields.to_vec();
+        listed.sort_unstable();
+        expected.sort_unstable();
+        assert_eq!(listed, expected, "{at}: schema and parser disagree");
+        node
+    }
+
+    #[test]
+    fn schema_lists_exactly_the_fields_the_parser_accepts() {
+        let s = json_schema();
+        let service = object(&s, &s["$defs"]["Service"], SERVICE_FIELDS, "Service");
+        let p = &service["properties"];
+        object(&s, &p["resources"], RESOURCES_FIELDS, "resources");
+        let health = object(&s, &p["health"], HEALTH_FIELDS, "health");
+        object(
+            &s,
+            &health["properties"]["http"],
+            HTTP_FIELDS,
+            "health.http",
+        );
+        object(&s, &health["properties"]["tcp"], TCP_FIELDS, "health.tcp");
+        object(
+            &s,
+            &health["properties"]["exec"],
+            EXEC_FIELDS,
+            "health.exec",
+        );
+        let restart = object(&s, &p["restart"], &["policy", "backoff"], "restart");
+        object(
+            &s,
+            &restart["properties"]["backoff"],
+            BACKOFF_FIELDS,
+            "backoff",
+        );
+        object(&s, &p["placement"], PLACEMENT_FIELDS, "placement");
+        object(&s, &p["strategy"], STRATEGY_FIELDS, "strategy");
+        assert_eq!(s["$schema"], "https://json-schema.org/draft/2020-12/schema");
+    }
+}

@@ -1,0 +1,677 @@
+//! `kind: Service`: a long-running command kept at `replicas` copies, and the
+//! pieces it shares with `kind: Job` (resources, restart, placement).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::constraint::{parse_constraint, Constraint};
+use super::decode::{Decoder, Fields};
+use super::expand::{expand, is_env_name};
+use super::node::{Node, Pos};
+use super::quantity::{parse_cpu_millis, parse_memory_bytes};
+
+/// Every top-level field of a Service document (`kind` included).
+pub const SERVICE_FIELDS: &[&str] = &[
+    "kind",
+    "name",
+    "replicas",
+    "command",
+    "args",
+    "env",
+    "working_dir",
+    "ports",
+    "resources",
+    "health",
+    "restart",
+    "placement",
+    "strategy",
+];
+pub(crate) const RESOURCES_FIELDS: &[&str] = &["cpu", "memory"];
+pub(crate) const HEALTH_FIELDS: &[&str] = &[
+    "http",
+    "tcp",
+    "exec",
+    "interval",
+    "timeout",
+    "failures",
+    "successes",
+    "initial_delay",
+];
+pub(crate) const HTTP_FIELDS: &[&str] = &["port", "path"];
+pub(crate) const TCP_FIELDS: &[&str] = &["port"];
+pub(crate) const EXEC_FIELDS: &[&str] = &["command"];
+pub(crate) const RESTART_FIELDS: &[&str] = &["policy", "backoff"];
+pub(crate) const BACKOFF_FIELDS: &[&str] = &["initial", "max"];
+pub(crate) const PLACEMENT_FIELDS: &[&str] = &["constraints"];
+pub(crate) const STRATEGY_FIELDS: &[&str] = &["max_unavailable", "max_surge"];
+
+/// A long-running service: the typed, validated form of one `kind: Service` document.
+/// Durations are milliseconds, CPU millicores, memory bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSpec {
+    /// Unique among services; a DNS label, so it can name hosts and metrics.
+    pub name: String,
+    /// How many copies should run.
+    #[serde(default = "default_replicas")]
+    pub replicas: u32,
+    /// The program and its first arguments; never empty, `command[0]` non-empty.
+    pub command: Vec<String>,
+    /// Extra arguments after `command` (handy when `command` comes from a template).
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Relative to the agent's work folder for the replica when not absolute.
+    #[serde(default)]
+    pub working_dir: Option<String>,
+    /// Named ports: the agent picks a free port for each, per replica, and passes
+    /// it as `ORION_PORT_<NAME>` (and the first one also as `PORT`).
+    #[serde(default)]
+    pub ports: Vec<String>,
+    #[serde(default)]
+    pub resources: Resources,
+    #[serde(default)]
+    pub health: Option<HealthCheck>,
+    #[serde(default)]
+    pub restart: RestartPolicy,
+    #[serde(default)]
+    pub placement: Placement,
+    #[serde(default)]
+    pub strategy: UpdateStrategy,
+}
+
+fn default_replicas() -> u32 {
+    1
+}
+
+impl ServiceSpec {
+    /// The argv to run: `command` then `args`, with `${NAME}` expanded from `env`
+    /// (`$$` is a literal `$`). Fails naming the first unknown variable.
+    pub fn expand_command(&self, env: &BTreeMap<String, String>) -> Result<Vec<String>, String> {
+        self.command
+            .iter()
+            .chain(&self.args)
+            .map(|part| expand(part, env))
+            .collect()
+    }
+
+    /// The environment variable a port is given as: `http` → `ORION_PORT_HTTP`.
+    pub fn port_env_name(port: &str) -> String {
+        format!("ORION_PORT_{}", port.to_ascii_uppercase().replace('-', "_"))
+    }
+}
+
+/// What one replica reserves on its node; the scheduler packs by these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resources {
+    /// Thousandths of a CPU core (`250m`, `0.25`).
+    pub cpu_millis: u64,
+    pub memory_bytes: u64,
+}
+
+impl Default for Resources {
+    /// 100m CPU and 64Mi memory.
+    fn default() -> Self {
+        Resources {
+            cpu_millis: 100,
+            memory_bytes: 64 << 20,
+        }
+    }
+}
+
+/// How the agent decides a replica is healthy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    pub probe: Probe,
+    /// Time between two checks (default 10s).
+    pub interval_ms: u64,
+    /// How long one check may take before it counts as failed (default 1s).
+    pub timeout_ms: u64,
+    /// Consecutive failures before the replica is unhealthy (default 3).
+    pub failures: u32,
+    /// Consecutive successes before it is healthy again (default 1).
+    pub successes: u32,
+    /// Wait after start before the first check (default 0).
+    pub initial_delay_ms: u64,
+}
+
+/// One kind of check; ports are names from the service's `ports`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Probe {
+    /// `GET path` on the port answers 2xx or 3xx.
+    Http { port: String, path: String },
+    /// The port accepts a TCP connection.
+    Tcp { port: String },
+    /// The command exits 0.
+    Exec { command: Vec<String> },
+}
+
+/// When to restart an exited replica, and how fast.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestartPolicy {
+    pub policy: RestartMode,
+    pub backoff: Backoff,
+}
+
+impl Default for RestartPolicy {
+    /// A service's default: always restart, backoff 1s doubling to 1m.
+    fn default() -> Self {
+        RestartPolicy {
+            policy: RestartMode::Always,
+            backoff: Backoff::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartMode {
+    /// Whatever the exit status.
+    Always,
+    /// Only after a non-zero exit or a signal.
+    OnFailure,
+    Never,
+}
+
+impl RestartMode {
+    const NAMES: [(&'static str, RestartMode); 3] = [
+        ("always", RestartMode::Always),
+        ("on-failure", RestartMode::OnFailure),
+        ("never", RestartMode::Never),
+    ];
+}
+
+/// Delay before restart number n: `initial * 2^(n-1)`, capped at `max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Backoff {
+    pub initial_ms: u64,
+    pub max_ms: u64,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            initial_ms: 1_000,
+            max_ms: 60_000,
+        }
+    }
+}
+
+/// Where replicas may run: every constraint must hold for the node's labels.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Placement {
+    pub constraints: Vec<Constraint>,
+}
+
+/// How a rolling update replaces replicas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateStrategy {
+    /// Replicas that may be down at once during the update (default 1).
+    pub max_unavailable: u32,
+    /// Extra replicas that may run above `replicas` during the update (default 1).
+    pub max_surge: u32,
+}
+
+impl Default for UpdateStrategy {
+    fn default() -> Self {
+        UpdateStrategy {
+            max_unavailable: 1,
+            max_surge: 1,
+        }
+    }
+}
+
+/// Names of services, jobs and ports: lowercase letters, digits and `-`,
+/// 1 to 63 long, starting and ending with a letter or digit (RFC 1123 label).
+pub fn validate_name(name: &str) -> Result<(), String> {
+    let ok_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if name.is_empty() || name.len() > 63 {
+        return Err(format!("`{name}` must be 1 to 63 characters long"));
+    }
+    if !ok_chars || name.starts_with('-') || name.ends_with('-') {
+        return Err(format!(
+            "`{name}` must be lowercase letters, digits and '-', starting and ending with a letter or digit"
+        ));
+    }
+    Ok(())
+}
+
+/// `name`, read and checked; with the position of its value.
+pub(crate) fn decode_name(dec: &mut Decoder, f: &Fields) -> Option<(String, Pos)> {
+    let node = dec.required(f, "name")?;
+    let name = dec.string(node, "name")?;
+    dec.check(node, "name", validate_name(&name))?;
+    Some((name, node.at))
+}
+
+/// A command list: at least one element, the first non-empty.
+pub(crate) fn decode_command(dec: &mut Decoder, node: &Node, field: &str) -> Option<Vec<String>> {
+    let parts = dec.text_list(node, field)?;
+    match parts.first() {
+        None => {
+            dec.error(node.at, field, "must name a program to run (an empty list)");
+            None
+        }
+        Some((first, at)) if first.trim().is_empty() => {
+            dec.error(*at, &format!("{field}[0]"), "the program name is empty");
+            None
+        }
+        Some(_) => Some(parts.into_iter().map(|(s, _)| s).collect()),
+    }
+}
+
+/// The parts of a Service a Job shares: how to run the process and where.
+pub(crate) struct Process {
+    pub command: Vec<String>,
+    pub args: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub working_dir: Option<String>,
+    pub resources: Resources,
+    pub restart: RestartPolicy,
+    pub placement: Placement,
+}
+
+pub(crate) fn decode_process(
+    dec: &mut Decoder,
+    f: &Fields,
+    default_restart: RestartMode,
+) -> Option<Process> {
+    let command = dec
+        .required(f, "command")
+        .and_then(|n| decode_command(dec, n, "command"));
+    let args = match f.get("args") {
+        None => Some(Vec::new()),
+        Some(n) => dec
+            .text_list(n, "args")
+            .map(|v| v.into_iter().map(|(s, _)| s).collect()),
+    };
+    let env = f
+        .get("env")
+        .map_or(Some(BTreeMap::new()), |n| decode_env(dec, n));
+    let working_dir = match f.get("working_dir") {
+        None => Some(None),
+        Some(n) => dec.string(n, "working_dir").map(Some),
+    };
+    let resources = f
+        .get("resources")
+        .map_or(Some(Resources::default()), |n| decode_resources(dec, n));
+    let restart = match f.get("restart") {
+        None => Some(RestartPolicy {
+            policy: default_restart,
+            backoff: Backoff::default(),
+        }),
+        Some(n) => decode_restart(dec, n, default_restart),
+    };
+    let placement = f
+        .get("placement")
+        .map_or(Some(Placement::default()), |n| decode_placement(dec, n));
+    Some(Process {
+        command: command?,
+        args: args?,
+        env: env?,
+        working_dir: working_dir?,
+        resources: resources?,
+        restart: restart?,
+        placement: placement?,
+    })
+}
+
+fn decode_env(dec: &mut Decoder, node: &Node) -> Option<BTreeMap<String, String>> {
+    let f = dec.mapping(node, "env")?;
+    let mut env = BTreeMap::new();
+    let mut ok = true;
+    for (key, value) in f.entries() {
+        let field = format!("env.{}", key.name);
+        if !is_env_name(&key.name) {
+            dec.error(
+                key.at,
+                &field,
+                format!(
+                    "`{}` is not a valid variable name ([A-Za-z_][A-Za-z0-9_]*)",
+                    key.name
+                ),
+            );
+            ok = false;
+        }
+        match dec.text(value, &field) {
+            Some(v) => {
+                env.insert(key.name.clone(), v);
+            }
+            None => ok = false,
+        }
+    }
+    ok.then_some(env)
+}
+
+fn decode_resources(dec: &mut Decoder, node: &Node) -> Option<Resources> {
+    let f = dec.fields(node, "resources", RESOURCES_FIELDS)?;
+    let defaults = Resources::default();
+    let cpu = match f.get("cpu") {
+        None => Some(defaults.cpu_millis),
+        Some(n) => {
+            let text = dec.text(n, "resources.cpu")?;
+            dec.check(n, "resources.cpu", parse_cpu_millis(&text))
+        }
+    };
+    let memory = match f.get("memory") {
+        None => Some(defaults.memory_bytes),
+        Some(n) => {
+            let text = dec.text(n, "resources.memory")?;
+            dec.check(n, "resources.memory", parse_memory_bytes(&text))
+        }
+    };
+    Some(Resources {
+        cpu_millis: cpu?,
+        memory_bytes: memory?,
+    })
+}
+
+fn decode_restart(dec: &mut Decoder, node: &Node, default: RestartMode) -> Option<RestartPolicy> {
+    let f = dec.fields(node, "restart", RESTART_FIELDS)?;
+    let policy = match f.get("policy") {
+        None => Some(default),
+        Some(n) => {
+            let text = dec.string(n, "restart.policy")?;
+            let found = RestartMode::NAMES.iter().find(|(name, _)| *name == text);
+            dec.check(
+                n,
+                "restart.policy",
+                found.map(|(_, mode)| *mode).ok_or_else(|| {
+                    format!("unknown policy `{text}`, expected `always`, `on-failure` or `never`")
+                }),
+            )
+        }
+    };
+    let backoff = match f.get("backoff") {
+        None => Some(Backoff::default()),
+        Some(n) => decode_backoff(dec, n),
+    };
+    Some(RestartPolicy {
+        policy: policy?,
+        backoff: backoff?,
+    })
+}
+
+fn decode_backoff(dec: &mut Decoder, node: &Node) -> Option<Backoff> {
+    let f = dec.fields(node, "restart.backoff", BACKOFF_FIELDS)?;
+    let defaults = Backoff::default();
+    let initial = f.get("initial").map_or(Some(defaults.initial_ms), |n| {
+        dec.duration(n, "restart.backoff.initial")
+    });
+    let max = f.get("max").map_or(Some(defaults.max_ms), |n| {
+        dec.duration(n, "restart.backoff.max")
+    });
+    let (initial_ms, max_ms) = (initial?, max?);
+    if initial_ms == 0 {
+        let at = f.get("initial").map_or(f.at, |n| n.at);
+        dec.error(at, "restart.backoff.initial", "must be greater than zero");
+        return None;
+    }
+    if initial_ms > max_ms {
+        let (field, at) = match (f.get("initial"), f.get("max")) {
+            (_, Some(n)) => ("restart.backoff.max", n.at),
+            (Some(n), None) => ("restart.backoff.initial", n.at),
+            (None, None) => ("restart.backoff", f.at),
+        };
+        dec.error(
+            at,
+            field,
+            format!(
+                "initial backoff ({}) is longer than max ({})",
+                super::duration::format_duration_ms(initial_ms),
+                super::duration::format_duration_ms(max_ms)
+            ),
+        );
+        return None;
+    }
+    Some(Backoff { initial_ms, max_ms })
+}
+
+fn decode_placement(dec: &mut Decoder, node: &Node) -> Option<Placement> {
+    let f = dec.fields(node, "placement", PLACEMENT_FIELDS)?;
+    let Some(list) = f.get("constraints") else {
+        return Some(Placement::default());
+    };
+    let items = dec.text_list(list, "placement.constraints")?;
+    let mut constraints = Vec::with_capacity(items.len());
+    let mut ok = true;
+    for (i, (text, at)) in items.iter().enumerate() {
+        match parse_constraint(text) {
+            Ok(c) => constraints.push(c),
+            Err(e) => {
+                dec.error(*at, &format!("placement.constraints[{i}]"), e);
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(Placement { constraints })
+}
+
+/// Port names: valid, unique; with positions for the health check to refer to.
+fn decode_ports(dec: &mut Decoder, node: &Node) -> Option<Vec<(String, Pos)>> {
+    let ports = dec.text_list(node, "ports")?;
+    let mut ok = true;
+    for (i, (name, at)) in ports.iter().enumerate() {
+        let field = format!("ports[{i}]");
+        if let Err(e) = validate_name(name) {
+            dec.error(*at, &field, e);
+            ok = false;
+        } else if let Some((_, first)) = ports[..i].iter().find(|(n, _)| n == name) {
+            dec.error(
+                *at,
+                &field,
+                format!(
+                    "port `{name}` is listed twice (first at line {})",
+                    first.line
+                ),
+            );
+            ok = false;
+        }
+    }
+    ok.then_some(ports)
+}
+
+/// `ports` is `None` when they could not be read (their error is already recorded).
+fn decode_health(
+    dec: &mut Decoder,
+    node: &Node,
+    ports: Option<&[(String, Pos)]>,
+) -> Option<HealthCheck> {
+    let f = dec.fields(node, "health", HEALTH_FIELDS)?;
+    let kinds: Vec<&str> = ["http", "tcp", "exec"]
+        .into_iter()
+        .filter(|k| f.get(k).is_some())
+        .collect();
+    let probe = match kinds.as_slice() {
+        [] => {
+            dec.error(f.at, "health", "needs one of `http`, `tcp` or `exec`");
+            None
+        }
+        [kind] => decode_probe(dec, &f, kind, ports),
+        [first, second, ..] => {
+            let at = f.key_at(second).unwrap_or(f.at);
+            dec.error(
+                at,
+                &format!("health.{second}"),
+                format!("only one of `http`, `tcp` or `exec` may be given (found `{first}` too)"),
+            );
+            None
+        }
+    };
+    let duration = |dec: &mut Decoder, name: &str, default: u64| {
+        f.get(name).map_or(Some(default), |n| {
+            dec.duration(n, &format!("health.{name}"))
+        })
+    };
+    let interval = duration(dec, "interval", 10_000);
+    let timeout = duration(dec, "timeout", 1_000);
+    let initial_delay = duration(dec, "initial_delay", 0);
+    let failures = f
+        .get("failures")
+        .map_or(Some(3), |n| dec.positive::<u32>(n, "health.failures"));
+    let successes = f
+        .get("successes")
+        .map_or(Some(1), |n| dec.positive::<u32>(n, "health.successes"));
+    for (name, value) in [("interval", interval), ("timeout", timeout)] {
+        if value == Some(0) {
+            let at = f.get(name).map_or(f.at, |n| n.at);
+            dec.error(at, &format!("health.{name}"), "must be greater than zero");
+            return None;
+        }
+    }
+    Some(HealthCheck {
+        probe: probe?,
+        interval_ms: interval?,
+        timeout_ms: timeout?,
+        failures: failures?,
+        successes: successes?,
+        initial_delay_ms: initial_delay?,
+    })
+}
+
+fn decode_probe(
+    dec: &mut Decoder,
+    health: &Fields,
+    kind: &str,
+    ports: Option<&[(String, Pos)]>,
+) -> Option<Probe> {
+    let node = health.get(kind)?;
+    let path = format!("health.{kind}");
+    match kind {
+        "exec" => {
+            let f = dec.fields(node, &path, EXEC_FIELDS)?;
+            let command = dec.required(&f, "command")?;
+            decode_command(dec, command, "health.exec.command")
+                .map(|command| Probe::Exec { command })
+        }
+        _ => {
+            let allowed = if kind == "http" {
+                HTTP_FIELDS
+            } else {
+                TCP_FIELDS
+            };
+            let f = dec.fields(node, &path, allowed)?;
+            let port = dec.required(&f, "port").and_then(|n| {
+                let field = f.path("port");
+                let name = dec.string(n, &field)?;
+                let Some(ports) = ports else {
+                    return Some(name);
+                };
+                if ports.iter().any(|(p, _)| *p == name) {
+                    return Some(name);
+                }
+                let known = if ports.is_empty() {
+                    "the service has no `ports`".to_owned()
+                } else {
+                    let names: Vec<String> = ports.iter().map(|(p, _)| format!("`{p}`")).collect();
+                    format!("expected one of {}", names.join(", "))
+                };
+                dec.error(
+                    n.at,
+                    &field,
+                    format!("port `{name}` is not in `ports`: {known}"),
+                );
+                None
+            });
+            if kind == "tcp" {
+                return Some(Probe::Tcp { port: port? });
+            }
+            let http_path = match f.get("path") {
+                None => Some("/".to_owned()),
+                Some(n) => {
+                    let field = f.path("path");
+                    let p = dec.string(n, &field)?;
+                    if p.starts_with('/') {
+                        Some(p)
+                    } else {
+                        dec.error(n.at, &field, format!("`{p}` must start with `/`"));
+                        None
+                    }
+                }
+            };
+            Some(Probe::Http {
+                port: port?,
+                path: http_path?,
+            })
+        }
+    }
+}
+
+fn decode_strategy(dec: &mut Decoder, node: &Node) -> Option<UpdateStrategy> {
+    let f = dec.fields(node, "strategy", STRATEGY_FIELDS)?;
+    let defaults = UpdateStrategy::default();
+    let unavailable = f
+        .get("max_unavailable")
+        .map_or(Some(defaults.max_unavailable), |n| {
+            dec.uint::<u32>(n, "strategy.max_unavailable")
+        });
+    let surge = f.get("max_surge").map_or(Some(defaults.max_surge), |n| {
+        dec.uint::<u32>(n, "strategy.max_surge")
+    });
+    let (max_unavailable, max_surge) = (unavailable?, surge?);
+    if max_unavailable == 0 && max_surge == 0 {
+        dec.error(
+            f.at,
+            "strategy",
+            "`max_unavailable` and `max_surge` cannot both be 0: an update could never start",
+        );
+        return None;
+    }
+    Some(UpdateStrategy {
+        max_unavailable,
+        max_surge,
+    })
+}
+
+/// Decodes one `kind: Service` document; `None` once any error was recorded.
+/// Also returns where the name is written, for duplicate-name errors.
+pub(crate) fn decode_service(dec: &mut Decoder, node: &Node) -> Option<(ServiceSpec, Pos)> {
+    let before = dec.errors.len();
+    let f = dec.fields(node, "", SERVICE_FIELDS)?;
+    let name = decode_name(dec, &f);
+    let replicas = f
+        .get("replicas")
+        .map_or(Some(1), |n| dec.uint::<u32>(n, "replicas"));
+    let process = decode_process(dec, &f, RestartMode::Always);
+    let ports = f
+        .get("ports")
+        .map_or(Some(Vec::new()), |n| decode_ports(dec, n));
+    let health = match f.get("health") {
+        None => Some(None),
+        Some(n) => decode_health(dec, n, ports.as_deref()).map(Some),
+    };
+    let strategy = f
+        .get("strategy")
+        .map_or(Some(UpdateStrategy::default()), |n| decode_strategy(dec, n));
+    if dec.errors.len() > before {
+        return None;
+    }
+    let (name, name_at) = name?;
+    let process = process?;
+    let spec = ServiceSpec {
+        name,
+        replicas: replicas?,
+        command: process.command,
+        args: process.args,
+        env: process.env,
+        working_dir: process.working_dir,
+        ports: ports?.into_iter().map(|(p, _)| p).collect(),
+        resources: process.resources,
+        health: health?,
+        restart: process.restart,
+        placement: process.placement,
+        strategy: strategy?,
+    };
+    Some((spec, name_at))
+}
