@@ -6,8 +6,8 @@
 //!
 //! Keys (all in the store's `sm` column family):
 //! - `v/<path>`: a [`Variable`] as JSON.
-//! - `e/<revision, 8 bytes big-endian>`: an [`Event`], kept for the last [`EVENT_WINDOW`] changes.
-//! - `m/event_count`, `m/compacted`: bookkeeping of the event window.
+//! - `e/<revision, 8 bytes big-endian>`: an [`Event`], kept for the last [`EVENT_WINDOW`] revisions.
+//! - `m/compacted`: the highest revision whose events may have been dropped.
 //! - `r/<id, 8 bytes big-endian>`: a retired member id, never to be reused.
 
 use orion_api::{validate_path, ErrorCode, Event, EventKind, Variable};
@@ -16,12 +16,11 @@ use orion_store::{Applier, Txn};
 use crate::command::{Applied, Command, CommandResult, Rejection};
 use crate::types::TypeConfig;
 
-/// How many change events are kept for watchers to resume from.
+/// How many revisions of change events are kept for watchers to resume from.
 pub const EVENT_WINDOW: u64 = 10_000;
 
 pub const VARIABLE_PREFIX: &[u8] = b"v/";
 pub const EVENT_PREFIX: &[u8] = b"e/";
-const EVENT_COUNT_KEY: &[u8] = b"m/event_count";
 const COMPACTED_KEY: &[u8] = b"m/compacted";
 const RETIRED_PREFIX: &[u8] = b"r/";
 
@@ -54,7 +53,8 @@ pub struct OrionApplier;
 
 impl Applier<TypeConfig> for OrionApplier {
     fn apply(&self, txn: &mut Txn<'_>, index: u64, cmd: &Command) -> CommandResult {
-        let outcome = match apply_command(txn, index, cmd) {
+        let outcome = match compact_events(txn, index).and_then(|()| apply_command(txn, index, cmd))
+        {
             Ok(applied) => Ok(applied),
             Err(Failure::Rejected(r)) => Err(r),
             // A storage read failed inside apply. Reject deterministically on this peer;
@@ -186,7 +186,7 @@ fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
 }
 
-/// Appends an event and drops the oldest one once the window is full.
+/// Records an event at revision `index`.
 fn record_event(
     txn: &mut Txn<'_>,
     index: u64,
@@ -201,16 +201,23 @@ fn record_event(
         object: object.clone(),
     };
     txn.put(&event_key(index), &encode(&event));
-    let mut count = txn.get(EVENT_COUNT_KEY)?.map_or(0, |b| decode_u64(&b)) + 1;
-    while count > EVENT_WINDOW {
-        let oldest = txn.scan_prefix(EVENT_PREFIX, None, 1)?;
-        let Some((key, _)) = oldest.into_iter().next() else {
-            break;
-        };
-        txn.delete(&key);
-        txn.put(COMPACTED_KEY, &key[EVENT_PREFIX.len()..]);
-        count -= 1;
+    Ok(())
+}
+
+/// Drops the events that have left the window at revision `index`. Point deletes of
+/// the revisions that just left (usually one), never a scan: a scan from the head of
+/// the event range would walk every tombstone left by earlier drops.
+fn compact_events(txn: &mut Txn<'_>, index: u64) -> Result<(), Failure> {
+    let floor = index.saturating_sub(EVENT_WINDOW);
+    let compacted = txn.get(COMPACTED_KEY)?.map_or(0, |b| decode_u64(&b));
+    if floor <= compacted {
+        return Ok(());
     }
-    txn.put(EVENT_COUNT_KEY, &count.to_be_bytes());
+    // Blank and membership entries do not reach the applier, so the gap can be a few
+    // revisions; it is bounded by the window in any case.
+    for revision in (compacted + 1).max(floor.saturating_sub(EVENT_WINDOW))..=floor {
+        txn.delete(&event_key(revision));
+    }
+    txn.put(COMPACTED_KEY, &floor.to_be_bytes());
     Ok(())
 }
