@@ -2,8 +2,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::Variable;
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
@@ -17,9 +15,10 @@ pub struct Event {
     /// The revision of the write that made this change.
     pub revision: u64,
     pub kind: EventKind,
-    /// Always `Variable` for now; later kinds reuse the same record.
+    /// The kind of object: `Variable`, `Service`.
     pub resource: String,
+    /// The object's key within its kind (a variable's path, a service's name).
     pub key: String,
     /// The object after a put, or as it was just before a delete.
-    pub object: Variable,
+    pub object: serde_json::Value,
 }

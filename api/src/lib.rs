@@ -9,6 +9,7 @@
 //! - [`spec`]: `orion.yaml` — parsing with `file:line:column` errors, the typed
 //!   `ServiceSpec`, and the JSON Schema editors use.
 //! - [`cluster`]: control-plane members and cluster status as the API shows them.
+//! - [`workload`]: stored workload objects and the `apply` exchange.
 //! - [`error`]: the JSON error body every endpoint returns, and its machine-readable codes.
 
 pub mod cluster;
@@ -16,6 +17,7 @@ pub mod error;
 pub mod event;
 pub mod spec;
 pub mod variable;
+pub mod workload;
 
 pub use cluster::{
     ClusterStatus, JoinRequest, MemberInfo, MemberRole, MembersResponse, PeerIdentity,
@@ -25,4 +27,8 @@ pub use event::{Event, EventKind};
 pub use variable::{
     validate_path, DeleteResponse, ListResponse, PutVariable, ReadMeta, Variable, VariableResponse,
     WriteResponse, MAX_PATH_LEN,
+};
+pub use workload::{
+    ApplyRequest, ApplyResponse, ApplyResult, Change, DeletedService, ServiceList, ServiceObject,
+    ServiceResponse, SourceFile,
 };

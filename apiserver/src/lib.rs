@@ -17,7 +17,7 @@
 //! - [`leader`]: leader-only operations, executed here or forwarded to the leader,
 //!   held through elections for a bounded time.
 //! - [`join`]: joining an existing cluster at start-up.
-//! - [`variables`], [`cluster`], [`watch`], [`health`]: the HTTP handlers.
+//! - [`variables`], [`workloads`], [`cluster`], [`watch`], [`health`]: the HTTP handlers.
 //! - [`error`]: mapping errors to JSON responses; the body extractor with clear errors.
 
 pub mod cluster;
@@ -29,6 +29,7 @@ pub mod leader;
 pub mod server;
 pub mod variables;
 pub mod watch;
+pub mod workloads;
 
 pub use config::ServerConfig;
 pub use server::run;

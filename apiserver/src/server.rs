@@ -15,7 +15,7 @@ use tracing::{error, info, warn};
 
 use crate::config::ServerConfig;
 use crate::leader::{internal_leader, Cluster, ClusterRef};
-use crate::{cluster, error, health, join, variables, watch, Error, Result};
+use crate::{cluster, error, health, join, variables, watch, workloads, Error, Result};
 
 /// How long in-flight API calls get to finish at shutdown.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
@@ -31,6 +31,12 @@ pub fn router(cluster: ClusterRef, max_body_bytes: usize) -> Router {
             get(variables::get)
                 .put(variables::put)
                 .delete(variables::delete),
+        )
+        .route("/v1/apply", post(workloads::apply))
+        .route("/v1/services", get(workloads::list))
+        .route(
+            "/v1/services/{name}",
+            get(workloads::get).delete(workloads::delete),
         )
         .route("/v1/watch", get(watch::watch))
         .route(

@@ -58,6 +58,32 @@ pub enum Command {
         #[command(subcommand)]
         command: ClusterCommand,
     },
+    /// Create or update the workloads described in YAML files (`-f -` reads stdin).
+    Apply {
+        #[command(flatten)]
+        opts: ClientOpts,
+        /// A file, a folder of `.yaml`/`.yml` files, or `-` for standard input. Repeatable.
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// List or show workloads.
+    Get {
+        #[command(flatten)]
+        opts: ClientOpts,
+        kind: Kind,
+        name: Option<String>,
+        #[arg(long)]
+        stale: bool,
+    },
+    /// Delete a workload.
+    Delete {
+        #[command(flatten)]
+        opts: ClientOpts,
+        kind: Kind,
+        name: String,
+    },
+    /// Print the JSON Schema of an `orion.yaml` document, for editors.
+    Schema,
     /// Read and write variables (small CAS-able config values).
     Var {
         #[command(flatten)]
@@ -65,6 +91,13 @@ pub enum Command {
         #[command(subcommand)]
         command: VarCommand,
     },
+}
+
+/// Workload kinds the CLI can get and delete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Kind {
+    #[value(alias = "service", alias = "svc")]
+    Services,
 }
 
 #[derive(Debug, Args)]

@@ -9,8 +9,13 @@
 //! - `e/<revision, 8 bytes big-endian>`: an [`Event`], kept for the last [`EVENT_WINDOW`] revisions.
 //! - `m/compacted`: the highest revision whose events may have been dropped.
 //! - `r/<id, 8 bytes big-endian>`: a retired member id, never to be reused.
+//! - `s/<name>`: a [`ServiceObject`] as JSON.
 
-use orion_api::{validate_path, ErrorCode, Event, EventKind, Variable};
+use orion_api::spec::service::validate_name;
+use orion_api::spec::Resource;
+use orion_api::{
+    validate_path, ApplyResult, Change, ErrorCode, Event, EventKind, ServiceObject, Variable,
+};
 use orion_store::{Applier, Txn};
 
 use crate::command::{Applied, Command, CommandResult, Rejection};
@@ -23,6 +28,7 @@ pub const VARIABLE_PREFIX: &[u8] = b"v/";
 pub const EVENT_PREFIX: &[u8] = b"e/";
 const COMPACTED_KEY: &[u8] = b"m/compacted";
 const RETIRED_PREFIX: &[u8] = b"r/";
+pub const SERVICE_PREFIX: &[u8] = b"s/";
 
 pub fn variable_key(path: &str) -> Vec<u8> {
     [VARIABLE_PREFIX, path.as_bytes()].concat()
@@ -30,6 +36,10 @@ pub fn variable_key(path: &str) -> Vec<u8> {
 
 pub fn event_key(revision: u64) -> Vec<u8> {
     [EVENT_PREFIX, &revision.to_be_bytes()].concat()
+}
+
+pub fn service_key(name: &str) -> Vec<u8> {
+    [SERVICE_PREFIX, name.as_bytes()].concat()
 }
 
 pub fn retired_key(id: u64) -> Vec<u8> {
@@ -107,7 +117,7 @@ fn apply_command(txn: &mut Txn<'_>, index: u64, cmd: &Command) -> Result<Applied
         } => {
             validate_path(path).map_err(|m| reject(ErrorCode::InvalidArgument, m, None))?;
             let key = variable_key(path);
-            let current = read_variable(txn, &key)?;
+            let current = read_json::<Variable>(txn, &key)?;
             check_expected(path, current.as_ref(), *expected_revision)?;
             let variable = Variable {
                 path: path.clone(),
@@ -117,7 +127,7 @@ fn apply_command(txn: &mut Txn<'_>, index: u64, cmd: &Command) -> Result<Applied
                 version: current.as_ref().map_or(1, |v| v.version + 1),
             };
             txn.put(&key, &encode(&variable));
-            record_event(txn, index, EventKind::Put, &variable)?;
+            record_event(txn, index, EventKind::Put, "Variable", path, &variable);
             Ok(Applied::Put(variable))
         }
         Command::DeleteVariable {
@@ -126,7 +136,7 @@ fn apply_command(txn: &mut Txn<'_>, index: u64, cmd: &Command) -> Result<Applied
         } => {
             validate_path(path).map_err(|m| reject(ErrorCode::InvalidArgument, m, None))?;
             let key = variable_key(path);
-            let current = read_variable(txn, &key)?;
+            let current = read_json::<Variable>(txn, &key)?;
             check_expected(path, current.as_ref(), *expected_revision)?;
             let Some(variable) = current else {
                 return Err(reject(
@@ -136,13 +146,111 @@ fn apply_command(txn: &mut Txn<'_>, index: u64, cmd: &Command) -> Result<Applied
                 ));
             };
             txn.delete(&key);
-            record_event(txn, index, EventKind::Delete, &variable)?;
+            record_event(txn, index, EventKind::Delete, "Variable", path, &variable);
             Ok(Applied::Deleted(variable))
         }
         Command::RetireMember { id } => {
             txn.put(&retired_key(*id), &index.to_be_bytes());
             Ok(Applied::Done)
         }
+        Command::ApplyResources { resources } => {
+            // Check everything before writing anything: one bad resource applies none.
+            let mut seen = std::collections::BTreeSet::new();
+            for r in resources {
+                validate_name(r.name()).map_err(|m| {
+                    reject(
+                        ErrorCode::InvalidArgument,
+                        format!("{} {:?}: {m}", r.kind(), r.name()),
+                        None,
+                    )
+                })?;
+                if !seen.insert((r.kind(), r.name())) {
+                    return Err(reject(
+                        ErrorCode::InvalidArgument,
+                        format!("{} {:?} appears twice in one apply", r.kind(), r.name()),
+                        None,
+                    ));
+                }
+            }
+            let mut results = Vec::with_capacity(resources.len());
+            for r in resources {
+                results.push(apply_resource(txn, index, r)?);
+            }
+            Ok(Applied::Resources(results))
+        }
+        Command::DeleteService { name } => {
+            let key = service_key(name);
+            let Some(service) = read_json::<ServiceObject>(txn, &key)? else {
+                return Err(reject(
+                    ErrorCode::NotFound,
+                    format!("service {name:?} does not exist"),
+                    None,
+                ));
+            };
+            txn.delete(&key);
+            record_event(txn, index, EventKind::Delete, "Service", name, &service);
+            Ok(Applied::DeletedService(Box::new(service)))
+        }
+    }
+}
+
+fn apply_resource(
+    txn: &mut Txn<'_>,
+    index: u64,
+    resource: &Resource,
+) -> Result<ApplyResult, Failure> {
+    match resource {
+        Resource::Service(spec) => {
+            let key = service_key(&spec.name);
+            let current = read_json::<ServiceObject>(txn, &key)?;
+            let (object, change) = match current {
+                Some(cur) if cur.spec == *spec => (cur, Change::Unchanged),
+                Some(cur) => (
+                    ServiceObject {
+                        spec: spec.clone(),
+                        create_revision: cur.create_revision,
+                        mod_revision: index,
+                        generation: cur.generation + 1,
+                    },
+                    Change::Configured,
+                ),
+                None => (
+                    ServiceObject {
+                        spec: spec.clone(),
+                        create_revision: index,
+                        mod_revision: index,
+                        generation: 1,
+                    },
+                    Change::Created,
+                ),
+            };
+            if change != Change::Unchanged {
+                txn.put(&key, &encode(&object));
+                record_event(txn, index, EventKind::Put, "Service", &spec.name, &object);
+            }
+            Ok(ApplyResult {
+                kind: resource.kind().to_string(),
+                name: spec.name.clone(),
+                change,
+                mod_revision: object.mod_revision,
+            })
+        }
+    }
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(
+    txn: &Txn<'_>,
+    key: &[u8],
+) -> Result<Option<T>, Failure> {
+    match txn.get(key)? {
+        None => Ok(None),
+        Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            reject(
+                ErrorCode::Internal,
+                format!("stored object is unreadable: {e}"),
+                None,
+            )
+        }),
     }
 }
 
@@ -168,40 +276,28 @@ fn check_expected(
     Err(reject(ErrorCode::Conflict, message, Some(actual)))
 }
 
-fn read_variable(txn: &Txn<'_>, key: &[u8]) -> Result<Option<Variable>, Failure> {
-    match txn.get(key)? {
-        None => Ok(None),
-        Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-            reject(
-                ErrorCode::Internal,
-                format!("stored variable is unreadable: {e}"),
-                None,
-            )
-        }),
-    }
-}
-
 fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
     // Serializing these plain structs to JSON cannot fail.
     serde_json::to_vec(value).unwrap_or_default()
 }
 
 /// Records an event at revision `index`.
-fn record_event(
+fn record_event<T: serde::Serialize>(
     txn: &mut Txn<'_>,
     index: u64,
     kind: EventKind,
-    object: &Variable,
-) -> Result<(), Failure> {
+    resource: &str,
+    key: &str,
+    object: &T,
+) {
     let event = Event {
         revision: index,
         kind,
-        resource: "Variable".into(),
-        key: object.path.clone(),
-        object: object.clone(),
+        resource: resource.into(),
+        key: key.into(),
+        object: serde_json::to_value(object).unwrap_or_default(),
     };
     txn.put(&event_key(index), &encode(&event));
-    Ok(())
 }
 
 /// Drops the events that have left the window at revision `index`. Point deletes of

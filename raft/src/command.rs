@@ -1,6 +1,7 @@
 //! The command set: every change to the replicated state is one of these.
 
-use orion_api::{ApiError, ErrorCode, Variable};
+use orion_api::spec::Resource;
+use orion_api::{ApiError, ApplyResult, ErrorCode, ServiceObject, Variable};
 use serde::{Deserialize, Serialize};
 
 /// A write, as appended to the Raft log. Validated before it is proposed and again
@@ -22,6 +23,10 @@ pub enum Command {
     },
     /// Record that a member id was removed, so it is never used again.
     RetireMember { id: u64 },
+    /// Create or update workload resources, all in this one entry or none.
+    ApplyResources { resources: Vec<Resource> },
+    /// Delete a service by name.
+    DeleteService { name: String },
 }
 
 /// What applying a command did.
@@ -32,6 +37,10 @@ pub enum Applied {
     Put(Variable),
     /// The variable as it was before a delete.
     Deleted(Variable),
+    /// What applying each resource did, in request order.
+    Resources(Vec<ApplyResult>),
+    /// The service as it was before a delete.
+    DeletedService(Box<ServiceObject>),
     /// A command with no object result.
     Done,
 }

@@ -1,10 +1,11 @@
 //! Typed reads of the replicated state, through one consistent [`View`].
 
-use orion_api::{Event, Variable};
+use orion_api::{Event, ServiceObject, Variable};
 use orion_store::View;
 
 use crate::apply::{
-    compacted_key, decode_u64, event_key, retired_key, variable_key, EVENT_PREFIX, VARIABLE_PREFIX,
+    compacted_key, decode_u64, event_key, retired_key, service_key, variable_key, EVENT_PREFIX,
+    SERVICE_PREFIX, VARIABLE_PREFIX,
 };
 
 pub type Result<T> = std::result::Result<T, ReadError>;
@@ -72,4 +73,18 @@ pub fn events_since(view: &View<'_>, from: u64, limit: usize) -> Result<Vec<Even
 
 pub fn is_retired(view: &View<'_>, id: u64) -> Result<bool> {
     Ok(view.get(&retired_key(id))?.is_some())
+}
+
+pub fn service(view: &View<'_>, name: &str) -> Result<Option<ServiceObject>> {
+    view.get(&service_key(name))?
+        .map(|b| decode(&b))
+        .transpose()
+}
+
+/// Every service, by name.
+pub fn services(view: &View<'_>) -> Result<Vec<ServiceObject>> {
+    view.scan_prefix(SERVICE_PREFIX, None, usize::MAX)?
+        .iter()
+        .map(|(_, v)| decode(v))
+        .collect()
 }

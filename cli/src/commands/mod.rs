@@ -5,6 +5,7 @@ pub mod cluster;
 pub mod dev;
 pub mod server;
 pub mod var;
+pub mod workload;
 
 use std::process::ExitCode;
 
@@ -57,6 +58,25 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Dev(args) => dev::run(args, shutdown_on_signal()).await,
         Command::Cluster { opts, command } => {
             cluster::run(&Client::new(&opts.server)?, opts.output, command).await
+        }
+        Command::Apply { opts, files } => {
+            workload::apply(&Client::new(&opts.server)?, &files).await
+        }
+        Command::Get {
+            opts,
+            kind,
+            name,
+            stale,
+        } => workload::get(&Client::new(&opts.server)?, opts.output, kind, name, stale).await,
+        Command::Delete { opts, kind, name } => {
+            workload::delete(&Client::new(&opts.server)?, kind, &name).await
+        }
+        Command::Schema => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&orion_api::spec::json_schema())?
+            );
+            Ok(())
         }
         Command::Var { opts, command } => {
             var::run(&Client::new(&opts.server)?, opts.output, command).await

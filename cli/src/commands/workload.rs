@@ -1,0 +1,123 @@
+//! `orion apply`, `orion get`, `orion delete` for workloads.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use orion_api::{
+    ApplyRequest, ApplyResponse, Change, DeletedService, ServiceList, ServiceResponse, SourceFile,
+};
+
+use crate::args::{Kind, Output};
+use crate::client::{query_value, Client};
+use crate::output::{print, Table};
+
+/// Reads the `-f` arguments: files, folders (their `.yaml`/`.yml` files, sorted) or `-`.
+fn read_sources(paths: &[PathBuf]) -> anyhow::Result<Vec<SourceFile>> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path == Path::new("-") {
+            let mut content = String::new();
+            std::io::stdin()
+                .read_to_string(&mut content)
+                .context("cannot read standard input")?;
+            files.push(SourceFile {
+                name: "<stdin>".into(),
+                content,
+            });
+        } else if path.is_dir() {
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+                .with_context(|| format!("cannot read folder {}", path.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+                .collect();
+            entries.sort();
+            if entries.is_empty() {
+                bail!("{} holds no .yaml or .yml files", path.display());
+            }
+            for p in entries {
+                files.push(read_file(&p)?);
+            }
+        } else {
+            files.push(read_file(path)?);
+        }
+    }
+    Ok(files)
+}
+
+fn read_file(path: &Path) -> anyhow::Result<SourceFile> {
+    let content =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(SourceFile {
+        name: path.display().to_string(),
+        content,
+    })
+}
+
+pub async fn apply(client: &Client, paths: &[PathBuf]) -> anyhow::Result<()> {
+    let files = read_sources(paths)?;
+    let r: ApplyResponse = client.post("/v1/apply", &ApplyRequest { files }).await?;
+    for x in &r.results {
+        let change = match x.change {
+            Change::Created => "created",
+            Change::Configured => "configured",
+            Change::Unchanged => "unchanged",
+        };
+        println!("{}/{} {change}", x.kind.to_lowercase(), x.name);
+    }
+    Ok(())
+}
+
+fn services_table(items: &[orion_api::ServiceObject]) -> Table {
+    let mut t = Table::new(&["NAME", "REPLICAS", "COMMAND", "GENERATION", "REVISION"]);
+    for s in items {
+        t.row(vec![
+            s.spec.name.clone(),
+            s.spec.replicas.to_string(),
+            s.spec.command.join(" "),
+            s.generation.to_string(),
+            s.mod_revision.to_string(),
+        ]);
+    }
+    t
+}
+
+pub async fn get(
+    client: &Client,
+    output: Output,
+    kind: Kind,
+    name: Option<String>,
+    stale: bool,
+) -> anyhow::Result<()> {
+    let suffix = if stale { "?stale=true" } else { "" };
+    match (kind, name) {
+        (Kind::Services, None) => {
+            let r: ServiceList = client.get(&format!("/v1/services{suffix}")).await?;
+            print(output, &r, |r| services_table(&r.items))?;
+        }
+        (Kind::Services, Some(name)) => {
+            let r: ServiceResponse = client
+                .get(&format!("/v1/services/{}{suffix}", query_value(&name)))
+                .await?;
+            print(output, &r, |r| {
+                services_table(std::slice::from_ref(&r.service))
+            })?;
+        }
+    }
+    Ok(())
+}
+
+pub async fn delete(client: &Client, kind: Kind, name: &str) -> anyhow::Result<()> {
+    match kind {
+        Kind::Services => {
+            let r: DeletedService = client
+                .delete(&format!("/v1/services/{}", query_value(name)))
+                .await?;
+            println!(
+                "service/{} deleted at revision {}",
+                r.deleted.spec.name, r.revision
+            );
+        }
+    }
+    Ok(())
+}
