@@ -222,10 +222,20 @@ fn feasible(node: &NodeView, allocated: Resources, request: &Request) -> Result<
         return Err(Failure::Constraint(i));
     }
     let need = request.resources;
-    if node.capacity.cpu_millis.saturating_sub(allocated.cpu_millis) < need.cpu_millis {
+    if node
+        .capacity
+        .cpu_millis
+        .saturating_sub(allocated.cpu_millis)
+        < need.cpu_millis
+    {
         return Err(Failure::Cpu);
     }
-    if node.capacity.memory_bytes.saturating_sub(allocated.memory_bytes) < need.memory_bytes {
+    if node
+        .capacity
+        .memory_bytes
+        .saturating_sub(allocated.memory_bytes)
+        < need.memory_bytes
+    {
         return Err(Failure::Memory);
     }
     Ok(())
@@ -280,7 +290,7 @@ impl Failures {
             (self.memory, "insufficient memory".to_owned()),
         ];
         // Stable sort: equal counts keep the check order.
-        kinds.sort_by(|a, b| b.0.cmp(&a.0));
+        kinds.sort_by_key(|(count, _)| std::cmp::Reverse(*count));
         let mut reason = format!("0/{nodes} nodes:");
         let mut first = true;
         for (count, kind) in kinds.iter().filter(|(count, _)| *count > 0) {
