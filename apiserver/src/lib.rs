@@ -16,6 +16,8 @@
 //! - [`server`]: `run(config, shutdown)`: bind, start Raft, serve, shut down in order.
 //! - [`leader`]: leader-only operations, executed here or forwarded to the leader,
 //!   held through elections for a bounded time.
+//! - [`scheduler`]: the pure placement function (nodes + pending replicas → plan):
+//!   feasibility, then spread or bin-pack scoring, round-robin among equals.
 //! - [`join`]: joining an existing cluster at start-up.
 //! - [`variables`], [`workloads`], [`cluster`], [`watch`], [`health`]: the HTTP handlers.
 //! - [`error`]: mapping errors to JSON responses; the body extractor with clear errors.
@@ -26,6 +28,7 @@ pub mod error;
 pub mod health;
 pub mod join;
 pub mod leader;
+pub mod scheduler;
 pub mod server;
 pub mod variables;
 pub mod watch;
