@@ -1,4 +1,4 @@
-//! The commands. Each client command builds a [`Client`](crate::client::Client),
+//! The commands. Each client command builds a [`Client`],
 //! makes its calls and prints the answer in the chosen format.
 
 pub mod cluster;
