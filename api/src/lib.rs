@@ -29,6 +29,7 @@ pub use variable::{
     WriteResponse, MAX_PATH_LEN,
 };
 pub use workload::{
-    ApplyRequest, ApplyResponse, ApplyResult, Change, DeletedService, ServiceList, ServiceObject,
-    ServiceResponse, SourceFile,
+    ApplyRequest, ApplyResponse, ApplyResult, Change, DeletedService, NodeList, NodeObject,
+    NodeStatus, ReplicaList, ReplicaObject, ServiceList, ServiceObject, ServiceResponse,
+    SourceFile,
 };

@@ -72,3 +72,65 @@ pub struct DeletedService {
     pub revision: u64,
     pub deleted: ServiceObject,
 }
+
+/// Whether a node takes and keeps replicas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeStatus {
+    #[default]
+    Ready,
+    Down,
+}
+
+/// A machine that runs replicas (registered by its agent, or by an admin).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeObject {
+    pub name: String,
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub capacity: crate::spec::Resources,
+    #[serde(default)]
+    pub status: NodeStatus,
+    /// A draining node keeps nothing: its replicas are placed elsewhere.
+    #[serde(default)]
+    pub draining: bool,
+    #[serde(default)]
+    pub mod_revision: u64,
+}
+
+/// One placed instance of a service. Intent (`node`, `generation`) is written by the
+/// leader's replica controller; what the agent observes lives in other fields later.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaObject {
+    pub service: String,
+    pub ordinal: u32,
+    pub node: String,
+    /// The service generation this replica was placed for.
+    pub generation: u64,
+    pub resources: crate::spec::Resources,
+    #[serde(default)]
+    pub create_revision: u64,
+}
+
+impl ReplicaObject {
+    /// `service-ordinal`, e.g. `web-0`.
+    pub fn id(&self) -> String {
+        format!("{}-{}", self.service, self.ordinal)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeList {
+    pub revision: u64,
+    pub items: Vec<NodeObject>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaList {
+    pub revision: u64,
+    pub items: Vec<ReplicaObject>,
+    /// Services with replicas that could not be placed, and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unplaced: Vec<String>,
+}

@@ -77,6 +77,8 @@ pub struct Cluster {
     pub hold: Duration,
     /// Cancelled when the peer shuts down; ends long-running streams.
     pub shutdown: CancellationToken,
+    /// The replica controller's latest unplaced replicas and why (leader only).
+    pub unplaced: std::sync::Mutex<Vec<String>>,
 }
 
 pub type ClusterRef = Arc<Cluster>;

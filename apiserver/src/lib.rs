@@ -18,16 +18,19 @@
 //!   held through elections for a bounded time.
 //! - [`scheduler`]: the pure placement function (nodes + pending replicas → plan):
 //!   feasibility, then spread or bin-pack scoring, round-robin among equals.
+//! - [`leadership`]: starts the [`controllers`] when this peer leads, stops them when it does not.
 //! - [`join`]: joining an existing cluster at start-up.
 //! - [`variables`], [`workloads`], [`cluster`], [`watch`], [`health`]: the HTTP handlers.
 //! - [`error`]: mapping errors to JSON responses; the body extractor with clear errors.
 
 pub mod cluster;
 pub mod config;
+pub mod controllers;
 pub mod error;
 pub mod health;
 pub mod join;
 pub mod leader;
+pub mod leadership;
 pub mod scheduler;
 pub mod server;
 pub mod variables;

@@ -38,6 +38,9 @@ pub fn router(cluster: ClusterRef, max_body_bytes: usize) -> Router {
             "/v1/services/{name}",
             get(workloads::get).delete(workloads::delete),
         )
+        .route("/v1/nodes", get(workloads::nodes))
+        .route("/v1/nodes/{name}", axum::routing::put(workloads::put_node))
+        .route("/v1/replicas", get(workloads::replicas))
         .route("/v1/watch", get(watch::watch))
         .route(
             "/v1/cluster/members",
@@ -95,7 +98,13 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
         http: http.clone(),
         hold: Duration::from_millis(config.leader_hold_ms),
         shutdown: api_shutdown.clone(),
+        unplaced: std::sync::Mutex::new(Vec::new()),
     });
+    let leader_work_shutdown = CancellationToken::new();
+    let leader_work = tokio::spawn(crate::leadership::run(
+        cluster.clone(),
+        leader_work_shutdown.clone(),
+    ));
 
     let peer_shutdown = CancellationToken::new();
     let peer_task = {
@@ -151,8 +160,9 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
         shutdown.cancelled().await;
     }
 
-    // Shut down in order: API first (in-flight calls get a deadline), then Raft,
-    // then the peer transport; storage closes when the last handle drops.
+    // Shut down in order: API first (in-flight calls get a deadline), then the
+    // leader-only controllers, then Raft, then the peer transport; storage closes
+    // when the last handle drops.
     info!("shutting down");
     api_shutdown.cancel();
     if tokio::time::timeout(DRAIN_DEADLINE, api_task)
@@ -160,6 +170,13 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
         .is_err()
     {
         warn!("API calls still running after the drain deadline; stopping anyway");
+    }
+    leader_work_shutdown.cancel();
+    if tokio::time::timeout(DRAIN_DEADLINE, leader_work)
+        .await
+        .is_err()
+    {
+        warn!("controllers did not stop in time");
     }
     node.shutdown().await;
     peer_shutdown.cancel();

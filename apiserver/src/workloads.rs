@@ -10,7 +10,8 @@ use axum::extract::{Path, Query, State};
 use axum::Json;
 use orion_api::spec::{parse_documents, Resource, SpecErrors};
 use orion_api::{
-    ApiError, ApplyRequest, ApplyResponse, DeletedService, ServiceList, ServiceResponse,
+    ApiError, ApplyRequest, ApplyResponse, DeletedService, NodeList, NodeObject, ReplicaList,
+    ServiceList, ServiceResponse,
 };
 use orion_raft::command::Applied;
 use orion_raft::{read, Command};
@@ -140,6 +141,65 @@ pub async fn delete(
         })),
         (_, other) => Err(unexpected(&other).into()),
     }
+}
+
+/// `GET /v1/nodes`.
+pub async fn nodes(
+    State(cluster): State<ClusterRef>,
+    Query(params): Query<ReadParams>,
+) -> HttpResult<Json<NodeList>> {
+    fresh(&cluster, params.stale).await?;
+    let list = cluster.node.reader.with_view(|view| {
+        Ok::<_, ApiError>(NodeList {
+            revision: view.last_applied_index().map_err(storage)?,
+            items: read::nodes(view).map_err(storage)?,
+        })
+    })?;
+    Ok(Json(list))
+}
+
+/// `PUT /v1/nodes/{name}`: register or update a node by hand (agents register
+/// themselves; this is for admins and for pre-registration, as `kubectl create node`).
+pub async fn put_node(
+    State(cluster): State<ClusterRef>,
+    Path(name): Path<String>,
+    JsonBody(node): JsonBody<NodeObject>,
+) -> HttpResult<Json<NodeObject>> {
+    if node.name != name {
+        return Err(ApiError::invalid(format!(
+            "the body names node {:?} but the path names {name:?}",
+            node.name
+        ))
+        .into());
+    }
+    let stored = node.clone();
+    let (revision, applied) = cluster.apply(Command::UpsertNode { node }).await?;
+    if !matches!(applied, Applied::Done) {
+        return Err(unexpected(&applied).into());
+    }
+    Ok(Json(NodeObject {
+        mod_revision: revision,
+        ..stored
+    }))
+}
+
+/// `GET /v1/replicas`: placed replicas, and (on the leader) those that cannot be placed.
+pub async fn replicas(
+    State(cluster): State<ClusterRef>,
+    Query(params): Query<ReadParams>,
+) -> HttpResult<Json<ReplicaList>> {
+    fresh(&cluster, params.stale).await?;
+    let mut list = cluster.node.reader.with_view(|view| {
+        Ok::<_, ApiError>(ReplicaList {
+            revision: view.last_applied_index().map_err(storage)?,
+            items: read::replicas(view).map_err(storage)?,
+            unplaced: Vec::new(),
+        })
+    })?;
+    if let Ok(u) = cluster.unplaced.lock() {
+        list.unplaced.clone_from(&u);
+    }
+    Ok(Json(list))
 }
 
 #[cfg(test)]

@@ -98,6 +98,10 @@ pub enum Command {
 pub enum Kind {
     #[value(alias = "service", alias = "svc")]
     Services,
+    #[value(alias = "node")]
+    Nodes,
+    #[value(alias = "replica")]
+    Replicas,
 }
 
 #[derive(Debug, Args)]

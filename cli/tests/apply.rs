@@ -79,3 +79,78 @@ async fn an_invalid_document_applies_nothing_and_names_file_line_column() {
     let list: orion_api::ServiceList = serde_json::from_str(&out).expect("service list JSON");
     assert!(list.items.is_empty(), "nothing applied: {out}");
 }
+
+async fn replicas(c: &TestCluster, via: u64) -> Option<orion_api::ReplicaList> {
+    let r = c
+        .http
+        .get(format!("{}/v1/replicas", c.url(via)))
+        .send()
+        .await
+        .ok()?;
+    r.json().await.ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_places_replicas_across_nodes_and_follows_scale_through_a_failover() {
+    let mut c = TestCluster::start(3).await;
+    for name in ["node-a", "node-b"] {
+        let r = c
+            .http
+            .put(format!("{}/v1/nodes/{name}", c.url(2)))
+            .json(&serde_json::json!({
+                "name": name,
+                "capacity": {"cpu_millis": 2000, "memory_bytes": 1u64 << 30},
+            }))
+            .send()
+            .await
+            .expect("register node");
+        assert!(r.status().is_success(), "register {name}: {}", r.status());
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("orion.yaml");
+    std::fs::write(&file, WEB).expect("write spec");
+    let path = file.to_str().expect("utf-8 path");
+    let (ok, _, err) = orion(&c.url(3), &["apply", "-f", path]);
+    assert!(ok, "{err}");
+
+    let placed = c
+        .wait_for("3 replicas placed", fixture::WAIT, || async {
+            let l = replicas(&c, 1).await?;
+            (l.items.len() == 3).then_some(l)
+        })
+        .await;
+    let nodes: std::collections::BTreeSet<&str> =
+        placed.items.iter().map(|r| r.node.as_str()).collect();
+    assert_eq!(nodes.len(), 2, "spread over both nodes: {placed:?}");
+
+    // A new leader's controller takes over without duplicating or moving anything.
+    let leader = c.wait_for_leader().await;
+    c.kill9(leader);
+    let new_leader = c.wait_for_leader().await;
+    std::fs::write(&file, WEB.replace("replicas: 3", "replicas: 1")).expect("write spec");
+    let (ok, _, err) = orion(&c.url(new_leader), &["apply", "-f", path]);
+    assert!(ok, "{err}");
+    let after = c
+        .wait_for("scale down to 1 replica", fixture::WAIT, || async {
+            let l = replicas(&c, new_leader).await?;
+            (l.items.len() == 1).then_some(l)
+        })
+        .await;
+    let kept = &after.items[0];
+    assert_eq!(kept.ordinal, 0);
+    assert!(
+        placed
+            .items
+            .iter()
+            .any(|r| r.ordinal == 0 && r.node == kept.node),
+        "replica 0 stayed where it was: before {placed:?}, after {after:?}"
+    );
+
+    let (ok, _, err) = orion(&c.url(new_leader), &["delete", "service", "web"]);
+    assert!(ok, "{err}");
+    c.wait_for("no replicas left", fixture::WAIT, || async {
+        let l = replicas(&c, new_leader).await?;
+        l.items.is_empty().then_some(())
+    })
+    .await;
+}

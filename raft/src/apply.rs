@@ -10,11 +10,14 @@
 //! - `m/compacted`: the highest revision whose events may have been dropped.
 //! - `r/<id, 8 bytes big-endian>`: a retired member id, never to be reused.
 //! - `s/<name>`: a [`ServiceObject`] as JSON.
+//! - `n/<name>`: a [`NodeObject`] as JSON.
+//! - `p/<service>/<ordinal, 4 bytes big-endian>`: a [`ReplicaObject`] as JSON.
 
 use orion_api::spec::service::validate_name;
 use orion_api::spec::Resource;
 use orion_api::{
-    validate_path, ApplyResult, Change, ErrorCode, Event, EventKind, ServiceObject, Variable,
+    validate_path, ApplyResult, Change, ErrorCode, Event, EventKind, NodeObject, ReplicaObject,
+    ServiceObject, Variable,
 };
 use orion_store::{Applier, Txn};
 
@@ -29,6 +32,8 @@ pub const EVENT_PREFIX: &[u8] = b"e/";
 const COMPACTED_KEY: &[u8] = b"m/compacted";
 const RETIRED_PREFIX: &[u8] = b"r/";
 pub const SERVICE_PREFIX: &[u8] = b"s/";
+pub const NODE_PREFIX: &[u8] = b"n/";
+pub const REPLICA_PREFIX: &[u8] = b"p/";
 
 pub fn variable_key(path: &str) -> Vec<u8> {
     [VARIABLE_PREFIX, path.as_bytes()].concat()
@@ -40,6 +45,20 @@ pub fn event_key(revision: u64) -> Vec<u8> {
 
 pub fn service_key(name: &str) -> Vec<u8> {
     [SERVICE_PREFIX, name.as_bytes()].concat()
+}
+
+pub fn node_key(name: &str) -> Vec<u8> {
+    [NODE_PREFIX, name.as_bytes()].concat()
+}
+
+pub fn replica_key(service: &str, ordinal: u32) -> Vec<u8> {
+    [
+        REPLICA_PREFIX,
+        service.as_bytes(),
+        b"/",
+        &ordinal.to_be_bytes(),
+    ]
+    .concat()
 }
 
 pub fn retired_key(id: u64) -> Vec<u8> {
@@ -191,7 +210,70 @@ fn apply_command(txn: &mut Txn<'_>, index: u64, cmd: &Command) -> Result<Applied
             record_event(txn, index, EventKind::Delete, "Service", name, &service);
             Ok(Applied::DeletedService(Box::new(service)))
         }
+        Command::UpsertNode { node } => upsert_node(txn, index, node),
+        Command::ReconcileReplicas { place, remove } => {
+            reconcile_replicas(txn, index, place, remove)
+        }
     }
+}
+
+fn upsert_node(txn: &mut Txn<'_>, index: u64, node: &NodeObject) -> Result<Applied, Failure> {
+    validate_name(&node.name).map_err(|m| {
+        reject(
+            ErrorCode::InvalidArgument,
+            format!("node {:?}: {m}", node.name),
+            None,
+        )
+    })?;
+    let node = NodeObject {
+        mod_revision: index,
+        ..node.clone()
+    };
+    txn.put(&node_key(&node.name), &encode(&node));
+    record_event(txn, index, EventKind::Put, "Node", &node.name, &node);
+    Ok(Applied::Done)
+}
+
+fn reconcile_replicas(
+    txn: &mut Txn<'_>,
+    index: u64,
+    place: &[ReplicaObject],
+    remove: &[(String, u32)],
+) -> Result<Applied, Failure> {
+    for (service, ordinal) in remove {
+        let key = replica_key(service, *ordinal);
+        if let Some(replica) = read_json::<ReplicaObject>(txn, &key)? {
+            txn.delete(&key);
+            record_event(
+                txn,
+                index,
+                EventKind::Delete,
+                "Replica",
+                &replica.id(),
+                &replica,
+            );
+        }
+    }
+    for replica in place {
+        let key = replica_key(&replica.service, replica.ordinal);
+        if txn.get(&key)?.is_some() {
+            continue;
+        }
+        let replica = ReplicaObject {
+            create_revision: index,
+            ..replica.clone()
+        };
+        txn.put(&key, &encode(&replica));
+        record_event(
+            txn,
+            index,
+            EventKind::Put,
+            "Replica",
+            &replica.id(),
+            &replica,
+        );
+    }
+    Ok(Applied::Done)
 }
 
 fn apply_resource(

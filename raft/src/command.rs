@@ -1,7 +1,9 @@
 //! The command set: every change to the replicated state is one of these.
 
 use orion_api::spec::Resource;
-use orion_api::{ApiError, ApplyResult, ErrorCode, ServiceObject, Variable};
+use orion_api::{
+    ApiError, ApplyResult, ErrorCode, NodeObject, ReplicaObject, ServiceObject, Variable,
+};
 use serde::{Deserialize, Serialize};
 
 /// A write, as appended to the Raft log. Validated before it is proposed and again
@@ -27,6 +29,14 @@ pub enum Command {
     ApplyResources { resources: Vec<Resource> },
     /// Delete a service by name.
     DeleteService { name: String },
+    /// Register or update a node.
+    UpsertNode { node: NodeObject },
+    /// The replica controller's decisions: place new replicas, remove old ones.
+    /// Idempotent: placing an existing replica or removing a missing one is a no-op.
+    ReconcileReplicas {
+        place: Vec<ReplicaObject>,
+        remove: Vec<(String, u32)>,
+    },
 }
 
 /// What applying a command did.

@@ -1,11 +1,11 @@
 //! Typed reads of the replicated state, through one consistent [`View`].
 
-use orion_api::{Event, ServiceObject, Variable};
+use orion_api::{Event, NodeObject, ReplicaObject, ServiceObject, Variable};
 use orion_store::View;
 
 use crate::apply::{
     compacted_key, decode_u64, event_key, retired_key, service_key, variable_key, EVENT_PREFIX,
-    SERVICE_PREFIX, VARIABLE_PREFIX,
+    NODE_PREFIX, REPLICA_PREFIX, SERVICE_PREFIX, VARIABLE_PREFIX,
 };
 
 pub type Result<T> = std::result::Result<T, ReadError>;
@@ -83,8 +83,22 @@ pub fn service(view: &View<'_>, name: &str) -> Result<Option<ServiceObject>> {
 
 /// Every service, by name.
 pub fn services(view: &View<'_>) -> Result<Vec<ServiceObject>> {
-    view.scan_prefix(SERVICE_PREFIX, None, usize::MAX)?
+    all(view, SERVICE_PREFIX)
+}
+
+fn all<T: serde::de::DeserializeOwned>(view: &View<'_>, prefix: &[u8]) -> Result<Vec<T>> {
+    view.scan_prefix(prefix, None, usize::MAX)?
         .iter()
         .map(|(_, v)| decode(v))
         .collect()
+}
+
+/// Every node, by name.
+pub fn nodes(view: &View<'_>) -> Result<Vec<NodeObject>> {
+    all(view, NODE_PREFIX)
+}
+
+/// Every replica, by service then ordinal.
+pub fn replicas(view: &View<'_>) -> Result<Vec<ReplicaObject>> {
+    all(view, REPLICA_PREFIX)
 }

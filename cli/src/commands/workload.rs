@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use orion_api::{
-    ApplyRequest, ApplyResponse, Change, DeletedService, ServiceList, ServiceResponse, SourceFile,
+    ApplyRequest, ApplyResponse, Change, DeletedService, NodeList, ReplicaList, ServiceList,
+    ServiceResponse, SourceFile,
 };
 
 use crate::args::{Kind, Output};
@@ -103,12 +104,56 @@ pub async fn get(
                 services_table(std::slice::from_ref(&r.service))
             })?;
         }
+        (Kind::Nodes, None) => {
+            let r: NodeList = client.get(&format!("/v1/nodes{suffix}")).await?;
+            print(output, &r, |r| {
+                let mut t = Table::new(&["NAME", "STATUS", "CPU", "MEMORY", "LABELS"]);
+                for n in &r.items {
+                    let status = format!("{:?}", n.status).to_lowercase();
+                    t.row(vec![
+                        n.name.clone(),
+                        if n.draining {
+                            format!("{status},draining")
+                        } else {
+                            status
+                        },
+                        format!("{}m", n.capacity.cpu_millis),
+                        format!("{}Mi", n.capacity.memory_bytes >> 20),
+                        n.labels
+                            .iter()
+                            .map(|(k, v)| format!("{k}={v}"))
+                            .collect::<Vec<_>>()
+                            .join(","),
+                    ]);
+                }
+                t
+            })?;
+        }
+        (Kind::Replicas, None) => {
+            let r: ReplicaList = client.get(&format!("/v1/replicas{suffix}")).await?;
+            print(output, &r, |r| {
+                let mut t = Table::new(&["REPLICA", "NODE", "GENERATION"]);
+                for x in &r.items {
+                    t.row(vec![x.id(), x.node.clone(), x.generation.to_string()]);
+                }
+                t
+            })?;
+            for u in &r.unplaced {
+                eprintln!("not placed: {u}");
+            }
+        }
+        (kind, Some(name)) => {
+            bail!("`orion get {kind:?} {name}` is not supported yet; list them without a name")
+        }
     }
     Ok(())
 }
 
 pub async fn delete(client: &Client, kind: Kind, name: &str) -> anyhow::Result<()> {
     match kind {
+        Kind::Nodes | Kind::Replicas => {
+            bail!("{kind:?} are not deleted by hand: the controllers own them (delete or scale the service)")
+        }
         Kind::Services => {
             let r: DeletedService = client
                 .delete(&format!("/v1/services/{}", query_value(name)))

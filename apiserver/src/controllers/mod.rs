@@ -1,0 +1,5 @@
+//! Leader-only controllers. Each is a level-triggered loop: read the whole desired
+//! and current state, compute what to change with a pure function, propose it,
+//! wait for the next change. Running it twice changes nothing the second time.
+
+pub mod replicas;

@@ -1,0 +1,43 @@
+//! Leader-only work: started when this peer becomes leader, stopped — all of it,
+//! before anything else — when it stops being leader or the peer shuts down.
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::info;
+
+use crate::controllers;
+use crate::leader::ClusterRef;
+
+fn is_leader(cluster: &ClusterRef) -> bool {
+    cluster.node.raft.metrics().borrow().state == openraft::ServerState::Leader
+}
+
+/// Watches leadership until `shutdown`; runs the controllers during each term led.
+pub async fn run(cluster: ClusterRef, shutdown: CancellationToken) {
+    let mut metrics = cluster.node.raft.metrics();
+    loop {
+        if is_leader(&cluster) {
+            let term = shutdown.child_token();
+            let tasks = TaskTracker::new();
+            tasks.spawn(controllers::replicas::run(cluster.clone(), term.clone()));
+            tasks.close();
+            info!("became leader: controllers started");
+            while is_leader(&cluster) && !shutdown.is_cancelled() {
+                tokio::select! {
+                    () = shutdown.cancelled() => {}
+                    changed = metrics.changed() => if changed.is_err() { break },
+                }
+            }
+            term.cancel();
+            tasks.wait().await;
+            info!("controllers stopped");
+        }
+        if shutdown.is_cancelled() {
+            return;
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            changed = metrics.changed() => if changed.is_err() { return },
+        }
+    }
+}
