@@ -80,7 +80,11 @@ pub struct Target<'a> {
 /// Runs the check until the replica is unhealthy; returns the last failure's reason.
 /// Calls `on_healthy` each time it becomes healthy. Never returns while healthy, so
 /// the caller races it against the process exiting.
-pub async fn watch(check: &HealthCheck, target: Target<'_>, mut on_healthy: impl FnMut()) -> String {
+pub async fn watch(
+    check: &HealthCheck,
+    target: Target<'_>,
+    mut on_healthy: impl FnMut(),
+) -> String {
     tokio::time::sleep(Duration::from_millis(check.initial_delay_ms)).await;
     let mut tracker = Tracker::new(check);
     let mut ticks = tokio::time::interval(Duration::from_millis(check.interval_ms.max(1)));
@@ -206,7 +210,11 @@ async fn exec(command: &[String], target: &Target<'_>) -> Result<(), String> {
     if status.success() {
         Ok(())
     } else {
-        Err(format!("`{}` {}", argv.join(" "), crate::supervisor::ExitInfo::from(status)))
+        Err(format!(
+            "`{}` {}",
+            argv.join(" "),
+            crate::supervisor::ExitInfo::from(status)
+        ))
     }
 }
 
@@ -258,7 +266,10 @@ mod tests {
         };
         let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
         let server = tokio::spawn(async move {
-            for answer in ["HTTP/1.1 204 No Content\r\n\r\n", "HTTP/1.0 503 Busy\r\n\r\n"] {
+            for answer in [
+                "HTTP/1.1 204 No Content\r\n\r\n",
+                "HTTP/1.0 503 Busy\r\n\r\n",
+            ] {
                 if let Ok((mut s, _)) = listener.accept().await {
                     let mut buf = [0u8; 1024];
                     let _ = s.read(&mut buf).await;

@@ -257,7 +257,10 @@ mod tests {
         fs::write(rotated_path(&live, 1), "a\nb\n").map_err(io_at(&live))?;
         fs::write(&live, "c\n").map_err(io_at(&live))?;
         assert_eq!(tail(dir.path(), LogStream::Stderr, 2)?, vec!["b", "c"]);
-        assert_eq!(tail(dir.path(), LogStream::Stderr, 10)?, vec!["a", "b", "c"]);
+        assert_eq!(
+            tail(dir.path(), LogStream::Stderr, 10)?,
+            vec!["a", "b", "c"]
+        );
         assert!(tail(dir.path(), LogStream::Stdout, 3)?.is_empty());
         Ok(())
     }

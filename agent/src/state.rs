@@ -100,14 +100,12 @@ pub fn load_live(root: &Path) -> Vec<ReplicaRecord> {
             }
             continue;
         }
-        let record = fs::read(&path)
-            .map_err(io_at(&path))
-            .and_then(|b| {
-                serde_json::from_slice::<ReplicaRecord>(&b).map_err(|source| Error::Json {
-                    path: path.clone(),
-                    source,
-                })
-            });
+        let record = fs::read(&path).map_err(io_at(&path)).and_then(|b| {
+            serde_json::from_slice::<ReplicaRecord>(&b).map_err(|source| Error::Json {
+                path: path.clone(),
+                source,
+            })
+        });
         match record {
             Ok(r) if is_same_process(r.pid, r.start_time) => live.push(r),
             Ok(r) => {

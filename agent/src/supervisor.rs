@@ -203,7 +203,11 @@ impl Supervisor {
         Self::with_config(root, shutdown, SupervisorConfig::default())
     }
 
-    pub fn with_config(root: PathBuf, shutdown: CancellationToken, config: SupervisorConfig) -> Self {
+    pub fn with_config(
+        root: PathBuf,
+        shutdown: CancellationToken,
+        config: SupervisorConfig,
+    ) -> Self {
         let (changes, _) = watch::channel(0);
         let sup = Supervisor {
             shared: Arc::new(Shared {
@@ -517,7 +521,10 @@ fn prepare(root: &Path, spec: &ReplicaSpec) -> Result<Launch, String> {
         std::fs::create_dir_all(&cwd)
             .map_err(|e| format!("cannot create working directory {}: {e}", cwd.display()))?;
     } else if !cwd.is_dir() {
-        return Err(format!("working directory \"{}\" does not exist", cwd.display()));
+        return Err(format!(
+            "working directory \"{}\" does not exist",
+            cwd.display()
+        ));
     }
     Ok(Launch { argv, env, cwd })
 }
@@ -546,8 +553,15 @@ fn spawn(root: &Path, spec: &ReplicaSpec, launch: &Launch) -> Result<Child, Stri
 
 /// A running replica process: our child, or one adopted from a previous agent.
 enum Proc {
-    Child { child: Child, pid: u32 },
-    Adopted { pid: u32, pgid: u32, start_time: u64 },
+    Child {
+        child: Child,
+        pid: u32,
+    },
+    Adopted {
+        pid: u32,
+        pgid: u32,
+        start_time: u64,
+    },
 }
 
 impl Proc {
@@ -681,12 +695,16 @@ impl ReplicaTask {
                     pgid: rec.pgid,
                     start_time: rec.start_time,
                 }),
-                (None, Ok(launch)) => spawn(&self.shared.root, &self.spec, launch).and_then(|child| {
-                    child
-                        .id()
-                        .map(|pid| Proc::Child { child, pid })
-                        .ok_or_else(|| "the process exited before it could be tracked".to_owned())
-                }),
+                (None, Ok(launch)) => {
+                    spawn(&self.shared.root, &self.spec, launch).and_then(|child| {
+                        child
+                            .id()
+                            .map(|pid| Proc::Child { child, pid })
+                            .ok_or_else(|| {
+                                "the process exited before it could be tracked".to_owned()
+                            })
+                    })
+                }
                 (None, Err(reason)) => Err(reason.clone()),
             };
             let mut proc = match proc {
@@ -906,7 +924,10 @@ mod tests {
             max_ms: 1_000,
         };
         let ms = |n| backoff_delay(&b, n, 0.0).as_millis();
-        assert_eq!([ms(1), ms(2), ms(3), ms(4), ms(5), ms(60)], [100, 200, 400, 800, 1000, 1000]);
+        assert_eq!(
+            [ms(1), ms(2), ms(3), ms(4), ms(5), ms(60)],
+            [100, 200, 400, 800, 1000, 1000]
+        );
         assert_eq!(backoff_delay(&b, 1, 0.1).as_millis(), 110);
         assert_eq!(backoff_delay(&b, 1, -0.5).as_millis(), 90);
         assert_eq!(backoff_delay(&b, 9, 0.1).as_millis(), 1000);
