@@ -19,8 +19,6 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
-    #[error("unknown replica `{0}`")]
-    UnknownReplica(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

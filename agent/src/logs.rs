@@ -170,8 +170,9 @@ pub fn tail(dir: &Path, stream: LogStream, n: usize) -> Result<Vec<String>> {
 /// shrank) and starts again from its beginning. Polls every `every`.
 pub fn follow(path: PathBuf, every: Duration, cancel: CancellationToken) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel(256);
+    // The end as of this call, not of when the task first runs.
+    let mut offset = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     tokio::spawn(async move {
-        let mut offset = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         let mut partial = Vec::new();
         loop {
             tokio::select! {
@@ -262,6 +263,37 @@ mod tests {
             vec!["a", "b", "c"]
         );
         assert!(tail(dir.path(), LogStream::Stdout, 3)?.is_empty());
+        Ok(())
+    }
+
+    async fn next(rx: &mut mpsc::Receiver<String>) -> Option<String> {
+        tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    #[tokio::test]
+    async fn follow_sees_new_lines_and_rotation() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(io_at("tempdir"))?;
+        let live = log_path(dir.path(), LogStream::Stdout);
+        fs::write(&live, "old\n").map_err(io_at(&live))?;
+        let cancel = CancellationToken::new();
+        let mut lines = follow(live.clone(), Duration::from_millis(10), cancel.clone());
+        let mut f = open_for_child(dir.path(), LogStream::Stdout)?;
+        write!(f, "new ").map_err(io_at(&live))?;
+        writeln!(f, "line").map_err(io_at(&live))?;
+        assert_eq!(next(&mut lines).await.as_deref(), Some("new line"));
+        let config = LogConfig {
+            max_bytes: 1,
+            keep: 1,
+            check_every: Duration::from_millis(10),
+        };
+        assert!(rotate_if_needed(&live, &config)?);
+        writeln!(f, "after").map_err(io_at(&live))?;
+        assert_eq!(next(&mut lines).await.as_deref(), Some("after"));
+        cancel.cancel();
+        assert_eq!(next(&mut lines).await, None);
         Ok(())
     }
 }

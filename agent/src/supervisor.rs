@@ -513,19 +513,18 @@ fn prepare(root: &Path, spec: &ReplicaSpec) -> Result<Launch, String> {
     }
     let work = root.join("work").join(&spec.id);
     let cwd = match spec.service.working_dir.as_deref() {
-        Some(dir) if Path::new(dir).is_absolute() => PathBuf::from(dir),
+        Some(dir) if Path::new(dir).is_absolute() => {
+            if !Path::new(dir).is_dir() {
+                return Err(format!("working directory \"{dir}\" does not exist"));
+            }
+            PathBuf::from(dir)
+        }
         Some(dir) => work.join(dir),
         None => work,
     };
-    if !Path::new(spec.service.working_dir.as_deref().unwrap_or("")).is_absolute() {
-        std::fs::create_dir_all(&cwd)
-            .map_err(|e| format!("cannot create working directory {}: {e}", cwd.display()))?;
-    } else if !cwd.is_dir() {
-        return Err(format!(
-            "working directory \"{}\" does not exist",
-            cwd.display()
-        ));
-    }
+    // Folders under the replica's own work folder are ours to create.
+    std::fs::create_dir_all(&cwd)
+        .map_err(|e| format!("cannot create working directory {}: {e}", cwd.display()))?;
     Ok(Launch { argv, env, cwd })
 }
 
