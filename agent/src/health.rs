@@ -1,0 +1,285 @@
+//! Health checks: one probe ([`Probe`]) run every `interval`, each bounded by
+//! `timeout`, first after `initial_delay`.
+//!
+//! - `http`: `GET path` on `127.0.0.1:<port>` answers 2xx or 3xx. A tiny HTTP/1.1
+//!   client (status line only, `Connection: close`) — no HTTP library needed.
+//! - `tcp`: `127.0.0.1:<port>` accepts a connection.
+//! - `exec`: the command (expanded and run with the replica's environment and working
+//!   directory, in its own process group) exits 0; on timeout its group is killed.
+//!
+//! [`Tracker`] counts consecutive results: `successes` in a row → healthy,
+//! `failures` in a row → unhealthy (the supervisor then restarts the replica).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use orion_api::spec::service::{HealthCheck, Probe};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A change of health worth reporting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    Healthy,
+    Unhealthy,
+}
+
+/// Counts consecutive probe results against the check's thresholds.
+#[derive(Debug, Clone)]
+pub struct Tracker {
+    failures_needed: u32,
+    successes_needed: u32,
+    fails: u32,
+    oks: u32,
+    healthy: bool,
+}
+
+impl Tracker {
+    pub fn new(check: &HealthCheck) -> Self {
+        Tracker {
+            failures_needed: check.failures.max(1),
+            successes_needed: check.successes.max(1),
+            fails: 0,
+            oks: 0,
+            healthy: false,
+        }
+    }
+
+    /// Records one result; says when the replica became healthy or unhealthy.
+    /// `Unhealthy` is reported every time the failure threshold is reached.
+    pub fn record(&mut self, ok: bool) -> Option<Transition> {
+        if ok {
+            self.fails = 0;
+            self.oks = self.oks.saturating_add(1);
+            if !self.healthy && self.oks >= self.successes_needed {
+                self.healthy = true;
+                return Some(Transition::Healthy);
+            }
+        } else {
+            self.oks = 0;
+            self.fails = self.fails.saturating_add(1);
+            if self.fails >= self.failures_needed {
+                self.healthy = false;
+                return Some(Transition::Unhealthy);
+            }
+        }
+        None
+    }
+}
+
+/// Where and how a probe runs for one replica.
+pub struct Target<'a> {
+    pub ports: &'a BTreeMap<String, u16>,
+    /// The replica's full environment, for `exec` probes.
+    pub env: &'a BTreeMap<String, String>,
+    pub cwd: &'a Path,
+}
+
+/// Runs the check until the replica is unhealthy; returns the last failure's reason.
+/// Calls `on_healthy` each time it becomes healthy. Never returns while healthy, so
+/// the caller races it against the process exiting.
+pub async fn watch(
+    check: &HealthCheck,
+    target: Target<'_>,
+    mut on_healthy: impl FnMut(),
+) -> String {
+    tokio::time::sleep(Duration::from_millis(check.initial_delay_ms)).await;
+    let mut tracker = Tracker::new(check);
+    let mut ticks = tokio::time::interval(Duration::from_millis(check.interval_ms.max(1)));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let timeout = Duration::from_millis(check.timeout_ms.max(1));
+    loop {
+        ticks.tick().await;
+        let result = match tokio::time::timeout(timeout, probe(&check.probe, &target)).await {
+            Ok(r) => r,
+            Err(_) => Err(format!("timed out after {timeout:?}")),
+        };
+        let reason = result.as_ref().err().cloned();
+        match tracker.record(result.is_ok()) {
+            Some(Transition::Healthy) => on_healthy(),
+            Some(Transition::Unhealthy) => {
+                return format!(
+                    "health check failed {} times in a row: {}",
+                    check.failures,
+                    reason.unwrap_or_default()
+                )
+            }
+            None => {}
+        }
+        if let Some(reason) = reason {
+            tracing::debug!(cause = %reason, "health probe failed");
+        }
+    }
+}
+
+/// One probe, without the timeout (the caller applies it).
+pub async fn probe(probe: &Probe, target: &Target<'_>) -> Result<(), String> {
+    match probe {
+        Probe::Http { port, path } => http_get(port_of(target, port)?, path).await,
+        Probe::Tcp { port } => {
+            let port = port_of(target, port)?;
+            TcpStream::connect(("127.0.0.1", port))
+                .await
+                .map(drop)
+                .map_err(|e| format!("connect to 127.0.0.1:{port}: {e}"))
+        }
+        Probe::Exec { command } => exec(command, target).await,
+    }
+}
+
+fn port_of(target: &Target<'_>, name: &str) -> Result<u16, String> {
+    target
+        .ports
+        .get(name)
+        .copied()
+        .ok_or_else(|| format!("port `{name}` was not allocated to this replica"))
+}
+
+/// `GET path` on 127.0.0.1:port; Ok for a 2xx or 3xx status.
+pub async fn http_get(port: u16, path: &str) -> Result<(), String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .map_err(|e| format!("connect to 127.0.0.1:{port}: {e}"))?;
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: orion-agent\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+    );
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| format!("send request: {e}"))?;
+    // Only the status line matters; read until it is complete (bounded).
+    let mut head = Vec::with_capacity(256);
+    let mut buf = [0u8; 256];
+    while !head.windows(2).any(|w| w == b"\r\n") && head.len() < 4096 {
+        let n = stream
+            .read(&mut buf)
+            .await
+            .map_err(|e| format!("read response: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let line_end = head
+        .windows(2)
+        .position(|w| w == b"\r\n")
+        .unwrap_or(head.len());
+    let line = String::from_utf8_lossy(&head[..line_end]);
+    let status: u16 = match line.split_whitespace().collect::<Vec<_>>().as_slice() {
+        [version, code, ..] if version.starts_with("HTTP/1.") => code
+            .parse()
+            .map_err(|_| format!("bad status line `{line}`"))?,
+        _ => return Err(format!("bad status line `{line}`")),
+    };
+    if (200..400).contains(&status) {
+        Ok(())
+    } else {
+        Err(format!("GET {path} answered {status}"))
+    }
+}
+
+async fn exec(command: &[String], target: &Target<'_>) -> Result<(), String> {
+    let argv = command
+        .iter()
+        .map(|part| orion_api::spec::expand::expand(part, target.env))
+        .collect::<Result<Vec<_>, _>>()?;
+    let Some((program, args)) = argv.split_first() else {
+        return Err("empty exec command".to_owned());
+    };
+    let mut child = tokio::process::Command::new(program)
+        .args(args)
+        .env_clear()
+        .envs(target.env)
+        .current_dir(target.cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| crate::supervisor::describe_spawn_error(program, &e))?;
+    // If the caller's timeout drops this future, kill_on_drop kills the leader;
+    // the guard kills the rest of its group.
+    let _group = GroupGuard(child.id());
+    let status = child
+        .wait()
+        .await
+        .map_err(|e| format!("wait for `{program}`: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{}` {}",
+            argv.join(" "),
+            crate::supervisor::ExitInfo::from(status)
+        ))
+    }
+}
+
+/// SIGKILLs a process group when dropped (for probe commands that leave children).
+struct GroupGuard(Option<u32>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0 {
+            crate::supervisor::signal_group(pgid, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(failures: u32, successes: u32) -> HealthCheck {
+        HealthCheck {
+            probe: Probe::Tcp { port: "p".into() },
+            interval_ms: 10,
+            timeout_ms: 10,
+            failures,
+            successes,
+            initial_delay_ms: 0,
+        }
+    }
+
+    #[test]
+    fn tracker_needs_consecutive_results() {
+        let mut t = Tracker::new(&check(2, 2));
+        assert_eq!(t.record(true), None);
+        assert_eq!(t.record(false), None);
+        assert_eq!(t.record(true), None);
+        assert_eq!(t.record(true), Some(Transition::Healthy));
+        assert_eq!(t.record(true), None);
+        assert_eq!(t.record(false), None);
+        assert_eq!(t.record(true), None);
+        assert_eq!(t.record(false), None);
+        assert_eq!(t.record(false), Some(Transition::Unhealthy));
+    }
+
+    #[tokio::test]
+    async fn http_client_reads_status() {
+        use tokio::net::TcpListener;
+        let Ok(listener) = TcpListener::bind("127.0.0.1:0").await else {
+            panic!("bind");
+        };
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+        let server = tokio::spawn(async move {
+            for answer in [
+                "HTTP/1.1 204 No Content\r\n\r\n",
+                "HTTP/1.0 503 Busy\r\n\r\n",
+            ] {
+                if let Ok((mut s, _)) = listener.accept().await {
+                    let mut buf = [0u8; 1024];
+                    let _ = s.read(&mut buf).await;
+                    let _ = s.write_all(answer.as_bytes()).await;
+                }
+            }
+        });
+        assert_eq!(http_get(port, "/ok").await, Ok(()));
+        let err = http_get(port, "/busy").await;
+        assert!(matches!(&err, Err(e) if e.contains("503")), "{err:?}");
+        let _ = server.await;
+    }
+}
