@@ -183,9 +183,8 @@ mod tests {
 
     fn service(name: &str, replicas: u32) -> ServiceObject {
         let text = format!("kind: Service\nname: {name}\nreplicas: {replicas}\ncommand: [x]\n");
-        let spec = match parse_documents("t.yaml", &text).expect("spec").remove(0) {
-            orion_api::spec::Resource::Service(s) => s,
-        };
+        let orion_api::spec::Resource::Service(spec) =
+            parse_documents("t.yaml", &text).expect("spec").remove(0);
         ServiceObject {
             spec,
             create_revision: 1,
@@ -230,10 +229,8 @@ mod tests {
     fn scale_down_delete_and_down_nodes_remove_replicas() {
         let nodes = [node("a"), node("b")];
         let mut replicas = Vec::new();
-        apply(
-            &mut replicas,
-            &plan(&[service("web", 3)], &nodes, &replicas),
-        );
+        let first = plan(&[service("web", 3)], &nodes, &replicas);
+        apply(&mut replicas, &first);
 
         let p = plan(&[service("web", 1)], &nodes, &replicas);
         assert_eq!(p.remove.len(), 2);
