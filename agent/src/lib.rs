@@ -19,6 +19,8 @@
 //! - [`state`]: the on-disk record of each running replica, so a restarted agent
 //!   adopts its processes instead of orphaning or duplicating them.
 //! - [`logs`]: per-replica stdout/stderr files, size-bounded rotation, `tail` and `follow`.
+//! - [`session`]: the QUIC link to the leader (CA from the API, redirects, heartbeats,
+//!   desired sets into the supervisor, status back), with reconnect backoff.
 //! - [`error`]: the crate's [`Error`] and [`Result`].
 //!
 //! Files under the supervisor's root:
@@ -31,9 +33,11 @@
 pub mod error;
 pub mod health;
 pub mod logs;
+pub mod session;
 pub mod state;
 pub mod supervisor;
 
 pub use error::{Error, Result};
 pub use logs::{LogConfig, LogStream};
+pub use session::{AgentConfig, SessionError};
 pub use supervisor::{ReplicaSpec, ReplicaState, ReplicaStatus, Supervisor, SupervisorConfig};

@@ -10,6 +10,9 @@ pub struct PeerIdentity {
     pub api_addr: String,
     /// Address other peers use for Raft gRPC (`host:port`).
     pub peer_addr: String,
+    /// QUIC address agents connect to (`host:port`).
+    #[serde(default)]
+    pub agent_addr: String,
 }
 
 /// Body of `POST /v1/cluster/members`.
@@ -60,4 +63,13 @@ pub struct ClusterStatus {
     pub purged_index: u64,
     pub voters: Vec<u64>,
     pub learners: Vec<u64>,
+}
+
+/// `GET /v1/cluster/ca`: what an agent needs to find and verify the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentBootstrap {
+    /// The cluster CA certificate (PEM) that signs every peer's agent-gateway certificate.
+    pub ca_pem: String,
+    /// The members' agent addresses.
+    pub agent_addrs: Vec<String>,
 }

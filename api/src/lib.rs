@@ -4,6 +4,7 @@
 //! how input is validated, so every caller rejects bad input the same way.
 //!
 //! # Layout
+//! - [`agent_proto`]: the agent ↔ leader messages on the QUIC link.
 //! - [`variable`]: the `Variable` kind (small CAS-able config values) and path rules.
 //! - [`event`]: the change records kept in the watch window.
 //! - [`spec`]: `orion.yaml` — parsing with `file:line:column` errors, the typed
@@ -12,6 +13,7 @@
 //! - [`workload`]: stored workload objects and the `apply` exchange.
 //! - [`error`]: the JSON error body every endpoint returns, and its machine-readable codes.
 
+pub mod agent_proto;
 pub mod cluster;
 pub mod error;
 pub mod event;
@@ -20,7 +22,8 @@ pub mod variable;
 pub mod workload;
 
 pub use cluster::{
-    ClusterStatus, JoinRequest, MemberInfo, MemberRole, MembersResponse, PeerIdentity,
+    AgentBootstrap, ClusterStatus, JoinRequest, MemberInfo, MemberRole, MembersResponse,
+    PeerIdentity,
 };
 pub use error::{ApiError, ErrorBody, ErrorCode};
 pub use event::{Event, EventKind};

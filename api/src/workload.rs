@@ -133,4 +133,7 @@ pub struct ReplicaList {
     /// Services with replicas that could not be placed, and why.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unplaced: Vec<String>,
+    /// What the agents last reported, by replica id (answered by the leader only).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub observed: std::collections::BTreeMap<String, crate::agent_proto::ReplicaReport>,
 }

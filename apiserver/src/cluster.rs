@@ -2,7 +2,10 @@
 
 use axum::extract::{Path, Query, State};
 use axum::Json;
-use orion_api::{ApiError, ClusterStatus, JoinRequest, MembersResponse, PeerIdentity};
+use orion_api::{
+    AgentBootstrap, ApiError, ClusterStatus, JoinRequest, MembersResponse, PeerIdentity,
+};
+use orion_raft::read;
 
 use crate::error::{HttpResult, JsonBody};
 use crate::leader::{unexpected, ClusterRef, LeaderReply, LeaderRequest};
@@ -65,4 +68,37 @@ pub async fn status(State(cluster): State<ClusterRef>) -> Json<ClusterStatus> {
 /// `GET /v1/cluster/self`: who this peer is, so `orion cluster join URL` can add it.
 pub async fn identity(State(cluster): State<ClusterRef>) -> Json<PeerIdentity> {
     Json(cluster.me.clone())
+}
+
+/// `GET /v1/cluster/ca`: the CA certificate agents verify the gateway with, and
+/// where the gateways are. Public material only.
+pub async fn agent_bootstrap(
+    State(cluster): State<ClusterRef>,
+) -> HttpResult<Json<AgentBootstrap>> {
+    let ca = cluster
+        .node
+        .reader
+        .with_view(read::cluster_ca)
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .ok_or_else(|| ApiError::unavailable("the cluster CA is not created yet"))?;
+    let agent_addrs = cluster
+        .node
+        .members()
+        .members
+        .into_iter()
+        .filter_map(|m| {
+            cluster
+                .node
+                .metrics()
+                .membership_config
+                .membership()
+                .get_node(&m.id)
+                .map(|n| n.agent_addr.clone())
+        })
+        .filter(|a| !a.is_empty())
+        .collect();
+    Ok(Json(AgentBootstrap {
+        ca_pem: ca.0,
+        agent_addrs,
+    }))
 }

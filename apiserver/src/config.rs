@@ -19,6 +19,10 @@ pub struct ServerConfig {
     pub api_addr: String,
     /// Where the Raft gRPC service listens (`host:port`).
     pub peer_addr: String,
+    /// Where the QUIC agent gateway listens (`host:port`, UDP).
+    pub agent_addr: String,
+    /// Address agents use, when it differs from `agent-addr`.
+    pub advertise_agent_addr: Option<String>,
     /// Address others use to reach the API, when it differs from `api-addr`
     /// (for example when listening on 0.0.0.0).
     pub advertise_api_addr: Option<String>,
@@ -42,6 +46,8 @@ impl Default for ServerConfig {
             data_dir: PathBuf::from("orion-data"),
             api_addr: "127.0.0.1:7400".into(),
             peer_addr: "127.0.0.1:7500".into(),
+            agent_addr: "127.0.0.1:7600".into(),
+            advertise_agent_addr: None,
             advertise_api_addr: None,
             advertise_peer_addr: None,
             bootstrap: false,
@@ -76,7 +82,11 @@ impl ServerConfig {
                     .into(),
             );
         }
-        for (name, addr) in [("api-addr", &self.api_addr), ("peer-addr", &self.peer_addr)] {
+        for (name, addr) in [
+            ("api-addr", &self.api_addr),
+            ("peer-addr", &self.peer_addr),
+            ("agent-addr", &self.agent_addr),
+        ] {
             if addr.parse::<SocketAddr>().is_err() {
                 return fail(format!("{name} {addr:?} is not an IP:port address"));
             }

@@ -22,6 +22,7 @@ pub async fn run(cluster: ClusterRef, shutdown: CancellationToken) {
             tasks.spawn(controllers::replicas::run(cluster.clone(), term.clone()));
             tasks.close();
             info!("became leader: controllers started");
+            ensure_cluster_ca(&cluster).await;
             while is_leader(&cluster) && !shutdown.is_cancelled() {
                 tokio::select! {
                     () = shutdown.cancelled() => {}
@@ -39,5 +40,26 @@ pub async fn run(cluster: ClusterRef, shutdown: CancellationToken) {
             () = shutdown.cancelled() => return,
             changed = metrics.changed() => if changed.is_err() { return },
         }
+    }
+}
+
+/// Creates the cluster CA the first time a leader finds none.
+async fn ensure_cluster_ca(cluster: &ClusterRef) {
+    if matches!(
+        cluster.node.reader.with_view(orion_raft::read::cluster_ca),
+        Ok(Some(_))
+    ) {
+        return;
+    }
+    match crate::pki::generate_ca() {
+        Ok((cert_pem, key_pem)) => {
+            let cmd = orion_raft::Command::SetClusterCa { cert_pem, key_pem };
+            if let Err(e) = cluster.node.propose(cmd).await {
+                tracing::warn!(cause = %e, "could not record the cluster CA; the next leader will try");
+            } else {
+                info!("created the cluster CA");
+            }
+        }
+        Err(e) => tracing::warn!(cause = %e, "could not create the cluster CA"),
     }
 }

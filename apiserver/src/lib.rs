@@ -19,6 +19,7 @@
 //! - [`scheduler`]: the pure placement function (nodes + pending replicas → plan):
 //!   feasibility, then spread or bin-pack scoring, round-robin among equals.
 //! - [`leadership`]: starts the [`controllers`] when this peer leads, stops them when it does not.
+//! - [`gateway`]: the QUIC agent gateway; [`pki`]: the cluster CA and gateway certificates.
 //! - [`join`]: joining an existing cluster at start-up.
 //! - [`variables`], [`workloads`], [`cluster`], [`watch`], [`health`]: the HTTP handlers.
 //! - [`error`]: mapping errors to JSON responses; the body extractor with clear errors.
@@ -27,10 +28,12 @@ pub mod cluster;
 pub mod config;
 pub mod controllers;
 pub mod error;
+pub mod gateway;
 pub mod health;
 pub mod join;
 pub mod leader;
 pub mod leadership;
+pub mod pki;
 pub mod scheduler;
 pub mod server;
 pub mod variables;

@@ -52,6 +52,7 @@ pub fn router(cluster: ClusterRef, max_body_bytes: usize) -> Router {
         )
         .route("/v1/cluster/status", get(cluster::status))
         .route("/v1/cluster/self", get(cluster::identity))
+        .route("/v1/cluster/ca", get(cluster::agent_bootstrap))
         .route("/v1/internal/leader", post(internal_leader))
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::wrong_method)
@@ -73,6 +74,11 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
 
     let api_listener = bind(&config.api_addr).await?;
     let peer_listener = bind(&config.peer_addr).await?;
+    let agent_socket =
+        std::net::UdpSocket::bind(&config.agent_addr).map_err(|source| Error::Bind {
+            addr: config.agent_addr.clone(),
+            source,
+        })?;
     let me = PeerIdentity {
         id: config.id,
         api_addr: config
@@ -83,6 +89,10 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
             .advertise_peer_addr
             .clone()
             .unwrap_or(peer_listener.local_addr()?.to_string()),
+        agent_addr: config
+            .advertise_agent_addr
+            .clone()
+            .unwrap_or(agent_socket.local_addr()?.to_string()),
     };
 
     let node = RaftNode::start(config.id, &config.data_dir.join("raft"), &config.raft).await?;
@@ -99,7 +109,19 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
         hold: Duration::from_millis(config.leader_hold_ms),
         shutdown: api_shutdown.clone(),
         unplaced: std::sync::Mutex::new(Vec::new()),
+        agents: std::sync::Mutex::new(crate::gateway::AgentTable::default()),
     });
+    let gateway_shutdown = CancellationToken::new();
+    let advertised_host = me
+        .agent_addr
+        .rsplit_once(':')
+        .map_or_else(|| me.agent_addr.clone(), |(h, _)| h.to_string());
+    let gateway = tokio::spawn(crate::gateway::run(
+        cluster.clone(),
+        agent_socket,
+        advertised_host,
+        gateway_shutdown.clone(),
+    ));
     let leader_work_shutdown = CancellationToken::new();
     let leader_work = tokio::spawn(crate::leadership::run(
         cluster.clone(),
@@ -136,6 +158,7 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
     let member = Member {
         api_addr: me.api_addr.clone(),
         peer_addr: me.peer_addr.clone(),
+        agent_addr: me.agent_addr.clone(),
     };
     let mut outcome = Ok(());
     if config.bootstrap {
@@ -170,6 +193,10 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
         .is_err()
     {
         warn!("API calls still running after the drain deadline; stopping anyway");
+    }
+    gateway_shutdown.cancel();
+    if tokio::time::timeout(DRAIN_DEADLINE, gateway).await.is_err() {
+        warn!("agent gateway did not stop in time");
     }
     leader_work_shutdown.cancel();
     if tokio::time::timeout(DRAIN_DEADLINE, leader_work)

@@ -194,10 +194,19 @@ pub async fn replicas(
             revision: view.last_applied_index().map_err(storage)?,
             items: read::replicas(view).map_err(storage)?,
             unplaced: Vec::new(),
+            observed: Default::default(),
         })
     })?;
     if let Ok(u) = cluster.unplaced.lock() {
         list.unplaced.clone_from(&u);
+    }
+    if let Ok(agents) = cluster.agents.lock() {
+        list.observed = agents
+            .observed
+            .iter()
+            .filter(|(id, _)| list.items.iter().any(|r| &r.id() == *id))
+            .map(|(id, r)| (id.clone(), r.clone()))
+            .collect();
     }
     Ok(Json(list))
 }

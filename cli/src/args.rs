@@ -49,6 +49,8 @@ pub struct ClientOpts {
 pub enum Command {
     /// Run a control-plane peer.
     Server(Box<ServerArgs>),
+    /// Run the node agent: connect to the cluster and run the replicas placed here.
+    Agent(AgentArgs),
     /// Start a local three-peer cluster on loopback, each peer its own process.
     Dev(DevArgs),
     /// Inspect and change the control-plane membership.
@@ -120,6 +122,11 @@ pub struct ServerArgs {
     /// Raft gRPC listen address (host:port).
     #[arg(long)]
     pub peer_addr: Option<String>,
+    /// QUIC agent gateway listen address (host:port, UDP).
+    #[arg(long)]
+    pub agent_addr: Option<String>,
+    #[arg(long)]
+    pub advertise_agent_addr: Option<String>,
     #[arg(long)]
     pub advertise_api_addr: Option<String>,
     #[arg(long)]
@@ -135,11 +142,34 @@ pub struct ServerArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// API URLs of any peers; the agent finds the leader's gateway from them.
+    #[arg(long, env = "ORION_SERVER", value_delimiter = ',', default_value = DEFAULT_SERVERS)]
+    pub servers: Vec<String>,
+    /// Node name (default: this machine's host name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Node labels, `k=v,k=v`, matched by placement constraints.
+    #[arg(long, value_delimiter = ',')]
+    pub labels: Vec<String>,
+    /// Where the agent keeps replica records, logs and port allocations.
+    #[arg(long, default_value = "orion-agent-data")]
+    pub data_dir: PathBuf,
+    /// CPU offered to replicas, in millicores (default: all cores).
+    #[arg(long)]
+    pub cpu_millis: Option<u64>,
+    /// Memory offered to replicas, in bytes (default: the machine's memory).
+    #[arg(long)]
+    pub memory_bytes: Option<u64>,
+}
+
+#[derive(Debug, Args)]
 pub struct DevArgs {
     /// Folder for the peers' data and logs.
     #[arg(long, default_value = ".orion-dev")]
     pub dir: PathBuf,
-    /// First API port; peers use this and the next two. Raft ports start 100 higher.
+    /// First API port; peers use this and the next two. Raft ports start 100 higher,
+    /// agent gateway (UDP) ports 200 higher.
     #[arg(long, default_value_t = 7401)]
     pub port: u16,
 }

@@ -4,6 +4,8 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    // One TLS crypto provider for the whole process: ring.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = orion::Cli::parse();
     orion::commands::main(cli)
 }

@@ -10,6 +10,7 @@
 //! - `m/compacted`: the highest revision whose events may have been dropped.
 //! - `r/<id, 8 bytes big-endian>`: a retired member id, never to be reused.
 //! - `s/<name>`: a [`ServiceObject`] as JSON.
+//! - `c/ca`: the cluster CA (certificate and key, PEM) as JSON.
 //! - `n/<name>`: a [`NodeObject`] as JSON.
 //! - `p/<service>/<ordinal, 4 bytes big-endian>`: a [`ReplicaObject`] as JSON.
 
@@ -33,6 +34,7 @@ const COMPACTED_KEY: &[u8] = b"m/compacted";
 const RETIRED_PREFIX: &[u8] = b"r/";
 pub const SERVICE_PREFIX: &[u8] = b"s/";
 pub const NODE_PREFIX: &[u8] = b"n/";
+pub const CA_KEY: &[u8] = b"c/ca";
 pub const REPLICA_PREFIX: &[u8] = b"p/";
 
 pub fn variable_key(path: &str) -> Vec<u8> {
@@ -211,6 +213,13 @@ fn apply_command(txn: &mut Txn<'_>, index: u64, cmd: &Command) -> Result<Applied
             Ok(Applied::DeletedService(Box::new(service)))
         }
         Command::UpsertNode { node } => upsert_node(txn, index, node),
+        Command::SetClusterCa { cert_pem, key_pem } => {
+            if txn.get(CA_KEY)?.is_none() {
+                let ca = serde_json::json!({"cert_pem": cert_pem, "key_pem": key_pem});
+                txn.put(CA_KEY, &encode(&ca));
+            }
+            Ok(Applied::Done)
+        }
         Command::ReconcileReplicas { place, remove } => {
             reconcile_replicas(txn, index, place, remove)
         }

@@ -29,6 +29,8 @@ pub enum Command {
     ApplyResources { resources: Vec<Resource> },
     /// Delete a service by name.
     DeleteService { name: String },
+    /// Record the cluster CA. The first one recorded stays; later ones are ignored.
+    SetClusterCa { cert_pem: String, key_pem: String },
     /// Register or update a node.
     UpsertNode { node: NodeObject },
     /// The replica controller's decisions: place new replicas, remove old ones.

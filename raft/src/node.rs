@@ -250,6 +250,7 @@ impl RaftNode {
         let member = Member {
             api_addr: peer.api_addr.clone(),
             peer_addr: peer.peer_addr.clone(),
+            agent_addr: peer.agent_addr.clone(),
         };
         let metrics = self.metrics();
         let membership = metrics.membership_config.membership().clone();

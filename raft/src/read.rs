@@ -4,8 +4,8 @@ use orion_api::{Event, NodeObject, ReplicaObject, ServiceObject, Variable};
 use orion_store::View;
 
 use crate::apply::{
-    compacted_key, decode_u64, event_key, retired_key, service_key, variable_key, EVENT_PREFIX,
-    NODE_PREFIX, REPLICA_PREFIX, SERVICE_PREFIX, VARIABLE_PREFIX,
+    compacted_key, decode_u64, event_key, retired_key, service_key, variable_key, CA_KEY,
+    EVENT_PREFIX, NODE_PREFIX, REPLICA_PREFIX, SERVICE_PREFIX, VARIABLE_PREFIX,
 };
 
 pub type Result<T> = std::result::Result<T, ReadError>;
@@ -101,4 +101,18 @@ pub fn nodes(view: &View<'_>) -> Result<Vec<NodeObject>> {
 /// Every replica, by service then ordinal.
 pub fn replicas(view: &View<'_>) -> Result<Vec<ReplicaObject>> {
     all(view, REPLICA_PREFIX)
+}
+
+/// The cluster CA as `(cert_pem, key_pem)`, once recorded.
+pub fn cluster_ca(view: &View<'_>) -> Result<Option<(String, String)>> {
+    #[derive(serde::Deserialize)]
+    struct Ca {
+        cert_pem: String,
+        key_pem: String,
+    }
+    Ok(view
+        .get(CA_KEY)?
+        .map(|b| decode::<Ca>(&b))
+        .transpose()?
+        .map(|c| (c.cert_pem, c.key_pem)))
 }

@@ -14,6 +14,9 @@ pub struct Member {
     pub api_addr: String,
     /// Raft gRPC address (`host:port`).
     pub peer_addr: String,
+    /// QUIC address agents connect to (`host:port`); empty for peers from before agents.
+    #[serde(default)]
+    pub agent_addr: String,
 }
 
 impl fmt::Display for Member {

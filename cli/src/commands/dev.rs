@@ -20,6 +20,7 @@ use crate::client::Client;
 
 const PEERS: u16 = 3;
 
+/// A process `orion dev` started: a peer (id 1..), or the agent (id 0).
 struct Peer {
     id: u16,
     api: String,
@@ -31,10 +32,13 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
         .with_context(|| format!("cannot create {}", args.dir.display()))?;
     let dir = args.dir.canonicalize()?;
     let exe = std::env::current_exe().context("cannot find the orion binary")?;
-    let ports: Vec<(u16, u16)> = (0..PEERS)
-        .map(|i| (args.port + i, args.port + 100 + i))
+    let ports: Vec<(u16, u16, u16)> = (0..PEERS)
+        .map(|i| (args.port + i, args.port + 100 + i, args.port + 200 + i))
         .collect();
-    for &(api, peer) in &ports {
+    for &(api, peer, agent) in &ports {
+        if std::net::UdpSocket::bind(("127.0.0.1", agent)).is_err() {
+            bail!("UDP port {agent} is in use (is another `orion dev` running?); pick others with --port");
+        }
         for port in [api, peer] {
             if TcpListener::bind(("127.0.0.1", port)).is_err() {
                 bail!("port {port} is in use (is another `orion dev` running?); pick others with --port");
@@ -44,7 +48,7 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
 
     let first_api = format!("127.0.0.1:{}", ports[0].0);
     let mut peers = Vec::new();
-    for (i, &(api, peer)) in ports.iter().enumerate() {
+    for (i, &(api, peer, agent)) in ports.iter().enumerate() {
         let id = i as u16 + 1;
         let data = dir.join(format!("peer-{id}"));
         let log = File::create(dir.join(format!("peer-{id}.log")))?;
@@ -55,6 +59,7 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
             .arg(&data)
             .args(["--api-addr", &format!("127.0.0.1:{api}")])
             .args(["--peer-addr", &format!("127.0.0.1:{peer}")])
+            .args(["--agent-addr", &format!("127.0.0.1:{agent}")])
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
@@ -77,11 +82,38 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
         stop_all(&mut peers);
         return Err(e);
     }
+    // One agent on this machine, so `orion apply` runs real processes at once.
+    let agent_log = File::create(dir.join("agent.log"))?;
+    let agent = std::process::Command::new(&exe)
+        .arg("agent")
+        .args(["--servers", &urls.join(",")])
+        .arg("--data-dir")
+        .arg(dir.join("agent"))
+        .stdin(Stdio::null())
+        .stdout(agent_log.try_clone()?)
+        .stderr(agent_log)
+        .spawn();
+    match agent {
+        Ok(child) => peers.push(Peer {
+            id: 0,
+            api: "agent".into(),
+            child,
+        }),
+        Err(e) => eprintln!("could not start the agent: {e}"),
+    }
     println!(
         "Orion dev cluster is up: {PEERS} peers, data in {}",
         dir.display()
     );
     for p in &peers {
+        if p.id == 0 {
+            println!(
+                "  agent          pid {}  log {}",
+                p.child.id(),
+                dir.join("agent.log").display()
+            );
+            continue;
+        }
         println!(
             "  peer {}  {}  pid {}  log {}",
             p.id,
@@ -94,6 +126,7 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
     println!("Try, in another terminal:");
     println!("  orion cluster members");
     println!("  orion var put app/greeting hello && orion var get app/greeting");
+    println!("  orion apply -f examples/web.yaml && orion get replicas -o yaml");
     println!("  kill -9 <leader pid>     # and watch `orion cluster members` elect a new leader");
     println!("Ctrl-C stops the cluster; `orion dev` again restarts it with its data.");
 

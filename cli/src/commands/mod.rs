@@ -1,6 +1,7 @@
 //! The commands. Each client command builds a [`Client`],
 //! makes its calls and prints the answer in the chosen format.
 
+pub mod agent;
 pub mod cluster;
 pub mod dev;
 pub mod server;
@@ -19,7 +20,7 @@ use crate::client::Client;
 pub fn main(cli: Cli) -> ExitCode {
     let (default_level, format) = match &cli.command {
         Command::Server(args) => ("info", args.log_format),
-        Command::Dev(_) => ("info", LogFormat::Text),
+        Command::Dev(_) | Command::Agent(_) => ("info", LogFormat::Text),
         _ => ("warn", LogFormat::Text),
     };
     init_tracing(default_level, format);
@@ -56,6 +57,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Server(args) => server::run(*args, shutdown_on_signal()).await,
         Command::Dev(args) => dev::run(args, shutdown_on_signal()).await,
+        Command::Agent(args) => agent::run(args, shutdown_on_signal()).await,
         Command::Cluster { opts, command } => {
             cluster::run(&Client::new(&opts.server)?, opts.output, command).await
         }

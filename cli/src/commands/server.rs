@@ -23,6 +23,12 @@ pub fn config_from(args: ServerArgs) -> anyhow::Result<ServerConfig> {
     if let Some(v) = args.peer_addr {
         c.peer_addr = v;
     }
+    if let Some(v) = args.agent_addr {
+        c.agent_addr = v;
+    }
+    if args.advertise_agent_addr.is_some() {
+        c.advertise_agent_addr = args.advertise_agent_addr;
+    }
     if args.advertise_api_addr.is_some() {
         c.advertise_api_addr = args.advertise_api_addr;
     }

@@ -1,0 +1,397 @@
+//! The agent's link to the control plane: find the cluster, verify it, follow
+//! redirects to the leader, and keep one QUIC session to it.
+//!
+//! The agent fetches the cluster CA and the gateway addresses from any peer's API
+//! (`GET /v1/cluster/ca`), then verifies every gateway against that CA (TLS 1.3).
+//! A follower redirects to the leader; on any loss the agent reconnects with
+//! exponential backoff and jitter. Its processes keep running while it is
+//! disconnected: the supervisor only changes what it runs when a new desired set
+//! arrives.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use orion_api::agent_proto::{
+    encode_frame, AgentMessage, DesiredReplica, ReplicaReport, ServerMessage, ALPN, MAX_FRAME,
+};
+use orion_api::spec::Resources;
+use orion_api::AgentBootstrap;
+use rand::Rng;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::supervisor::{ReplicaSpec, ReplicaState, Supervisor};
+
+/// How long a silent QUIC link lives: how fast a dead leader is noticed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Who this agent is and where the cluster is.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// API URLs of any peers.
+    pub servers: Vec<String>,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub capacity: Resources,
+    /// Replica records, logs and port allocations.
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("{0}")]
+    Io(String),
+}
+
+/// Runs the agent until `shutdown`. Processes are left running at shutdown; a
+/// restarted agent adopts them again.
+pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(), SessionError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| SessionError::Io(e.to_string()))?;
+    let supervisor = Supervisor::new(config.data_dir.join("supervisor"), shutdown.child_token());
+    let mut ports = PortBook::load(config.data_dir.join("ports.json"));
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| SessionError::Io(e.to_string()))?;
+    let mut backoff = Backoff::default();
+    let mut target: Option<String> = None;
+    while !shutdown.is_cancelled() {
+        let Some(boot) = bootstrap(&http, &config.servers).await else {
+            backoff.wait(&shutdown).await;
+            continue;
+        };
+        let client = match client_config(&boot.ca_pem) {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(cause = %e, "cannot use the cluster CA");
+                backoff.wait(&shutdown).await;
+                continue;
+            }
+        };
+        let addrs: Vec<String> = target.take().into_iter().chain(boot.agent_addrs).collect();
+        for addr in addrs {
+            match connect_once(&config, &client, &addr, &supervisor, &mut ports, &shutdown).await {
+                Outcome::Redirect(Some(leader)) => {
+                    target = Some(leader);
+                    break;
+                }
+                Outcome::Redirect(None) | Outcome::Failed => continue,
+                Outcome::SessionEnded => {
+                    backoff.reset();
+                    break;
+                }
+            }
+        }
+        if target.is_none() {
+            backoff.wait(&shutdown).await;
+        }
+    }
+    supervisor.detach();
+    Ok(())
+}
+
+async fn bootstrap(http: &reqwest::Client, servers: &[String]) -> Option<AgentBootstrap> {
+    for url in servers {
+        let url = format!("{}/v1/cluster/ca", url.trim_end_matches('/'));
+        match http.get(&url).send().await {
+            Ok(r) if r.status().is_success() => match r.json::<AgentBootstrap>().await {
+                Ok(b) => return Some(b),
+                Err(e) => warn!(%url, cause = %e, "unreadable cluster bootstrap answer"),
+            },
+            Ok(r) => warn!(%url, status = %r.status(), "cluster bootstrap not available yet"),
+            Err(e) => warn!(%url, cause = %e, "cannot reach the cluster API"),
+        }
+    }
+    None
+}
+
+fn client_config(ca_pem: &str) -> Result<quinn::ClientConfig, String> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = rustls::pki_types::CertificateDer::from_pem_slice(ca_pem.as_bytes())
+        .map_err(|e| e.to_string())?;
+    roots.add(ca).map_err(|e| e.to_string())?;
+    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let crypto =
+        quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| e.to_string())?;
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    let mut transport = quinn::TransportConfig::default();
+    // A dead leader is noticed after the idle timeout; keep-alives keep a live but
+    // quiet link open.
+    transport.keep_alive_interval(Some(Duration::from_millis(500)));
+    transport.max_idle_timeout(Some(IDLE_TIMEOUT.try_into().map_err(|e| format!("{e}"))?));
+    config.transport_config(Arc::new(transport));
+    Ok(config)
+}
+
+enum Outcome {
+    Redirect(Option<String>),
+    Failed,
+    SessionEnded,
+}
+
+async fn connect_once(
+    config: &AgentConfig,
+    client: &quinn::ClientConfig,
+    addr: &str,
+    supervisor: &Supervisor,
+    ports: &mut PortBook,
+    shutdown: &CancellationToken,
+) -> Outcome {
+    let result = async {
+        let sock: SocketAddr = addr
+            .to_socket_addrs()
+            .map_err(|e| e.to_string())?
+            .next()
+            .ok_or_else(|| format!("{addr} resolves to nothing"))?;
+        let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+        let bind: SocketAddr = if sock.is_ipv4() {
+            "0.0.0.0:0"
+        } else {
+            "[::]:0"
+        }
+        .parse()
+        .map_err(|e| format!("{e}"))?;
+        let mut endpoint = quinn::Endpoint::client(bind).map_err(|e| e.to_string())?;
+        endpoint.set_default_client_config(client.clone());
+        let conn = endpoint
+            .connect(sock, host)
+            .map_err(|e| e.to_string())?
+            .await
+            .map_err(|e| e.to_string())?;
+        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+        let hello = AgentMessage::Hello {
+            node: config.name.clone(),
+            labels: config.labels.clone(),
+            capacity: config.capacity,
+        };
+        send.write_all(&encode_frame(&hello))
+            .await
+            .map_err(|e| e.to_string())?;
+        match read_frame::<ServerMessage>(&mut recv).await? {
+            Some(ServerMessage::Redirect { agent_addr }) => {
+                conn.close(0u32.into(), b"redirected");
+                return Ok(Outcome::Redirect(agent_addr));
+            }
+            Some(ServerMessage::Welcome { .. }) => {}
+            other => return Err(format!("unexpected first answer {other:?}")),
+        }
+        info!(%addr, "connected to the leader");
+        let ended = serve(send, recv, supervisor, ports, shutdown).await;
+        conn.close(0u32.into(), b"bye");
+        endpoint.wait_idle().await;
+        if let Err(e) = ended {
+            warn!(%addr, cause = %e, "session with the leader ended");
+        }
+        Ok::<_, String>(Outcome::SessionEnded)
+    }
+    .await;
+    result.unwrap_or_else(|e| {
+        warn!(%addr, cause = %e, "cannot reach an agent gateway");
+        Outcome::Failed
+    })
+}
+
+/// The session: heartbeats every second, status on every supervisor change, and a
+/// reconcile on every desired set.
+async fn serve(
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    supervisor: &Supervisor,
+    ports: &mut PortBook,
+    shutdown: &CancellationToken,
+) -> Result<(), String> {
+    let (frames_tx, mut frames) =
+        tokio::sync::mpsc::channel::<Result<Option<ServerMessage>, String>>(4);
+    // Reading is not cancel-safe, so it runs on its own task.
+    let reader = tokio::spawn(async move {
+        loop {
+            let frame = read_frame::<ServerMessage>(&mut recv).await;
+            let end = !matches!(frame, Ok(Some(_)));
+            if frames_tx.send(frame).await.is_err() || end {
+                return;
+            }
+        }
+    });
+    let mut changes = supervisor.subscribe();
+    let mut beat = tokio::time::interval(Duration::from_secs(1));
+    // A new leader knows nothing of this node's replicas yet: report them at once.
+    let hello_status = AgentMessage::Status {
+        replicas: reports(supervisor),
+    };
+    send.write_all(&encode_frame(&hello_status))
+        .await
+        .map_err(|e| e.to_string())?;
+    let result = loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break Ok(()),
+            _ = beat.tick() => {
+                let running = supervisor.statuses().iter().filter(|s| s.pid.is_some()).count() as u32;
+                let msg = AgentMessage::Heartbeat { replicas_running: running };
+                if let Err(e) = send.write_all(&encode_frame(&msg)).await { break Err(e.to_string()) }
+            }
+            changed = changes.changed() => {
+                if changed.is_err() { break Ok(()) }
+                let msg = AgentMessage::Status { replicas: reports(supervisor) };
+                if let Err(e) = send.write_all(&encode_frame(&msg)).await { break Err(e.to_string()) }
+            }
+            frame = frames.recv() => match frame {
+                Some(Ok(Some(ServerMessage::Desired { revision, replicas }))) => {
+                    info!(revision, replicas = replicas.len(), "desired replica set");
+                    let specs = ports.specs(replicas);
+                    supervisor.reconcile(specs).await;
+                }
+                Some(Ok(Some(other))) => break Err(format!("unexpected message {other:?}")),
+                Some(Ok(None)) | None => break Ok(()),
+                Some(Err(e)) => break Err(e),
+            },
+        }
+    };
+    reader.abort();
+    result
+}
+
+fn reports(supervisor: &Supervisor) -> Vec<ReplicaReport> {
+    supervisor
+        .statuses()
+        .into_iter()
+        .map(|s| ReplicaReport {
+            state: match &s.state {
+                ReplicaState::Starting => "starting",
+                ReplicaState::Running => "running",
+                ReplicaState::Healthy => "healthy",
+                ReplicaState::Unhealthy => "unhealthy",
+                ReplicaState::Backoff => "backoff",
+                ReplicaState::Exited { .. } => "exited",
+                ReplicaState::Failed { .. } => "failed",
+                ReplicaState::Stopped => "stopped",
+            }
+            .to_string(),
+            id: s.id,
+            pid: s.pid,
+            restarts: s.restarts,
+            reason: s.reason,
+        })
+        .collect()
+}
+
+async fn read_frame<T: serde::de::DeserializeOwned>(
+    recv: &mut quinn::RecvStream,
+) -> Result<Option<T>, String> {
+    let mut len = [0u8; 4];
+    match recv.read_exact(&mut len).await {
+        Ok(()) => {}
+        Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(format!("frame of {len} bytes is over the limit"));
+    }
+    let mut body = vec![0u8; len];
+    recv.read_exact(&mut body)
+        .await
+        .map_err(|e| e.to_string())?;
+    serde_json::from_slice(&body)
+        .map(Some)
+        .map_err(|e| format!("undecodable frame: {e}"))
+}
+
+/// Named ports per replica, allocated once and kept on disk, so an agent restart
+/// gives an adopted replica the same ports (and so does not restart it).
+struct PortBook {
+    path: PathBuf,
+    ports: BTreeMap<String, BTreeMap<String, u16>>,
+}
+
+impl PortBook {
+    fn load(path: PathBuf) -> Self {
+        let ports = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        PortBook { path, ports }
+    }
+
+    fn specs(&mut self, desired: Vec<DesiredReplica>) -> Vec<ReplicaSpec> {
+        self.ports
+            .retain(|id, _| desired.iter().any(|d| &d.id == id));
+        let specs = desired
+            .into_iter()
+            .map(|d| {
+                let book = self.ports.entry(d.id.clone()).or_default();
+                book.retain(|name, _| d.service.ports.contains(name));
+                for name in &d.service.ports {
+                    if !book.contains_key(name) {
+                        if let Some(p) = free_port() {
+                            book.insert(name.clone(), p);
+                        }
+                    }
+                }
+                ReplicaSpec {
+                    id: d.id,
+                    ports: book.clone(),
+                    service: d.service,
+                    env: BTreeMap::new(),
+                }
+            })
+            .collect();
+        if let Ok(bytes) = serde_json::to_vec(&self.ports) {
+            let tmp = self.path.with_extension("tmp");
+            if std::fs::write(&tmp, bytes)
+                .and_then(|()| std::fs::rename(&tmp, &self.path))
+                .is_err()
+            {
+                warn!(path = %self.path.display(), "cannot save port allocations");
+            }
+        }
+        specs
+    }
+}
+
+fn free_port() -> Option<u16> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .ok()
+}
+
+/// Exponential backoff with jitter for reconnects: 200 ms doubling to 5 s.
+struct Backoff {
+    next: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            next: Duration::from_millis(200),
+        }
+    }
+}
+
+impl Backoff {
+    fn reset(&mut self) {
+        *self = Backoff::default();
+    }
+
+    async fn wait(&mut self, shutdown: &CancellationToken) {
+        let jitter = rand::rng().random_range(0..=self.next.as_millis() as u64 / 5);
+        let delay = self.next + Duration::from_millis(jitter);
+        self.next = (self.next * 2).min(Duration::from_secs(5));
+        tokio::select! {
+            () = shutdown.cancelled() => {}
+            () = tokio::time::sleep(delay) => {}
+        }
+    }
+}

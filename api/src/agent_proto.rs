@@ -1,0 +1,79 @@
+//! The agent ↔ leader protocol carried on the QUIC control stream (ALPN `orion/1`).
+//!
+//! Each message is one frame: a 4-byte big-endian length, then the message as JSON.
+//! The agent speaks first ([`AgentMessage::Hello`]); a follower answers
+//! [`ServerMessage::Redirect`] and closes, the leader answers
+//! [`ServerMessage::Welcome`] and from then on sends the node's full desired replica
+//! set ([`ServerMessage::Desired`]) whenever it changes: level-triggered, never deltas.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::spec::{Resources, ServiceSpec};
+
+/// ALPN protocol id of the agent link.
+pub const ALPN: &[u8] = b"orion/1";
+
+/// Largest frame either side accepts.
+pub const MAX_FRAME: usize = 16 << 20;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AgentMessage {
+    Hello {
+        node: String,
+        labels: BTreeMap<String, String>,
+        capacity: Resources,
+    },
+    /// Sent every second; liveness is kept in the leader's memory, never in Raft.
+    Heartbeat { replicas_running: u32 },
+    /// The state of every replica the agent runs.
+    Status { replicas: Vec<ReplicaReport> },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    /// Not the leader: connect to `agent_addr` instead (absent while no leader is known).
+    Redirect {
+        agent_addr: Option<String>,
+    },
+    Welcome {
+        node: String,
+    },
+    /// Everything this node should run, as of `revision`.
+    Desired {
+        revision: u64,
+        replicas: Vec<DesiredReplica>,
+    },
+}
+
+/// One replica the node should run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DesiredReplica {
+    /// `service-ordinal`.
+    pub id: String,
+    pub generation: u64,
+    pub service: ServiceSpec,
+}
+
+/// What the agent observes of one replica.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaReport {
+    pub id: String,
+    pub pid: Option<u32>,
+    /// `running`, `healthy`, `unhealthy`, `backoff`, `exited`, `failed`, ...
+    pub state: String,
+    pub restarts: u32,
+    pub reason: Option<String>,
+}
+
+/// Encodes one frame.
+pub fn encode_frame<T: Serialize>(msg: &T) -> Vec<u8> {
+    let body = serde_json::to_vec(msg).unwrap_or_default();
+    let mut out = Vec::with_capacity(body.len() + 4);
+    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    out.extend_from_slice(&body);
+    out
+}

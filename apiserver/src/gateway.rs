@@ -1,0 +1,280 @@
+//! The QUIC agent gateway. Every peer listens; only the leader keeps sessions.
+//!
+//! A follower answers an agent's hello with the leader's agent address and closes.
+//! The leader registers the node (a Raft write only when its labels, capacity or
+//! status change), keeps its heartbeat in memory, and pushes the node's full
+//! desired replica set whenever the applied state changes it. When this peer stops
+//! leading, every session is closed so agents reconnect to the new leader.
+
+use std::collections::BTreeMap;
+use std::net::UdpSocket;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openraft::ServerState;
+use orion_api::agent_proto::{
+    encode_frame, AgentMessage, DesiredReplica, ReplicaReport, ServerMessage, MAX_FRAME,
+};
+use orion_api::{NodeObject, NodeStatus};
+use orion_raft::{read, Command};
+use serde::de::DeserializeOwned;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::leader::ClusterRef;
+use crate::pki;
+
+/// What the leader knows about connected agents, in memory only.
+#[derive(Default)]
+pub struct AgentTable {
+    /// Last heartbeat per node.
+    pub last_seen: BTreeMap<String, Instant>,
+    /// Last reported replica states, by replica id.
+    pub observed: BTreeMap<String, ReplicaReport>,
+}
+
+/// Reads one frame; `None` when the stream ended cleanly.
+pub async fn read_frame<T: DeserializeOwned>(
+    recv: &mut quinn::RecvStream,
+) -> Result<Option<T>, String> {
+    let mut len = [0u8; 4];
+    match recv.read_exact(&mut len).await {
+        Ok(()) => {}
+        Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(format!(
+            "frame of {len} bytes is over the {MAX_FRAME}-byte limit"
+        ));
+    }
+    let mut body = vec![0u8; len];
+    recv.read_exact(&mut body)
+        .await
+        .map_err(|e| e.to_string())?;
+    serde_json::from_slice(&body)
+        .map(Some)
+        .map_err(|e| format!("undecodable frame: {e}"))
+}
+
+async fn write_frame(send: &mut quinn::SendStream, msg: &ServerMessage) -> Result<(), String> {
+    send.write_all(&encode_frame(msg))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+fn is_leader(cluster: &ClusterRef) -> bool {
+    cluster.node.raft.metrics().borrow().state == ServerState::Leader
+}
+
+/// Waits until the cluster CA is in the replicated state.
+async fn wait_for_ca(cluster: &ClusterRef, shutdown: &CancellationToken) -> Option<String> {
+    let mut metrics = cluster.node.raft.metrics();
+    loop {
+        if let Ok(Some((_, key))) = cluster.node.reader.with_view(read::cluster_ca) {
+            return Some(key);
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return None,
+            changed = metrics.changed() => if changed.is_err() { return None },
+        }
+    }
+}
+
+/// Serves the gateway on `socket` until `shutdown`.
+pub async fn run(
+    cluster: ClusterRef,
+    socket: UdpSocket,
+    advertised_host: String,
+    shutdown: CancellationToken,
+) {
+    let Some(ca_key) = wait_for_ca(&cluster, &shutdown).await else {
+        return;
+    };
+    let mut hosts = vec![
+        advertised_host,
+        "127.0.0.1".to_string(),
+        "localhost".to_string(),
+    ];
+    hosts.dedup();
+    let config = match pki::issue_server_cert(&ca_key, &hosts)
+        .and_then(|(c, k)| pki::gateway_server_config(c, k))
+    {
+        Ok(c) => c,
+        Err(e) => {
+            warn!(cause = %e, "agent gateway cannot get a certificate; agents cannot connect");
+            return;
+        }
+    };
+    let endpoint = match quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        Some(config),
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    ) {
+        Ok(e) => e,
+        Err(e) => {
+            warn!(cause = %e, "agent gateway cannot start");
+            return;
+        }
+    };
+    info!(addr = ?endpoint.local_addr().ok(), "agent gateway listening");
+    loop {
+        let incoming = tokio::select! {
+            () = shutdown.cancelled() => break,
+            i = endpoint.accept() => match i { Some(i) => i, None => break },
+        };
+        let cluster = cluster.clone();
+        let token = shutdown.clone();
+        tokio::spawn(async move {
+            match incoming.await {
+                Ok(conn) => {
+                    if let Err(e) = session(cluster, conn.clone(), token).await {
+                        debug!(cause = %e, "agent session ended");
+                    }
+                    conn.close(0u32.into(), b"bye");
+                }
+                Err(e) => debug!(cause = %e, "agent handshake failed"),
+            }
+        });
+    }
+    endpoint.close(0u32.into(), b"shutting down");
+}
+
+async fn session(
+    cluster: ClusterRef,
+    conn: quinn::Connection,
+    shutdown: CancellationToken,
+) -> Result<(), String> {
+    let (mut send, mut recv) = conn.accept_bi().await.map_err(|e| e.to_string())?;
+    let Some(AgentMessage::Hello {
+        node,
+        labels,
+        capacity,
+    }) = read_frame(&mut recv).await?
+    else {
+        return Err("the first message must be hello".into());
+    };
+    if !is_leader(&cluster) {
+        let agent_addr = cluster
+            .node
+            .leader()
+            .map(|(_, m)| m.agent_addr)
+            .filter(|a| !a.is_empty());
+        write_frame(&mut send, &ServerMessage::Redirect { agent_addr }).await?;
+        let _ = send.finish();
+        // Let the agent read the redirect before the connection goes away.
+        let _ = tokio::time::timeout(Duration::from_secs(2), conn.closed()).await;
+        return Ok(());
+    }
+    register(&cluster, &node, labels, capacity).await?;
+    write_frame(&mut send, &ServerMessage::Welcome { node: node.clone() }).await?;
+    info!(node = %node, "agent connected");
+    if let Ok(mut t) = cluster.agents.lock() {
+        t.last_seen.insert(node.clone(), Instant::now());
+    }
+
+    let mut metrics = cluster.node.raft.metrics();
+    let mut last_sent: Option<Vec<DesiredReplica>> = None;
+    loop {
+        if !is_leader(&cluster) {
+            return Err("no longer the leader".into());
+        }
+        let (revision, desired) = desired_for(&cluster, &node)?;
+        if last_sent.as_ref() != Some(&desired) {
+            write_frame(
+                &mut send,
+                &ServerMessage::Desired {
+                    revision,
+                    replicas: desired.clone(),
+                },
+            )
+            .await?;
+            last_sent = Some(desired);
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            changed = metrics.changed() => if changed.is_err() { return Ok(()) },
+            msg = read_frame::<AgentMessage>(&mut recv) => match msg? {
+                None => return Ok(()),
+                Some(AgentMessage::Heartbeat { .. }) => {
+                    if let Ok(mut t) = cluster.agents.lock() {
+                        t.last_seen.insert(node.clone(), Instant::now());
+                    }
+                }
+                Some(AgentMessage::Status { replicas }) => {
+                    if let Ok(mut t) = cluster.agents.lock() {
+                        for r in replicas {
+                            t.observed.insert(r.id.clone(), r);
+                        }
+                    }
+                }
+                Some(AgentMessage::Hello { .. }) => return Err("hello sent twice".into()),
+            },
+        }
+    }
+}
+
+/// Writes the node through Raft only when what the agent says differs from the record.
+async fn register(
+    cluster: &ClusterRef,
+    name: &str,
+    labels: BTreeMap<String, String>,
+    capacity: orion_api::spec::Resources,
+) -> Result<(), String> {
+    let current = cluster
+        .node
+        .reader
+        .with_view(read::nodes)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .find(|n| n.name == name);
+    let wanted = NodeObject {
+        name: name.to_string(),
+        labels,
+        capacity,
+        status: NodeStatus::Ready,
+        draining: current.as_ref().is_some_and(|n| n.draining),
+        mod_revision: 0,
+    };
+    let same = current.as_ref().is_some_and(|c| {
+        c.labels == wanted.labels && c.capacity == wanted.capacity && c.status == wanted.status
+    });
+    if !same {
+        cluster
+            .apply(Command::UpsertNode { node: wanted })
+            .await
+            .map_err(|e| e.message)?;
+    }
+    Ok(())
+}
+
+fn desired_for(cluster: &ClusterRef, node: &str) -> Result<(u64, Vec<DesiredReplica>), String> {
+    cluster
+        .node
+        .reader
+        .with_view(|v| {
+            let revision = v.last_applied_index()?;
+            let services: BTreeMap<String, orion_api::ServiceObject> = read::services(v)
+                .map_err(|e| orion_store::Error::ApplyRead(e.to_string()))?
+                .into_iter()
+                .map(|s| (s.spec.name.clone(), s))
+                .collect();
+            let replicas =
+                read::replicas(v).map_err(|e| orion_store::Error::ApplyRead(e.to_string()))?;
+            let desired = replicas
+                .into_iter()
+                .filter(|r| r.node == node)
+                .filter_map(|r| {
+                    services.get(&r.service).map(|s| DesiredReplica {
+                        id: r.id(),
+                        generation: s.generation,
+                        service: s.spec.clone(),
+                    })
+                })
+                .collect();
+            Ok::<_, orion_store::Error>((revision, desired))
+        })
+        .map_err(|e| e.to_string())
+}

@@ -1,0 +1,105 @@
+//! Agents over QUIC run real processes placed by the leader, and keep them through
+//! a leader failover. Real peers, real agents, real child processes.
+
+mod fixture;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use fixture::TestCluster;
+use orion_api::{NodeList, ReplicaList};
+
+const WEB: &str = "kind: Service\nname: web\nreplicas: 3\ncommand: [\"python3\", \"-m\", \"http.server\", \"${PORT}\", \"--bind\", \"127.0.0.1\"]\nports: [http]\nresources: {cpu: 100m, memory: 32Mi}\nhealth: {http: {port: http, path: /}, interval: 500ms, timeout: 1s, failures: 3}\n";
+
+async fn apply(c: &TestCluster, via: u64, text: &str) {
+    let r = c
+        .http
+        .post(format!("{}/v1/apply", c.url(via)))
+        .json(&serde_json::json!({"files": [{"name": "orion.yaml", "content": text}]}))
+        .send()
+        .await
+        .expect("apply");
+    assert!(r.status().is_success(), "apply: {}", r.status());
+}
+
+/// Replica id → (node, pid) for replicas the leader reports healthy.
+async fn healthy(c: &TestCluster) -> Option<BTreeMap<String, (String, u32)>> {
+    let leader = c.wait_for_leader().await;
+    let r = c
+        .http
+        .get(format!("{}/v1/replicas", c.url(leader)))
+        .send()
+        .await
+        .ok()?;
+    let list: ReplicaList = r.json().await.ok()?;
+    let mut out = BTreeMap::new();
+    for item in &list.items {
+        let seen = list.observed.get(&item.id())?;
+        if seen.state != "healthy" {
+            return None;
+        }
+        out.insert(item.id(), (item.node.clone(), seen.pid?));
+    }
+    Some(out)
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        !s.rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_run_replicas_across_nodes_and_keep_them_through_a_leader_failover() {
+    let mut c = TestCluster::start(3).await;
+    c.spawn_agent("n1");
+    c.spawn_agent("n2");
+    c.wait_for("both agents registered", fixture::WAIT, || async {
+        let r = c
+            .http
+            .get(format!("{}/v1/nodes", c.url(1)))
+            .send()
+            .await
+            .ok()?;
+        let nodes: NodeList = r.json().await.ok()?;
+        (nodes.items.len() == 2).then_some(())
+    })
+    .await;
+
+    apply(&c, 2, WEB).await;
+    let running = c
+        .wait_for("3 healthy replicas", Duration::from_secs(60), || async {
+            healthy(&c).await.filter(|m| m.len() == 3)
+        })
+        .await;
+    let nodes: std::collections::BTreeSet<&str> =
+        running.values().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(nodes.len(), 2, "placed across both nodes: {running:?}");
+    for (id, (_, pid)) in &running {
+        assert!(alive(*pid), "{id}'s process {pid} runs");
+    }
+
+    // Leader failover: agents reconnect to the new leader; no process restarts.
+    let leader = c.wait_for_leader().await;
+    c.kill9(leader);
+    let after = c
+        .wait_for(
+            "agents to report to the new leader",
+            Duration::from_secs(60),
+            || async { healthy(&c).await.filter(|m| m.len() == 3) },
+        )
+        .await;
+    assert_eq!(after, running, "the same processes, on the same nodes");
+
+    // Scale to zero: every process stops, on every node.
+    let survivor = c.running()[0];
+    apply(&c, survivor, &WEB.replace("replicas: 3", "replicas: 0")).await;
+    c.wait_for("every replica process to stop", fixture::WAIT, || async {
+        running.values().all(|(_, pid)| !alive(*pid)).then_some(())
+    })
+    .await;
+}
