@@ -95,6 +95,10 @@ pub struct NodeObject {
     /// A draining node keeps nothing: its replicas are placed elsewhere.
     #[serde(default)]
     pub draining: bool,
+    /// Registered by its agent, whose heartbeats keep it ready. A node registered by
+    /// hand (`PUT /v1/nodes`) has no agent and never times out.
+    #[serde(default)]
+    pub agent: bool,
     #[serde(default)]
     pub mod_revision: u64,
 }

@@ -36,6 +36,8 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// How long a call waits for a leader during an election before failing.
     pub leader_hold_ms: u64,
+    /// How long an agent may miss heartbeats before its node is marked down.
+    pub node_ttl_ms: u64,
     pub raft: RaftSettings,
 }
 
@@ -54,6 +56,7 @@ impl Default for ServerConfig {
             join: Vec::new(),
             max_body_bytes: 1 << 20,
             leader_hold_ms: 5_000,
+            node_ttl_ms: 5_000,
             raft: RaftSettings::default(),
         }
     }
@@ -113,6 +116,11 @@ impl ServerConfig {
         }
         if self.leader_hold_ms == 0 {
             return fail("leader-hold-ms must be above 0".into());
+        }
+        if self.node_ttl_ms < 1_000 {
+            return fail(
+                "node-ttl-ms must be at least 1000 (agents heartbeat every second)".into(),
+            );
         }
         self.raft.validate().map_err(Error::Config)
     }

@@ -236,10 +236,14 @@ async fn register(
         capacity,
         status: NodeStatus::Ready,
         draining: current.as_ref().is_some_and(|n| n.draining),
+        agent: true,
         mod_revision: 0,
     };
     let same = current.as_ref().is_some_and(|c| {
-        c.labels == wanted.labels && c.capacity == wanted.capacity && c.status == wanted.status
+        c.labels == wanted.labels
+            && c.capacity == wanted.capacity
+            && c.status == wanted.status
+            && c.agent
     });
     if !same {
         cluster

@@ -79,6 +79,8 @@ pub struct Cluster {
     pub shutdown: CancellationToken,
     /// The replica controller's latest unplaced replicas and why (leader only).
     pub unplaced: std::sync::Mutex<Vec<String>>,
+    /// How long an agent may stay silent before its node is marked down.
+    pub node_ttl: Duration,
     /// Connected agents' heartbeats and reports (leader only, memory only).
     pub agents: std::sync::Mutex<crate::gateway::AgentTable>,
 }

@@ -20,6 +20,7 @@ pub async fn run(cluster: ClusterRef, shutdown: CancellationToken) {
             let term = shutdown.child_token();
             let tasks = TaskTracker::new();
             tasks.spawn(controllers::replicas::run(cluster.clone(), term.clone()));
+            tasks.spawn(controllers::nodes::run(cluster.clone(), term.clone()));
             tasks.close();
             info!("became leader: controllers started");
             ensure_cluster_ca(&cluster).await;

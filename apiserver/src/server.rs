@@ -109,6 +109,7 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
         hold: Duration::from_millis(config.leader_hold_ms),
         shutdown: api_shutdown.clone(),
         unplaced: std::sync::Mutex::new(Vec::new()),
+        node_ttl: Duration::from_millis(config.node_ttl_ms),
         agents: std::sync::Mutex::new(crate::gateway::AgentTable::default()),
     });
     let gateway_shutdown = CancellationToken::new();

@@ -103,3 +103,41 @@ async fn agents_run_replicas_across_nodes_and_keep_them_through_a_leader_failove
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_of_a_dead_agent_are_placed_on_the_other_node() {
+    let mut c = TestCluster::start(3).await;
+    c.spawn_agent("n1");
+    c.spawn_agent("n2");
+    apply(&c, 1, WEB).await;
+    let running = c
+        .wait_for("3 healthy replicas", Duration::from_secs(60), || async {
+            healthy(&c).await.filter(|m| m.len() == 3)
+        })
+        .await;
+    let victim = running
+        .values()
+        .next()
+        .map(|(n, _)| n.clone())
+        .expect("a node");
+    let survivor = if victim == "n1" { "n2" } else { "n1" };
+
+    let killed_at = tokio::time::Instant::now();
+    c.kill_agent(&victim);
+    let moved = c
+        .wait_for(
+            "every replica healthy on the surviving node",
+            Duration::from_secs(60),
+            || async {
+                healthy(&c)
+                    .await
+                    .filter(|m| m.len() == 3 && m.values().all(|(n, _)| n == survivor))
+            },
+        )
+        .await;
+    eprintln!(
+        "replicas of {victim} healthy on {survivor} {:?} after kill -9 of its agent",
+        killed_at.elapsed()
+    );
+    assert_eq!(moved.len(), 3);
+}

@@ -2,4 +2,5 @@
 //! and current state, compute what to change with a pure function, propose it,
 //! wait for the next change. Running it twice changes nothing the second time.
 
+pub mod nodes;
 pub mod replicas;

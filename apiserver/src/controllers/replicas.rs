@@ -203,6 +203,7 @@ mod tests {
             },
             status: NodeStatus::Ready,
             draining: false,
+            agent: false,
             mod_revision: 1,
         }
     }
