@@ -132,9 +132,19 @@ pub async fn get(
         (Kind::Replicas, None) => {
             let r: ReplicaList = client.get(&format!("/v1/replicas{suffix}")).await?;
             print(output, &r, |r| {
-                let mut t = Table::new(&["REPLICA", "NODE", "GENERATION"]);
+                let mut t =
+                    Table::new(&["REPLICA", "NODE", "STATE", "PID", "RESTARTS", "GENERATION"]);
                 for x in &r.items {
-                    t.row(vec![x.id(), x.node.clone(), x.generation.to_string()]);
+                    let seen = r.observed.get(&x.id());
+                    t.row(vec![
+                        x.id(),
+                        x.node.clone(),
+                        seen.map_or("pending".into(), |s| s.state.clone()),
+                        seen.and_then(|s| s.pid)
+                            .map_or("-".into(), |p| p.to_string()),
+                        seen.map_or("-".into(), |s| s.restarts.to_string()),
+                        x.generation.to_string(),
+                    ]);
                 }
                 t
             })?;
