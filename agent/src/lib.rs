@@ -40,4 +40,6 @@ pub mod supervisor;
 pub use error::{Error, Result};
 pub use logs::{LogConfig, LogStream};
 pub use session::{AgentConfig, SessionError};
-pub use supervisor::{ReplicaSpec, ReplicaState, ReplicaStatus, Supervisor, SupervisorConfig};
+pub use supervisor::{
+    ExecOutput, ReplicaSpec, ReplicaState, ReplicaStatus, Supervisor, SupervisorConfig,
+};

@@ -15,7 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use orion_api::agent_proto::{
-    encode_frame, AgentMessage, DesiredReplica, ReplicaReport, ServerMessage, ALPN, MAX_FRAME,
+    encode_frame, AgentMessage, DesiredReplica, ExecResult, ReplicaReport, ServerMessage,
+    StreamRequest, ALPN, MAX_FRAME,
 };
 use orion_api::spec::Resources;
 use orion_api::AgentBootstrap;
@@ -23,6 +24,7 @@ use rand::Rng;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::logs::{self, LogStream};
 use crate::supervisor::{ReplicaSpec, ReplicaState, Supervisor};
 
 /// How long a silent QUIC link lives: how fast a dead leader is noticed.
@@ -50,7 +52,10 @@ pub enum SessionError {
 /// restarted agent adopts them again.
 pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(), SessionError> {
     std::fs::create_dir_all(&config.data_dir).map_err(|e| SessionError::Io(e.to_string()))?;
-    let supervisor = Supervisor::new(config.data_dir.join("supervisor"), shutdown.child_token());
+    let supervisor = Arc::new(Supervisor::new(
+        config.data_dir.join("supervisor"),
+        shutdown.child_token(),
+    ));
     let mut ports = PortBook::load(config.data_dir.join("ports.json"));
     let http = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(2))
@@ -145,7 +150,7 @@ async fn connect_once(
     config: &AgentConfig,
     client: &quinn::ClientConfig,
     addr: &str,
-    supervisor: &Supervisor,
+    supervisor: &Arc<Supervisor>,
     ports: &mut PortBook,
     shutdown: &CancellationToken,
 ) -> Outcome {
@@ -188,7 +193,9 @@ async fn connect_once(
             other => return Err(format!("unexpected first answer {other:?}")),
         }
         info!(%addr, "connected to the leader");
+        let streams = tokio::spawn(accept_streams(conn.clone(), supervisor.clone()));
         let ended = serve(send, recv, supervisor, ports, shutdown).await;
+        streams.abort();
         conn.close(0u32.into(), b"bye");
         endpoint.wait_idle().await;
         if let Err(e) = ended {
@@ -260,6 +267,102 @@ async fn serve(
     };
     reader.abort();
     result
+}
+
+/// Serves the leader's log and exec requests, each on its own stream.
+async fn accept_streams(conn: quinn::Connection, supervisor: Arc<Supervisor>) {
+    while let Ok((send, recv)) = conn.accept_bi().await {
+        tokio::spawn(handle_stream(send, recv, supervisor.clone()));
+    }
+}
+
+async fn handle_stream(
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    supervisor: Arc<Supervisor>,
+) {
+    let request = match read_frame::<StreamRequest>(&mut recv).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return,
+        Err(e) => {
+            warn!(cause = %e, "bad stream request from the leader");
+            return;
+        }
+    };
+    match request {
+        StreamRequest::Exec { replica, command } => {
+            let result = match supervisor
+                .exec(&replica, &command, Duration::from_secs(60))
+                .await
+            {
+                Ok(out) => ExecResult {
+                    exit_code: out.exit_code,
+                    signal: out.signal,
+                    stdout: out.stdout,
+                    stderr: out.stderr,
+                    error: None,
+                },
+                Err(e) => ExecResult {
+                    exit_code: None,
+                    signal: None,
+                    stdout: String::new(),
+                    stderr: String::new(),
+                    error: Some(e),
+                },
+            };
+            let _ = send.write_all(&encode_frame(&result)).await;
+            let _ = send.finish();
+        }
+        StreamRequest::Logs {
+            replica,
+            tail,
+            follow,
+        } => {
+            let dir = supervisor.log_dir(&replica);
+            for stream in LogStream::ALL {
+                for line in logs::tail(&dir, stream, tail).unwrap_or_default() {
+                    if send
+                        .write_all(format!("{line}\n").as_bytes())
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+            if follow {
+                let cancel = CancellationToken::new();
+                let every = Duration::from_millis(200);
+                let mut out = logs::follow(
+                    logs::log_path(&dir, LogStream::Stdout),
+                    every,
+                    cancel.clone(),
+                );
+                let mut err = logs::follow(
+                    logs::log_path(&dir, LogStream::Stderr),
+                    every,
+                    cancel.clone(),
+                );
+                loop {
+                    let line = tokio::select! {
+                        l = out.recv() => l,
+                        l = err.recv() => l,
+                        _ = send.stopped() => None,
+                    };
+                    let Some(line) = line else { break };
+                    if send
+                        .write_all(format!("{line}\n").as_bytes())
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+                cancel.cancel();
+            }
+            let _ = send.finish();
+        }
+    }
 }
 
 fn reports(supervisor: &Supervisor) -> Vec<ReplicaReport> {

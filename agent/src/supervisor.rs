@@ -80,6 +80,15 @@ pub struct ReplicaSpec {
     pub env: BTreeMap<String, String>,
 }
 
+/// What an [`Supervisor::exec`] produced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecOutput {
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
 /// What a replica is doing now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -329,6 +338,48 @@ impl Supervisor {
     /// The last `n` lines a replica wrote to `stream`.
     pub fn tail(&self, id: &str, stream: LogStream, n: usize) -> Result<Vec<String>> {
         logs::tail(&self.log_dir(id), stream, n)
+    }
+
+    /// Runs `command` once in replica `id`'s environment and working folder (not a
+    /// TTY), and returns its exit code and output; killed after `timeout`.
+    pub async fn exec(
+        &self,
+        id: &str,
+        command: &[String],
+        timeout: Duration,
+    ) -> std::result::Result<ExecOutput, String> {
+        let spec = self
+            .replicas
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+            .map(|h| h.spec.clone())
+            .ok_or_else(|| format!("replica {id:?} does not run on this node"))?;
+        let launch = prepare(&self.shared.root, &spec)?;
+        let (program, args) = command
+            .split_first()
+            .ok_or_else(|| "the command is empty".to_owned())?;
+        let child = Command::new(program)
+            .args(args)
+            .env_clear()
+            .envs(&launch.env)
+            .current_dir(&launch.cwd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| describe_spawn_error(program, &e))?;
+        let out = tokio::time::timeout(timeout, child.wait_with_output())
+            .await
+            .map_err(|_| format!("the command did not finish within {timeout:?}"))?
+            .map_err(|e| e.to_string())?;
+        Ok(ExecOutput {
+            exit_code: out.status.code(),
+            signal: out.status.signal(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
     }
 
     fn start(

@@ -69,6 +69,36 @@ pub struct ReplicaReport {
     pub reason: Option<String>,
 }
 
+/// A request the leader sends on a new bidirectional stream of an agent's
+/// connection, so a busy log never delays the control stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum StreamRequest {
+    /// Answered with raw log bytes (stdout and stderr merged by line) until the
+    /// stream ends; with `follow`, new lines keep coming until the reader goes away.
+    Logs {
+        replica: String,
+        tail: usize,
+        follow: bool,
+    },
+    /// Answered with one [`ExecResult`] frame.
+    Exec {
+        replica: String,
+        command: Vec<String>,
+    },
+}
+
+/// The outcome of an exec. `error` is set when the command could not run at all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecResult {
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 /// Encodes one frame.
 pub fn encode_frame<T: Serialize>(msg: &T) -> Vec<u8> {
     let body = serde_json::to_vec(msg).unwrap_or_default();

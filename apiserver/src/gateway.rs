@@ -31,6 +31,8 @@ pub struct AgentTable {
     pub last_seen: BTreeMap<String, Instant>,
     /// Last reported replica states, by replica id.
     pub observed: BTreeMap<String, ReplicaReport>,
+    /// The live connection of each node's agent, for log and exec streams.
+    pub conns: BTreeMap<String, quinn::Connection>,
 }
 
 /// Reads one frame; `None` when the stream ended cleanly.
@@ -173,47 +175,84 @@ async fn session(
     info!(node = %node, "agent connected");
     if let Ok(mut t) = cluster.agents.lock() {
         t.last_seen.insert(node.clone(), Instant::now());
+        t.conns.insert(node.clone(), conn.clone());
     }
+    let result = control_loop(&cluster, &node, &mut send, recv, &shutdown).await;
+    if let Ok(mut t) = cluster.agents.lock() {
+        if t.conns
+            .get(&node)
+            .is_some_and(|c| c.stable_id() == conn.stable_id())
+        {
+            t.conns.remove(&node);
+        }
+    }
+    result
+}
 
+async fn control_loop(
+    cluster: &ClusterRef,
+    node: &str,
+    send: &mut quinn::SendStream,
+    recv: quinn::RecvStream,
+    shutdown: &CancellationToken,
+) -> Result<(), String> {
+    let node = node.to_string();
     let mut metrics = cluster.node.raft.metrics();
     let mut last_sent: Option<Vec<DesiredReplica>> = None;
-    loop {
-        if !is_leader(&cluster) {
-            return Err("no longer the leader".into());
+    // Reading a frame is not cancel-safe, so frames come through a channel.
+    let (tx, mut frames) = tokio::sync::mpsc::channel(8);
+    let reader = tokio::spawn(async move {
+        let mut recv = recv;
+        loop {
+            let frame = read_frame::<AgentMessage>(&mut recv).await;
+            let end = !matches!(frame, Ok(Some(_)));
+            if tx.send(frame).await.is_err() || end {
+                return;
+            }
         }
-        let (revision, desired) = desired_for(&cluster, &node)?;
+    });
+    let result = loop {
+        if !is_leader(cluster) {
+            break Err("no longer the leader".into());
+        }
+        let (revision, desired) = match desired_for(cluster, &node) {
+            Ok(d) => d,
+            Err(e) => break Err(e),
+        };
         if last_sent.as_ref() != Some(&desired) {
-            write_frame(
-                &mut send,
-                &ServerMessage::Desired {
-                    revision,
-                    replicas: desired.clone(),
-                },
-            )
-            .await?;
+            let msg = ServerMessage::Desired {
+                revision,
+                replicas: desired.clone(),
+            };
+            if let Err(e) = write_frame(send, &msg).await {
+                break Err(e);
+            }
             last_sent = Some(desired);
         }
         tokio::select! {
-            () = shutdown.cancelled() => return Ok(()),
-            changed = metrics.changed() => if changed.is_err() { return Ok(()) },
-            msg = read_frame::<AgentMessage>(&mut recv) => match msg? {
-                None => return Ok(()),
-                Some(AgentMessage::Heartbeat { .. }) => {
+            () = shutdown.cancelled() => break Ok(()),
+            changed = metrics.changed() => if changed.is_err() { break Ok(()) },
+            msg = frames.recv() => match msg {
+                None | Some(Ok(None)) => break Ok(()),
+                Some(Err(e)) => break Err(e),
+                Some(Ok(Some(AgentMessage::Heartbeat { .. }))) => {
                     if let Ok(mut t) = cluster.agents.lock() {
                         t.last_seen.insert(node.clone(), Instant::now());
                     }
                 }
-                Some(AgentMessage::Status { replicas }) => {
+                Some(Ok(Some(AgentMessage::Status { replicas }))) => {
                     if let Ok(mut t) = cluster.agents.lock() {
                         for r in replicas {
                             t.observed.insert(r.id.clone(), r);
                         }
                     }
                 }
-                Some(AgentMessage::Hello { .. }) => return Err("hello sent twice".into()),
+                Some(Ok(Some(AgentMessage::Hello { .. }))) => break Err("hello sent twice".into()),
             },
         }
-    }
+    };
+    reader.abort();
+    result
 }
 
 /// Writes the node through Raft only when what the agent says differs from the record.

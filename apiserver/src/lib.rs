@@ -21,6 +21,7 @@
 //! - [`leadership`]: starts the [`controllers`] when this peer leads, stops them when it does not.
 //! - [`gateway`]: the QUIC agent gateway; [`pki`]: the cluster CA and gateway certificates.
 //! - [`join`]: joining an existing cluster at start-up.
+//! - [`streams`]: logs and exec, relayed from the replica's agent.
 //! - [`variables`], [`workloads`], [`cluster`], [`watch`], [`health`]: the HTTP handlers.
 //! - [`error`]: mapping errors to JSON responses; the body extractor with clear errors.
 
@@ -36,6 +37,7 @@ pub mod leadership;
 pub mod pki;
 pub mod scheduler;
 pub mod server;
+pub mod streams;
 pub mod variables;
 pub mod watch;
 pub mod workloads;

@@ -41,6 +41,8 @@ pub fn router(cluster: ClusterRef, max_body_bytes: usize) -> Router {
         .route("/v1/nodes", get(workloads::nodes))
         .route("/v1/nodes/{name}", axum::routing::put(workloads::put_node))
         .route("/v1/replicas", get(workloads::replicas))
+        .route("/v1/replicas/{id}/logs", get(crate::streams::logs))
+        .route("/v1/replicas/{id}/exec", post(crate::streams::exec))
         .route("/v1/watch", get(watch::watch))
         .route(
             "/v1/cluster/members",

@@ -183,11 +183,19 @@ pub async fn put_node(
     }))
 }
 
-/// `GET /v1/replicas`: placed replicas, and (on the leader) those that cannot be placed.
+/// `GET /v1/replicas`: placed replicas, what their agents report, and those that
+/// cannot be placed. Agent reports live in the leader's memory, so a follower asks
+/// the leader unless `?stale=true`.
 pub async fn replicas(
     State(cluster): State<ClusterRef>,
     Query(params): Query<ReadParams>,
-) -> HttpResult<Json<ReplicaList>> {
+    headers: axum::http::HeaderMap,
+) -> HttpResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    if !params.stale && !crate::streams::is_leader(&cluster) {
+        let url = crate::streams::leader_url(&cluster, &headers, "/v1/replicas")?;
+        return Ok(crate::streams::proxied(cluster.http.get(url)).await?);
+    }
     fresh(&cluster, params.stale).await?;
     let mut list = cluster.node.reader.with_view(|view| {
         Ok::<_, ApiError>(ReplicaList {
@@ -208,7 +216,7 @@ pub async fn replicas(
             .map(|(id, r)| (id.clone(), r.clone()))
             .collect();
     }
-    Ok(Json(list))
+    Ok(Json(list).into_response())
 }
 
 #[cfg(test)]

@@ -84,6 +84,27 @@ pub enum Command {
         kind: Kind,
         name: String,
     },
+    /// Print a replica's logs (stdout and stderr), or every replica's of a service.
+    Logs {
+        #[command(flatten)]
+        opts: ClientOpts,
+        /// A replica id (`web-0`) or a service name.
+        target: String,
+        /// Keep printing new lines.
+        #[arg(short, long)]
+        follow: bool,
+        /// Lines of history per stream.
+        #[arg(long, default_value_t = 100)]
+        tail: usize,
+    },
+    /// Run a command in a replica's environment and working folder; exits with its code.
+    Exec {
+        #[command(flatten)]
+        opts: ClientOpts,
+        replica: String,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
     /// Print the JSON Schema of an `orion.yaml` document, for editors.
     Schema,
     /// Read and write variables (small CAS-able config values).

@@ -142,6 +142,59 @@ impl Client {
     }
 }
 
+impl Client {
+    /// A GET whose body is streamed to `out` as it arrives (logs). Fails over like
+    /// [`Client::call`] until the first byte.
+    pub async fn stream(
+        &self,
+        path: &str,
+        mut out: impl std::io::Write,
+    ) -> Result<(), ClientError> {
+        use futures::StreamExt;
+        let mut failures = Vec::new();
+        for base in &self.urls {
+            let url = format!("{base}{path}");
+            let resp = match self
+                .http
+                .get(&url)
+                .timeout(Duration::from_secs(365 * 24 * 3600))
+                .send()
+                .await
+            {
+                Ok(r) => r,
+                Err(e) if e.is_connect() => {
+                    failures.push(format!("{base}: {}", root_cause(&e)));
+                    continue;
+                }
+                Err(e) => {
+                    return Err(ClientError::Unreachable(format!(
+                        "{url}: {}",
+                        root_cause(&e)
+                    )))
+                }
+            };
+            let status = resp.status();
+            if !status.is_success() {
+                let error = match resp.json::<ErrorBody>().await {
+                    Ok(b) => b.error,
+                    Err(_) => ApiError::internal(format!("{url} answered {status}")),
+                };
+                return Err(ClientError::Api { status, error });
+            }
+            let mut body = resp.bytes_stream();
+            while let Some(chunk) = body.next().await {
+                let chunk =
+                    chunk.map_err(|e| ClientError::Other(format!("the stream broke: {e}")))?;
+                out.write_all(&chunk)
+                    .and_then(|()| out.flush())
+                    .map_err(|e| ClientError::Other(e.to_string()))?;
+            }
+            return Ok(());
+        }
+        Err(ClientError::Unreachable(failures.join("; ")))
+    }
+}
+
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     let mut cur = e;
     while let Some(next) = cur.source() {

@@ -83,6 +83,29 @@ async fn agents_run_replicas_across_nodes_and_keep_them_through_a_leader_failove
         assert!(alive(*pid), "{id}'s process {pid} runs");
     }
 
+    // Logs and exec through a follower, with the exit code passed back.
+    let follower = c.url(c.follower().await);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_orion"))
+        .args(["exec", "web-1", "--server", &follower, "--"])
+        .args(["sh", "-c", "echo replica=$ORION_REPLICA; exit 7"])
+        .output()
+        .expect("orion exec");
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "replica=web-1");
+    let logs = c
+        .wait_for("a health-check request in web-0's log", fixture::WAIT, || async {
+            let r = c
+                .http
+                .get(format!("{follower}/v1/replicas/web-0/logs?tail=50"))
+                .send()
+                .await
+                .ok()?;
+            let text = r.text().await.ok()?;
+            text.contains("GET / HTTP/1.1").then_some(text)
+        })
+        .await;
+    assert!(logs.lines().count() >= 1, "{logs}");
+
     // Leader failover: agents reconnect to the new leader; no process restarts.
     let leader = c.wait_for_leader().await;
     c.kill9(leader);

@@ -73,6 +73,23 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Delete { opts, kind, name } => {
             workload::delete(&Client::new(&opts.server)?, kind, &name).await
         }
+        Command::Logs {
+            opts,
+            target,
+            follow,
+            tail,
+        } => workload::logs(&Client::new(&opts.server)?, &target, follow, tail).await,
+        Command::Exec {
+            opts,
+            replica,
+            command,
+        } => {
+            let code = workload::exec(&Client::new(&opts.server)?, &replica, command).await?;
+            if code != 0 {
+                std::process::exit(code);
+            }
+            Ok(())
+        }
         Command::Schema => {
             println!(
                 "{}",

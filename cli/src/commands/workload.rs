@@ -176,3 +176,48 @@ pub async fn delete(client: &Client, kind: Kind, name: &str) -> anyhow::Result<(
     }
     Ok(())
 }
+
+/// `orion logs`: one replica's lines, or each replica's of a service in turn.
+pub async fn logs(client: &Client, target: &str, follow: bool, tail: usize) -> anyhow::Result<()> {
+    let list: ReplicaList = client.get("/v1/replicas").await?;
+    let ids: Vec<String> = if list.items.iter().any(|r| r.id() == target) {
+        vec![target.to_string()]
+    } else {
+        list.items
+            .iter()
+            .filter(|r| r.service == target)
+            .map(|r| r.id())
+            .collect()
+    };
+    if ids.is_empty() {
+        bail!("no replica or service named {target:?}");
+    }
+    if follow && ids.len() > 1 {
+        bail!(
+            "--follow takes one replica; {target} has {}: {}",
+            ids.len(),
+            ids.join(", ")
+        );
+    }
+    for id in ids {
+        let path = format!(
+            "/v1/replicas/{}/logs?tail={tail}&follow={follow}",
+            query_value(&id)
+        );
+        client.stream(&path, std::io::stdout().lock()).await?;
+    }
+    Ok(())
+}
+
+/// `orion exec`: prints the command's output and returns its exit code.
+pub async fn exec(client: &Client, replica: &str, command: Vec<String>) -> anyhow::Result<i32> {
+    let r: orion_api::agent_proto::ExecResult = client
+        .post(
+            &format!("/v1/replicas/{}/exec", query_value(replica)),
+            &serde_json::json!({ "command": command }),
+        )
+        .await?;
+    print!("{}", r.stdout);
+    eprint!("{}", r.stderr);
+    Ok(r.exit_code.unwrap_or(128 + r.signal.unwrap_or(0)))
+}

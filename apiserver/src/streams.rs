@@ -1,0 +1,194 @@
+//! `orion logs` and `orion exec`: `GET /v1/replicas/{id}/logs` and
+//! `POST /v1/replicas/{id}/exec`.
+//!
+//! Only the leader holds the agents' connections. It opens a new QUIC stream to the
+//! replica's agent for each call, so a busy log never delays the control stream. A
+//! follower proxies the call to the leader (once: a forwarded call that lands on a
+//! non-leader gets 503 rather than bouncing on).
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures::StreamExt;
+use orion_api::agent_proto::{encode_frame, ExecResult, StreamRequest};
+use orion_api::ApiError;
+use orion_raft::read;
+use serde::Deserialize;
+
+use crate::error::{HttpResult, JsonBody};
+use crate::gateway::read_frame;
+use crate::leader::ClusterRef;
+
+const FORWARDED: &str = "x-orion-forwarded";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogParams {
+    #[serde(default = "default_tail")]
+    pub tail: usize,
+    #[serde(default)]
+    pub follow: bool,
+}
+
+fn default_tail() -> usize {
+    100
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecRequest {
+    pub command: Vec<String>,
+}
+
+pub(crate) fn is_leader(cluster: &ClusterRef) -> bool {
+    cluster.node.raft.metrics().borrow().state == openraft::ServerState::Leader
+}
+
+/// The leader's API URL for `path_and_query`, or why there is none.
+pub(crate) fn leader_url(
+    cluster: &ClusterRef,
+    headers: &HeaderMap,
+    path_and_query: &str,
+) -> Result<String, ApiError> {
+    if headers.contains_key(FORWARDED) {
+        return Err(ApiError::unavailable(
+            "leadership moved while the call was forwarded; retry",
+        ));
+    }
+    let (_, member) = cluster
+        .node
+        .leader()
+        .ok_or_else(|| ApiError::unavailable("no leader is known right now; retry"))?;
+    Ok(format!("http://{}{path_and_query}", member.api_addr))
+}
+
+/// Opens a stream to the agent running replica `id` and sends `request`.
+async fn open(
+    cluster: &ClusterRef,
+    id: &str,
+    request: &StreamRequest,
+) -> Result<(quinn::SendStream, quinn::RecvStream), ApiError> {
+    let node = cluster
+        .node
+        .reader
+        .with_view(read::replicas)
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .into_iter()
+        .find(|r| r.id() == id)
+        .map(|r| r.node)
+        .ok_or_else(|| ApiError::not_found(format!("replica {id:?} does not exist")))?;
+    let conn = cluster
+        .agents
+        .lock()
+        .ok()
+        .and_then(|t| t.conns.get(&node).cloned())
+        .ok_or_else(|| {
+            ApiError::unavailable(format!("the agent of node {node:?} is not connected"))
+        })?;
+    let (mut send, recv) = conn.open_bi().await.map_err(|e| {
+        ApiError::unavailable(format!("cannot reach the agent of node {node:?}: {e}"))
+    })?;
+    send.write_all(&encode_frame(request))
+        .await
+        .map_err(|e| ApiError::unavailable(format!("agent of node {node:?}: {e}")))?;
+    Ok((send, recv))
+}
+
+pub(crate) async fn proxied(req: reqwest::RequestBuilder) -> Result<Response, ApiError> {
+    let resp = req
+        .header(FORWARDED, "1")
+        .send()
+        .await
+        .map_err(|e| ApiError::unavailable(format!("the leader did not answer: {e}")))?;
+    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let content_type = resp
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/octet-stream")
+        .to_string();
+    let body = Body::from_stream(resp.bytes_stream());
+    Ok((
+        status,
+        [(axum::http::header::CONTENT_TYPE, content_type)],
+        body,
+    )
+        .into_response())
+}
+
+/// `GET /v1/replicas/{id}/logs?tail=N&follow=true`: plain text, one line per line.
+pub async fn logs(
+    State(cluster): State<ClusterRef>,
+    Path(id): Path<String>,
+    Query(params): Query<LogParams>,
+    headers: HeaderMap,
+) -> HttpResult<Response> {
+    if !is_leader(&cluster) {
+        let url = leader_url(
+            &cluster,
+            &headers,
+            &format!(
+                "/v1/replicas/{id}/logs?tail={}&follow={}",
+                params.tail, params.follow
+            ),
+        )?;
+        return Ok(proxied(cluster.http.get(url)).await?);
+    }
+    let request = StreamRequest::Logs {
+        replica: id.clone(),
+        tail: params.tail.min(100_000),
+        follow: params.follow,
+    };
+    let (send, recv) = open(&cluster, &id, &request).await?;
+    let chunks = futures::stream::unfold((send, recv), |(send, mut recv)| async move {
+        match recv.read_chunk(64 << 10, true).await {
+            Ok(Some(chunk)) => Some((Ok::<_, std::io::Error>(chunk.bytes), (send, recv))),
+            _ => None,
+        }
+    });
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; charset=utf-8",
+        )],
+        Body::from_stream(chunks.boxed()),
+    )
+        .into_response())
+}
+
+/// `POST /v1/replicas/{id}/exec` with `{"command": [...]}`.
+pub async fn exec(
+    State(cluster): State<ClusterRef>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<ExecRequest>,
+) -> HttpResult<Response> {
+    if body.command.first().is_none_or(String::is_empty) {
+        return Err(ApiError::invalid("command must name a program").into());
+    }
+    if !is_leader(&cluster) {
+        let url = leader_url(&cluster, &headers, &format!("/v1/replicas/{id}/exec"))?;
+        let req = cluster
+            .http
+            .post(url)
+            .json(&serde_json::json!({"command": body.command}));
+        return Ok(proxied(req).await?);
+    }
+    let request = StreamRequest::Exec {
+        replica: id.clone(),
+        command: body.command,
+    };
+    let (_send, mut recv) = open(&cluster, &id, &request).await?;
+    let result: ExecResult = read_frame(&mut recv)
+        .await
+        .map_err(ApiError::unavailable)?
+        .ok_or_else(|| {
+            ApiError::unavailable("the agent closed the exec stream without an answer")
+        })?;
+    if let Some(error) = &result.error {
+        return Err(ApiError::invalid(format!("exec in {id}: {error}")).into());
+    }
+    Ok(Json(result).into_response())
+}
