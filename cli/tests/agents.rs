@@ -93,16 +93,20 @@ async fn agents_run_replicas_across_nodes_and_keep_them_through_a_leader_failove
     assert_eq!(out.status.code(), Some(7), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "replica=web-1");
     let logs = c
-        .wait_for("a health-check request in web-0's log", fixture::WAIT, || async {
-            let r = c
-                .http
-                .get(format!("{follower}/v1/replicas/web-0/logs?tail=50"))
-                .send()
-                .await
-                .ok()?;
-            let text = r.text().await.ok()?;
-            text.contains("GET / HTTP/1.1").then_some(text)
-        })
+        .wait_for(
+            "a health-check request in web-0's log",
+            fixture::WAIT,
+            || async {
+                let r = c
+                    .http
+                    .get(format!("{follower}/v1/replicas/web-0/logs?tail=50"))
+                    .send()
+                    .await
+                    .ok()?;
+                let text = r.text().await.ok()?;
+                text.contains("GET / HTTP/1.1").then_some(text)
+            },
+        )
         .await;
     assert!(logs.lines().count() >= 1, "{logs}");
 
