@@ -44,6 +44,7 @@ pub fn router(cluster: ClusterRef, max_body_bytes: usize) -> Router {
         .route("/v1/replicas/{id}/logs", get(crate::streams::logs))
         .route("/v1/replicas/{id}/exec", post(crate::streams::exec))
         .route("/v1/watch", get(watch::watch))
+        .route("/v1/events", get(watch::recent))
         .route(
             "/v1/cluster/members",
             get(cluster::members).post(cluster::join),

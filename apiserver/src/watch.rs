@@ -124,3 +124,41 @@ pub async fn watch(
     .flat_map(|batch| stream::iter(batch.into_iter().map(Ok)));
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventQuery {
+    /// Only events of this kind (`Service`, `Replica`, `Node`, `Variable`).
+    pub resource: Option<String>,
+    /// Only events whose key starts with this.
+    #[serde(default)]
+    pub prefix: String,
+    #[serde(default = "default_limit")]
+    pub limit: usize,
+}
+
+fn default_limit() -> usize {
+    50
+}
+
+/// `GET /v1/events`: the most recent matching events still in the window, oldest first.
+pub async fn recent(
+    State(cluster): State<ClusterRef>,
+    Query(q): Query<EventQuery>,
+) -> HttpResult<axum::Json<Vec<Event>>> {
+    let all = cluster
+        .node
+        .reader
+        .with_view(|v| read::events_since(v, 0, usize::MAX))
+        .map_err(read_error)?;
+    let mut matching: Vec<Event> = all
+        .into_iter()
+        .filter(|e| q.resource.as_deref().is_none_or(|r| e.resource == r))
+        .filter(|e| e.key.starts_with(&q.prefix))
+        .collect();
+    let keep = q.limit.min(1_000);
+    if matching.len() > keep {
+        matching.drain(..matching.len() - keep);
+    }
+    Ok(axum::Json(matching))
+}

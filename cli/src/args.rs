@@ -77,6 +77,13 @@ pub enum Command {
         #[arg(long)]
         stale: bool,
     },
+    /// Show a service: its spec, its replicas with node and state, recent events.
+    Describe {
+        #[command(flatten)]
+        opts: ClientOpts,
+        kind: Kind,
+        name: String,
+    },
     /// Delete a workload.
     Delete {
         #[command(flatten)]

@@ -168,3 +168,69 @@ async fn replicas_of_a_dead_agent_are_placed_on_the_other_node() {
     );
     assert_eq!(moved.len(), 3);
 }
+
+async fn observed(c: &TestCluster, id: &str) -> Option<orion_api::agent_proto::ReplicaReport> {
+    let leader = c.wait_for_leader().await;
+    let r = c
+        .http
+        .get(format!("{}/v1/replicas", c.url(leader)))
+        .send()
+        .await
+        .ok()?;
+    let list: ReplicaList = r.json().await.ok()?;
+    list.observed.get(id).cloned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_replica_restarts_and_a_missing_command_says_why() {
+    let mut c = TestCluster::start(3).await;
+    c.spawn_agent("n1");
+    let one = WEB.replace("replicas: 3", "replicas: 1");
+    let broken = "kind: Service\nname: broken\ncommand: [orion-no-such-program]\nrestart: {backoff: {initial: 1s, max: 10s}}\n";
+    apply(&c, 2, &format!("{one}---\n{broken}")).await;
+
+    let first = c
+        .wait_for("web-0 healthy", Duration::from_secs(60), || async {
+            observed(&c, "web-0")
+                .await
+                .filter(|r| r.state == "healthy" && r.pid.is_some())
+        })
+        .await;
+    let pid = first.pid.expect("pid");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill the replica");
+    let again = c
+        .wait_for(
+            "web-0 restarted and healthy",
+            Duration::from_secs(60),
+            || async {
+                observed(&c, "web-0").await.filter(|r| {
+                    r.state == "healthy" && r.restarts >= 1 && r.pid.is_some_and(|p| p != pid)
+                })
+            },
+        )
+        .await;
+    assert_eq!(again.restarts, 1, "{again:?}");
+
+    let failed = c
+        .wait_for("broken-0 failed with a reason", fixture::WAIT, || async {
+            observed(&c, "broken-0")
+                .await
+                .filter(|r| r.state == "failed")
+        })
+        .await;
+    let reason = failed.reason.unwrap_or_default();
+    assert!(
+        reason.contains("orion-no-such-program") && reason.contains("not found"),
+        "{reason}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_orion"))
+        .args(["describe", "service", "broken", "--server", &c.url(3)])
+        .output()
+        .expect("orion describe");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("not found"), "{text}");
+}

@@ -70,6 +70,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             name,
             stale,
         } => workload::get(&Client::new(&opts.server)?, opts.output, kind, name, stale).await,
+        Command::Describe { opts, kind, name } => {
+            workload::describe(&Client::new(&opts.server)?, kind, &name).await
+        }
         Command::Delete { opts, kind, name } => {
             workload::delete(&Client::new(&opts.server)?, kind, &name).await
         }

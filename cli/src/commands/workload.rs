@@ -221,3 +221,67 @@ pub async fn exec(client: &Client, replica: &str, command: Vec<String>) -> anyho
     eprint!("{}", r.stderr);
     Ok(r.exit_code.unwrap_or(128 + r.signal.unwrap_or(0)))
 }
+
+/// `orion describe service NAME`.
+pub async fn describe(client: &Client, kind: Kind, name: &str) -> anyhow::Result<()> {
+    if kind != Kind::Services {
+        bail!("only services can be described for now");
+    }
+    let svc: ServiceResponse = client
+        .get(&format!("/v1/services/{}", query_value(name)))
+        .await?;
+    let replicas: ReplicaList = client.get("/v1/replicas").await?;
+    let o = &svc.service;
+    println!("Name:        {}", o.spec.name);
+    println!("Replicas:    {} desired", o.spec.replicas);
+    println!(
+        "Generation:  {} (created at revision {}, changed at {})",
+        o.generation, o.create_revision, o.mod_revision
+    );
+    println!("Spec:");
+    for line in serde_norway::to_string(&o.spec)?.lines() {
+        println!("  {line}");
+    }
+    println!("Replicas:");
+    let mut t = Table::new(&["  REPLICA", "NODE", "STATE", "PID", "RESTARTS", "REASON"]);
+    for r in replicas.items.iter().filter(|r| r.service == o.spec.name) {
+        let seen = replicas.observed.get(&r.id());
+        t.row(vec![
+            format!("  {}", r.id()),
+            r.node.clone(),
+            seen.map_or("pending".into(), |s| s.state.clone()),
+            seen.and_then(|s| s.pid)
+                .map_or("-".into(), |p| p.to_string()),
+            seen.map_or("-".into(), |s| s.restarts.to_string()),
+            seen.and_then(|s| s.reason.clone()).unwrap_or_default(),
+        ]);
+    }
+    print!("{}", t.render());
+    for u in replicas
+        .unplaced
+        .iter()
+        .filter(|u| u.starts_with(&format!("{}-", o.spec.name)))
+    {
+        println!("  not placed: {u}");
+    }
+    let events: Vec<orion_api::Event> = client
+        .get(&format!(
+            "/v1/events?prefix={}&limit=20",
+            query_value(&o.spec.name)
+        ))
+        .await?;
+    println!("Events:");
+    for e in events
+        .iter()
+        .filter(|e| e.key == o.spec.name || e.key.starts_with(&format!("{}-", o.spec.name)))
+    {
+        println!(
+            "  revision {:<8} {:<8} {} {}",
+            e.revision,
+            format!("{:?}", e.kind).to_lowercase(),
+            e.resource,
+            e.key
+        );
+    }
+    Ok(())
+}
