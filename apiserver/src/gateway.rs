@@ -293,6 +293,15 @@ async fn register(
     Ok(())
 }
 
+/// The spec as one replica sees it: the service's replica count is not part of
+/// it, so scaling a service never restarts the replicas that stay.
+fn per_replica(spec: &orion_api::spec::ServiceSpec) -> orion_api::spec::ServiceSpec {
+    orion_api::spec::ServiceSpec {
+        replicas: 1,
+        ..spec.clone()
+    }
+}
+
 fn desired_for(cluster: &ClusterRef, node: &str) -> Result<(u64, Vec<DesiredReplica>), String> {
     cluster
         .node
@@ -313,7 +322,7 @@ fn desired_for(cluster: &ClusterRef, node: &str) -> Result<(u64, Vec<DesiredRepl
                     services.get(&r.service).map(|s| DesiredReplica {
                         id: r.id(),
                         generation: s.generation,
-                        service: s.spec.clone(),
+                        service: per_replica(&s.spec),
                     })
                 })
                 .collect();

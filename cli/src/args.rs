@@ -23,6 +23,8 @@ pub struct Cli {
 pub enum Output {
     #[default]
     Table,
+    /// The table with more columns.
+    Wide,
     Json,
     Yaml,
 }
@@ -76,6 +78,9 @@ pub enum Command {
         name: Option<String>,
         #[arg(long)]
         stale: bool,
+        /// Print again on every change (Ctrl-C stops).
+        #[arg(short, long)]
+        watch: bool,
     },
     /// Show a service: its spec, its replicas with node and state, recent events.
     Describe {

@@ -13,7 +13,7 @@ pub fn print<T: Serialize>(
     match format {
         Output::Json => println!("{}", serde_json::to_string_pretty(value)?),
         Output::Yaml => print!("{}", serde_norway::to_string(value)?),
-        Output::Table => print!("{}", table(value).render()),
+        Output::Table | Output::Wide => print!("{}", table(value).render()),
     }
     Ok(())
 }

@@ -122,8 +122,18 @@ async fn agents_run_replicas_across_nodes_and_keep_them_through_a_leader_failove
         .await;
     assert_eq!(after, running, "the same processes, on the same nodes");
 
-    // Scale to zero: every process stops, on every node.
+    // Scale 3 -> 1 -> 0: the extra processes stop, then all of them, on every node.
     let survivor = c.running()[0];
+    apply(&c, survivor, &WEB.replace("replicas: 3", "replicas: 1")).await;
+    c.wait_for("web-1 and web-2 to stop", fixture::WAIT, || async {
+        running
+            .iter()
+            .filter(|(id, _)| id.as_str() != "web-0")
+            .all(|(_, (_, pid))| !alive(*pid))
+            .then_some(())
+    })
+    .await;
+    assert!(alive(running["web-0"].1), "web-0 keeps running");
     apply(&c, survivor, &WEB.replace("replicas: 3", "replicas: 0")).await;
     c.wait_for("every replica process to stop", fixture::WAIT, || async {
         running.values().all(|(_, pid)| !alive(*pid)).then_some(())
@@ -233,4 +243,20 @@ async fn a_killed_replica_restarts_and_a_missing_command_says_why() {
         .expect("orion describe");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && text.contains("not found"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_failing_its_health_check_is_restarted() {
+    let mut c = TestCluster::start(3).await;
+    c.spawn_agent("n1");
+    let sick = "kind: Service\nname: sick\ncommand: [sleep, '1000']\nhealth: {exec: {command: ['false']}, interval: 300ms, timeout: 1s, failures: 2}\nrestart: {backoff: {initial: 200ms, max: 1s}}\n";
+    apply(&c, 3, sick).await;
+    let r = c
+        .wait_for(
+            "sick-0 restarted by its failing health check",
+            Duration::from_secs(60),
+            || async { observed(&c, "sick-0").await.filter(|r| r.restarts >= 1) },
+        )
+        .await;
+    assert!(r.restarts >= 1, "{r:?}");
 }

@@ -69,7 +69,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             kind,
             name,
             stale,
-        } => workload::get(&Client::new(&opts.server)?, opts.output, kind, name, stale).await,
+            watch,
+        } => {
+            let client = Client::new(&opts.server)?;
+            workload::get(&client, opts.output, kind, name.clone(), stale).await?;
+            if watch {
+                workload::watch_and_get(&client, opts.output, kind, name, stale).await?;
+            }
+            Ok(())
+        }
         Command::Describe { opts, kind, name } => {
             workload::describe(&Client::new(&opts.server)?, kind, &name).await
         }

@@ -285,3 +285,42 @@ pub async fn describe(client: &Client, kind: Kind, name: &str) -> anyhow::Result
     }
     Ok(())
 }
+
+/// `--watch`: print again after every change the cluster reports (the watch stream
+/// of any peer), until Ctrl-C.
+pub async fn watch_and_get(
+    client: &Client,
+    output: Output,
+    kind: Kind,
+    name: Option<String>,
+    stale: bool,
+) -> anyhow::Result<()> {
+    /// Notes that a change happened; what changed is re-read in full.
+    struct Changes(tokio::sync::mpsc::Sender<()>);
+    impl std::io::Write for Changes {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if buf.windows(6).any(|w| w == b"event:") {
+                let _ = self.0.try_send(());
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+    let stream = client.stream("/v1/watch", Changes(tx));
+    tokio::pin!(stream);
+    loop {
+        tokio::select! {
+            ended = &mut stream => {
+                ended?;
+                return Ok(());
+            }
+            Some(()) = rx.recv() => {
+                println!();
+                get(client, output, kind, name.clone(), stale).await?;
+            }
+        }
+    }
+}
