@@ -132,11 +132,15 @@ pub async fn get(
         (Kind::Replicas, None) => {
             let r: ReplicaList = client.get(&format!("/v1/replicas{suffix}")).await?;
             print(output, &r, |r| {
-                let mut t =
-                    Table::new(&["REPLICA", "NODE", "STATE", "PID", "RESTARTS", "GENERATION"]);
+                let wide = output == Output::Wide;
+                let mut header = vec!["REPLICA", "NODE", "STATE", "PID", "RESTARTS", "GENERATION"];
+                if wide {
+                    header.extend(["CPU", "MEMORY", "CREATED", "REASON"]);
+                }
+                let mut t = Table::new(&header);
                 for x in &r.items {
                     let seen = r.observed.get(&x.id());
-                    t.row(vec![
+                    let mut row = vec![
                         x.id(),
                         x.node.clone(),
                         seen.map_or("pending".into(), |s| s.state.clone()),
@@ -144,7 +148,16 @@ pub async fn get(
                             .map_or("-".into(), |p| p.to_string()),
                         seen.map_or("-".into(), |s| s.restarts.to_string()),
                         x.generation.to_string(),
-                    ]);
+                    ];
+                    if wide {
+                        row.extend([
+                            format!("{}m", x.resources.cpu_millis),
+                            format!("{}Mi", x.resources.memory_bytes >> 20),
+                            x.create_revision.to_string(),
+                            seen.and_then(|s| s.reason.clone()).unwrap_or_default(),
+                        ]);
+                    }
+                    t.row(row);
                 }
                 t
             })?;
