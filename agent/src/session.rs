@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use orion_api::agent_proto::{
-    encode_frame, AgentMessage, DesiredReplica, ExecResult, ReplicaReport, ServerMessage,
-    StreamRequest, ALPN, MAX_FRAME,
+    encode_frame, AgentMessage, DesiredReplica, ExecResult, NodeUsage, ReplicaReport,
+    ServerMessage, StreamRequest, ALPN, MAX_FRAME,
 };
 use orion_api::spec::Resources;
 use orion_api::AgentBootstrap;
@@ -245,7 +245,7 @@ async fn serve(
             () = shutdown.cancelled() => break Ok(()),
             _ = beat.tick() => {
                 let running = supervisor.statuses().iter().filter(|s| s.pid.is_some()).count() as u32;
-                let msg = AgentMessage::Heartbeat { replicas_running: running };
+                let msg = AgentMessage::Heartbeat { replicas_running: running, usage: usage() };
                 if let Err(e) = send.write_all(&encode_frame(&msg)).await { break Err(e.to_string()) }
             }
             changed = changes.changed() => {
@@ -362,6 +362,32 @@ async fn handle_stream(
             }
             let _ = send.finish();
         }
+    }
+}
+
+/// The node's load and memory, from /proc (zeros where unreadable).
+fn usage() -> NodeUsage {
+    let load_milli = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .next()
+                .and_then(|l| l.parse::<f64>().ok())
+        })
+        .map_or(0, |l| (l * 1000.0) as u64);
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let field = |name: &str| {
+        meminfo
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+            .map_or(0, |kib| kib * 1024)
+    };
+    NodeUsage {
+        load_milli,
+        memory_total_bytes: field("MemTotal:"),
+        memory_available_bytes: field("MemAvailable:"),
     }
 }
 

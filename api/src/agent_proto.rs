@@ -27,7 +27,11 @@ pub enum AgentMessage {
         capacity: Resources,
     },
     /// Sent every second; liveness is kept in the leader's memory, never in Raft.
-    Heartbeat { replicas_running: u32 },
+    Heartbeat {
+        replicas_running: u32,
+        #[serde(default)]
+        usage: NodeUsage,
+    },
     /// The state of every replica the agent runs.
     Status { replicas: Vec<ReplicaReport> },
 }
@@ -56,6 +60,15 @@ pub struct DesiredReplica {
     pub id: String,
     pub generation: u64,
     pub service: ServiceSpec,
+}
+
+/// How busy the node is, as the agent measured it for this heartbeat.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeUsage {
+    /// One-minute load average, in thousandths (1000 = one busy core).
+    pub load_milli: u64,
+    pub memory_total_bytes: u64,
+    pub memory_available_bytes: u64,
 }
 
 /// What the agent observes of one replica.

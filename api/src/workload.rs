@@ -128,6 +128,9 @@ impl ReplicaObject {
 pub struct NodeList {
     pub revision: u64,
     pub items: Vec<NodeObject>,
+    /// The latest heartbeat usage per node (answered by the leader only).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub usage: std::collections::BTreeMap<String, crate::agent_proto::NodeUsage>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

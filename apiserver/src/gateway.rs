@@ -31,6 +31,8 @@ pub struct AgentTable {
     pub last_seen: BTreeMap<String, Instant>,
     /// Last reported replica states, by replica id.
     pub observed: BTreeMap<String, ReplicaReport>,
+    /// The latest usage each agent reported.
+    pub usage: BTreeMap<String, orion_api::agent_proto::NodeUsage>,
     /// The live connection of each node's agent, for log and exec streams.
     pub conns: BTreeMap<String, quinn::Connection>,
 }
@@ -235,9 +237,10 @@ async fn control_loop(
             msg = frames.recv() => match msg {
                 None | Some(Ok(None)) => break Ok(()),
                 Some(Err(e)) => break Err(e),
-                Some(Ok(Some(AgentMessage::Heartbeat { .. }))) => {
+                Some(Ok(Some(AgentMessage::Heartbeat { usage, .. }))) => {
                     if let Ok(mut t) = cluster.agents.lock() {
                         t.last_seen.insert(node.clone(), Instant::now());
+                        t.usage.insert(node.clone(), usage);
                     }
                 }
                 Some(Ok(Some(AgentMessage::Status { replicas }))) => {

@@ -143,19 +143,30 @@ pub async fn delete(
     }
 }
 
-/// `GET /v1/nodes`.
+/// `GET /v1/nodes`, with the heartbeat usage the leader holds (a follower asks
+/// the leader unless `?stale=true`).
 pub async fn nodes(
     State(cluster): State<ClusterRef>,
     Query(params): Query<ReadParams>,
-) -> HttpResult<Json<NodeList>> {
+    headers: axum::http::HeaderMap,
+) -> HttpResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    if !params.stale && !crate::streams::is_leader(&cluster) {
+        let url = crate::streams::leader_url(&cluster, &headers, "/v1/nodes")?;
+        return Ok(crate::streams::proxied(cluster.http.get(url)).await?);
+    }
     fresh(&cluster, params.stale).await?;
-    let list = cluster.node.reader.with_view(|view| {
+    let mut list = cluster.node.reader.with_view(|view| {
         Ok::<_, ApiError>(NodeList {
             revision: view.last_applied_index().map_err(storage)?,
             items: read::nodes(view).map_err(storage)?,
+            usage: Default::default(),
         })
     })?;
-    Ok(Json(list))
+    if let Ok(agents) = cluster.agents.lock() {
+        list.usage = agents.usage.clone();
+    }
+    Ok(Json(list).into_response())
 }
 
 /// `PUT /v1/nodes/{name}`: register or update a node by hand (agents register

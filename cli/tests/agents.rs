@@ -58,16 +58,25 @@ async fn agents_run_replicas_across_nodes_and_keep_them_through_a_leader_failove
     let mut c = TestCluster::start(3).await;
     c.spawn_agent("n1");
     c.spawn_agent("n2");
-    c.wait_for("both agents registered", fixture::WAIT, || async {
-        let r = c
-            .http
-            .get(format!("{}/v1/nodes", c.url(1)))
-            .send()
-            .await
-            .ok()?;
-        let nodes: NodeList = r.json().await.ok()?;
-        (nodes.items.len() == 2).then_some(())
-    })
+    c.wait_for(
+        "both agents registered and heartbeating with usage",
+        fixture::WAIT,
+        || async {
+            let r = c
+                .http
+                .get(format!("{}/v1/nodes", c.url(1)))
+                .send()
+                .await
+                .ok()?;
+            let nodes: NodeList = r.json().await.ok()?;
+            let reporting = nodes
+                .usage
+                .values()
+                .filter(|u| u.memory_total_bytes > 0)
+                .count();
+            (nodes.items.len() == 2 && reporting == 2).then_some(())
+        },
+    )
     .await;
 
     apply(&c, 2, WEB).await;

@@ -107,8 +107,11 @@ pub async fn get(
         (Kind::Nodes, None) => {
             let r: NodeList = client.get(&format!("/v1/nodes{suffix}")).await?;
             print(output, &r, |r| {
-                let mut t = Table::new(&["NAME", "STATUS", "CPU", "MEMORY", "LABELS"]);
+                let mut t = Table::new(&[
+                    "NAME", "STATUS", "CPU", "MEMORY", "LABELS", "LOAD", "MEM FREE",
+                ]);
                 for n in &r.items {
+                    let u = r.usage.get(&n.name);
                     let status = format!("{:?}", n.status).to_lowercase();
                     t.row(vec![
                         n.name.clone(),
@@ -124,6 +127,12 @@ pub async fn get(
                             .map(|(k, v)| format!("{k}={v}"))
                             .collect::<Vec<_>>()
                             .join(","),
+                        u.map_or("-".into(), |u| {
+                            format!("{:.2}", u.load_milli as f64 / 1000.0)
+                        }),
+                        u.map_or("-".into(), |u| {
+                            format!("{}Mi", u.memory_available_bytes >> 20)
+                        }),
                     ]);
                 }
                 t
