@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use orion_api::agent_proto::{
-    encode_frame, AgentMessage, DesiredReplica, ExecResult, NodeUsage, ReplicaReport,
-    ServerMessage, StreamRequest, ALPN, MAX_FRAME,
+    decode_frame, encode_frame, frame_len, AgentMessage, DesiredReplica, ExecResult, NodeUsage,
+    ReplicaReport, ServerMessage, StreamRequest, ALPN,
 };
 use orion_api::spec::Resources;
 use orion_api::AgentBootstrap;
@@ -424,17 +424,12 @@ async fn read_frame<T: serde::de::DeserializeOwned>(
         Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
         Err(e) => return Err(e.to_string()),
     }
-    let len = u32::from_be_bytes(len) as usize;
-    if len > MAX_FRAME {
-        return Err(format!("frame of {len} bytes is over the limit"));
-    }
+    let len = frame_len(len)?;
     let mut body = vec![0u8; len];
     recv.read_exact(&mut body)
         .await
         .map_err(|e| e.to_string())?;
-    serde_json::from_slice(&body)
-        .map(Some)
-        .map_err(|e| format!("undecodable frame: {e}"))
+    decode_frame(&body).map(Some)
 }
 
 /// Named ports per replica, allocated once and kept on disk, so an agent restart

@@ -112,6 +112,22 @@ pub struct ExecResult {
     pub error: Option<String>,
 }
 
+/// The body length a frame header announces, refused above [`MAX_FRAME`].
+pub fn frame_len(header: [u8; 4]) -> Result<usize, String> {
+    let len = u32::from_be_bytes(header) as usize;
+    if len > MAX_FRAME {
+        return Err(format!(
+            "frame of {len} bytes is over the {MAX_FRAME}-byte limit"
+        ));
+    }
+    Ok(len)
+}
+
+/// Decodes a frame body.
+pub fn decode_frame<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    serde_json::from_slice(body).map_err(|e| format!("undecodable frame: {e}"))
+}
+
 /// Encodes one frame.
 pub fn encode_frame<T: Serialize>(msg: &T) -> Vec<u8> {
     let body = serde_json::to_vec(msg).unwrap_or_default();

@@ -11,9 +11,9 @@ use std::net::UdpSocket;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use openraft::ServerState;
 use orion_api::agent_proto::{
-    encode_frame, AgentMessage, DesiredReplica, ReplicaReport, ServerMessage, MAX_FRAME,
+    decode_frame, encode_frame, frame_len, AgentMessage, DesiredReplica, ReplicaReport,
+    ServerMessage,
 };
 use orion_api::{NodeObject, NodeStatus};
 use orion_raft::{read, Command};
@@ -47,29 +47,18 @@ pub async fn read_frame<T: DeserializeOwned>(
         Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
         Err(e) => return Err(e.to_string()),
     }
-    let len = u32::from_be_bytes(len) as usize;
-    if len > MAX_FRAME {
-        return Err(format!(
-            "frame of {len} bytes is over the {MAX_FRAME}-byte limit"
-        ));
-    }
+    let len = frame_len(len)?;
     let mut body = vec![0u8; len];
     recv.read_exact(&mut body)
         .await
         .map_err(|e| e.to_string())?;
-    serde_json::from_slice(&body)
-        .map(Some)
-        .map_err(|e| format!("undecodable frame: {e}"))
+    decode_frame(&body).map(Some)
 }
 
 async fn write_frame(send: &mut quinn::SendStream, msg: &ServerMessage) -> Result<(), String> {
     send.write_all(&encode_frame(msg))
         .await
         .map_err(|e| e.to_string())
-}
-
-fn is_leader(cluster: &ClusterRef) -> bool {
-    cluster.node.raft.metrics().borrow().state == ServerState::Leader
 }
 
 /// Waits until the cluster CA is in the replicated state.
@@ -160,7 +149,7 @@ async fn session(
     else {
         return Err("the first message must be hello".into());
     };
-    if !is_leader(&cluster) {
+    if !cluster.node.is_leader() {
         let agent_addr = cluster
             .node
             .leader()
@@ -214,7 +203,7 @@ async fn control_loop(
         }
     });
     let result = loop {
-        if !is_leader(cluster) {
+        if !cluster.node.is_leader() {
             break Err("no longer the leader".into());
         }
         let (revision, desired) = match desired_for(cluster, &node) {

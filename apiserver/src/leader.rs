@@ -122,10 +122,8 @@ impl Cluster {
             // and never spin faster than every 20 ms.
             let wait = (deadline - now).min(Duration::from_millis(100));
             let _ = tokio::time::timeout(wait, metrics.changed()).await;
-            tokio::time::sleep(
-                Duration::from_millis(20).min(deadline - Instant::now().min(deadline)),
-            )
-            .await;
+            tokio::time::sleep_until((Instant::now() + Duration::from_millis(20)).min(deadline))
+                .await;
         }
     }
 

@@ -8,15 +8,11 @@ use tracing::info;
 use crate::controllers;
 use crate::leader::ClusterRef;
 
-fn is_leader(cluster: &ClusterRef) -> bool {
-    cluster.node.raft.metrics().borrow().state == openraft::ServerState::Leader
-}
-
 /// Watches leadership until `shutdown`; runs the controllers during each term led.
 pub async fn run(cluster: ClusterRef, shutdown: CancellationToken) {
     let mut metrics = cluster.node.raft.metrics();
     loop {
-        if is_leader(&cluster) {
+        if cluster.node.is_leader() {
             let term = shutdown.child_token();
             let tasks = TaskTracker::new();
             tasks.spawn(controllers::replicas::run(cluster.clone(), term.clone()));
@@ -24,7 +20,7 @@ pub async fn run(cluster: ClusterRef, shutdown: CancellationToken) {
             tasks.close();
             info!("became leader: controllers started");
             ensure_cluster_ca(&cluster).await;
-            while is_leader(&cluster) && !shutdown.is_cancelled() {
+            while cluster.node.is_leader() && !shutdown.is_cancelled() {
                 tokio::select! {
                     () = shutdown.cancelled() => {}
                     changed = metrics.changed() => if changed.is_err() { break },

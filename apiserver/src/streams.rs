@@ -42,10 +42,6 @@ pub struct ExecRequest {
     pub command: Vec<String>,
 }
 
-pub(crate) fn is_leader(cluster: &ClusterRef) -> bool {
-    cluster.node.raft.metrics().borrow().state == openraft::ServerState::Leader
-}
-
 /// The leader's API URL for `path_and_query`, or why there is none.
 pub(crate) fn leader_url(
     cluster: &ClusterRef,
@@ -125,7 +121,7 @@ pub async fn logs(
     Query(params): Query<LogParams>,
     headers: HeaderMap,
 ) -> HttpResult<Response> {
-    if !is_leader(&cluster) {
+    if !cluster.node.is_leader() {
         let url = leader_url(
             &cluster,
             &headers,
@@ -168,7 +164,7 @@ pub async fn exec(
     if body.command.first().is_none_or(String::is_empty) {
         return Err(ApiError::invalid("command must name a program").into());
     }
-    if !is_leader(&cluster) {
+    if !cluster.node.is_leader() {
         let url = leader_url(&cluster, &headers, &format!("/v1/replicas/{id}/exec"))?;
         let req = cluster
             .http

@@ -151,7 +151,7 @@ pub async fn nodes(
     headers: axum::http::HeaderMap,
 ) -> HttpResult<axum::response::Response> {
     use axum::response::IntoResponse;
-    if !params.stale && !crate::streams::is_leader(&cluster) {
+    if !params.stale && !cluster.node.is_leader() {
         let url = crate::streams::leader_url(&cluster, &headers, "/v1/nodes")?;
         return Ok(crate::streams::proxied(cluster.http.get(url)).await?);
     }
@@ -203,7 +203,7 @@ pub async fn replicas(
     headers: axum::http::HeaderMap,
 ) -> HttpResult<axum::response::Response> {
     use axum::response::IntoResponse;
-    if !params.stale && !crate::streams::is_leader(&cluster) {
+    if !params.stale && !cluster.node.is_leader() {
         let url = crate::streams::leader_url(&cluster, &headers, "/v1/replicas")?;
         return Ok(crate::streams::proxied(cluster.http.get(url)).await?);
     }

@@ -91,13 +91,50 @@ impl Client {
         self.call(Method::DELETE, path, None::<&()>).await
     }
 
-    /// Sends one call, failing over to the next URL on a connection error or a 503.
+    /// Sends one call, failing over to the next URL on a connection error or a 503,
+    /// and decodes the JSON answer.
     pub async fn call<B: Serialize, T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
         body: Option<&B>,
     ) -> Result<T, ClientError> {
+        let (url, resp) = self.send(method, path, body, None).await?;
+        resp.json()
+            .await
+            .map_err(|e| ClientError::Other(format!("unreadable answer from {url}: {e}")))
+    }
+
+    /// A GET whose body is copied to `out` as it arrives (logs), with no time limit.
+    pub async fn stream(
+        &self,
+        path: &str,
+        mut out: impl std::io::Write,
+    ) -> Result<(), ClientError> {
+        use futures::StreamExt;
+        let forever = Duration::from_secs(365 * 24 * 3600);
+        let (_, resp) = self
+            .send(Method::GET, path, None::<&()>, Some(forever))
+            .await?;
+        let mut body = resp.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| ClientError::Other(format!("the stream broke: {e}")))?;
+            out.write_all(&chunk)
+                .and_then(|()| out.flush())
+                .map_err(|e| ClientError::Other(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// The failover loop: tries the URLs starting with the one that answered last,
+    /// moving on after a connection error or a 503; returns the first success.
+    async fn send<B: Serialize>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        timeout: Option<Duration>,
+    ) -> Result<(String, reqwest::Response), ClientError> {
         let start = self.preferred.load(Ordering::Relaxed);
         let mut failures = Vec::new();
         for k in 0..self.urls.len() {
@@ -106,6 +143,9 @@ impl Client {
             let mut req = self.http.request(method.clone(), &url);
             if let Some(b) = body {
                 req = req.json(b);
+            }
+            if let Some(t) = timeout {
+                req = req.timeout(t);
             }
             let resp = match req.send().await {
                 Ok(r) => r,
@@ -123,10 +163,7 @@ impl Client {
             let status = resp.status();
             if status.is_success() {
                 self.preferred.store(i, Ordering::Relaxed);
-                return resp
-                    .json()
-                    .await
-                    .map_err(|e| ClientError::Other(format!("unreadable answer from {url}: {e}")));
+                return Ok((url, resp));
             }
             let error = match resp.json::<ErrorBody>().await {
                 Ok(b) => b.error,
@@ -137,59 +174,6 @@ impl Client {
                 continue;
             }
             return Err(ClientError::Api { status, error });
-        }
-        Err(ClientError::Unreachable(failures.join("; ")))
-    }
-}
-
-impl Client {
-    /// A GET whose body is streamed to `out` as it arrives (logs). Fails over like
-    /// [`Client::call`] until the first byte.
-    pub async fn stream(
-        &self,
-        path: &str,
-        mut out: impl std::io::Write,
-    ) -> Result<(), ClientError> {
-        use futures::StreamExt;
-        let mut failures = Vec::new();
-        for base in &self.urls {
-            let url = format!("{base}{path}");
-            let resp = match self
-                .http
-                .get(&url)
-                .timeout(Duration::from_secs(365 * 24 * 3600))
-                .send()
-                .await
-            {
-                Ok(r) => r,
-                Err(e) if e.is_connect() => {
-                    failures.push(format!("{base}: {}", root_cause(&e)));
-                    continue;
-                }
-                Err(e) => {
-                    return Err(ClientError::Unreachable(format!(
-                        "{url}: {}",
-                        root_cause(&e)
-                    )))
-                }
-            };
-            let status = resp.status();
-            if !status.is_success() {
-                let error = match resp.json::<ErrorBody>().await {
-                    Ok(b) => b.error,
-                    Err(_) => ApiError::internal(format!("{url} answered {status}")),
-                };
-                return Err(ClientError::Api { status, error });
-            }
-            let mut body = resp.bytes_stream();
-            while let Some(chunk) = body.next().await {
-                let chunk =
-                    chunk.map_err(|e| ClientError::Other(format!("the stream broke: {e}")))?;
-                out.write_all(&chunk)
-                    .and_then(|()| out.flush())
-                    .map_err(|e| ClientError::Other(e.to_string()))?;
-            }
-            return Ok(());
         }
         Err(ClientError::Unreachable(failures.join("; ")))
     }

@@ -22,8 +22,8 @@ async fn apply(c: &TestCluster, via: u64, text: &str) {
     assert!(r.status().is_success(), "apply: {}", r.status());
 }
 
-/// Replica id → (node, pid) for replicas the leader reports healthy.
-async fn healthy(c: &TestCluster) -> Option<BTreeMap<String, (String, u32)>> {
+/// The leader's replica list, with what the agents report.
+async fn replica_list(c: &TestCluster) -> Option<ReplicaList> {
     let leader = c.wait_for_leader().await;
     let r = c
         .http
@@ -31,7 +31,12 @@ async fn healthy(c: &TestCluster) -> Option<BTreeMap<String, (String, u32)>> {
         .send()
         .await
         .ok()?;
-    let list: ReplicaList = r.json().await.ok()?;
+    r.json().await.ok()
+}
+
+/// Replica id → (node, pid) for replicas the leader reports healthy.
+async fn healthy(c: &TestCluster) -> Option<BTreeMap<String, (String, u32)>> {
+    let list = replica_list(c).await?;
     let mut out = BTreeMap::new();
     for item in &list.items {
         let seen = list.observed.get(&item.id())?;
@@ -189,15 +194,7 @@ async fn replicas_of_a_dead_agent_are_placed_on_the_other_node() {
 }
 
 async fn observed(c: &TestCluster, id: &str) -> Option<orion_api::agent_proto::ReplicaReport> {
-    let leader = c.wait_for_leader().await;
-    let r = c
-        .http
-        .get(format!("{}/v1/replicas", c.url(leader)))
-        .send()
-        .await
-        .ok()?;
-    let list: ReplicaList = r.json().await.ok()?;
-    list.observed.get(id).cloned()
+    replica_list(c).await?.observed.get(id).cloned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

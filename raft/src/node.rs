@@ -198,6 +198,11 @@ impl RaftNode {
         self.raft.metrics().borrow().clone()
     }
 
+    /// Whether this peer is the leader right now, as far as it knows.
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().state == ServerState::Leader
+    }
+
     /// The leader this peer knows of, with its addresses.
     pub fn leader(&self) -> Option<(NodeId, Member)> {
         let m = self.raft.metrics();
