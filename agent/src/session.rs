@@ -451,6 +451,11 @@ impl PortBook {
     fn specs(&mut self, desired: Vec<DesiredReplica>) -> Vec<ReplicaSpec> {
         self.ports
             .retain(|id, _| desired.iter().any(|d| &d.id == id));
+        let mut booked: std::collections::BTreeSet<u16> = self
+            .ports
+            .values()
+            .flat_map(|b| b.values().copied())
+            .collect();
         let specs = desired
             .into_iter()
             .map(|d| {
@@ -458,7 +463,8 @@ impl PortBook {
                 book.retain(|name, _| d.service.ports.contains(name));
                 for name in &d.service.ports {
                     if !book.contains_key(name) {
-                        if let Some(p) = free_port() {
+                        if let Some(p) = free_port(&booked) {
+                            booked.insert(p);
                             book.insert(name.clone(), p);
                         }
                     }
@@ -484,11 +490,23 @@ impl PortBook {
     }
 }
 
-fn free_port() -> Option<u16> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .ok()
+/// Ports handed to replicas come from this range, as Nomad's dynamic ports do. It is
+/// below Linux's ephemeral range (32768 and up), so the OS never gives one of these to
+/// an outgoing connection or a bind to port 0 between our check and the child's bind.
+const DYNAMIC_PORTS: std::ops::Range<u16> = 20000..32000;
+
+/// A port from [`DYNAMIC_PORTS`] that is not booked and that nothing listens on now,
+/// starting at a random place so agents on one machine rarely race for the same one.
+fn free_port(booked: &std::collections::BTreeSet<u16>) -> Option<u16> {
+    use std::hash::{BuildHasher, Hasher};
+    let span = DYNAMIC_PORTS.end - DYNAMIC_PORTS.start;
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    let start = u16::try_from(h.finish() % u64::from(span)).unwrap_or(0);
+    (0..span)
+        .map(|i| DYNAMIC_PORTS.start + (start + i) % span)
+        .filter(|p| !booked.contains(p))
+        .find(|p| std::net::TcpListener::bind(("0.0.0.0", *p)).is_ok())
 }
 
 /// Exponential backoff with jitter for reconnects: 200 ms doubling to 5 s.

@@ -70,6 +70,21 @@ async fn bind(addr: &str) -> Result<TcpListener> {
     })
 }
 
+/// Name of the file, in the data directory, that holds the addresses this peer is
+/// listening on. Useful when a configured port is 0 and the OS picked one.
+pub const LISTEN_FILE: &str = "listen.json";
+
+/// Writes `{"api": "ip:port", ...}` atomically (temp file, then rename).
+fn write_listen_file(dir: &std::path::Path, addrs: &[(&str, std::net::SocketAddr)]) -> Result<()> {
+    let map: std::collections::BTreeMap<&str, String> =
+        addrs.iter().map(|(k, a)| (*k, a.to_string())).collect();
+    let body = serde_json::to_vec_pretty(&map).map_err(std::io::Error::other)?;
+    let tmp = dir.join(format!("{LISTEN_FILE}.tmp"));
+    std::fs::write(&tmp, body)?;
+    std::fs::rename(&tmp, dir.join(LISTEN_FILE))?;
+    Ok(())
+}
+
 /// Runs one peer until `shutdown` is cancelled or a fatal error occurs.
 pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()> {
     config.validate()?;
@@ -82,6 +97,14 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
             addr: config.agent_addr.clone(),
             source,
         })?;
+    write_listen_file(
+        &config.data_dir,
+        &[
+            ("api", api_listener.local_addr()?),
+            ("peer", peer_listener.local_addr()?),
+            ("agent", agent_socket.local_addr()?),
+        ],
+    )?;
     let me = PeerIdentity {
         id: config.id,
         api_addr: config

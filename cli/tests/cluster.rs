@@ -170,7 +170,7 @@ async fn peer_joins_while_writes_flow_and_a_peer_is_removed_both_survive_restart
         })
     };
 
-    c.spawn_new(4);
+    c.spawn_new(4).await;
     c.wait_for_voters(&[1, 2, 3, 4]).await;
     let r = c
         .http
