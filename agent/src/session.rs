@@ -1,8 +1,12 @@
 //! The agent's link to the control plane: find the cluster, verify it, follow
 //! redirects to the leader, and keep one QUIC session to it.
 //!
-//! The agent fetches the cluster CA and the gateway addresses from any peer's API
-//! (`GET /v1/cluster/ca`), then verifies every gateway against that CA (TLS 1.3).
+//! The first start trades a join token for an agent certificate naming this node
+//! (the token carries the CA fingerprint, so the cluster is verified before it is
+//! trusted); later starts load it from `<data-dir>/tls`. Gateways are found
+//! through any peer's API and reached with mutual TLS 1.3: the agent accepts only
+//! server certificates of its cluster, and the gateway only agent certificates.
+//! The certificate is renewed two thirds into its life without a restart.
 //! A follower redirects to the leader; on any loss the agent reconnects with
 //! exponential backoff and jitter. Its processes keep running while it is
 //! disconnected: the supervisor only changes what it runs when a new desired set
@@ -40,6 +44,8 @@ pub struct AgentConfig {
     pub capacity: Resources,
     /// Replica records, logs and port allocations.
     pub data_dir: PathBuf,
+    /// A single-use agent join token, needed until the agent has a certificate.
+    pub token: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,25 +63,34 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
         shutdown.child_token(),
     ));
     let mut ports = PortBook::load(config.data_dir.join("ports.json"));
+    let creds = tokio::select! {
+        () = shutdown.cancelled() => return Ok(()),
+        c = credentials(&config) => c?,
+    };
+    let live = orion_tls::LiveCert::new(&creds.cert_pem, &creds.key_pem)
+        .map_err(|e| SessionError::Io(e.to_string()))?;
+    let renewal = tokio::spawn(renew_loop(
+        config.clone(),
+        creds.ca_pem.clone(),
+        live.clone(),
+        shutdown.clone(),
+    ));
     let http = reqwest::Client::builder()
+        .use_preconfigured_tls(
+            orion_tls::config::client_config(&creds.ca_pem, None)
+                .map_err(|e| SessionError::Io(e.to_string()))?,
+        )
         .connect_timeout(Duration::from_secs(2))
         .timeout(Duration::from_secs(10))
         .build()
         .map_err(|e| SessionError::Io(e.to_string()))?;
+    let client = client_config(&creds.ca_pem, live.clone()).map_err(SessionError::Io)?;
     let mut backoff = Backoff::default();
     let mut target: Option<String> = None;
     while !shutdown.is_cancelled() {
         let Some(boot) = bootstrap(&http, &config.servers).await else {
             backoff.wait(&shutdown).await;
             continue;
-        };
-        let client = match client_config(&boot.ca_pem) {
-            Ok(c) => c,
-            Err(e) => {
-                warn!(cause = %e, "cannot use the cluster CA");
-                backoff.wait(&shutdown).await;
-                continue;
-            }
         };
         let addrs: Vec<String> = target.take().into_iter().chain(boot.agent_addrs).collect();
         for addr in addrs {
@@ -95,8 +110,89 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
             backoff.wait(&shutdown).await;
         }
     }
+    renewal.abort();
     supervisor.detach();
     Ok(())
+}
+
+/// Loads this agent's credentials, or trades the join token for them.
+async fn credentials(config: &AgentConfig) -> Result<orion_tls::Credentials, SessionError> {
+    let dir = config.data_dir.join("tls");
+    let io = |e: orion_tls::TlsError| SessionError::Io(e.to_string());
+    if let Some(c) = orion_tls::Credentials::load(&dir).map_err(io)? {
+        let live = orion_tls::LiveCert::new(&c.cert_pem, &c.key_pem).map_err(io)?;
+        let want = orion_tls::Identity::agent(&config.name);
+        if live.identity() != Some(want.clone()) {
+            return Err(SessionError::Io(format!(
+                "the certificate in {} is for {:?}, not {want}; use another --data-dir or join again",
+                dir.display(),
+                live.identity()
+            )));
+        }
+        return Ok(c);
+    }
+    let Some(token) = &config.token else {
+        return Err(SessionError::Io(format!(
+            "{} holds no certificate: start the agent once with --token (an admin makes one with \
+             `orion token create --role agent`)",
+            dir.display()
+        )));
+    };
+    // The cluster may still be starting: retry until it answers, but give up at
+    // once on a refusal (a used, expired or revoked token).
+    let mut backoff = Backoff::default();
+    loop {
+        match orion_tls::join::exchange(&config.servers, token, &config.name, &[]).await {
+            Ok(c) => {
+                c.save(&dir).map_err(io)?;
+                info!(node = %config.name, "joined the cluster with the token");
+                return Ok(c);
+            }
+            Err(e @ orion_tls::TlsError::Refused(_)) => {
+                return Err(SessionError::Io(e.to_string()))
+            }
+            Err(e) => {
+                warn!(cause = %e, "cannot join the cluster yet; retrying");
+                backoff.wait(&CancellationToken::new()).await;
+            }
+        }
+    }
+}
+
+/// Renews the agent certificate two thirds into its life, in place.
+async fn renew_loop(
+    config: AgentConfig,
+    ca_pem: String,
+    live: Arc<orion_tls::LiveCert>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let at = orion_tls::cert::renew_at(&live.cert_pem())
+            .unwrap_or_else(|_| std::time::SystemTime::now());
+        let wait = at
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO)
+            .max(Duration::from_secs(1));
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(wait) => {}
+        }
+        let renewed = orion_tls::join::renew(&config.servers, &ca_pem, &live).await;
+        let saved = renewed.and_then(|c| {
+            c.save(&config.data_dir.join("tls"))?;
+            live.replace(&c.cert_pem, &c.key_pem)
+        });
+        match saved {
+            Ok(()) => info!("renewed the agent certificate"),
+            Err(e) => {
+                warn!(cause = %e, "could not renew the agent certificate; retrying in 10 s");
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_secs(10)) => {}
+                }
+            }
+        }
+    }
 }
 
 async fn bootstrap(http: &reqwest::Client, servers: &[String]) -> Option<AgentBootstrap> {
@@ -114,19 +210,12 @@ async fn bootstrap(http: &reqwest::Client, servers: &[String]) -> Option<AgentBo
     None
 }
 
-fn client_config(ca_pem: &str) -> Result<quinn::ClientConfig, String> {
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    let ca = rustls::pki_types::CertificateDer::from_pem_slice(ca_pem.as_bytes())
-        .map_err(|e| e.to_string())?;
-    roots.add(ca).map_err(|e| e.to_string())?;
-    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_protocol_versions(&[&rustls::version::TLS13])
-    .map_err(|e| e.to_string())?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+fn client_config(
+    ca_pem: &str,
+    live: Arc<orion_tls::LiveCert>,
+) -> Result<quinn::ClientConfig, String> {
+    let mut tls =
+        orion_tls::config::client_config(ca_pem, Some(live)).map_err(|e| e.to_string())?;
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let crypto =
         quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| e.to_string())?;

@@ -18,6 +18,12 @@ pub enum ErrorCode {
     Compacted,
     /// The body is over the size limit. 413.
     PayloadTooLarge,
+    /// No credentials, or credentials that are expired, revoked or badly signed. 401.
+    Unauthenticated,
+    /// The credentials are good but their role may not do this. 403.
+    PermissionDenied,
+    /// Too many concurrent sessions of this kind. 429.
+    TooManyRequests,
     /// No leader could be reached within the hold time. 503.
     Unavailable,
     /// Something broke inside the peer. 500.
@@ -33,6 +39,9 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::Compacted => 410,
             ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::Unauthenticated => 401,
+            ErrorCode::PermissionDenied => 403,
+            ErrorCode::TooManyRequests => 429,
             ErrorCode::Unavailable => 503,
             ErrorCode::Internal => 500,
         }
@@ -73,6 +82,12 @@ impl ApiError {
     }
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::Internal, message)
+    }
+    pub fn unauthenticated(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Unauthenticated, message)
+    }
+    pub fn denied(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::PermissionDenied, message)
     }
     pub fn conflict(message: impl Into<String>, current_revision: u64) -> Self {
         ApiError {

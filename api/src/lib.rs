@@ -17,6 +17,7 @@ pub mod agent_proto;
 pub mod cluster;
 pub mod error;
 pub mod event;
+pub mod security;
 pub mod spec;
 pub mod variable;
 pub mod workload;

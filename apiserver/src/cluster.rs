@@ -5,7 +5,6 @@ use axum::Json;
 use orion_api::{
     AgentBootstrap, ApiError, ClusterStatus, JoinRequest, MembersResponse, PeerIdentity,
 };
-use orion_raft::read;
 
 use crate::error::{HttpResult, JsonBody};
 use crate::leader::{unexpected, ClusterRef, LeaderReply, LeaderRequest};
@@ -75,12 +74,6 @@ pub async fn identity(State(cluster): State<ClusterRef>) -> Json<PeerIdentity> {
 pub async fn agent_bootstrap(
     State(cluster): State<ClusterRef>,
 ) -> HttpResult<Json<AgentBootstrap>> {
-    let ca = cluster
-        .node
-        .reader
-        .with_view(read::cluster_ca)
-        .map_err(|e| ApiError::internal(e.to_string()))?
-        .ok_or_else(|| ApiError::unavailable("the cluster CA is not created yet"))?;
     let agent_addrs = cluster
         .node
         .members()
@@ -98,7 +91,7 @@ pub async fn agent_bootstrap(
         .filter(|a| !a.is_empty())
         .collect();
     Ok(Json(AgentBootstrap {
-        ca_pem: ca.0,
+        ca_pem: cluster.creds.ca_pem.clone(),
         agent_addrs,
     }))
 }

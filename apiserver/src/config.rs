@@ -32,6 +32,12 @@ pub struct ServerConfig {
     pub bootstrap: bool,
     /// URLs of existing members to ask for admission (ignored once initialized).
     pub join: Vec<String>,
+    /// A single-use `server` join token (with `join`), from `orion token create --role server`.
+    pub token: Option<String>,
+    /// Extra names or IPs for this peer's certificate (say, a load balancer's).
+    pub tls_san: Vec<String>,
+    /// Lifetime of the certificates this cluster issues; renewed at two thirds.
+    pub cert_lifetime_secs: u64,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
     /// How long a call waits for a leader during an election before failing.
@@ -54,6 +60,9 @@ impl Default for ServerConfig {
             advertise_peer_addr: None,
             bootstrap: false,
             join: Vec::new(),
+            token: None,
+            tls_san: Vec::new(),
+            cert_lifetime_secs: 30 * 24 * 3600,
             max_body_bytes: 1 << 20,
             leader_hold_ms: 5_000,
             node_ttl_ms: 5_000,
@@ -105,11 +114,14 @@ impl ServerConfig {
             }
         }
         for url in &self.join {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
+            if !url.starts_with("https://") {
                 return fail(format!(
-                    "join URL {url:?} must start with http:// or https://"
+                    "join URL {url:?} must start with https:// (the API is served over TLS)"
                 ));
             }
+        }
+        if self.cert_lifetime_secs < 60 {
+            return fail("cert-lifetime-secs must be at least 60".into());
         }
         if self.max_body_bytes < 1024 {
             return fail("max-body-bytes must be at least 1024".into());

@@ -22,7 +22,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::leader::ClusterRef;
-use crate::pki;
 
 /// What the leader knows about connected agents, in memory only.
 #[derive(Default)]
@@ -61,42 +60,37 @@ async fn write_frame(send: &mut quinn::SendStream, msg: &ServerMessage) -> Resul
         .map_err(|e| e.to_string())
 }
 
-/// Waits until the cluster CA is in the replicated state.
-async fn wait_for_ca(cluster: &ClusterRef, shutdown: &CancellationToken) -> Option<String> {
-    let mut metrics = cluster.node.raft.metrics();
-    loop {
-        if let Ok(Some((_, key))) = cluster.node.reader.with_view(read::cluster_ca) {
-            return Some(key);
-        }
-        tokio::select! {
-            () = shutdown.cancelled() => return None,
-            changed = metrics.changed() => if changed.is_err() { return None },
-        }
-    }
+/// The gateway's QUIC config: TLS 1.3, ALPN `orion/1`, agent certificates only,
+/// at most 8 concurrent streams per agent, 2 s idle timeout.
+fn quic_config(cluster: &ClusterRef) -> Result<quinn::ServerConfig, String> {
+    let tls = cluster
+        .creds
+        .server_config(
+            orion_tls::config::ClientAuth::Require(orion_tls::Role::Agent),
+            &[orion_api::agent_proto::ALPN],
+        )
+        .map_err(|e| e.to_string())?;
+    let crypto =
+        quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(|e| e.to_string())?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    let mut transport = quinn::TransportConfig::default();
+    transport.max_concurrent_bidi_streams(8u32.into());
+    transport.max_concurrent_uni_streams(0u32.into());
+    transport.max_idle_timeout(Some(
+        Duration::from_secs(2)
+            .try_into()
+            .map_err(|e| format!("{e}"))?,
+    ));
+    config.transport_config(Arc::new(transport));
+    Ok(config)
 }
 
 /// Serves the gateway on `socket` until `shutdown`.
-pub async fn run(
-    cluster: ClusterRef,
-    socket: UdpSocket,
-    advertised_host: String,
-    shutdown: CancellationToken,
-) {
-    let Some(ca_key) = wait_for_ca(&cluster, &shutdown).await else {
-        return;
-    };
-    let mut hosts = vec![
-        advertised_host,
-        "127.0.0.1".to_string(),
-        "localhost".to_string(),
-    ];
-    hosts.dedup();
-    let config = match pki::issue_server_cert(&ca_key, &hosts)
-        .and_then(|(c, k)| pki::gateway_server_config(c, k))
-    {
+pub async fn run(cluster: ClusterRef, socket: UdpSocket, shutdown: CancellationToken) {
+    let config = match quic_config(&cluster) {
         Ok(c) => c,
         Err(e) => {
-            warn!(cause = %e, "agent gateway cannot get a certificate; agents cannot connect");
+            warn!(cause = %e, "agent gateway cannot be configured; agents cannot connect");
             return;
         }
     };
@@ -149,6 +143,25 @@ async fn session(
     else {
         return Err("the first message must be hello".into());
     };
+    // NodeRestriction: an agent speaks only for the node its certificate names.
+    let certified = conn
+        .peer_identity()
+        .and_then(|any| {
+            any.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+                .ok()
+        })
+        .and_then(|chain| orion_tls::config::peer_identity(Some(&chain)));
+    match &certified {
+        Some(id) if id.role == orion_tls::Role::Agent && id.name == node => {}
+        other => {
+            warn!(claimed = %node, certificate = ?other, remote = %conn.remote_address(),
+                "refused an agent posing as another node");
+            conn.close(1u32.into(), b"the certificate is for another node");
+            return Err(format!(
+                "agent claimed node {node:?} with certificate {other:?}"
+            ));
+        }
+    }
     if !cluster.node.is_leader() {
         let agent_addr = cluster
             .node
@@ -233,9 +246,23 @@ async fn control_loop(
                     }
                 }
                 Some(Ok(Some(AgentMessage::Status { replicas }))) => {
+                    let placed: BTreeMap<String, String> = cluster
+                        .node
+                        .reader
+                        .with_view(read::replicas)
+                        .map(|all| all.into_iter().map(|r| (r.id(), r.node)).collect())
+                        .unwrap_or_default();
                     if let Ok(mut t) = cluster.agents.lock() {
                         for r in replicas {
-                            t.observed.insert(r.id.clone(), r);
+                            match placed.get(&r.id) {
+                                Some(n) if *n == node => {
+                                    t.observed.insert(r.id.clone(), r);
+                                }
+                                Some(other) => warn!(node = %node, replica = %r.id, placed_on = %other,
+                                    "refused a status report for another node's replica"),
+                                // Removed a moment ago; its last report no longer matters.
+                                None => debug!(node = %node, replica = %r.id, "report for a removed replica"),
+                            }
                         }
                     }
                 }

@@ -83,6 +83,10 @@ pub struct Cluster {
     pub node_ttl: Duration,
     /// Connected agents' heartbeats and reports (leader only, memory only).
     pub agents: std::sync::Mutex<crate::gateway::AgentTable>,
+    /// This peer's certificate, the CA, and what renewal needs.
+    pub creds: Arc<crate::security::PeerCreds>,
+    /// Where this peer keeps its data.
+    pub data_dir: std::path::PathBuf,
 }
 
 pub type ClusterRef = Arc<Cluster>;
@@ -162,7 +166,7 @@ impl Cluster {
     }
 
     async fn forward(&self, leader: u64, member: &Member, req: &LeaderRequest) -> Attempt {
-        let url = format!("http://{}/v1/internal/leader", member.api_addr);
+        let url = format!("https://{}/v1/internal/leader", member.api_addr);
         let sent = self
             .http
             .post(&url)
@@ -201,6 +205,24 @@ impl Cluster {
                 "leader answered {status} with an unreadable body: {e}"
             )))),
         }
+    }
+
+    /// The cluster CA key and token key from the replicated state.
+    pub fn secrets(&self) -> Result<orion_raft::read::ClusterSecrets, ApiError> {
+        self.node
+            .reader
+            .with_view(orion_raft::read::cluster_ca)
+            .map_err(|e| ApiError::internal(e.to_string()))?
+            .ok_or_else(|| {
+                ApiError::unavailable(
+                    "the cluster is still being bootstrapped (no CA recorded yet)",
+                )
+            })
+    }
+
+    /// The key tokens are signed with.
+    pub fn token_key(&self) -> Result<String, ApiError> {
+        self.secrets().map(|s| s.token_key)
     }
 
     /// Waits until this peer has applied everything the leader had committed when

@@ -17,9 +17,9 @@ pub async fn run(cluster: ClusterRef, shutdown: CancellationToken) {
             let tasks = TaskTracker::new();
             tasks.spawn(controllers::replicas::run(cluster.clone(), term.clone()));
             tasks.spawn(controllers::nodes::run(cluster.clone(), term.clone()));
+            tasks.spawn(finish_bootstrap(cluster.clone(), term.clone()));
             tasks.close();
             info!("became leader: controllers started");
-            ensure_cluster_ca(&cluster).await;
             while cluster.node.is_leader() && !shutdown.is_cancelled() {
                 tokio::select! {
                     () = shutdown.cancelled() => {}
@@ -40,23 +40,15 @@ pub async fn run(cluster: ClusterRef, shutdown: CancellationToken) {
     }
 }
 
-/// Creates the cluster CA the first time a leader finds none.
-async fn ensure_cluster_ca(cluster: &ClusterRef) {
-    if matches!(
-        cluster.node.reader.with_view(orion_raft::read::cluster_ca),
-        Ok(Some(_))
-    ) {
-        return;
-    }
-    match crate::pki::generate_ca() {
-        Ok((cert_pem, key_pem)) => {
-            let cmd = orion_raft::Command::SetClusterCa { cert_pem, key_pem };
-            if let Err(e) = cluster.node.propose(cmd).await {
-                tracing::warn!(cause = %e, "could not record the cluster CA; the next leader will try");
-            } else {
-                info!("created the cluster CA");
-            }
+/// On the bootstrapping peer: records the CA and mints the admin token, retrying
+/// through this term until done.
+async fn finish_bootstrap(cluster: ClusterRef, term: CancellationToken) {
+    let file = crate::security::bootstrap_file(&cluster.data_dir);
+    while file.exists() && !term.is_cancelled() {
+        crate::security::finish_bootstrap(&cluster, &cluster.data_dir).await;
+        tokio::select! {
+            () = term.cancelled() => return,
+            () = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
         }
-        Err(e) => tracing::warn!(cause = %e, "could not create the cluster CA"),
     }
 }

@@ -19,23 +19,26 @@
 //! - [`scheduler`]: the pure placement function (nodes + pending replicas → plan):
 //!   feasibility, then spread or bin-pack scoring, round-robin among equals.
 //! - [`leadership`]: starts the [`controllers`] when this peer leads, stops them when it does not.
-//! - [`gateway`]: the QUIC agent gateway; [`pki`]: the cluster CA and gateway certificates.
+//! - [`gateway`]: the QUIC agent gateway (agent certificates only, NodeRestriction).
+//! - [`auth`], [`https`], [`security`]: route policy, the TLS listener, tokens and certificates.
 //! - [`join`]: joining an existing cluster at start-up.
 //! - [`streams`]: logs and exec, relayed from the replica's agent.
 //! - [`variables`], [`workloads`], [`cluster`], [`watch`], [`health`]: the HTTP handlers.
 //! - [`error`]: mapping errors to JSON responses; the body extractor with clear errors.
 
+pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod controllers;
 pub mod error;
 pub mod gateway;
 pub mod health;
+pub mod https;
 pub mod join;
 pub mod leader;
 pub mod leadership;
-pub mod pki;
 pub mod scheduler;
+pub mod security;
 pub mod server;
 pub mod streams;
 pub mod variables;

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::http::Method;
+use axum::routing::{delete, get, post, put, MethodRouter};
 use axum::Router;
 use orion_api::PeerIdentity;
 use orion_raft::{Member, RaftNode};
@@ -13,52 +14,174 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use crate::auth::Access;
 use crate::config::ServerConfig;
 use crate::leader::{internal_leader, Cluster, ClusterRef};
 use crate::{cluster, error, health, join, variables, watch, workloads, Error, Result};
+use orion_tls::config::ClientAuth;
+use orion_tls::Role;
 
 /// How long in-flight API calls get to finish at shutdown.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 
-/// The REST API routes. Every peer serves all of them.
-pub fn router(cluster: ClusterRef, max_body_bytes: usize) -> Router {
-    Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/v1/variables", get(variables::list))
-        .route(
+/// Every REST route with the access it requires: the one table the router, the
+/// auth middleware and the route-by-role test are all built from.
+pub fn routes() -> Vec<(Method, &'static str, Access, MethodRouter<ClusterRef>)> {
+    use crate::security;
+    use Access::*;
+    vec![
+        (Method::GET, "/healthz", Public, get(health::healthz)),
+        (Method::GET, "/readyz", Public, get(health::readyz)),
+        (Method::GET, "/v1/variables", Read, get(variables::list)),
+        (
+            Method::GET,
             "/v1/variables/{*path}",
-            get(variables::get)
-                .put(variables::put)
-                .delete(variables::delete),
-        )
-        .route("/v1/apply", post(workloads::apply))
-        .route("/v1/services", get(workloads::list))
-        .route(
+            Read,
+            get(variables::get),
+        ),
+        (
+            Method::PUT,
+            "/v1/variables/{*path}",
+            Write,
+            put(variables::put),
+        ),
+        (
+            Method::DELETE,
+            "/v1/variables/{*path}",
+            Write,
+            delete(variables::delete),
+        ),
+        (Method::POST, "/v1/apply", Write, post(workloads::apply)),
+        (Method::GET, "/v1/services", Read, get(workloads::list)),
+        (
+            Method::GET,
             "/v1/services/{name}",
-            get(workloads::get).delete(workloads::delete),
-        )
-        .route("/v1/nodes", get(workloads::nodes))
-        .route("/v1/nodes/{name}", axum::routing::put(workloads::put_node))
-        .route("/v1/replicas", get(workloads::replicas))
-        .route("/v1/replicas/{id}/logs", get(crate::streams::logs))
-        .route("/v1/replicas/{id}/exec", post(crate::streams::exec))
-        .route("/v1/watch", get(watch::watch))
-        .route("/v1/events", get(watch::recent))
-        .route(
+            Read,
+            get(workloads::get),
+        ),
+        (
+            Method::DELETE,
+            "/v1/services/{name}",
+            Write,
+            delete(workloads::delete),
+        ),
+        (Method::GET, "/v1/nodes", Read, get(workloads::nodes)),
+        (
+            Method::PUT,
+            "/v1/nodes/{name}",
+            Admin,
+            put(workloads::put_node),
+        ),
+        (Method::GET, "/v1/replicas", Read, get(workloads::replicas)),
+        (
+            Method::GET,
+            "/v1/replicas/{id}/logs",
+            Sessions,
+            get(crate::streams::logs),
+        ),
+        (
+            Method::POST,
+            "/v1/replicas/{id}/exec",
+            Sessions,
+            post(crate::streams::exec),
+        ),
+        (Method::GET, "/v1/watch", Read, get(watch::watch)),
+        (Method::GET, "/v1/events", Read, get(watch::recent)),
+        (
+            Method::GET,
             "/v1/cluster/members",
-            get(cluster::members).post(cluster::join),
-        )
-        .route(
+            Read,
+            get(cluster::members),
+        ),
+        (
+            Method::POST,
+            "/v1/cluster/members",
+            AdminOrPeer,
+            post(cluster::join),
+        ),
+        (
+            Method::DELETE,
             "/v1/cluster/members/{id}",
-            axum::routing::delete(cluster::remove),
-        )
-        .route("/v1/cluster/status", get(cluster::status))
-        .route("/v1/cluster/self", get(cluster::identity))
-        .route("/v1/cluster/ca", get(cluster::agent_bootstrap))
-        .route("/v1/internal/leader", post(internal_leader))
+            Admin,
+            delete(cluster::remove),
+        ),
+        (
+            Method::GET,
+            "/v1/cluster/status",
+            Read,
+            get(cluster::status),
+        ),
+        (
+            Method::GET,
+            "/v1/cluster/self",
+            Read,
+            get(cluster::identity),
+        ),
+        (
+            Method::GET,
+            "/v1/cluster/ca",
+            Public,
+            get(cluster::agent_bootstrap),
+        ),
+        (Method::POST, "/v1/join", Public, post(security::join)),
+        (
+            Method::POST,
+            "/v1/certificates/renew",
+            Certified,
+            post(security::renew),
+        ),
+        (Method::GET, "/v1/tokens", Admin, get(security::list_tokens)),
+        (
+            Method::POST,
+            "/v1/tokens",
+            Admin,
+            post(security::create_token),
+        ),
+        (
+            Method::DELETE,
+            "/v1/tokens/{id}",
+            Admin,
+            delete(security::revoke_token),
+        ),
+        (
+            Method::POST,
+            "/v1/internal/leader",
+            Peer,
+            post(internal_leader),
+        ),
+    ]
+}
+
+/// The route table without handlers: `(method, path, access)`.
+pub fn route_table() -> Vec<(Method, &'static str, Access)> {
+    routes().into_iter().map(|(m, p, a, _)| (m, p, a)).collect()
+}
+
+/// The REST API. Every peer serves all of it.
+pub fn router(cluster: ClusterRef, max_body_bytes: usize) -> Router {
+    let mut by_path: std::collections::BTreeMap<&'static str, MethodRouter<ClusterRef>> =
+        std::collections::BTreeMap::new();
+    let mut policy = std::collections::HashMap::new();
+    for (method, path, access, handler) in routes() {
+        policy.insert((method, path), access);
+        let merged = match by_path.remove(path) {
+            Some(existing) => existing.merge(handler),
+            None => handler,
+        };
+        by_path.insert(path, merged);
+    }
+    let mut router = Router::new();
+    for (path, handler) in by_path {
+        router = router.route(path, handler);
+    }
+    let policy: crate::auth::Policy = Arc::new(policy);
+    router
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::wrong_method)
+        .route_layer(axum::middleware::from_fn_with_state(
+            (cluster.clone(), policy),
+            crate::auth::enforce,
+        ))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(cluster)
 }
@@ -121,8 +244,26 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
             .unwrap_or(agent_socket.local_addr()?.to_string()),
     };
 
-    let node = RaftNode::start(config.id, &config.data_dir.join("raft"), &config.raft).await?;
+    let hosts = crate::security::cert_hosts(
+        &[&me.api_addr, &me.peer_addr, &me.agent_addr],
+        &config.tls_san,
+    );
+    let creds = Arc::new(crate::security::peer_credentials(&config, hosts).await?);
+    let peer_tls = orion_raft::tls::PeerTls {
+        server: Arc::new(creds.server_config(ClientAuth::Require(Role::Server), &[b"h2"])?),
+        client: Arc::new(creds.client_config()?),
+    };
+    let api_tls = Arc::new(creds.server_config(ClientAuth::Optional, &[b"h2", b"http/1.1"])?);
+
+    let node = RaftNode::start(
+        config.id,
+        &config.data_dir.join("raft"),
+        &config.raft,
+        peer_tls,
+    )
+    .await?;
     let http = reqwest::Client::builder()
+        .use_preconfigured_tls(creds.client_config()?)
         .connect_timeout(Duration::from_millis(500))
         .pool_idle_timeout(Duration::from_secs(30))
         .build()
@@ -137,16 +278,17 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
         unplaced: std::sync::Mutex::new(Vec::new()),
         node_ttl: Duration::from_millis(config.node_ttl_ms),
         agents: std::sync::Mutex::new(crate::gateway::AgentTable::default()),
+        creds: creds.clone(),
+        data_dir: config.data_dir.clone(),
     });
+    let renewal = tokio::spawn(crate::security::renew_loop(
+        cluster.clone(),
+        api_shutdown.clone(),
+    ));
     let gateway_shutdown = CancellationToken::new();
-    let advertised_host = me
-        .agent_addr
-        .rsplit_once(':')
-        .map_or_else(|| me.agent_addr.clone(), |(h, _)| h.to_string());
     let gateway = tokio::spawn(crate::gateway::run(
         cluster.clone(),
         agent_socket,
-        advertised_host,
         gateway_shutdown.clone(),
     ));
     let leader_work_shutdown = CancellationToken::new();
@@ -167,21 +309,13 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
             }
         })
     };
-    let api_task = {
-        let app = router(cluster.clone(), config.max_body_bytes);
-        let token = api_shutdown.clone();
-        let fatal = shutdown.clone();
-        tokio::spawn(async move {
-            let served = axum::serve(api_listener, app)
-                .with_graceful_shutdown(token.cancelled_owned())
-                .await;
-            if let Err(e) = served {
-                error!(cause = %e, "API server stopped");
-                fatal.cancel();
-            }
-        })
-    };
-
+    let api_task = tokio::spawn(crate::https::serve(
+        api_listener,
+        api_tls,
+        router(cluster.clone(), config.max_body_bytes),
+        api_shutdown.clone(),
+        DRAIN_DEADLINE,
+    ));
     let member = Member {
         api_addr: me.api_addr.clone(),
         peer_addr: me.peer_addr.clone(),
@@ -215,12 +349,8 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
     // when the last handle drops.
     info!("shutting down");
     api_shutdown.cancel();
-    if tokio::time::timeout(DRAIN_DEADLINE, api_task)
-        .await
-        .is_err()
-    {
-        warn!("API calls still running after the drain deadline; stopping anyway");
-    }
+    let _ = api_task.await;
+    renewal.abort();
     gateway_shutdown.cancel();
     if tokio::time::timeout(DRAIN_DEADLINE, gateway).await.is_err() {
         warn!("agent gateway did not stop in time");

@@ -57,7 +57,7 @@ pub(crate) fn leader_url(
         .node
         .leader()
         .ok_or_else(|| ApiError::unavailable("no leader is known right now; retry"))?;
-    Ok(format!("http://{}{path_and_query}", member.api_addr))
+    Ok(format!("https://{}{path_and_query}", member.api_addr))
 }
 
 /// Opens a stream to the agent running replica `id` and sends `request`.
@@ -92,7 +92,15 @@ async fn open(
     Ok((send, recv))
 }
 
-pub(crate) async fn proxied(req: reqwest::RequestBuilder) -> Result<Response, ApiError> {
+/// Sends `req` to the leader with the caller's credentials, so the leader
+/// authorizes the original caller, not this peer.
+pub(crate) async fn proxied(
+    mut req: reqwest::RequestBuilder,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    if let Some(auth) = headers.get(axum::http::header::AUTHORIZATION) {
+        req = req.header(reqwest::header::AUTHORIZATION, auth.as_bytes());
+    }
     let resp = req
         .header(FORWARDED, "1")
         .send()
@@ -130,7 +138,7 @@ pub async fn logs(
                 params.tail, params.follow
             ),
         )?;
-        return Ok(proxied(cluster.http.get(url)).await?);
+        return Ok(proxied(cluster.http.get(url), &headers).await?);
     }
     let request = StreamRequest::Logs {
         replica: id.clone(),
@@ -170,7 +178,7 @@ pub async fn exec(
             .http
             .post(url)
             .json(&serde_json::json!({"command": body.command}));
-        return Ok(proxied(req).await?);
+        return Ok(proxied(req, &headers).await?);
     }
     let request = StreamRequest::Exec {
         replica: id.clone(),

@@ -153,7 +153,7 @@ pub async fn nodes(
     use axum::response::IntoResponse;
     if !params.stale && !cluster.node.is_leader() {
         let url = crate::streams::leader_url(&cluster, &headers, "/v1/nodes")?;
-        return Ok(crate::streams::proxied(cluster.http.get(url)).await?);
+        return Ok(crate::streams::proxied(cluster.http.get(url), &headers).await?);
     }
     fresh(&cluster, params.stale).await?;
     let mut list = cluster.node.reader.with_view(|view| {
@@ -205,7 +205,7 @@ pub async fn replicas(
     use axum::response::IntoResponse;
     if !params.stale && !cluster.node.is_leader() {
         let url = crate::streams::leader_url(&cluster, &headers, "/v1/replicas")?;
-        return Ok(crate::streams::proxied(cluster.http.get(url)).await?);
+        return Ok(crate::streams::proxied(cluster.http.get(url), &headers).await?);
     }
     fresh(&cluster, params.stale).await?;
     let mut list = cluster.node.reader.with_view(|view| {

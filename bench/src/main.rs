@@ -1,6 +1,6 @@
 //! `orion-bench`: a write load generator for an Orion cluster.
 //!
-//! `orion-bench --servers http://127.0.0.1:7401 --clients 32 --seconds 10` runs that
+//! `orion-bench --servers https://127.0.0.1:7401 --clients 32 --seconds 10` runs that
 //! many concurrent clients, each putting variables as fast as it is answered, and
 //! prints acknowledged writes per second and latency percentiles. The run is bounded
 //! by `--seconds` and only ever talks to the URLs it is given.
@@ -14,8 +14,18 @@ use clap::Parser;
 #[command(about = "Write load against an Orion cluster")]
 struct Args {
     /// API URLs; client i uses URL i mod n.
-    #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:7401")]
+    #[arg(long, value_delimiter = ',', default_value = "https://127.0.0.1:7401")]
     servers: Vec<String>,
+    /// The cluster CA (default: the one `orion dev` made).
+    #[arg(
+        long,
+        env = "ORION_CA_FILE",
+        default_value = ".orion-dev/peer-1/tls/ca.crt"
+    )]
+    ca_file: std::path::PathBuf,
+    /// A developer or admin token (default: the admin token `orion dev` made).
+    #[arg(long, env = "ORION_TOKEN")]
+    token: Option<String>,
     /// Concurrent clients.
     #[arg(long, default_value_t = 1)]
     clients: usize,
@@ -33,7 +43,23 @@ async fn main() -> anyhow::Result<()> {
     if args.clients == 0 || args.servers.is_empty() {
         bail!("need at least one client and one server");
     }
+    let ca = std::fs::read_to_string(&args.ca_file)
+        .with_context(|| format!("cannot read the CA {}", args.ca_file.display()))?;
+    let token = match &args.token {
+        Some(t) => t.clone(),
+        None => std::fs::read_to_string(".orion-dev/peer-1/admin.token")
+            .context("no --token, and no .orion-dev/peer-1/admin.token")?,
+    };
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {}", token.trim())
+            .parse()
+            .context("token")?,
+    );
     let http = reqwest::Client::builder()
+        .use_preconfigured_tls(orion_tls::config::client_config(&ca, None)?)
+        .default_headers(headers)
         .pool_max_idle_per_host(args.clients)
         .build()
         .context("http client")?;

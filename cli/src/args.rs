@@ -4,9 +4,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-/// The URLs `orion dev` serves on, so the CLI works with it out of the box.
+/// The URLs `orion dev` serves on.
 pub const DEFAULT_SERVERS: &str =
-    "http://127.0.0.1:7401,http://127.0.0.1:7402,http://127.0.0.1:7403";
+    "https://127.0.0.1:7401,https://127.0.0.1:7402,https://127.0.0.1:7403";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -39,9 +39,18 @@ pub enum LogFormat {
 /// Options every client command takes.
 #[derive(Debug, Clone, Args)]
 pub struct ClientOpts {
-    /// API URLs of one or more peers; calls fail over between them.
-    #[arg(long, env = "ORION_SERVER", value_delimiter = ',', default_value = DEFAULT_SERVERS, global = true)]
+    /// API URLs of one or more peers; calls fail over between them (default: the context's).
+    #[arg(long, env = "ORION_SERVER", value_delimiter = ',', global = true)]
     pub server: Vec<String>,
+    /// The context to use from the config file (default: its current context).
+    #[arg(long, env = "ORION_CONTEXT", global = true)]
+    pub context: Option<String>,
+    /// Bearer token (default: the context's).
+    #[arg(long, env = "ORION_TOKEN", global = true, hide_env_values = true)]
+    pub token: Option<String>,
+    /// The cluster CA certificate, PEM (default: the context's).
+    #[arg(long, env = "ORION_CA_FILE", global = true)]
+    pub ca_file: Option<PathBuf>,
     /// Output format of read commands.
     #[arg(short = 'o', long, value_enum, default_value_t = Output::Table, global = true)]
     pub output: Output,
@@ -119,6 +128,18 @@ pub enum Command {
     },
     /// Print the JSON Schema of an `orion.yaml` document, for editors.
     Schema,
+    /// Create, list and revoke tokens (admin).
+    Token {
+        #[command(flatten)]
+        opts: ClientOpts,
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Named connections (servers, CA, token) in the config file, like kubeconfig.
+    Context {
+        #[command(subcommand)]
+        command: ContextCommand,
+    },
     /// Read and write variables (small CAS-able config values).
     Var {
         #[command(flatten)]
@@ -170,6 +191,9 @@ pub struct ServerArgs {
     /// Join the cluster that any of these member URLs belongs to.
     #[arg(long, value_delimiter = ',')]
     pub join: Vec<String>,
+    /// A single-use `server` join token (`orion token create --role server`).
+    #[arg(long, env = "ORION_JOIN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 }
@@ -185,7 +209,11 @@ pub struct AgentArgs {
     /// Node labels, `k=v,k=v`, matched by placement constraints.
     #[arg(long, value_delimiter = ',')]
     pub labels: Vec<String>,
-    /// Where the agent keeps replica records, logs and port allocations.
+    /// A single-use `agent` join token (`orion token create --role agent`); needed
+    /// only the first time, until the agent has its certificate.
+    #[arg(long, env = "ORION_JOIN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Where the agent keeps its certificate, replica records, logs and ports.
     #[arg(long, default_value = "orion-agent-data")]
     pub data_dir: PathBuf,
     /// CPU offered to replicas, in millicores (default: all cores).
@@ -254,4 +282,42 @@ pub enum VarCommand {
         #[arg(long)]
         limit: Option<usize>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Mint a token and print it (it is shown only this once).
+    Create {
+        /// admin, developer, readonly; or server, agent for single-use join tokens.
+        #[arg(long)]
+        role: String,
+        /// Lifetime: `90s`, `30m`, `1h`, `7d`.
+        #[arg(long, default_value = "24h")]
+        ttl: String,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Token records: id, role, expiry, used, revoked (never the tokens).
+    List,
+    /// Revoke a token by id; every peer refuses it from then on.
+    Revoke { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ContextCommand {
+    /// Add (or replace) a context and make it current. Without `--ca-file`, the CA
+    /// is fetched from the server and checked against the token's fingerprint.
+    Add {
+        name: String,
+        #[arg(long, value_delimiter = ',', required = true)]
+        server: Vec<String>,
+        #[arg(long)]
+        token: String,
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+    },
+    /// Make a context the current one.
+    Use { name: String },
+    /// The contexts; `*` marks the current one.
+    List,
 }

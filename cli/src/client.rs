@@ -1,4 +1,5 @@
-//! REST calls that fail over between the peers named by `--server`.
+//! REST calls over TLS, with the caller's token, that fail over between the peers
+//! named by `--server` or the context.
 //!
 //! A call goes to the peer that answered last; when that peer cannot be reached or
 //! answers `503` (no leader within its hold time), the next URL is tried. Any peer
@@ -32,7 +33,8 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(urls: &[String]) -> Result<Self, ClientError> {
+    /// A client for `urls` that trusts only the cluster CA `ca_pem` and sends `token`.
+    pub fn new(urls: &[String], ca_pem: &str, token: Option<String>) -> Result<Self, ClientError> {
         let urls: Vec<String> = urls
             .iter()
             .map(|u| u.trim().trim_end_matches('/').to_string())
@@ -40,18 +42,28 @@ impl Client {
             .collect();
         if urls.is_empty() {
             return Err(ClientError::Other(
-                "no server URL given (--server or ORION_SERVER)".into(),
+                "no server URL given (--server, ORION_SERVER or a context)".into(),
             ));
         }
-        if let Some(bad) = urls
-            .iter()
-            .find(|u| !(u.starts_with("http://") || u.starts_with("https://")))
-        {
+        if let Some(bad) = urls.iter().find(|u| !u.starts_with("https://")) {
             return Err(ClientError::Other(format!(
-                "server URL {bad:?} must start with http:// or https://"
+                "server URL {bad:?} must start with https:// (the API is served over TLS)"
             )));
         }
+        let tls = orion_tls::config::client_config(ca_pem, None)
+            .map_err(|e| ClientError::Other(format!("the CA certificate: {e}")))?;
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(t) = token {
+            let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", t.trim()))
+                .map_err(|_| {
+                    ClientError::Other("the token holds characters a header cannot".into())
+                })?;
+            v.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, v);
+        }
         let http = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .default_headers(headers)
             .connect_timeout(Duration::from_secs(2))
             .timeout(Duration::from_secs(330))
             .build()
@@ -61,6 +73,15 @@ impl Client {
             http,
             preferred: AtomicUsize::new(0),
         })
+    }
+
+    /// The same credentials, aimed at one other peer.
+    pub fn at(&self, url: &str) -> Client {
+        Client {
+            urls: vec![url.trim_end_matches('/').to_string()],
+            http: self.http.clone(),
+            preferred: AtomicUsize::new(0),
+        }
     }
 
     pub fn urls(&self) -> &[String] {

@@ -10,6 +10,7 @@
 pub mod args;
 pub mod client;
 pub mod commands;
+pub mod context;
 pub mod output;
 
 pub use args::Cli;

@@ -61,8 +61,8 @@ fn alive(pid: u32) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agents_run_replicas_across_nodes_and_keep_them_through_a_leader_failover() {
     let mut c = TestCluster::start(3).await;
-    c.spawn_agent("n1");
-    c.spawn_agent("n2");
+    c.spawn_agent("n1").await;
+    c.spawn_agent("n2").await;
     c.wait_for(
         "both agents registered and heartbeating with usage",
         fixture::WAIT,
@@ -99,7 +99,8 @@ async fn agents_run_replicas_across_nodes_and_keep_them_through_a_leader_failove
 
     // Logs and exec through a follower, with the exit code passed back.
     let follower = c.url(c.follower().await);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_orion"))
+    let out = c
+        .cli()
         .args(["exec", "web-1", "--server", &follower, "--"])
         .args(["sh", "-c", "echo replica=$ORION_REPLICA; exit 7"])
         .output()
@@ -158,8 +159,8 @@ async fn agents_run_replicas_across_nodes_and_keep_them_through_a_leader_failove
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_of_a_dead_agent_are_placed_on_the_other_node() {
     let mut c = TestCluster::start(3).await;
-    c.spawn_agent("n1");
-    c.spawn_agent("n2");
+    c.spawn_agent("n1").await;
+    c.spawn_agent("n2").await;
     apply(&c, 1, WEB).await;
     let running = c
         .wait_for("3 healthy replicas", Duration::from_secs(60), || async {
@@ -200,7 +201,7 @@ async fn observed(c: &TestCluster, id: &str) -> Option<orion_api::agent_proto::R
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_replica_restarts_and_a_missing_command_says_why() {
     let mut c = TestCluster::start(3).await;
-    c.spawn_agent("n1");
+    c.spawn_agent("n1").await;
     let one = WEB.replace("replicas: 3", "replicas: 1");
     let broken = "kind: Service\nname: broken\ncommand: [orion-no-such-program]\nrestart: {backoff: {initial: 1s, max: 10s}}\n";
     apply(&c, 2, &format!("{one}---\n{broken}")).await;
@@ -243,7 +244,8 @@ async fn a_killed_replica_restarts_and_a_missing_command_says_why() {
         reason.contains("orion-no-such-program") && reason.contains("not found"),
         "{reason}"
     );
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_orion"))
+    let out = c
+        .cli()
         .args(["describe", "service", "broken", "--server", &c.url(3)])
         .output()
         .expect("orion describe");
@@ -254,7 +256,7 @@ async fn a_killed_replica_restarts_and_a_missing_command_says_why() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_failing_its_health_check_is_restarted() {
     let mut c = TestCluster::start(3).await;
-    c.spawn_agent("n1");
+    c.spawn_agent("n1").await;
     let sick = "kind: Service\nname: sick\ncommand: [sleep, '1000']\nhealth: {exec: {command: ['false']}, interval: 300ms, timeout: 1s, failures: 2}\nrestart: {backoff: {initial: 200ms, max: 1s}}\n";
     apply(&c, 3, sick).await;
     let r = c

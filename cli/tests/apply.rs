@@ -2,13 +2,12 @@
 
 mod fixture;
 
-use std::process::Command;
-
 use fixture::TestCluster;
 
 /// Runs the `orion` CLI against `server`; returns (success, stdout, stderr).
-fn orion(server: &str, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_orion"))
+fn orion(c: &TestCluster, server: &str, args: &[&str]) -> (bool, String, String) {
+    let out = c
+        .cli()
         .args(args)
         .args(["--server", server])
         .output()
@@ -31,19 +30,20 @@ async fn apply_reports_created_unchanged_configured_and_delete_removes() {
     std::fs::write(&file, WEB).expect("write spec");
     let path = file.to_str().expect("utf-8 path");
 
-    let (ok, out, err) = orion(&follower, &["apply", "-f", path]);
+    let (ok, out, err) = orion(&c, &follower, &["apply", "-f", path]);
     assert!(ok, "{err}");
     assert_eq!(out.trim(), "service/web created");
-    let (ok, out, _) = orion(&follower, &["apply", "-f", path]);
+    let (ok, out, _) = orion(&c, &follower, &["apply", "-f", path]);
     assert!(ok && out.trim() == "service/web unchanged", "{out}");
     std::fs::write(&file, WEB.replace("replicas: 3", "replicas: 5")).expect("write spec");
     let (ok, out, _) = orion(
+        &c,
         &follower,
         &["apply", "-f", dir.path().to_str().expect("dir")],
     );
     assert!(ok && out.trim() == "service/web configured", "{out}");
 
-    let (ok, out, err) = orion(&c.url(1), &["get", "services", "-o", "json"]);
+    let (ok, out, err) = orion(&c, &c.url(1), &["get", "services", "-o", "json"]);
     assert!(ok, "{err}");
     let list: orion_api::ServiceList = serde_json::from_str(&out).expect("service list JSON");
     assert_eq!(list.items.len(), 1);
@@ -52,10 +52,10 @@ async fn apply_reports_created_unchanged_configured_and_delete_removes() {
         (5, 2)
     );
 
-    let (ok, out, err) = orion(&follower, &["delete", "service", "web"]);
+    let (ok, out, err) = orion(&c, &follower, &["delete", "service", "web"]);
     assert!(ok, "{err}");
     assert!(out.starts_with("service/web deleted"), "{out}");
-    let (ok, _, err) = orion(&follower, &["get", "service", "web"]);
+    let (ok, _, err) = orion(&c, &follower, &["get", "service", "web"]);
     assert!(!ok && err.contains("does not exist"), "{err}");
 }
 
@@ -67,14 +67,14 @@ async fn an_invalid_document_applies_nothing_and_names_file_line_column() {
     let text = format!("{WEB}---\nkind: Service\nname: api\nreplicas: -1\ncommand: [x]\n---\nkind: Service\nname: db\ncommand: [x]\nbogus: 1\n");
     std::fs::write(&file, text).expect("write spec");
     let path = file.to_str().expect("utf-8 path");
-    let (ok, _, err) = orion(&c.url(2), &["apply", "-f", path]);
+    let (ok, _, err) = orion(&c, &c.url(2), &["apply", "-f", path]);
     assert!(!ok, "apply of a bad file must fail");
     assert!(
         err.contains(&format!("{path}:9:")) && err.contains("replicas"),
         "{err}"
     );
     assert!(err.contains("bogus"), "unknown field reported: {err}");
-    let (ok, out, err) = orion(&c.url(3), &["get", "services", "-o", "json"]);
+    let (ok, out, err) = orion(&c, &c.url(3), &["get", "services", "-o", "json"]);
     assert!(ok, "{err}");
     let list: orion_api::ServiceList = serde_json::from_str(&out).expect("service list JSON");
     assert!(list.items.is_empty(), "nothing applied: {out}");
@@ -110,7 +110,7 @@ async fn leader_places_replicas_across_nodes_and_follows_scale_through_a_failove
     let file = dir.path().join("orion.yaml");
     std::fs::write(&file, WEB).expect("write spec");
     let path = file.to_str().expect("utf-8 path");
-    let (ok, _, err) = orion(&c.url(3), &["apply", "-f", path]);
+    let (ok, _, err) = orion(&c, &c.url(3), &["apply", "-f", path]);
     assert!(ok, "{err}");
 
     let placed = c
@@ -128,7 +128,7 @@ async fn leader_places_replicas_across_nodes_and_follows_scale_through_a_failove
     c.kill9(leader);
     let new_leader = c.wait_for_leader().await;
     std::fs::write(&file, WEB.replace("replicas: 3", "replicas: 1")).expect("write spec");
-    let (ok, _, err) = orion(&c.url(new_leader), &["apply", "-f", path]);
+    let (ok, _, err) = orion(&c, &c.url(new_leader), &["apply", "-f", path]);
     assert!(ok, "{err}");
     let after = c
         .wait_for("scale down to 1 replica", fixture::WAIT, || async {
@@ -146,7 +146,7 @@ async fn leader_places_replicas_across_nodes_and_follows_scale_through_a_failove
         "replica 0 stayed where it was: before {placed:?}, after {after:?}"
     );
 
-    let (ok, _, err) = orion(&c.url(new_leader), &["delete", "service", "web"]);
+    let (ok, _, err) = orion(&c, &c.url(new_leader), &["delete", "service", "web"]);
     assert!(ok, "{err}");
     c.wait_for("no replicas left", fixture::WAIT, || async {
         let l = replicas(&c, new_leader).await?;

@@ -312,7 +312,7 @@ async fn bad_input_is_refused_with_clear_errors_and_changes_nothing() {
     // client of its own rather than leaving a closing connection in the shared pool.
     expect(413, ErrorCode::PayloadTooLarge, "size limit")(
         send(
-            reqwest::Client::new()
+            c.new_http()
                 .put(format!("{base}/v1/variables/app/x"))
                 .json(&serde_json::json!({"value": "x".repeat(2 << 20)})),
         )

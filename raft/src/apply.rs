@@ -10,10 +10,12 @@
 //! - `m/compacted`: the highest revision whose events may have been dropped.
 //! - `r/<id, 8 bytes big-endian>`: a retired member id, never to be reused.
 //! - `s/<name>`: a [`ServiceObject`] as JSON.
-//! - `c/ca`: the cluster CA (certificate and key, PEM) as JSON.
+//! - `c/ca`: the cluster CA (certificate and key, PEM) and token key as JSON.
+//! - `t/<id>`: a [`TokenRecord`] as JSON.
 //! - `n/<name>`: a [`NodeObject`] as JSON.
 //! - `p/<service>/<ordinal, 4 bytes big-endian>`: a [`ReplicaObject`] as JSON.
 
+use orion_api::security::TokenRecord;
 use orion_api::spec::service::validate_name;
 use orion_api::spec::Resource;
 use orion_api::{
@@ -35,6 +37,11 @@ const RETIRED_PREFIX: &[u8] = b"r/";
 pub const SERVICE_PREFIX: &[u8] = b"s/";
 pub const NODE_PREFIX: &[u8] = b"n/";
 pub const CA_KEY: &[u8] = b"c/ca";
+pub const TOKEN_PREFIX: &[u8] = b"t/";
+
+pub fn token_key(id: &str) -> Vec<u8> {
+    [TOKEN_PREFIX, id.as_bytes()].concat()
+}
 pub const REPLICA_PREFIX: &[u8] = b"p/";
 
 pub fn variable_key(path: &str) -> Vec<u8> {
@@ -213,11 +220,67 @@ fn apply_command(txn: &mut Txn<'_>, index: u64, cmd: &Command) -> Result<Applied
             Ok(Applied::DeletedService(Box::new(service)))
         }
         Command::UpsertNode { node } => upsert_node(txn, index, node),
-        Command::SetClusterCa { cert_pem, key_pem } => {
+        Command::SetClusterCa {
+            cert_pem,
+            key_pem,
+            token_key,
+        } => {
             if txn.get(CA_KEY)?.is_none() {
-                let ca = serde_json::json!({"cert_pem": cert_pem, "key_pem": key_pem});
+                let ca = serde_json::json!({
+                    "cert_pem": cert_pem, "key_pem": key_pem, "token_key": token_key,
+                });
                 txn.put(CA_KEY, &encode(&ca));
             }
+            Ok(Applied::Done)
+        }
+        Command::PutToken { record } => {
+            let key = token_key(&record.id);
+            if record.id.is_empty() || txn.get(&key)?.is_some() {
+                return Err(reject(
+                    ErrorCode::Conflict,
+                    format!("token id {:?} is taken", record.id),
+                    None,
+                ));
+            }
+            txn.put(&key, &encode(record));
+            Ok(Applied::Done)
+        }
+        Command::RevokeToken { id } => {
+            let key = token_key(id);
+            let Some(mut record) = read_json::<TokenRecord>(txn, &key)? else {
+                return Err(reject(
+                    ErrorCode::NotFound,
+                    format!("no token with id {id:?}"),
+                    None,
+                ));
+            };
+            record.revoked = true;
+            txn.put(&key, &encode(&record));
+            Ok(Applied::Done)
+        }
+        Command::UseToken { id, now } => {
+            let key = token_key(id);
+            let refuse = |why: &str| {
+                Err(reject(
+                    ErrorCode::Unauthenticated,
+                    format!("the join token {why}"),
+                    None,
+                ))
+            };
+            let Some(mut record) = read_json::<TokenRecord>(txn, &key)? else {
+                return refuse("is not known to this cluster");
+            };
+            if record.revoked {
+                return refuse("was revoked");
+            }
+            if record.used {
+                return refuse("was already used; join tokens are single-use");
+            }
+            if record.expires_at <= *now {
+                return refuse("expired");
+            }
+            record.used = true;
+            txn.put(&key, &encode(&record));
             Ok(Applied::Done)
         }
         Command::ReconcileReplicas { place, remove } => {

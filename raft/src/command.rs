@@ -1,5 +1,6 @@
 //! The command set: every change to the replicated state is one of these.
 
+use orion_api::security::TokenRecord;
 use orion_api::spec::Resource;
 use orion_api::{
     ApiError, ApplyResult, ErrorCode, NodeObject, ReplicaObject, ServiceObject, Variable,
@@ -29,8 +30,21 @@ pub enum Command {
     ApplyResources { resources: Vec<Resource> },
     /// Delete a service by name.
     DeleteService { name: String },
-    /// Record the cluster CA. The first one recorded stays; later ones are ignored.
-    SetClusterCa { cert_pem: String, key_pem: String },
+    /// Record the cluster CA and the token signing key. The first recorded stays;
+    /// later ones are ignored.
+    SetClusterCa {
+        cert_pem: String,
+        key_pem: String,
+        token_key: String,
+    },
+    /// Record a newly minted token (its id, role and expiry; never the token).
+    PutToken { record: TokenRecord },
+    /// Revoke a token: from the apply on, no peer accepts it.
+    RevokeToken { id: String },
+    /// Spend a single-use join token; refused if it was used, revoked or expired
+    /// at `now` (seconds since the epoch, from the proposer, so apply stays
+    /// deterministic).
+    UseToken { id: String, now: u64 },
     /// Register or update a node.
     UpsertNode { node: NodeObject },
     /// The replica controller's decisions: place new replicas, remove old ones.

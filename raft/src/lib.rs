@@ -25,6 +25,7 @@ pub mod network;
 pub mod node;
 pub mod read;
 pub mod service;
+pub mod tls;
 pub mod types;
 
 pub use command::{Command, CommandResult, Rejection};

@@ -31,19 +31,24 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 pub struct PeerNetwork {
     /// This peer's id, sent with every call.
     pub self_id: NodeId,
+    /// Mutual TLS with this peer's server certificate.
+    pub tls: std::sync::Arc<rustls::ClientConfig>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, node: &Member) -> PeerClient {
+        // TLS is done by the connector, so tonic sees a plain `http` URI.
         let client = Endpoint::from_shared(format!("http://{}", node.peer_addr))
             .map(|e| {
                 PeerRaftClient::new(
                     e.connect_timeout(CONNECT_TIMEOUT)
-                        .tcp_nodelay(true)
                         .http2_keep_alive_interval(Duration::from_secs(10))
-                        .connect_lazy(),
+                        .connect_with_connector_lazy(crate::tls::connector(
+                            self.tls.clone(),
+                            CONNECT_TIMEOUT,
+                        )),
                 )
                 .max_decoding_message_size(64 << 20)
                 .max_encoding_message_size(64 << 20)

@@ -20,6 +20,7 @@ use crate::network::PeerNetwork;
 use crate::proto::peer_raft_server::PeerRaftServer;
 use crate::read;
 use crate::service::PeerService;
+use crate::tls::PeerTls;
 use crate::types::{Member, NodeId, Raft, RaftMetrics, TypeConfig};
 use crate::{Error, Result};
 
@@ -127,21 +128,32 @@ pub struct RaftNode {
     pub raft: Raft,
     /// Read-only access to the state machine for API reads.
     pub reader: StateReader,
+    tls: PeerTls,
 }
 
 impl RaftNode {
     /// Opens (or creates) the store under `data_dir` and starts Raft. Does not
     /// initialize a cluster: see [`RaftNode::bootstrap`].
-    pub async fn start(id: NodeId, data_dir: &Path, settings: &RaftSettings) -> Result<Self> {
+    pub async fn start(
+        id: NodeId,
+        data_dir: &Path,
+        settings: &RaftSettings,
+        tls: PeerTls,
+    ) -> Result<Self> {
         let config = Arc::new(settings.openraft_config()?);
         let store = orion_store::open::<TypeConfig>(data_dir, Arc::new(OrionApplier))?;
-        let raft = Raft::new(id, config, PeerNetwork { self_id: id }, store.log, store.sm)
+        let network = PeerNetwork {
+            self_id: id,
+            tls: tls.client.clone(),
+        };
+        let raft = Raft::new(id, config, network, store.log, store.sm)
             .await
             .map_err(|e| Error::Raft(e.to_string()))?;
         Ok(RaftNode {
             id,
             raft,
             reader: store.reader,
+            tls,
         })
     }
 
@@ -161,7 +173,7 @@ impl RaftNode {
             .timeout(Duration::from_secs(30))
             .add_service(service)
             .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                crate::tls::incoming(listener, self.tls.server.clone(), shutdown.clone()),
                 shutdown.cancelled_owned(),
             )
             .await

@@ -1,5 +1,6 @@
 //! Typed reads of the replicated state, through one consistent [`View`].
 
+use orion_api::security::TokenRecord;
 use orion_api::{Event, NodeObject, ReplicaObject, ServiceObject, Variable};
 use orion_store::View;
 
@@ -103,16 +104,26 @@ pub fn replicas(view: &View<'_>) -> Result<Vec<ReplicaObject>> {
     all(view, REPLICA_PREFIX)
 }
 
-/// The cluster CA as `(cert_pem, key_pem)`, once recorded.
-pub fn cluster_ca(view: &View<'_>) -> Result<Option<(String, String)>> {
-    #[derive(serde::Deserialize)]
-    struct Ca {
-        cert_pem: String,
-        key_pem: String,
-    }
-    Ok(view
-        .get(CA_KEY)?
-        .map(|b| decode::<Ca>(&b))
-        .transpose()?
-        .map(|c| (c.cert_pem, c.key_pem)))
+/// The cluster's CA and token key, once recorded.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct ClusterSecrets {
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub token_key: String,
+}
+
+pub fn cluster_ca(view: &View<'_>) -> Result<Option<ClusterSecrets>> {
+    view.get(CA_KEY)?.map(|b| decode(&b)).transpose()
+}
+
+/// A token's record, if it was ever minted.
+pub fn token(view: &View<'_>, id: &str) -> Result<Option<TokenRecord>> {
+    view.get(&crate::apply::token_key(id))?
+        .map(|b| decode(&b))
+        .transpose()
+}
+
+/// Every token record.
+pub fn tokens(view: &View<'_>) -> Result<Vec<TokenRecord>> {
+    all(view, crate::apply::TOKEN_PREFIX)
 }

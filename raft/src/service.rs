@@ -15,6 +15,20 @@ pub struct PeerService {
     pub self_id: u64,
 }
 
+/// Refuses a call whose claimed sender is not the peer its certificate names.
+fn check_sender(request: &Request<RaftPayload>) -> Result<(), Status> {
+    let claimed = request.get_ref().from;
+    match crate::tls::caller_id(request) {
+        Some(id) if id == claimed => Ok(()),
+        named => {
+            tracing::warn!(claimed, certificate = ?named, "refused a raft rpc from a peer posing as another");
+            Err(Status::permission_denied(format!(
+                "the call claims to come from peer {claimed}, but the certificate names {named:?}"
+            )))
+        }
+    }
+}
+
 fn decode<T: serde::de::DeserializeOwned>(req: &RaftPayload) -> Result<T, Status> {
     codec::decode(&req.data).map_err(|e| {
         debug!(from = req.from, cause = %e, "undecodable raft rpc");
@@ -37,11 +51,13 @@ impl PeerRaft for PeerService {
         &self,
         request: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
+        check_sender(&request)?;
         let req = decode(request.get_ref())?;
         reply(self.self_id, &self.raft.append_entries(req).await)
     }
 
     async fn vote(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        check_sender(&request)?;
         let req = decode(request.get_ref())?;
         reply(self.self_id, &self.raft.vote(req).await)
     }
@@ -50,6 +66,7 @@ impl PeerRaft for PeerService {
         &self,
         request: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
+        check_sender(&request)?;
         let payload = request.into_inner();
         let mut req: openraft::raft::InstallSnapshotRequest<crate::types::TypeConfig> =
             decode(&payload)?;

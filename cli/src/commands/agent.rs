@@ -47,6 +47,7 @@ pub fn config_from(args: AgentArgs) -> anyhow::Result<AgentConfig> {
         labels,
         capacity,
         data_dir: args.data_dir,
+        token: args.token,
     })
 }
 

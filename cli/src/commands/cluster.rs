@@ -69,7 +69,7 @@ pub async fn run(client: &Client, output: Output, command: ClusterCommand) -> an
             })?;
         }
         ClusterCommand::Join { url } => {
-            let newcomer = Client::new(std::slice::from_ref(&url))?;
+            let newcomer = client.at(&url);
             let me: PeerIdentity = newcomer.get("/v1/cluster/self").await?;
             eprintln!(
                 "adding peer {} ({}) as a learner, then as a voter once it has caught up…",

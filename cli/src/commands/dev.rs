@@ -46,12 +46,16 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
         }
     }
 
-    let first_api = format!("127.0.0.1:{}", ports[0].0);
+    let first_api = format!("https://127.0.0.1:{}", ports[0].0);
+    let urls: Vec<String> = ports
+        .iter()
+        .map(|p| format!("https://127.0.0.1:{}", p.0))
+        .collect();
     let mut peers = Vec::new();
+    let mut admin: Option<Client> = None;
     for (i, &(api, peer, agent)) in ports.iter().enumerate() {
         let id = i as u16 + 1;
         let data = dir.join(format!("peer-{id}"));
-        let log = File::create(dir.join(format!("peer-{id}.log")))?;
         let mut cmd = std::process::Command::new(&exe);
         cmd.arg("server")
             .args(["--id", &id.to_string()])
@@ -59,41 +63,75 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
             .arg(&data)
             .args(["--api-addr", &format!("127.0.0.1:{api}")])
             .args(["--peer-addr", &format!("127.0.0.1:{peer}")])
-            .args(["--agent-addr", &format!("127.0.0.1:{agent}")])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
+            .args(["--agent-addr", &format!("127.0.0.1:{agent}")]);
         if id == 1 {
             cmd.arg("--bootstrap");
         } else {
-            cmd.args(["--join", &format!("http://{first_api}")]);
+            cmd.args(["--join", &first_api]);
+            if !data.join("tls").exists() {
+                // A new peer: mint it a single-use server token through peer 1.
+                let client = match &admin {
+                    Some(c) => c,
+                    None => match admin_client(&dir, &urls[..1], &mut peers, &shutdown).await {
+                        Ok(c) => admin.insert(c),
+                        Err(e) => {
+                            stop_all(&mut peers);
+                            return Err(e);
+                        }
+                    },
+                };
+                let t = join_token(client, "server").await;
+                match t {
+                    Ok(t) => {
+                        cmd.env("ORION_JOIN_TOKEN", t);
+                    }
+                    Err(e) => {
+                        stop_all(&mut peers);
+                        return Err(e);
+                    }
+                }
+            }
         }
-        let child = cmd.spawn().context("cannot start a peer process")?;
-        peers.push(Peer {
-            id,
-            api: format!("http://127.0.0.1:{api}"),
-            child,
-        });
+        match spawn_logged(cmd, &dir.join(format!("peer-{id}.log"))) {
+            Ok(child) => peers.push(Peer {
+                id,
+                api: urls[i].clone(),
+                child,
+            }),
+            Err(e) => {
+                stop_all(&mut peers);
+                return Err(e);
+            }
+        }
     }
 
-    let urls: Vec<String> = peers.iter().map(|p| p.api.clone()).collect();
-    let ready = wait_for_cluster(&urls, &mut peers, &dir, &shutdown).await;
-    if let Err(e) = ready {
-        stop_all(&mut peers);
-        return Err(e);
+    let ready = async {
+        let client = match admin.take() {
+            Some(c) => c,
+            None => admin_client(&dir, &urls, &mut peers, &shutdown).await?,
+        };
+        wait_for_cluster(&client, &mut peers, &dir, &shutdown).await?;
+        Ok::<_, anyhow::Error>(client)
     }
+    .await;
+    let client = match ready {
+        Ok(c) => c,
+        Err(e) => {
+            stop_all(&mut peers);
+            return Err(e);
+        }
+    };
     // One agent on this machine, so `orion apply` runs real processes at once.
-    let agent_log = File::create(dir.join("agent.log"))?;
-    let agent = std::process::Command::new(&exe)
-        .arg("agent")
+    let agent_dir = dir.join("agent");
+    let mut cmd = std::process::Command::new(&exe);
+    cmd.arg("agent")
         .args(["--servers", &urls.join(",")])
         .arg("--data-dir")
-        .arg(dir.join("agent"))
-        .stdin(Stdio::null())
-        .stdout(agent_log.try_clone()?)
-        .stderr(agent_log)
-        .spawn();
-    match agent {
+        .arg(&agent_dir);
+    if !agent_dir.join("tls").exists() {
+        cmd.env("ORION_JOIN_TOKEN", join_token(&client, "agent").await?);
+    }
+    match spawn_logged(cmd, &dir.join("agent.log")) {
         Ok(child) => peers.push(Peer {
             id: 0,
             api: "agent".into(),
@@ -101,6 +139,7 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
         }),
         Err(e) => eprintln!("could not start the agent: {e}"),
     }
+    let config_path = write_context(&dir, &urls)?;
     println!(
         "Orion dev cluster is up: {PEERS} peers, data in {}",
         dir.display()
@@ -123,6 +162,10 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
         );
     }
     println!();
+    println!(
+        "The CLI is set up: context \"dev\" (admin token, cluster CA) is current in {}.",
+        config_path.display()
+    );
     println!("Try, in another terminal:");
     println!("  orion cluster members");
     println!("  orion var put app/greeting hello && orion var get app/greeting");
@@ -151,13 +194,91 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
     Ok(())
 }
 
-async fn wait_for_cluster(
+fn spawn_logged(mut cmd: std::process::Command, log: &Path) -> anyhow::Result<Child> {
+    let file = File::create(log)?;
+    cmd.stdin(Stdio::null())
+        .stdout(file.try_clone()?)
+        .stderr(file)
+        .spawn()
+        .context("cannot start an orion process")
+}
+
+fn check_alive(peers: &mut [Peer], dir: &Path) -> anyhow::Result<()> {
+    for p in peers.iter_mut() {
+        if let Ok(Some(status)) = p.child.try_wait() {
+            bail!(
+                "peer {} exited during start-up ({status}); see {}",
+                p.id,
+                dir.join(format!("peer-{}.log", p.id)).display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Waits for peer 1's admin token and CA (written at bootstrap), and returns an
+/// admin client for `urls`.
+async fn admin_client(
+    dir: &Path,
     urls: &[String],
+    peers: &mut [Peer],
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Client> {
+    let peer1 = dir.join("peer-1");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let token = std::fs::read_to_string(peer1.join("admin.token"));
+        let ca = std::fs::read_to_string(peer1.join("tls/ca.crt"));
+        if let (Ok(token), Ok(ca)) = (token, ca) {
+            return Ok(Client::new(urls, &ca, Some(token))?);
+        }
+        check_alive(peers, dir)?;
+        if Instant::now() > deadline {
+            bail!(
+                "peer 1 did not bootstrap within 60 s; see {}",
+                dir.join("peer-1.log").display()
+            );
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => bail!("interrupted"),
+            () = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+    }
+}
+
+/// A single-use join token, valid ten minutes.
+async fn join_token(client: &Client, role: &str) -> anyhow::Result<String> {
+    let req = orion_api::security::CreateToken {
+        role: role.into(),
+        ttl_seconds: 600,
+        description: "orion dev".into(),
+    };
+    let created: orion_api::security::CreatedToken = client.post("/v1/tokens", &req).await?;
+    Ok(created.token)
+}
+
+/// Saves context "dev" (servers, CA, admin token) and makes it current.
+fn write_context(dir: &Path, urls: &[String]) -> anyhow::Result<std::path::PathBuf> {
+    let peer1 = dir.join("peer-1");
+    let mut config = crate::context::Config::load()?;
+    config.contexts.insert(
+        "dev".into(),
+        crate::context::Context {
+            servers: urls.to_vec(),
+            ca: std::fs::read_to_string(peer1.join("tls/ca.crt"))?,
+            token: Some(std::fs::read_to_string(peer1.join("admin.token"))?),
+        },
+    );
+    config.current_context = Some("dev".into());
+    config.save()
+}
+
+async fn wait_for_cluster(
+    client: &Client,
     peers: &mut [Peer],
     dir: &Path,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
-    let client = Client::new(urls)?;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Ok(m) = client.get::<MembersResponse>("/v1/cluster/members").await {
@@ -170,15 +291,7 @@ async fn wait_for_cluster(
                 return Ok(());
             }
         }
-        for p in peers.iter_mut() {
-            if let Ok(Some(status)) = p.child.try_wait() {
-                bail!(
-                    "peer {} exited during start-up ({status}); see {}",
-                    p.id,
-                    dir.join(format!("peer-{}.log", p.id)).display()
-                );
-            }
-        }
+        check_alive(peers, dir)?;
         if Instant::now() > deadline {
             bail!(
                 "the cluster did not form within 60 s; see the peer logs in {}",

@@ -5,6 +5,7 @@ pub mod agent;
 pub mod cluster;
 pub mod dev;
 pub mod server;
+pub mod token;
 pub mod var;
 pub mod workload;
 
@@ -14,7 +15,6 @@ use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 use crate::args::{Cli, Command, LogFormat};
-use crate::client::Client;
 
 /// Runs the parsed command line and maps the outcome to an exit code.
 pub fn main(cli: Cli) -> ExitCode {
@@ -59,10 +59,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Dev(args) => dev::run(args, shutdown_on_signal()).await,
         Command::Agent(args) => agent::run(args, shutdown_on_signal()).await,
         Command::Cluster { opts, command } => {
-            cluster::run(&Client::new(&opts.server)?, opts.output, command).await
+            cluster::run(&crate::context::client(&opts)?, opts.output, command).await
         }
         Command::Apply { opts, files } => {
-            workload::apply(&Client::new(&opts.server)?, &files).await
+            workload::apply(&crate::context::client(&opts)?, &files).await
         }
         Command::Get {
             opts,
@@ -71,7 +71,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             stale,
             watch,
         } => {
-            let client = Client::new(&opts.server)?;
+            let client = crate::context::client(&opts)?;
             workload::get(&client, opts.output, kind, name.clone(), stale).await?;
             if watch {
                 workload::watch_and_get(&client, opts.output, kind, name, stale).await?;
@@ -79,23 +79,23 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Describe { opts, kind, name } => {
-            workload::describe(&Client::new(&opts.server)?, kind, &name).await
+            workload::describe(&crate::context::client(&opts)?, kind, &name).await
         }
         Command::Delete { opts, kind, name } => {
-            workload::delete(&Client::new(&opts.server)?, kind, &name).await
+            workload::delete(&crate::context::client(&opts)?, kind, &name).await
         }
         Command::Logs {
             opts,
             target,
             follow,
             tail,
-        } => workload::logs(&Client::new(&opts.server)?, &target, follow, tail).await,
+        } => workload::logs(&crate::context::client(&opts)?, &target, follow, tail).await,
         Command::Exec {
             opts,
             replica,
             command,
         } => {
-            let code = workload::exec(&Client::new(&opts.server)?, &replica, command).await?;
+            let code = workload::exec(&crate::context::client(&opts)?, &replica, command).await?;
             if code != 0 {
                 std::process::exit(code);
             }
@@ -108,8 +108,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Token { opts, command } => {
+            token::run(&crate::context::client(&opts)?, opts.output, command).await
+        }
+        Command::Context { command } => crate::context::run(command).await,
         Command::Var { opts, command } => {
-            var::run(&Client::new(&opts.server)?, opts.output, command).await
+            var::run(&crate::context::client(&opts)?, opts.output, command).await
         }
     }
 }

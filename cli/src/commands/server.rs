@@ -39,6 +39,9 @@ pub fn config_from(args: ServerArgs) -> anyhow::Result<ServerConfig> {
     if !args.join.is_empty() {
         c.join = args.join;
     }
+    if args.token.is_some() {
+        c.token = args.token;
+    }
     c.validate()?;
     Ok(c)
 }

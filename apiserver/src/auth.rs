@@ -1,0 +1,229 @@
+//! Who may call what. Every route is declared once, with its [`Access`], in
+//! [`crate::server::routes`]; the router is built from that table and this
+//! middleware enforces it, so a route cannot exist without a policy.
+//!
+//! Callers are identified by a bearer token (`Authorization: Bearer orion.…`) or,
+//! for peer and certificate routes, by the client certificate of the connection.
+//! 401 means "who are you?" (no, expired, badly signed, revoked or unknown token);
+//! 403 means "you may not" (the role does not allow the route).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use orion_api::ApiError;
+use orion_tls::token::{self, TokenError};
+use orion_tls::{Identity, Role, TokenRole};
+use tracing::debug;
+
+use crate::error::HttpError;
+use crate::https::ConnInfo;
+use crate::leader::ClusterRef;
+
+/// What a route requires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Access {
+    /// Anyone: health checks, the public CA certificate, the join exchange.
+    Public,
+    /// Any API token: `readonly`, `developer`, `admin`.
+    Read,
+    /// `developer` or `admin`: change workloads and variables.
+    Write,
+    /// `developer` or `admin`: logs and exec (logs may hold secrets).
+    Sessions,
+    /// `admin` only: membership, nodes, tokens.
+    Admin,
+    /// An `admin` token or a peer's server certificate (a peer joining).
+    AdminOrPeer,
+    /// A peer's server certificate only.
+    Peer,
+    /// Any certificate of this cluster (renewing it).
+    Certified,
+}
+
+/// The caller, as the middleware established it; handlers may read it.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    Anonymous,
+    Token { id: String, role: TokenRole },
+    Cert(Identity),
+}
+
+impl std::fmt::Display for Caller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Caller::Anonymous => write!(f, "anonymous"),
+            Caller::Token { id, role } => write!(f, "token {id} ({})", role.as_str()),
+            Caller::Cert(id) => write!(f, "{id}"),
+        }
+    }
+}
+
+pub type Policy = Arc<HashMap<(Method, &'static str), Access>>;
+
+const LOGIN_HINT: &str = "log in with `orion context add NAME --server URL --token TOKEN`; \
+     an admin makes tokens with `orion token create --role developer`";
+
+fn role_allows(role: TokenRole, access: Access) -> bool {
+    use TokenRole::{Admin, Developer, Readonly};
+    match access {
+        Access::Public => true,
+        Access::Read => matches!(role, Admin | Developer | Readonly),
+        Access::Write | Access::Sessions => matches!(role, Admin | Developer),
+        Access::Admin | Access::AdminOrPeer => role == Admin,
+        Access::Peer | Access::Certified => false,
+    }
+}
+
+fn cert_allows(id: &Identity, access: Access) -> bool {
+    match access {
+        Access::Public | Access::Certified => true,
+        Access::Peer | Access::AdminOrPeer => id.role == Role::Server,
+        _ => false,
+    }
+}
+
+fn bearer(req: &Request) -> Result<Option<&str>, ApiError> {
+    let Some(v) = req.headers().get(axum::http::header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let v = v
+        .to_str()
+        .map_err(|_| ApiError::unauthenticated("the Authorization header is not text"))?;
+    match v.strip_prefix("Bearer ") {
+        Some(t) => Ok(Some(t.trim())),
+        None => Err(ApiError::unauthenticated(
+            "the Authorization header must be `Bearer <token>`",
+        )),
+    }
+}
+
+/// Checks a token's signature, expiry and record; returns its claims.
+pub async fn verify_token(cluster: &ClusterRef, tok: &str) -> Result<token::Claims, ApiError> {
+    let key = cluster.token_key()?;
+    let claims = token::verify(tok, &key, token::now()).map_err(|e| match e {
+        TokenError::Expired => ApiError::unauthenticated(format!("the token expired; {LOGIN_HINT}")),
+        TokenError::BadSignature => ApiError::unauthenticated(
+            "the token's signature is not valid for this cluster (a token of another cluster, or altered)",
+        ),
+        TokenError::Malformed(m) => ApiError::unauthenticated(format!("the token is malformed: {m}")),
+    })?;
+    let read = |c: &ClusterRef| {
+        c.node
+            .reader
+            .with_view(|v| orion_raft::read::token(v, &claims.id))
+            .map_err(|e| ApiError::internal(e.to_string()))
+    };
+    let mut record = read(cluster)?;
+    if record.is_none() {
+        // Minted a moment ago through another peer? Catch up once, then decide.
+        cluster.linearizable_barrier().await?;
+        record = read(cluster)?;
+    }
+    match record {
+        None => Err(ApiError::unauthenticated(
+            "the token is not known to this cluster",
+        )),
+        Some(r) if r.revoked => Err(ApiError::unauthenticated(format!(
+            "the token was revoked; {LOGIN_HINT}"
+        ))),
+        Some(_) => Ok(claims),
+    }
+}
+
+/// The middleware: identify, authorize, then run the handler with a [`Caller`].
+pub async fn enforce(
+    State((cluster, policy)): State<(ClusterRef, Policy)>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let access = req
+        .extensions()
+        .get::<MatchedPath>()
+        .and_then(|p| policy.get(&(req.method().clone(), p.as_str())).copied())
+        // A known path with a method it does not take: only callers with a token
+        // learn that. (Unknown paths never reach this layer: they are plain 404s.)
+        .unwrap_or(Access::Read);
+    let cert = req
+        .extensions()
+        .get::<ConnInfo>()
+        .and_then(|c| c.peer.clone());
+    let token = match bearer(&req) {
+        Ok(t) => t.map(str::to_string),
+        Err(e) => return HttpError(e).into_response(),
+    };
+    let what = format!("{} {}", req.method(), req.uri().path());
+    match authorize(&cluster, cert, token, &what, access).await {
+        Ok(caller) => {
+            req.extensions_mut().insert(caller);
+            next.run(req).await
+        }
+        Err(e) => {
+            debug!(call = %what, cause = %e.message, "refused");
+            HttpError(e).into_response()
+        }
+    }
+}
+
+async fn authorize(
+    cluster: &ClusterRef,
+    cert: Option<Identity>,
+    token: Option<String>,
+    what: &str,
+    access: Access,
+) -> Result<Caller, ApiError> {
+    if access == Access::Public {
+        return Ok(cert.map_or(Caller::Anonymous, Caller::Cert));
+    }
+    if let Some(tok) = token {
+        let claims = verify_token(cluster, &tok).await?;
+        if claims.role.is_join() {
+            return Err(ApiError::denied(
+                "a join token can only be exchanged for a certificate (POST /v1/join)",
+            ));
+        }
+        if !role_allows(claims.role, access) {
+            return Err(ApiError::denied(format!(
+                "the {} role may not {what}",
+                claims.role.as_str(),
+            )));
+        }
+        return Ok(Caller::Token {
+            id: claims.id,
+            role: claims.role,
+        });
+    }
+    match cert {
+        Some(id) if cert_allows(&id, access) => Ok(Caller::Cert(id)),
+        Some(id) => Err(ApiError::denied(format!(
+            "a certificate for {id} may not {what}; use a token"
+        ))),
+        None => Err(ApiError::unauthenticated(format!(
+            "this call needs a token; {LOGIN_HINT}"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_nest_and_certificates_grant_only_their_routes() {
+        use Access::*;
+        for a in [Read, Write, Sessions, Admin, AdminOrPeer] {
+            assert!(role_allows(TokenRole::Admin, a), "{a:?}");
+        }
+        assert!(role_allows(TokenRole::Developer, Write));
+        assert!(!role_allows(TokenRole::Developer, Admin));
+        assert!(!role_allows(TokenRole::Readonly, Sessions));
+        assert!(!role_allows(TokenRole::Admin, Peer));
+        assert!(cert_allows(&Identity::server(1), Peer));
+        assert!(!cert_allows(&Identity::agent("a"), Peer));
+        assert!(!cert_allows(&Identity::server(1), Read));
+        assert!(cert_allows(&Identity::agent("a"), Certified));
+    }
+}
