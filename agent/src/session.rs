@@ -167,12 +167,7 @@ async fn renew_loop(
     shutdown: CancellationToken,
 ) {
     loop {
-        let at = orion_tls::cert::renew_at(&live.cert_pem())
-            .unwrap_or_else(|_| std::time::SystemTime::now());
-        let wait = at
-            .duration_since(std::time::SystemTime::now())
-            .unwrap_or(Duration::ZERO)
-            .max(Duration::from_secs(1));
+        let wait = orion_tls::cert::until_renewal(&live.cert_pem());
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(wait) => {}

@@ -120,8 +120,8 @@ impl ServerConfig {
                 ));
             }
         }
-        if self.cert_lifetime_secs < 60 {
-            return fail("cert-lifetime-secs must be at least 60".into());
+        if self.cert_lifetime_secs < 10 {
+            return fail("cert-lifetime-secs must be at least 10".into());
         }
         if self.max_body_bytes < 1024 {
             return fail("max-body-bytes must be at least 1024".into());

@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
@@ -161,12 +161,7 @@ pub async fn peer_credentials(config: &ServerConfig, hosts: Vec<String>) -> Resu
 pub async fn renew_loop(cluster: ClusterRef, shutdown: tokio_util::sync::CancellationToken) {
     loop {
         let creds = &cluster.creds;
-        let at =
-            orion_tls::cert::renew_at(&creds.live.cert_pem()).unwrap_or_else(|_| SystemTime::now());
-        let wait = at
-            .duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO)
-            .max(Duration::from_secs(1));
+        let wait = orion_tls::cert::until_renewal(&creds.live.cert_pem());
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(wait) => {}

@@ -577,3 +577,52 @@ async fn orion_dev_sets_up_the_cli_and_a_missing_token_says_how_to_log_in() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_are_renewed_in_place_before_they_expire() {
+    let mut c = TestCluster::start_with(3, "cert-lifetime-secs = 10\n").await;
+    c.spawn_agent("n1").await;
+    let first = peer_creds(&c, 2).cert_pem;
+    let expires = orion_tls::cert::not_after(&first).expect("not after");
+    for id in 1..=3 {
+        c.wait_for_log(id, "renewed this peer's certificate").await;
+    }
+    let agent_log = c.dir.path().join("agent-n1.log");
+    c.wait_for("the agent to renew its certificate", WAIT, || async {
+        std::fs::read_to_string(&agent_log)
+            .ok()
+            .filter(|t| t.contains("renewed the agent certificate"))
+            .map(|_| ())
+    })
+    .await;
+    assert_ne!(
+        peer_creds(&c, 2).cert_pem,
+        first,
+        "the new certificate is on disk"
+    );
+    // Past the first certificates' expiry, with no restart: Raft, the API and the
+    // agent's session all work on renewed certificates.
+    c.wait_for("the first certificates to expire", WAIT, || async {
+        (std::time::SystemTime::now() > expires).then_some(())
+    })
+    .await;
+    let leader = c.wait_for_leader().await;
+    c.kill9(leader);
+    c.wait_for_leader().await;
+    let via = c.running()[0];
+    c.must_put(via, "after/expiry", "ok").await;
+    let nodes_url = format!("{}/v1/nodes", c.url(via));
+    c.wait_for("n1's heartbeats at the new leader", WAIT, || async {
+        let v: serde_json::Value = c
+            .http
+            .get(&nodes_url)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        v["usage"]["n1"].is_object().then_some(())
+    })
+    .await;
+}

@@ -157,12 +157,14 @@ fn leaf_params(id: &Identity, hosts: &[String], lifetime: Duration) -> Result<Ce
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     }
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    // A little slack for clocks that are behind.
+    // A little slack for clocks that are behind: five minutes, or a tenth of a
+    // short lifetime (so renewal, due two thirds in, stays in the future).
     let now = time::OffsetDateTime::now_utc();
-    params.not_before = now - time::Duration::minutes(5);
-    params.not_after = now
-        + time::Duration::try_from(lifetime)
-            .map_err(|e| TlsError::Invalid(format!("certificate lifetime: {e}")))?;
+    let life = time::Duration::try_from(lifetime)
+        .map_err(|e| TlsError::Invalid(format!("certificate lifetime: {e}")))?;
+    let slack: time::Duration = life / 10;
+    params.not_before = now - slack.min(time::Duration::minutes(5));
+    params.not_after = now + life;
     Ok(params)
 }
 
@@ -241,6 +243,16 @@ pub fn renew_at(cert_pem: &str) -> Result<SystemTime> {
     let to = cert.validity().not_after.timestamp();
     let at = from + (to - from) * 2 / 3;
     Ok(SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(at).unwrap_or(0)))
+}
+
+/// How long until a certificate is due for renewal (at least a second, so a
+/// failing renewal never spins).
+pub fn until_renewal(cert_pem: &str) -> Duration {
+    renew_at(cert_pem)
+        .ok()
+        .and_then(|at| at.duration_since(SystemTime::now()).ok())
+        .unwrap_or(Duration::ZERO)
+        .max(Duration::from_secs(1))
 }
 
 #[cfg(test)]
