@@ -16,6 +16,23 @@ pub struct Variable {
     pub mod_revision: u64,
     /// Number of writes since creation (1 after create).
     pub version: u64,
+    /// A secret's value is never put in events, and `readonly` callers never see it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub secret: bool,
+    /// Set when `value` was withheld from this caller.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub redacted: bool,
+}
+
+impl Variable {
+    /// The variable without its value if it is a secret.
+    pub fn redacted(mut self) -> Self {
+        if self.secret {
+            self.value = String::new();
+            self.redacted = true;
+        }
+        self
+    }
 }
 
 /// Body of `PUT /v1/variables/{path}`.
@@ -27,6 +44,9 @@ pub struct PutVariable {
     /// equals this. `0` means "only if it does not exist yet".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_revision: Option<u64>,
+    /// Mark the value secret: kept out of events, hidden from `readonly` callers.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub secret: bool,
 }
 
 /// How a read was served.

@@ -1,13 +1,17 @@
 //! `/v1/variables`: put, get, delete and list by prefix, with compare-and-set.
 
+use crate::auth::Caller;
 use axum::extract::{Path, Query, State};
+use axum::Extension;
 use axum::Json;
+use orion_api::Variable;
 use orion_api::{
     validate_path, ApiError, DeleteResponse, ListResponse, PutVariable, ReadMeta, VariableResponse,
     WriteResponse,
 };
 use orion_raft::command::Applied;
 use orion_raft::{read, Command};
+use orion_tls::TokenRole;
 use serde::Deserialize;
 
 use crate::error::{HttpResult, JsonBody};
@@ -86,9 +90,13 @@ pub async fn put(
         path,
         value: body.value,
         expected_revision: body.expected_revision,
+        secret: body.secret,
     };
     match cluster.apply(command).await? {
-        (revision, Applied::Put(variable)) => Ok(Json(WriteResponse { revision, variable })),
+        (revision, Applied::Put(variable)) => Ok(Json(WriteResponse {
+            revision,
+            variable: variable.redacted(),
+        })),
         (_, other) => Err(unexpected_apply(&other).into()),
     }
 }
@@ -104,13 +112,28 @@ pub async fn delete(
         expected_revision: params.expected_revision,
     };
     match cluster.apply(command).await? {
-        (revision, Applied::Deleted(deleted)) => Ok(Json(DeleteResponse { revision, deleted })),
+        (revision, Applied::Deleted(deleted)) => Ok(Json(DeleteResponse {
+            revision,
+            deleted: deleted.redacted(),
+        })),
         (_, other) => Err(unexpected_apply(&other).into()),
+    }
+}
+
+/// Secret values are for roles that can write them; `readonly` gets them redacted.
+fn for_caller(caller: &Caller, v: Variable) -> Variable {
+    match caller {
+        Caller::Token {
+            role: TokenRole::Admin | TokenRole::Developer,
+            ..
+        } => v,
+        _ => v.redacted(),
     }
 }
 
 pub async fn get(
     State(cluster): State<ClusterRef>,
+    Extension(caller): Extension<Caller>,
     Path(path): Path<String>,
     Query(params): Query<ReadParams>,
 ) -> HttpResult<Json<VariableResponse>> {
@@ -125,12 +148,13 @@ pub async fn get(
         found.ok_or_else(|| ApiError::not_found(format!("variable {path:?} does not exist")))?;
     Ok(Json(VariableResponse {
         meta: read_meta(&cluster, revision, params.stale),
-        variable,
+        variable: for_caller(&caller, variable),
     }))
 }
 
 pub async fn list(
     State(cluster): State<ClusterRef>,
+    Extension(caller): Extension<Caller>,
     Query(params): Query<ListParams>,
 ) -> HttpResult<Json<ListResponse>> {
     let limit = params.limit.unwrap_or(1_000);
@@ -148,7 +172,7 @@ pub async fn list(
     })?;
     Ok(Json(ListResponse {
         meta: read_meta(&cluster, revision, params.stale),
-        items,
+        items: items.into_iter().map(|v| for_caller(&caller, v)).collect(),
         next,
     }))
 }

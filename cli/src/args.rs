@@ -260,6 +260,9 @@ pub enum VarCommand {
         /// Only if the variable's revision is this (0: only if it does not exist).
         #[arg(long)]
         expected_revision: Option<u64>,
+        /// A secret: kept out of events and hidden from readonly tokens.
+        #[arg(long)]
+        secret: bool,
     },
     /// Read a variable.
     Get {

@@ -626,3 +626,64 @@ async fn certificates_are_renewed_in_place_before_they_expire() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_values_stay_out_of_events_logs_and_readonly_reads() {
+    let c = TestCluster::start(1).await;
+    let dev = http_client(&c.ca_pem, Some(&c.token("developer", 600).await));
+    let ro = http_client(&c.ca_pem, Some(&c.token("readonly", 600).await));
+    let secret = "hunter2-s3cr3t-value";
+    let url = format!("{}/v1/variables/db/password", c.url(1));
+    let r = dev
+        .put(&url)
+        .json(&serde_json::json!({"value": secret, "secret": true}))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(r.status(), 200);
+    assert!(
+        !r.text().await.expect("body").contains(secret),
+        "not echoed back"
+    );
+
+    let mine: serde_json::Value = dev
+        .get(&url)
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(mine["variable"]["value"], secret, "a developer reads it");
+    for u in [url.clone(), format!("{}/v1/variables?prefix=db/", c.url(1))] {
+        let text = ro
+            .get(&u)
+            .send()
+            .await
+            .expect("get")
+            .text()
+            .await
+            .expect("body");
+        assert!(
+            !text.contains(secret) && text.contains("\"redacted\":true"),
+            "{text}"
+        );
+    }
+    let events = c
+        .http
+        .get(format!("{}/v1/events", c.url(1)))
+        .send()
+        .await
+        .expect("events")
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        events.contains("db/password") && !events.contains(secret),
+        "{events}"
+    );
+    let r = dev.delete(&url).send().await.expect("delete");
+    assert!(!r.text().await.expect("body").contains(secret));
+    let log = std::fs::read_to_string(c.log_path(1)).expect("log");
+    assert!(!log.contains(secret));
+}

@@ -142,6 +142,7 @@ fn apply_command(txn: &mut Txn<'_>, index: u64, cmd: &Command) -> Result<Applied
             path,
             value,
             expected_revision,
+            secret,
         } => {
             validate_path(path).map_err(|m| reject(ErrorCode::InvalidArgument, m, None))?;
             let key = variable_key(path);
@@ -153,9 +154,12 @@ fn apply_command(txn: &mut Txn<'_>, index: u64, cmd: &Command) -> Result<Applied
                 create_revision: current.as_ref().map_or(index, |v| v.create_revision),
                 mod_revision: index,
                 version: current.as_ref().map_or(1, |v| v.version + 1),
+                secret: *secret,
+                redacted: false,
             };
             txn.put(&key, &encode(&variable));
-            record_event(txn, index, EventKind::Put, "Variable", path, &variable);
+            let public = variable.clone().redacted();
+            record_event(txn, index, EventKind::Put, "Variable", path, &public);
             Ok(Applied::Put(variable))
         }
         Command::DeleteVariable {
@@ -174,7 +178,14 @@ fn apply_command(txn: &mut Txn<'_>, index: u64, cmd: &Command) -> Result<Applied
                 ));
             };
             txn.delete(&key);
-            record_event(txn, index, EventKind::Delete, "Variable", path, &variable);
+            record_event(
+                txn,
+                index,
+                EventKind::Delete,
+                "Variable",
+                path,
+                &variable.clone().redacted(),
+            );
             Ok(Applied::Deleted(variable))
         }
         Command::RetireMember { id } => {

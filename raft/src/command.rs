@@ -18,6 +18,8 @@ pub enum Command {
         path: String,
         value: String,
         expected_revision: Option<u64>,
+        #[serde(default)]
+        secret: bool,
     },
     /// Delete a variable; with `expected_revision`, only if its `mod_revision` matches.
     DeleteVariable {

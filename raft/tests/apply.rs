@@ -23,6 +23,7 @@ fn put(path: &str, value: &str, expected_revision: Option<u64>) -> Command {
         path: path.into(),
         value: value.into(),
         expected_revision,
+        secret: false,
     }
 }
 

@@ -16,6 +16,7 @@ pub async fn run(client: &Client, output: Output, command: VarCommand) -> anyhow
             path,
             value,
             expected_revision,
+            secret,
         } => {
             let r: WriteResponse = client
                 .put(
@@ -23,6 +24,7 @@ pub async fn run(client: &Client, output: Output, command: VarCommand) -> anyhow
                     &PutVariable {
                         value,
                         expected_revision,
+                        secret,
                     },
                 )
                 .await?;
