@@ -87,6 +87,8 @@ pub struct Cluster {
     pub creds: Arc<crate::security::PeerCreds>,
     /// Where this peer keeps its data.
     pub data_dir: std::path::PathBuf,
+    /// Bounds the log and exec sessions relayed at once.
+    pub sessions: Arc<tokio::sync::Semaphore>,
 }
 
 pub type ClusterRef = Arc<Cluster>;

@@ -280,6 +280,7 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
         agents: std::sync::Mutex::new(crate::gateway::AgentTable::default()),
         creds: creds.clone(),
         data_dir: config.data_dir.clone(),
+        sessions: Arc::new(tokio::sync::Semaphore::new(crate::streams::MAX_SESSIONS)),
     });
     let renewal = tokio::spawn(crate::security::renew_loop(
         cluster.clone(),

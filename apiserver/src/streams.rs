@@ -60,6 +60,18 @@ pub(crate) fn leader_url(
     Ok(format!("https://{}{path_and_query}", member.api_addr))
 }
 
+/// Log and exec sessions the leader relays at once; more get 429.
+pub const MAX_SESSIONS: usize = 64;
+
+fn session_permit(cluster: &ClusterRef) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+    cluster.sessions.clone().try_acquire_owned().map_err(|_| {
+        ApiError::new(
+            orion_api::ErrorCode::TooManyRequests,
+            format!("{MAX_SESSIONS} log and exec sessions are open already; retry later"),
+        )
+    })
+}
+
 /// Opens a stream to the agent running replica `id` and sends `request`.
 async fn open(
     cluster: &ClusterRef,
@@ -145,13 +157,20 @@ pub async fn logs(
         tail: params.tail.min(100_000),
         follow: params.follow,
     };
+    let permit = session_permit(&cluster)?;
     let (send, recv) = open(&cluster, &id, &request).await?;
-    let chunks = futures::stream::unfold((send, recv), |(send, mut recv)| async move {
-        match recv.read_chunk(64 << 10, true).await {
-            Ok(Some(chunk)) => Some((Ok::<_, std::io::Error>(chunk.bytes), (send, recv))),
-            _ => None,
-        }
-    });
+    // The permit lives as long as the stream does.
+    let chunks = futures::stream::unfold(
+        (send, recv, permit),
+        |(send, mut recv, permit)| async move {
+            match recv.read_chunk(64 << 10, true).await {
+                Ok(Some(chunk)) => {
+                    Some((Ok::<_, std::io::Error>(chunk.bytes), (send, recv, permit)))
+                }
+                _ => None,
+            }
+        },
+    );
     Ok((
         [(
             axum::http::header::CONTENT_TYPE,
@@ -184,6 +203,7 @@ pub async fn exec(
         replica: id.clone(),
         command: body.command,
     };
+    let _permit = session_permit(&cluster)?;
     let (_send, mut recv) = open(&cluster, &id, &request).await?;
     let result: ExecResult = read_frame(&mut recv)
         .await
