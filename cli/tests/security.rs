@@ -286,11 +286,13 @@ async fn certificates_are_checked_on_every_port_and_junk_is_refused() {
 
     // Plain HTTP and garbage on every TCP port, garbage on the UDP port.
     let plain = reqwest::Client::new();
-    assert!(plain
-        .get(format!("http://{api}/v1/variables"))
-        .send()
-        .await
-        .is_err());
+    for addr in [&api, &peer] {
+        let sent = plain
+            .get(format!("http://{addr}/v1/variables"))
+            .send()
+            .await;
+        assert!(sent.is_err(), "plain HTTP to {addr}: {sent:?}");
+    }
     for addr in [&api, &peer] {
         let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
         let _ = s
