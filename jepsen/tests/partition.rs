@@ -1,0 +1,124 @@
+//! The harness on a real cluster: isolating the leader elects another on the
+//! majority side, a write there commits, and after healing the old leader serves it.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use orion_jepsen::cluster::Cluster;
+use orion_jepsen::hosts::{self, Net};
+use orion_jepsen::nemesis::Nemesis;
+
+/// The `orion` binary next to this test's folder (`target/<profile>/orion`).
+fn orion_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target profile folder");
+    dir.join("orion")
+}
+
+async fn scenario(net: &Net, orion: &Path, dir: &Path) -> anyhow::Result<()> {
+    let cluster = Cluster::start(net, orion, dir).await?;
+    let old = cluster
+        .wait_for("a leader", Duration::from_secs(30), |c| c.leader_seen_by(1))
+        .await?;
+    let old_idx = usize::try_from(old)?;
+    let others: Vec<usize> = (1..=3).filter(|i| *i != old_idx).collect();
+
+    let mut nemesis = Nemesis::default();
+    let isolated = &net.hosts[old_idx - 1];
+    let rest: Vec<&hosts::Host> = others.iter().map(|i| &net.hosts[i - 1]).collect();
+    nemesis.partition(net, &[isolated], &rest)?;
+
+    let (a, b) = (others[0], others[1]);
+    let new = cluster
+        .wait_for(
+            "a new leader on the majority side",
+            Duration::from_secs(30),
+            |c| async move {
+                let x = c.leader_seen_by(a).await?;
+                let y = c.leader_seen_by(b).await?;
+                (x == y && x != old).then_some(x)
+            },
+        )
+        .await?;
+    let url = cluster.peers[a - 1].url();
+    let put = cluster
+        .http
+        .put(format!("{url}/v1/variables/jepsen/x"))
+        .json(&serde_json::json!({"value": "written during the partition"}))
+        .send()
+        .await?;
+    anyhow::ensure!(
+        put.status().is_success(),
+        "write on the majority: {}",
+        put.status()
+    );
+
+    nemesis.heal(net)?;
+    anyhow::ensure!(nemesis.is_healed());
+    let old_url = cluster.peers[old_idx - 1].url();
+    let value = cluster
+        .wait_for(
+            "the old leader to serve the write",
+            Duration::from_secs(30),
+            |c| {
+                let old_url = old_url.clone();
+                async move {
+                    let v = c.get(&old_url, "/v1/variables/jepsen/x").await?;
+                    v["variable"]["value"].as_str().map(str::to_string)
+                }
+            },
+        )
+        .await?;
+    anyhow::ensure!(value == "written during the partition", "read {value:?}");
+    let seen = cluster.leader_seen_by(old_idx).await;
+    anyhow::ensure!(
+        seen == Some(new) || seen.is_some(),
+        "old leader sees {seen:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn isolating_the_leader_elects_another_and_healing_reunites() {
+    if !hosts::available() {
+        eprintln!("skipped: needs root and iproute2");
+        return;
+    }
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let orion = orion_bin();
+    assert!(
+        orion.exists(),
+        "build the orion binary first: {}",
+        orion.display()
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().to_path_buf();
+    let outcome = std::thread::spawn(move || -> anyhow::Result<()> {
+        let net = Net::create(3)?;
+        net.enter_client_ns()?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(scenario(&net, &orion, &path))
+    })
+    .join();
+    match outcome {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            for i in 1..=3 {
+                let log = std::fs::read_to_string(dir.path().join(format!("peer-{i}.log")))
+                    .unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(15).collect();
+                eprintln!(
+                    "--- peer {i} ---\n{}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+            panic!("{e:#}");
+        }
+        Err(_) => panic!("the scenario thread panicked"),
+    }
+}
