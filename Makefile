@@ -5,7 +5,7 @@ CARGO_TARGET_DIR ?= /var/tmp/orion-target
 export CARGO_TARGET_DIR
 ORION := $(CARGO_TARGET_DIR)/debug/orion
 
-.PHONY: dev test lint deps build
+.PHONY: dev test lint deps build jepsen
 
 # Start a local three-peer cluster (Ctrl-C stops it).
 dev: deps
@@ -15,6 +15,10 @@ dev: deps
 # The whole suite: lints, then every test with nextest.
 test: deps lint
 	cargo nextest run --workspace --no-fail-fast
+
+# The fault-injection tests on real processes in network namespaces (root).
+jepsen: deps
+	cargo nextest run --workspace --run-ignored only -E 'package(orion-jepsen)'
 
 lint: deps
 	cargo fmt --all -- --check

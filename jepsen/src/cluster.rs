@@ -145,19 +145,23 @@ impl Cluster {
         }
         cluster.peers = peers;
         let n = cluster.peers.len();
+        // Every peer, not just the leader, must know the final membership and the
+        // same leader before faults start: a peer that still thinks it is a learner
+        // would not stand for election.
         cluster
             .wait_for(
-                "every peer to be a voter",
+                "every peer to see every voter",
                 Duration::from_secs(60),
                 |c| async move {
-                    let m: serde_json::Value =
-                        c.get(&c.peers[0].url(), "/v1/cluster/members").await?;
-                    let voters = m["members"]
-                        .as_array()?
-                        .iter()
-                        .filter(|x| x["role"] == "voter")
-                        .count();
-                    (voters == n).then_some(())
+                    let mut leaders = Vec::new();
+                    for p in &c.peers {
+                        let s = c.get(&p.url(), "/v1/cluster/status").await?;
+                        if s["voters"].as_array()?.len() != n {
+                            return None;
+                        }
+                        leaders.push(s["leader"].as_u64()?);
+                    }
+                    leaders.windows(2).all(|w| w[0] == w[1]).then_some(())
                 },
             )
             .await?;

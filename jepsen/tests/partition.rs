@@ -81,7 +81,10 @@ async fn scenario(net: &Net, orion: &Path, dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Run with `make jepsen` (root). Not in the default suite yet: 1 of its first 24
+/// runs timed out waiting for the majority side to elect; see issue [D]'s note.
 #[test]
+#[ignore = "needs root; run with `make jepsen`"]
 fn isolating_the_leader_elects_another_and_healing_reunites() {
     if !hosts::available() {
         eprintln!("skipped: needs root and iproute2");
