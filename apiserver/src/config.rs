@@ -44,6 +44,10 @@ pub struct ServerConfig {
     pub leader_hold_ms: u64,
     /// How long an agent may miss heartbeats before its node is marked down.
     pub node_ttl_ms: u64,
+    /// Debug builds only, for the jepsen harness: answer every variable read from
+    /// the local state without the read-index barrier, so the checker can be shown
+    /// to catch stale reads. Refused by release builds.
+    pub debug_stale_reads: bool,
     pub raft: RaftSettings,
 }
 
@@ -66,6 +70,7 @@ impl Default for ServerConfig {
             max_body_bytes: 1 << 20,
             leader_hold_ms: 5_000,
             node_ttl_ms: 5_000,
+            debug_stale_reads: false,
             raft: RaftSettings::default(),
         }
     }
@@ -119,6 +124,9 @@ impl ServerConfig {
                     "join URL {url:?} must start with https:// (the API is served over TLS)"
                 ));
             }
+        }
+        if self.debug_stale_reads && !cfg!(debug_assertions) {
+            return fail("debug-stale-reads exists only in debug builds".into());
         }
         if self.cert_lifetime_secs < 10 {
             return fail("cert-lifetime-secs must be at least 10".into());

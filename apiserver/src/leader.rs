@@ -89,6 +89,8 @@ pub struct Cluster {
     pub data_dir: std::path::PathBuf,
     /// Bounds the log and exec sessions relayed at once.
     pub sessions: Arc<tokio::sync::Semaphore>,
+    /// `debug-stale-reads`: variable reads skip the read-index barrier.
+    pub debug_stale_reads: bool,
 }
 
 pub type ClusterRef = Arc<Cluster>;

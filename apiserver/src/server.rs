@@ -281,7 +281,11 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
         creds: creds.clone(),
         data_dir: config.data_dir.clone(),
         sessions: Arc::new(tokio::sync::Semaphore::new(crate::streams::MAX_SESSIONS)),
+        debug_stale_reads: config.debug_stale_reads,
     });
+    if config.debug_stale_reads {
+        warn!("debug-stale-reads is on: variable reads may be stale (jepsen harness only)");
+    }
     let renewal = tokio::spawn(crate::security::renew_loop(
         cluster.clone(),
         api_shutdown.clone(),

@@ -55,6 +55,7 @@ pub fn client(ca_pem: &str, token: &str, timeout: Duration) -> anyhow::Result<re
 }
 
 fn spawn(net: &Net, orion: &Path, peer: &Peer, extra: &[String]) -> anyhow::Result<Child> {
+    let config = peer.data.with_extension("toml");
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -63,6 +64,8 @@ fn spawn(net: &Net, orion: &Path, peer: &Peer, extra: &[String]) -> anyhow::Resu
     let child = net
         .command(&peer.host, &orion.to_string_lossy())
         .arg("server")
+        .arg("--config")
+        .arg(&config)
         .args(["--id", &peer.host.index.to_string()])
         .arg("--data-dir")
         .arg(&peer.data)
@@ -97,8 +100,17 @@ where
 }
 
 impl Cluster {
-    /// Starts a peer on every host of `net`, data and logs under `dir`.
-    pub async fn start(net: &Net, orion: &Path, dir: &Path) -> anyhow::Result<Self> {
+    /// Starts a peer on every host of `net`, data and logs under `dir`, each with
+    /// `config_toml` as its config file (flags set the addresses and id).
+    pub async fn start(
+        net: &Net,
+        orion: &Path,
+        dir: &Path,
+        config_toml: &str,
+    ) -> anyhow::Result<Self> {
+        for h in &net.hosts {
+            std::fs::write(dir.join(format!("peer-{}.toml", h.index)), config_toml)?;
+        }
         let mut peers: Vec<Peer> = net
             .hosts
             .iter()

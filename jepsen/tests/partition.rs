@@ -19,7 +19,7 @@ fn orion_bin() -> PathBuf {
 }
 
 async fn scenario(net: &Net, orion: &Path, dir: &Path) -> anyhow::Result<()> {
-    let cluster = Cluster::start(net, orion, dir).await?;
+    let cluster = Cluster::start(net, orion, dir, "").await?;
     let old = cluster
         .wait_for("a leader", Duration::from_secs(30), |c| c.leader_seen_by(1))
         .await?;

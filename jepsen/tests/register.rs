@@ -1,0 +1,148 @@
+//! Register histories under faults, checked for linearizability; and the proof
+//! that the checker catches stale reads when peers are told to serve them.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use orion_jepsen::cluster::{client, Cluster};
+use orion_jepsen::history::{self, Op};
+use orion_jepsen::hosts::{self, Net};
+use orion_jepsen::linear;
+use orion_jepsen::nemesis::Nemesis;
+use orion_jepsen::register::{process, Recorder};
+use tokio::time::Instant;
+
+fn orion_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test path");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target profile folder")
+        .join("orion")
+}
+
+/// Faults until `until`: isolate the leader, pause a peer, kill and restart a
+/// peer, one at a time, each healed before the next; all healed at the end.
+async fn nemesis(net: &Net, cluster: &mut Cluster, until: Instant) -> anyhow::Result<()> {
+    let mut n = Nemesis::default();
+    let mut round = 0usize;
+    while Instant::now() + Duration::from_secs(4) < until {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let leader = cluster.leader_seen_by(1 + round % 3).await.unwrap_or(1);
+        let li = usize::try_from(leader).unwrap_or(1).clamp(1, 3);
+        match round % 3 {
+            0 => {
+                let isolated = &net.hosts[li - 1];
+                let rest: Vec<&hosts::Host> = net.hosts.iter().filter(|h| h.index != li).collect();
+                n.partition(net, &[isolated], &rest)?;
+            }
+            1 => {
+                if let Some(pid) = cluster.peers[li - 1].pid() {
+                    n.pause(pid)?;
+                }
+            }
+            _ => {
+                let victim = 1 + (round / 3) % 3;
+                cluster.kill(victim);
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                cluster.restart(net, victim)?;
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        n.heal(net)?;
+        round += 1;
+    }
+    n.heal(net)
+}
+
+async fn run(net: &Net, dir: &Path, config: &str, seconds: u64) -> anyhow::Result<Vec<Op>> {
+    let mut cluster = Cluster::start(net, &orion_bin(), dir, config).await?;
+    let rec = Arc::new(Recorder::default());
+    let until = Instant::now() + Duration::from_secs(seconds);
+    let keys: Vec<String> = (0..3).map(|k| format!("r{k}")).collect();
+    let mut tasks = Vec::new();
+    for id in 0..6u64 {
+        let http = client(
+            &cluster.ca_pem,
+            &cluster.admin_token,
+            Duration::from_secs(2),
+        )?;
+        let base = cluster.peers[usize::try_from(id)? % 3].url();
+        tasks.push(tokio::spawn(process(
+            id,
+            http,
+            base,
+            keys.clone(),
+            until,
+            rec.clone(),
+        )));
+    }
+    nemesis(net, &mut cluster, until).await?;
+    for t in tasks {
+        t.await?;
+    }
+    let ops = rec.history();
+    history::write_jsonl(dir.join("history.jsonl"), &ops)?;
+    Ok(ops)
+}
+
+fn in_namespaces(
+    f: impl FnOnce(&Net, &Path) -> anyhow::Result<linear::Report> + Send + 'static,
+) -> linear::Report {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().to_path_buf();
+    let outcome = std::thread::spawn(move || -> anyhow::Result<linear::Report> {
+        let net = Net::create(3)?;
+        net.enter_client_ns()?;
+        f(&net, &path)
+    })
+    .join();
+    match outcome {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => panic!("{e:#}"),
+        Err(_) => panic!("the run panicked"),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+#[test]
+#[ignore = "needs root; run with `make jepsen`"]
+fn register_histories_under_faults_are_linearizable() {
+    if !hosts::available() {
+        return;
+    }
+    let report = in_namespaces(|net, dir| {
+        let ops = runtime()?.block_on(run(net, dir, "", 30))?;
+        let r = linear::check(&ops, &linear::Options::default())?;
+        eprintln!(
+            "{} events; verdict {:?}",
+            ops.len(),
+            r.verdict.is_linearizable()
+        );
+        Ok(r)
+    });
+    assert!(report.verdict.is_linearizable(), "{:#?}", report.verdict);
+}
+
+#[test]
+#[ignore = "needs root; run with `make jepsen`"]
+fn the_checker_catches_stale_reads_when_peers_serve_them() {
+    if !hosts::available() {
+        return;
+    }
+    let report = in_namespaces(|net, dir| {
+        let ops = runtime()?.block_on(run(net, dir, "debug-stale-reads = true\n", 30))?;
+        Ok(linear::check(&ops, &linear::Options::default())?)
+    });
+    assert!(
+        matches!(report.verdict, linear::Verdict::NotLinearizable { .. }),
+        "stale reads went unnoticed: {:?}",
+        report.verdict
+    );
+}
