@@ -199,11 +199,8 @@ impl Call {
 
     /// The recorded events of this call (invocation, then completion if any).
     pub fn events(&self) -> impl Iterator<Item = (usize, &Op)> {
-        std::iter::once((self.invoke_index, &self.invoke)).chain(
-            self.complete_index
-                .zip(self.completion.as_ref())
-                .into_iter(),
-        )
+        std::iter::once((self.invoke_index, &self.invoke))
+            .chain(self.complete_index.zip(self.completion.as_ref()))
     }
 }
 

@@ -35,43 +35,63 @@
 //!    in one doubly linked list, in history order.
 //! 2. Walking the list from its head, at an invocation we try to linearize
 //!    that operation *now*: if it is legal in the current register state, it
-//!    is pushed on a stack together with the previous state, its two entries
-//!    are unlinked ("lifted") from the list, and the walk restarts from the
-//!    head. Only operations whose invocation comes before the first pending
-//!    response are candidates, which is exactly the real-time constraint:
-//!    an operation cannot be linearized after one that returned before it was
-//!    invoked.
+//!    is pushed on a stack together with the previous state, its entries are
+//!    unlinked ("lifted") from the list, and the walk restarts from the head.
+//!    Only operations whose invocation comes before the first pending
+//!    response are candidates, which is exactly the real-time constraint: an
+//!    operation cannot be linearized after one that returned before it was
+//!    invoked. Candidates that completed `Ok` are tried first, then the
+//!    indeterminate ones (a second walk up to the same response).
 //! 3. Reaching a response means the operation it belongs to would have to take
 //!    effect later than its response: backtrack by popping the last
 //!    linearized operation, relinking its entries, restoring the state, and
 //!    trying the next candidate after it.
-//! 4. Memoization: the configuration reached is fully described by the set of
-//!    linearized operations (a bitset) and the register value. Every
+//! 4. Memoization: a configuration is fully described by the set of
+//!    linearized operations (bitsets) and the register value. Every
 //!    configuration is recorded; a step leading to one already seen is
-//!    skipped, since everything reachable from it was already explored. This is
-//!    what keeps the search fast on real histories.
+//!    skipped, since everything reachable from it was already explored. One
+//!    refinement for indeterminate operations: a configuration with a subset
+//!    of the indeterminate operations linearized (all else equal) can do all
+//!    the other can, so it dominates, and dominated configurations are
+//!    skipped too. Trying `Ok` candidates first makes the dominating
+//!    configurations come first.
 //! 5. If every `Ok` operation is linearized the key is linearizable; if the
 //!    stack empties the key is not. If more than [`Options::max_states`]
 //!    configurations are recorded the search gives up with
-//!    [`Verdict::Unknown`] (this bounds both time and memory: each recorded
-//!    configuration costs roughly `ops / 8 + 64` bytes).
+//!    [`Verdict::Unknown`]; this bounds both time and memory (a recorded
+//!    configuration costs about `ops / 8 + 100` bytes).
+//!
+//! # Cost
+//!
+//! A linearizable history is usually confirmed with about one configuration
+//! per operation: 2000 operations over 3 keys and 5 processes take a few
+//! milliseconds. Refuting one is dearer, because every consistent partial
+//! linearization up to the violation must be tried: tens of thousands of
+//! configurations for 2000 operations on one key with 10 processes. The hard
+//! case is many *pending indeterminate writes on one key*: each may or may
+//! not have happened, and the choices multiply (about 10 on a single
+//! contended key are fine, 30 are not). Keep per-key histories short (use
+//! more keys), as Jepsen's independent-key workloads do.
 //!
 //! # Failure window
 //!
 //! When a key is not linearizable, the search remembers the furthest point it
-//! got stuck at: the response `X` (latest in the history; ties broken by the
-//! most operations linearized) that it could not get past. At that point all
-//! operations that responded before `X` were consistently linearized, leaving
-//! the register at some value `s`, and no order of the operations still
-//! pending makes `X` legal. Let `W` be the operation that set `s` in that
+//! got stuck at: the response of an operation `X` (latest in the history;
+//! ties broken by the most operations linearized) that it could not get past.
+//! There, every operation that responded before `X` was consistently
+//! linearized, leaving the register at some value `s`, and no order of the
+//! operations still pending makes `X` legal: `X` is the first operation that
+//! cannot be linearized. Let `W` be the operation that set `s` in that
 //! partial linearization (the last linearized write or cas; none if `s` is
-//! the initial absent value). The window is then the slice of the key's
-//! history from the earlier of `W`'s and `X`'s invocations to `X`'s response:
-//! every operation (of those the search considered) with at least one event in
-//! that slice, with all of its events (invocation and completion), in history
-//! order. For a stale read it shows the write that superseded the value and
-//! the read that still returned it. [`KeyReport::explanation`] spells out
-//! `X`, `s` and `W` in words.
+//! the initial absent value), and `t` the earliest point `W` can have taken
+//! effect there (the latest invocation among `W` and the operations ordered
+//! before it). The window covers the history from the earlier of `t` and
+//! `X`'s invocation to `X`'s response: it holds `X`, `W`, and every other
+//! operation of the key (among those the search considered) with an event in
+//! that slice, each with all its events (invocation, completion), in history
+//! order. For a stale read it is the write that superseded the value, then
+//! the read that still returned it. [`KeyReport::explanation`] names `X`, `s`
+//! and `W` in words.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -472,22 +492,10 @@ fn is_subset(small: &[u64], big: &[u64]) -> bool {
 /// when a violation forces the search to backtrack far.
 fn search(ops: &[SearchOp], max_states: usize) -> Search {
     let mut list = EventList::new(ops);
-    // Each op's bit, in the determinate or the indeterminate bitset.
-    let mut bit = vec![0; ops.len()];
-    let (mut determinate_ops, mut indeterminate_ops) = (0usize, 0usize);
-    for (i, op) in ops.iter().enumerate() {
-        let counter = if op.ret.is_some() {
-            &mut determinate_ops
-        } else {
-            &mut indeterminate_ops
-        };
-        bit[i] = *counter;
-        *counter += 1;
-    }
+    let mut linearized = Linearized::new(ops);
     // Ok operations not yet linearized; indeterminate ones need not be.
-    let mut remaining = determinate_ops;
-    let mut determinate = vec![0u64; determinate_ops.div_ceil(64)];
-    let mut indeterminate = vec![0u64; indeterminate_ops.div_ceil(64)];
+    let mut remaining = ops.iter().filter(|op| op.ret.is_some()).count();
+    let has_indeterminate = remaining < ops.len();
     let mut memo = Memo::default();
     // (linearized op, register value before it)
     let mut stack: Vec<(usize, Value)> = Vec::new();
@@ -505,15 +513,14 @@ fn search(ops: &[SearchOp], max_states: usize) -> Search {
         if entry != NIL && list.nodes[entry].is_call {
             // An invocation: try to linearize its operation right now.
             let i = list.nodes[entry].op;
-            let bits = if ops[i].ret.is_some() {
-                &mut determinate
-            } else {
-                &mut indeterminate
-            };
             let eligible = (pass == Pass::Determinate) == ops[i].ret.is_some();
             if let Some(next_state) = ops[i].input.step(state).filter(|_| eligible) {
-                set_bit(bits, bit[i]);
-                if memo.visit(&determinate, next_state, &indeterminate) {
+                linearized.set(i, true);
+                if memo.visit(
+                    &linearized.determinate,
+                    next_state,
+                    &linearized.indeterminate,
+                ) {
                     if memo.recorded > max_states {
                         return Search::GaveUp {
                             states: memo.recorded,
@@ -530,19 +537,14 @@ fn search(ops: &[SearchOp], max_states: usize) -> Search {
                     continue;
                 }
                 // Already explored from this configuration (or a better one).
-                let bits = if ops[i].ret.is_some() {
-                    &mut determinate
-                } else {
-                    &mut indeterminate
-                };
-                clear_bit(bits, bit[i]);
+                linearized.set(i, false);
             }
             entry = list.nodes[entry].next;
             continue;
         }
 
         // The first pending response: the end of the candidates.
-        if pass == Pass::Determinate && indeterminate_ops > 0 {
+        if pass == Pass::Determinate && has_indeterminate {
             entry = list.first();
             pass = Pass::Indeterminate;
             continue;
@@ -594,12 +596,11 @@ fn search(ops: &[SearchOp], max_states: usize) -> Search {
                 },
             };
         };
+        linearized.set(i, false);
         if ops[i].ret.is_some() {
-            clear_bit(&mut determinate, bit[i]);
             remaining += 1;
             pass = Pass::Determinate;
         } else {
-            clear_bit(&mut indeterminate, bit[i]);
             pass = Pass::Indeterminate;
         }
         state = previous;
@@ -608,12 +609,51 @@ fn search(ops: &[SearchOp], max_states: usize) -> Search {
     }
 }
 
-fn set_bit(bits: &mut [u64], i: usize) {
-    bits[i / 64] |= 1 << (i % 64);
+/// The set of linearized operations, as two bitsets: one over the `Ok`
+/// operations, one over the indeterminate ones (see [`Memo`]).
+struct Linearized {
+    determinate: Vec<u64>,
+    indeterminate: Vec<u64>,
+    /// Per operation: whether it is determinate, and its bit in that set.
+    slot: Vec<(bool, usize)>,
 }
 
-fn clear_bit(bits: &mut [u64], i: usize) {
-    bits[i / 64] &= !(1 << (i % 64));
+impl Linearized {
+    fn new(ops: &[SearchOp]) -> Linearized {
+        let (mut determinate, mut indeterminate) = (0usize, 0usize);
+        let slot = ops
+            .iter()
+            .map(|op| {
+                let counter = if op.ret.is_some() {
+                    &mut determinate
+                } else {
+                    &mut indeterminate
+                };
+                *counter += 1;
+                (op.ret.is_some(), *counter - 1)
+            })
+            .collect();
+        Linearized {
+            determinate: vec![0; determinate.div_ceil(64)],
+            indeterminate: vec![0; indeterminate.div_ceil(64)],
+            slot,
+        }
+    }
+
+    fn set(&mut self, op: usize, on: bool) {
+        let (is_determinate, bit) = self.slot[op];
+        let bits = if is_determinate {
+            &mut self.determinate
+        } else {
+            &mut self.indeterminate
+        };
+        let mask = 1 << (bit % 64);
+        if on {
+            bits[bit / 64] |= mask;
+        } else {
+            bits[bit / 64] &= !mask;
+        }
+    }
 }
 
 /// Builds the failure window and its explanation (module docs).
@@ -625,12 +665,13 @@ fn explain(ops: &[SearchOp], stuck: &Stuck) -> (Vec<Op>, String) {
 
     let mut events: Vec<(usize, &Op)> = ops
         .iter()
-        .filter(|op| {
-            std::ptr::eq(op.call, x)
-                || w.is_some_and(|w| std::ptr::eq(op.call, w))
+        .enumerate()
+        .filter(|&(i, op)| {
+            i == stuck.op
+                || Some(i) == stuck.witness
                 || op.call.events().any(|(at, _)| (start..=end).contains(&at))
         })
-        .flat_map(|op| op.call.events())
+        .flat_map(|(_, op)| op.call.events())
         .collect();
     events.sort_by_key(|&(at, _)| at);
     let window = events.into_iter().map(|(_, op)| op.clone()).collect();
@@ -683,7 +724,7 @@ fn describe(call: &Call) -> String {
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
-    use std::time::{Duration, Instant};
+    use std::time::Instant;
 
     use super::*;
     use crate::history::OpKind;
@@ -1142,11 +1183,6 @@ mod tests {
                 report.verdict
             );
             assert_eq!(report.verdict, Verdict::Linearizable, "seed {seed}");
-            // Typically a few ms; generous for a loaded debug build.
-            assert!(
-                elapsed < Duration::from_secs(2),
-                "seed {seed} took {elapsed:?}"
-            );
         }
     }
 

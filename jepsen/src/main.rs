@@ -1,16 +1,25 @@
 //! `orion-jepsen linear|set HISTORY.jsonl`: checks a recorded history and
-//! prints the verdict as JSON; exits 1 if the history is invalid, 2 if the
-//! linearizability search gave up.
+//! prints the report as JSON. Exit status: 0 valid, 1 invalid, 2 the
+//! linearizability search gave up, 3 usage or input error.
 
 use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 use orion_jepsen::{history, linear, set};
 
-fn main() -> Result<ExitCode> {
+const USAGE: &str = "usage: orion-jepsen linear|set HISTORY.jsonl";
+
+fn main() -> ExitCode {
+    run().unwrap_or_else(|e| {
+        eprintln!("orion-jepsen: {e:#}");
+        ExitCode::from(3)
+    })
+}
+
+fn run() -> Result<ExitCode> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [checker, path] = args.as_slice() else {
-        bail!("usage: orion-jepsen linear|set HISTORY.jsonl");
+        bail!(USAGE);
     };
     let ops = history::read_jsonl(path)?;
     match checker.as_str() {
@@ -26,12 +35,8 @@ fn main() -> Result<ExitCode> {
         "set" => {
             let report = set::check(&ops)?;
             println!("{}", serde_json::to_string_pretty(&report)?);
-            Ok(if report.valid {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
+            Ok(ExitCode::from(u8::from(!report.valid)))
         }
-        other => bail!("unknown checker {other:?}; usage: orion-jepsen linear|set HISTORY.jsonl"),
+        other => bail!("unknown checker {other:?}; {USAGE}"),
     }
 }

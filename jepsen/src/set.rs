@@ -103,8 +103,8 @@ pub fn check_key(history: &[Op], key: &str) -> Result<SetReport> {
     let read = final_read.with_context(|| format!("no successful final read of {key:?}"))?;
     let values = read.values.as_deref().with_context(|| {
         format!(
-            "event {:?}: final read of {key:?} has no values",
-            read.complete_index
+            "event {}: final read of {key:?} has no values",
+            read.invoke_index
         )
     })?;
 
