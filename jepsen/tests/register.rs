@@ -86,6 +86,25 @@ async fn run(net: &Net, dir: &Path, config: &str, seconds: u64) -> anyhow::Resul
     Ok(ops)
 }
 
+/// Keeps a run's history, verdict and peer logs in `jepsen/results/<time>-<label>/`.
+fn keep(dir: &Path, label: &str, report: &linear::Report) -> anyhow::Result<()> {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let out = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("results")
+        .join(format!("{secs}-{label}"));
+    std::fs::create_dir_all(&out)?;
+    std::fs::copy(dir.join("history.jsonl"), out.join("history.jsonl"))?;
+    std::fs::write(out.join("verdict.json"), serde_json::to_vec_pretty(report)?)?;
+    for i in 1..=3 {
+        let log = format!("peer-{i}.log");
+        let _ = std::fs::copy(dir.join(&log), out.join(&log));
+    }
+    eprintln!("results in {}", out.display());
+    Ok(())
+}
+
 fn in_namespaces(
     f: impl FnOnce(&Net, &Path) -> anyhow::Result<linear::Report> + Send + 'static,
 ) -> linear::Report {
@@ -125,6 +144,7 @@ fn register_histories_under_faults_are_linearizable() {
             ops.len(),
             r.verdict.is_linearizable()
         );
+        keep(dir, "register", &r)?;
         Ok(r)
     });
     assert!(report.verdict.is_linearizable(), "{:#?}", report.verdict);
@@ -138,7 +158,9 @@ fn the_checker_catches_stale_reads_when_peers_serve_them() {
     }
     let report = in_namespaces(|net, dir| {
         let ops = runtime()?.block_on(run(net, dir, "debug-stale-reads = true\n", 30))?;
-        linear::check(&ops, &linear::Options::default())
+        let r = linear::check(&ops, &linear::Options::default())?;
+        keep(dir, "register-stale-reads", &r)?;
+        Ok(r)
     });
     assert!(
         matches!(report.verdict, linear::Verdict::NotLinearizable { .. }),
