@@ -9,7 +9,8 @@
 //!   lines on disk) and the pairing of invocations with completions.
 //! - [`linear`]: a linearizability checker for read / write / cas registers, one per
 //!   key (Wing & Gong / Lowe search, memoized, per-key decomposition).
-//! - [`set`]: a set checker (are acknowledged adds kept?).
+//! - [`set`]: a set checker (are acknowledged adds kept?); [`set_workload`]: its adds
+//!   and final read.
 
 pub mod cluster;
 pub mod history;
@@ -18,6 +19,7 @@ pub mod linear;
 pub mod nemesis;
 pub mod register;
 pub mod set;
+pub mod set_workload;
 
 #[cfg(test)]
 mod testkit;

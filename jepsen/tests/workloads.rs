@@ -1,5 +1,5 @@
-//! Register histories under faults, checked for linearizability; and the proof
-//! that the checker catches stale reads when peers are told to serve them.
+//! Register and set histories under faults, checked; and the proof that the
+//! linearizability checker catches stale reads when peers are told to serve them.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,6 +11,7 @@ use orion_jepsen::hosts::{self, Net};
 use orion_jepsen::linear;
 use orion_jepsen::nemesis::Nemesis;
 use orion_jepsen::register::{process, Recorder};
+use orion_jepsen::set_workload::{adder, final_read};
 use tokio::time::Instant;
 
 fn orion_bin() -> PathBuf {
@@ -87,7 +88,7 @@ async fn run(net: &Net, dir: &Path, config: &str, seconds: u64) -> anyhow::Resul
 }
 
 /// Keeps a run's history, verdict and peer logs in `jepsen/results/<time>-<label>/`.
-fn keep(dir: &Path, label: &str, report: &linear::Report) -> anyhow::Result<()> {
+fn keep(dir: &Path, label: &str, report: &impl serde::Serialize) -> anyhow::Result<()> {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs();
@@ -105,13 +106,13 @@ fn keep(dir: &Path, label: &str, report: &linear::Report) -> anyhow::Result<()> 
     Ok(())
 }
 
-fn in_namespaces(
-    f: impl FnOnce(&Net, &Path) -> anyhow::Result<linear::Report> + Send + 'static,
-) -> linear::Report {
+fn in_namespaces<T: Send + 'static>(
+    f: impl FnOnce(&Net, &Path) -> anyhow::Result<T> + Send + 'static,
+) -> T {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().to_path_buf();
-    let outcome = std::thread::spawn(move || -> anyhow::Result<linear::Report> {
+    let outcome = std::thread::spawn(move || -> anyhow::Result<T> {
         let net = Net::create(3)?;
         net.enter_client_ns()?;
         f(&net, &path)
@@ -167,4 +168,53 @@ fn the_checker_catches_stale_reads_when_peers_serve_them() {
         "stale reads went unnoticed: {:?}",
         report.verdict
     );
+}
+
+async fn run_set(net: &Net, dir: &Path, seconds: u64) -> anyhow::Result<Vec<Op>> {
+    let mut cluster = Cluster::start(net, &orion_bin(), dir, "").await?;
+    let rec = Arc::new(Recorder::default());
+    let until = Instant::now() + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for id in 0..6u64 {
+        let http = client(
+            &cluster.ca_pem,
+            &cluster.admin_token,
+            Duration::from_secs(2),
+        )?;
+        let base = cluster.peers[usize::try_from(id)? % 3].url();
+        tasks.push(tokio::spawn(adder(id, http, base, until, rec.clone())));
+    }
+    nemesis(net, &mut cluster, until).await?;
+    for t in tasks {
+        t.await?;
+    }
+    let http = client(
+        &cluster.ca_pem,
+        &cluster.admin_token,
+        Duration::from_secs(10),
+    )?;
+    let base = cluster.peers[0].url();
+    final_read(&http, &base, &rec, Instant::now() + Duration::from_secs(30)).await?;
+    let ops = rec.history();
+    history::write_jsonl(dir.join("history.jsonl"), &ops)?;
+    Ok(ops)
+}
+
+#[test]
+#[ignore = "needs root; run with `make jepsen`"]
+fn acknowledged_adds_survive_faults() {
+    if !hosts::available() {
+        return;
+    }
+    let report = in_namespaces(|net, dir| {
+        let ops = runtime()?.block_on(run_set(net, dir, 30))?;
+        let r = orion_jepsen::set::check(&ops)?;
+        eprintln!(
+            "{} adds attempted, {} acknowledged, {} read, lost {:?}",
+            r.attempted, r.acknowledged, r.read, r.lost
+        );
+        keep(dir, "set", &r)?;
+        Ok(r)
+    });
+    assert!(report.valid, "{report:#?}");
 }

@@ -1,0 +1,104 @@
+//! The set workload: unique adds through every peer during faults, then one
+//! linearizable read of the whole set after healing.
+//!
+//! An add of element `e` creates variable `jepsen/set/e<e>` (create-only, so an
+//! add can never be applied twice). 200 → ok; a refusal (4xx) or a connection that
+//! never opened → fail; a timeout or 5xx after sending → info. The final read lists
+//! the prefix, following `next` until the listing ends.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::history::{Op, OpKind, F};
+use crate::register::Recorder;
+use crate::set::SET_KEY;
+
+const PREFIX: &str = "jepsen/set/e";
+
+/// One adder process until `until`; elements are `id * 1_000_000 + n`.
+pub async fn adder(
+    id: u64,
+    http: reqwest::Client,
+    base: String,
+    until: Instant,
+    rec: Arc<Recorder>,
+) {
+    let mut pid = id;
+    let mut n: i64 = 0;
+    while Instant::now() < until {
+        n += 1;
+        let e = i64::try_from(id).unwrap_or(0) * 1_000_000 + n;
+        let op = rec.invoke(Op::new(pid, OpKind::Invoke, F::Add, SET_KEY, 0).with_value(Some(e)));
+        let url = format!("{base}/v1/variables/{PREFIX}{e}");
+        let body = serde_json::json!({"value": "1", "expected_revision": 0});
+        let kind = match http.put(&url).json(&body).send().await {
+            Ok(r) if r.status().is_success() => OpKind::Ok,
+            Ok(r) if r.status().is_client_error() => OpKind::Fail,
+            Ok(_) => OpKind::Info,
+            Err(e) if e.is_connect() => OpKind::Fail,
+            Err(_) => OpKind::Info,
+        };
+        rec.complete(&op, kind, None);
+        if kind == OpKind::Info {
+            pid += 1000;
+        }
+        tokio::time::sleep(Duration::from_millis(rand::random_range(0..10))).await;
+    }
+}
+
+/// The final read through `base`, retried until it succeeds or `deadline`.
+pub async fn final_read(
+    http: &reqwest::Client,
+    base: &str,
+    rec: &Recorder,
+    deadline: Instant,
+) -> anyhow::Result<()> {
+    loop {
+        let op = rec.invoke(Op::new(999_999, OpKind::Invoke, F::Read, SET_KEY, 0));
+        match list(http, base).await {
+            Ok(values) => {
+                rec.record(op.completed(OpKind::Ok, rec.now_ns()).with_values(values));
+                return Ok(());
+            }
+            Err(e) => {
+                rec.complete(&op, OpKind::Fail, None);
+                if Instant::now() > deadline {
+                    return Err(e.context("the final read never succeeded"));
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+async fn list(http: &reqwest::Client, base: &str) -> anyhow::Result<Vec<i64>> {
+    let mut values = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut url = format!("{base}/v1/variables?prefix={PREFIX}&limit=10000");
+        if let Some(a) = &after {
+            url.push_str(&format!("&start_after={a}"));
+        }
+        let v: serde_json::Value = http
+            .get(&url)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        for item in v["items"].as_array().cloned().unwrap_or_default() {
+            let path = item["path"].as_str().unwrap_or_default();
+            let e = path
+                .strip_prefix(PREFIX)
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| anyhow::anyhow!("unexpected path {path:?} in the set"))?;
+            values.push(e);
+        }
+        match v["next"].as_str() {
+            Some(n) => after = Some(n.to_string()),
+            None => return Ok(values),
+        }
+    }
+}
