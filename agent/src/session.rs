@@ -67,8 +67,14 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
         () = shutdown.cancelled() => return Ok(()),
         c = credentials(&config) => c?,
     };
-    let live = orion_tls::LiveCert::new(&creds.cert_pem, &creds.key_pem)
-        .map_err(|e| SessionError::Io(e.to_string()))?;
+    let live = creds
+        .live_for(&orion_tls::Identity::agent(&config.name))
+        .map_err(|e| {
+            SessionError::Io(format!(
+                "{}: {e}; use another --data-dir or join again",
+                config.data_dir.join("tls").display()
+            ))
+        })?;
     let renewal = tokio::spawn(renew_loop(
         config.clone(),
         creds.ca_pem.clone(),
@@ -120,15 +126,6 @@ async fn credentials(config: &AgentConfig) -> Result<orion_tls::Credentials, Ses
     let dir = config.data_dir.join("tls");
     let io = |e: orion_tls::TlsError| SessionError::Io(e.to_string());
     if let Some(c) = orion_tls::Credentials::load(&dir).map_err(io)? {
-        let live = orion_tls::LiveCert::new(&c.cert_pem, &c.key_pem).map_err(io)?;
-        let want = orion_tls::Identity::agent(&config.name);
-        if live.identity() != Some(want.clone()) {
-            return Err(SessionError::Io(format!(
-                "the certificate in {} is for {:?}, not {want}; use another --data-dir or join again",
-                dir.display(),
-                live.identity()
-            )));
-        }
         return Ok(c);
     }
     let Some(token) = &config.token else {

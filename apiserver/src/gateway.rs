@@ -246,24 +246,17 @@ async fn control_loop(
                     }
                 }
                 Some(Ok(Some(AgentMessage::Status { replicas }))) => {
-                    let placed: BTreeMap<String, String> = cluster
-                        .node
-                        .reader
-                        .with_view(read::replicas)
-                        .map(|all| all.into_iter().map(|r| (r.id(), r.node)).collect())
-                        .unwrap_or_default();
+                    let mine: std::collections::BTreeSet<&str> =
+                        last_sent.iter().flatten().map(|d| d.id.as_str()).collect();
+                    let (own, strays): (Vec<_>, Vec<_>) =
+                        replicas.into_iter().partition(|r| mine.contains(r.id.as_str()));
                     if let Ok(mut t) = cluster.agents.lock() {
-                        for r in replicas {
-                            match placed.get(&r.id) {
-                                Some(n) if *n == node => {
-                                    t.observed.insert(r.id.clone(), r);
-                                }
-                                Some(other) => warn!(node = %node, replica = %r.id, placed_on = %other,
-                                    "refused a status report for another node's replica"),
-                                // Removed a moment ago; its last report no longer matters.
-                                None => debug!(node = %node, replica = %r.id, "report for a removed replica"),
-                            }
+                        for r in own {
+                            t.observed.insert(r.id.clone(), r);
                         }
+                    }
+                    if !strays.is_empty() {
+                        refuse_strays(cluster, &node, &strays);
                     }
                 }
                 Some(Ok(Some(AgentMessage::Hello { .. }))) => break Err("hello sent twice".into()),
@@ -272,6 +265,29 @@ async fn control_loop(
     };
     reader.abort();
     result
+}
+
+/// Reports about replicas not in the node's desired set are dropped: logged as
+/// refused when the replica is placed on another node (NodeRestriction), quietly
+/// when it was just removed. Only this unusual case reads the placements.
+fn refuse_strays(cluster: &ClusterRef, node: &str, strays: &[ReplicaReport]) {
+    let placed: BTreeMap<String, String> = cluster
+        .node
+        .reader
+        .with_view(read::replicas)
+        .map(|all| all.into_iter().map(|r| (r.id(), r.node)).collect())
+        .unwrap_or_default();
+    for r in strays {
+        match placed.get(&r.id) {
+            Some(other) if other != node => {
+                warn!(node = %node, replica = %r.id, placed_on = %other,
+                "refused a status report for another node's replica")
+            }
+            _ => {
+                debug!(node = %node, replica = %r.id, "report for a replica no longer placed here")
+            }
+        }
+    }
 }
 
 /// Writes the node through Raft only when what the agent says differs from the record.

@@ -91,6 +91,8 @@ pub struct Cluster {
     pub sessions: Arc<tokio::sync::Semaphore>,
     /// `debug-stale-reads`: variable reads skip the read-index barrier.
     pub debug_stale_reads: bool,
+    /// The token signing key, once the replicated state has it.
+    pub token_key: std::sync::OnceLock<Arc<str>>,
 }
 
 pub type ClusterRef = Arc<Cluster>;
@@ -224,9 +226,14 @@ impl Cluster {
             })
     }
 
-    /// The key tokens are signed with.
-    pub fn token_key(&self) -> Result<String, ApiError> {
-        self.secrets().map(|s| s.token_key)
+    /// The key tokens are signed with. It never changes once recorded, so it is
+    /// read from the state machine once, not on every authenticated request.
+    pub fn token_key(&self) -> Result<Arc<str>, ApiError> {
+        if let Some(k) = self.token_key.get() {
+            return Ok(k.clone());
+        }
+        let key: Arc<str> = self.secrets()?.token_key.into();
+        Ok(self.token_key.get_or_init(|| key).clone())
     }
 
     /// Waits until this peer has applied everything the leader had committed when

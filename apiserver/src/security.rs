@@ -138,14 +138,9 @@ pub async fn peer_credentials(config: &ServerConfig, hosts: Vec<String>) -> Resu
             c
         }
     };
-    let live = LiveCert::new(&creds.cert_pem, &creds.key_pem).map_err(tls_err)?;
-    if live.identity() != Some(me.clone()) {
-        return Err(Error::Config(format!(
-            "the certificate in {} is for {:?}, not for {me}",
-            dir.display(),
-            live.identity()
-        )));
-    }
+    let live = creds
+        .live_for(&me)
+        .map_err(|e| Error::Config(format!("{}: {e}", dir.display())))?;
     Ok(PeerCreds {
         fingerprint: orion_tls::cert::fingerprint(&creds.ca_pem).map_err(tls_err)?,
         ca_pem: creds.ca_pem,

@@ -282,6 +282,7 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
         data_dir: config.data_dir.clone(),
         sessions: Arc::new(tokio::sync::Semaphore::new(crate::streams::MAX_SESSIONS)),
         debug_stale_reads: config.debug_stale_reads,
+        token_key: std::sync::OnceLock::new(),
     });
     if config.debug_stale_reads {
         warn!("debug-stale-reads is on: variable reads may be stale (jepsen harness only)");

@@ -3,6 +3,8 @@
 //!
 //! - [`hosts`]: namespaces, veths and a bridge per run, torn down on drop.
 //! - [`nemesis`]: partitions, slow links, pauses — each healed by `heal`.
+//! - [`harness`]: the `orion` binary, and a scenario run on a thread in the client
+//!   namespace.
 //! - [`cluster`]: an Orion cluster on those hosts, with real TLS and join tokens.
 //! - [`register`]: the register workload's client processes and recorder.
 //! - [`history`]: the operation history model (invocations and completions, JSON
@@ -13,6 +15,7 @@
 //!   and final read.
 
 pub mod cluster;
+pub mod harness;
 pub mod history;
 pub mod hosts;
 pub mod linear;

@@ -1,22 +1,13 @@
 //! The harness on a real cluster: isolating the leader elects another on the
 //! majority side, a write there commits, and after healing the old leader serves it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use orion_jepsen::cluster::Cluster;
+use orion_jepsen::harness::{in_namespaces, orion_bin, runtime};
 use orion_jepsen::hosts::{self, Net};
 use orion_jepsen::nemesis::Nemesis;
-
-/// The `orion` binary next to this test's folder (`target/<profile>/orion`).
-fn orion_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target profile folder");
-    dir.join("orion")
-}
 
 async fn scenario(net: &Net, orion: &Path, dir: &Path) -> anyhow::Result<()> {
     let cluster = Cluster::start(net, orion, dir, "").await?;
@@ -86,42 +77,11 @@ async fn scenario(net: &Net, orion: &Path, dir: &Path) -> anyhow::Result<()> {
 #[test]
 #[ignore = "needs root; run with `make jepsen`"]
 fn isolating_the_leader_elects_another_and_healing_reunites() {
-    if !hosts::available() {
-        eprintln!("skipped: needs root and iproute2");
-        return;
-    }
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let orion = orion_bin();
-    assert!(
-        orion.exists(),
-        "build the orion binary first: {}",
-        orion.display()
-    );
     let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().to_path_buf();
-    let outcome = std::thread::spawn(move || -> anyhow::Result<()> {
-        let net = Net::create(3)?;
-        net.enter_client_ns()?;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        rt.block_on(scenario(&net, &orion, &path))
-    })
-    .join();
-    match outcome {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            for i in 1..=3 {
-                let log = std::fs::read_to_string(dir.path().join(format!("peer-{i}.log")))
-                    .unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(15).collect();
-                eprintln!(
-                    "--- peer {i} ---\n{}",
-                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-                );
-            }
-            panic!("{e:#}");
-        }
-        Err(_) => panic!("the scenario thread panicked"),
+    let outcome = in_namespaces(3, dir.path(), |net, dir| {
+        runtime()?.block_on(scenario(net, &orion_bin()?, dir))
+    });
+    if let Err(e) = outcome {
+        panic!("{e:#}");
     }
 }

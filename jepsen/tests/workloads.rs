@@ -1,11 +1,12 @@
 //! Register and set histories under faults, checked; and the proof that the
 //! linearizability checker catches stale reads when peers are told to serve them.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use orion_jepsen::cluster::{client, Cluster};
+use orion_jepsen::harness::{in_namespaces, orion_bin, runtime};
 use orion_jepsen::history::{self, Op};
 use orion_jepsen::hosts::{self, Net};
 use orion_jepsen::linear;
@@ -13,14 +14,6 @@ use orion_jepsen::nemesis::Nemesis;
 use orion_jepsen::register::{process, Recorder};
 use orion_jepsen::set_workload::{adder, final_read};
 use tokio::time::Instant;
-
-fn orion_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test path");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target profile folder")
-        .join("orion")
-}
 
 /// Faults until `until`: isolate the leader, pause a peer, kill and restart a
 /// peer, one at a time, each healed before the next; all healed at the end.
@@ -56,11 +49,21 @@ async fn nemesis(net: &Net, cluster: &mut Cluster, until: Instant) -> anyhow::Re
     n.heal(net)
 }
 
-async fn run(net: &Net, dir: &Path, config: &str, seconds: u64) -> anyhow::Result<Vec<Op>> {
-    let mut cluster = Cluster::start(net, &orion_bin(), dir, config).await?;
-    let rec = Arc::new(Recorder::default());
+/// Starts a cluster and runs six client processes, pinned to the peers in turn,
+/// for `seconds` while the nemesis works; returns the healed cluster.
+async fn under_faults<Fut>(
+    net: &Net,
+    dir: &Path,
+    config: &str,
+    seconds: u64,
+    rec: &Arc<Recorder>,
+    clients: impl Fn(u64, reqwest::Client, String, Instant, Arc<Recorder>) -> Fut,
+) -> anyhow::Result<Cluster>
+where
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let mut cluster = Cluster::start(net, &orion_bin()?, dir, config).await?;
     let until = Instant::now() + Duration::from_secs(seconds);
-    let keys: Vec<String> = (0..3).map(|k| format!("r{k}")).collect();
     let mut tasks = Vec::new();
     for id in 0..6u64 {
         let http = client(
@@ -68,20 +71,28 @@ async fn run(net: &Net, dir: &Path, config: &str, seconds: u64) -> anyhow::Resul
             &cluster.admin_token,
             Duration::from_secs(2),
         )?;
-        let base = cluster.peers[usize::try_from(id)? % 3].url();
-        tasks.push(tokio::spawn(process(
-            id,
-            http,
-            base,
-            keys.clone(),
-            until,
-            rec.clone(),
-        )));
+        let base = cluster.peers[usize::try_from(id)? % cluster.peers.len()].url();
+        tasks.push(tokio::spawn(clients(id, http, base, until, rec.clone())));
     }
     nemesis(net, &mut cluster, until).await?;
     for t in tasks {
         t.await?;
     }
+    Ok(cluster)
+}
+
+async fn run(net: &Net, dir: &Path, config: &str, seconds: u64) -> anyhow::Result<Vec<Op>> {
+    let rec = Arc::new(Recorder::default());
+    let keys: Vec<String> = (0..3).map(|k| format!("r{k}")).collect();
+    under_faults(
+        net,
+        dir,
+        config,
+        seconds,
+        &rec,
+        |id, http, base, until, rec| process(id, http, base, keys.clone(), until, rec),
+    )
+    .await?;
     let ops = rec.history();
     history::write_jsonl(dir.join("history.jsonl"), &ops)?;
     Ok(ops)
@@ -106,38 +117,21 @@ fn keep(dir: &Path, label: &str, report: &impl serde::Serialize) -> anyhow::Resu
     Ok(())
 }
 
-fn in_namespaces<T: Send + 'static>(
+/// Runs `f` in fresh namespaces with a temp dir; panics with the peers' logs.
+fn scenario<T: Send + 'static>(
     f: impl FnOnce(&Net, &Path) -> anyhow::Result<T> + Send + 'static,
 ) -> T {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().to_path_buf();
-    let outcome = std::thread::spawn(move || -> anyhow::Result<T> {
-        let net = Net::create(3)?;
-        net.enter_client_ns()?;
-        f(&net, &path)
-    })
-    .join();
-    match outcome {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => panic!("{e:#}"),
-        Err(_) => panic!("the run panicked"),
+    match in_namespaces(3, dir.path(), f) {
+        Ok(v) => v,
+        Err(e) => panic!("{e:#}"),
     }
-}
-
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?)
 }
 
 #[test]
 #[ignore = "needs root; run with `make jepsen`"]
 fn register_histories_under_faults_are_linearizable() {
-    if !hosts::available() {
-        return;
-    }
-    let report = in_namespaces(|net, dir| {
+    let report = scenario(|net, dir| {
         let ops = runtime()?.block_on(run(net, dir, "", 30))?;
         let r = linear::check(&ops, &linear::Options::default())?;
         eprintln!(
@@ -154,10 +148,7 @@ fn register_histories_under_faults_are_linearizable() {
 #[test]
 #[ignore = "needs root; run with `make jepsen`"]
 fn the_checker_catches_stale_reads_when_peers_serve_them() {
-    if !hosts::available() {
-        return;
-    }
-    let report = in_namespaces(|net, dir| {
+    let report = scenario(|net, dir| {
         let ops = runtime()?.block_on(run(net, dir, "debug-stale-reads = true\n", 30))?;
         let r = linear::check(&ops, &linear::Options::default())?;
         keep(dir, "register-stale-reads", &r)?;
@@ -171,23 +162,8 @@ fn the_checker_catches_stale_reads_when_peers_serve_them() {
 }
 
 async fn run_set(net: &Net, dir: &Path, seconds: u64) -> anyhow::Result<Vec<Op>> {
-    let mut cluster = Cluster::start(net, &orion_bin(), dir, "").await?;
     let rec = Arc::new(Recorder::default());
-    let until = Instant::now() + Duration::from_secs(seconds);
-    let mut tasks = Vec::new();
-    for id in 0..6u64 {
-        let http = client(
-            &cluster.ca_pem,
-            &cluster.admin_token,
-            Duration::from_secs(2),
-        )?;
-        let base = cluster.peers[usize::try_from(id)? % 3].url();
-        tasks.push(tokio::spawn(adder(id, http, base, until, rec.clone())));
-    }
-    nemesis(net, &mut cluster, until).await?;
-    for t in tasks {
-        t.await?;
-    }
+    let cluster = under_faults(net, dir, "", seconds, &rec, adder).await?;
     let http = client(
         &cluster.ca_pem,
         &cluster.admin_token,
@@ -203,10 +179,7 @@ async fn run_set(net: &Net, dir: &Path, seconds: u64) -> anyhow::Result<Vec<Op>>
 #[test]
 #[ignore = "needs root; run with `make jepsen`"]
 fn acknowledged_adds_survive_faults() {
-    if !hosts::available() {
-        return;
-    }
-    let report = in_namespaces(|net, dir| {
+    let report = scenario(|net, dir| {
         let ops = runtime()?.block_on(run_set(net, dir, 30))?;
         let r = orion_jepsen::set::check(&ops)?;
         eprintln!(

@@ -23,6 +23,37 @@ use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use crate::cert::{identity_of, Identity, Role};
 use crate::{provider, Result, TlsError};
 
+/// The handshake-signature methods every verifier here shares: ring's algorithms,
+/// as webpki's own verifiers use.
+macro_rules! signatures_by_ring {
+    () => {
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(message, cert, dss, &ALGORITHMS)
+        }
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(message, cert, dss, &ALGORITHMS)
+        }
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            ALGORITHMS.supported_schemes()
+        }
+    };
+}
+
+static ALGORITHMS: std::sync::LazyLock<rustls::crypto::WebPkiSupportedAlgorithms> =
+    std::sync::LazyLock::new(|| {
+        rustls::crypto::ring::default_provider().signature_verification_algorithms
+    });
+
 /// This process's own certificate and key, replaceable at run time.
 #[derive(Debug)]
 pub struct LiveCert {
@@ -153,25 +184,7 @@ impl ClientCertVerifier for RoleClientVerifier {
             _ => Ok(ClientCertVerified::assertion()),
         }
     }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
+    signatures_by_ring!();
 }
 
 /// A server config: TLS 1.3 only, our certificate from `cert`.
@@ -220,25 +233,7 @@ impl ServerCertVerifier for PeerServerVerifier {
         }
         Ok(ServerCertVerified::assertion())
     }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
+    signatures_by_ring!();
 }
 
 /// A client config that trusts only peers of the cluster whose CA is `ca_pem`, and
@@ -267,7 +262,7 @@ pub fn peer_identity(chain: Option<&[CertificateDer<'_>]>) -> Option<Identity> {
 /// accepts any server certificate. Nothing but the public CA may be read over it.
 pub fn insecure_client_config() -> Result<rustls::ClientConfig> {
     #[derive(Debug)]
-    struct AnyServer(Arc<rustls::crypto::CryptoProvider>);
+    struct AnyServer;
     impl ServerCertVerifier for AnyServer {
         fn verify_server_cert(
             &self,
@@ -279,39 +274,11 @@ pub fn insecure_client_config() -> Result<rustls::ClientConfig> {
         ) -> Result<ServerCertVerified, rustls::Error> {
             Ok(ServerCertVerified::assertion())
         }
-        fn verify_tls12_signature(
-            &self,
-            message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls12_signature(
-                message,
-                cert,
-                dss,
-                &self.0.signature_verification_algorithms,
-            )
-        }
-        fn verify_tls13_signature(
-            &self,
-            message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls13_signature(
-                message,
-                cert,
-                dss,
-                &self.0.signature_verification_algorithms,
-            )
-        }
-        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-            self.0.signature_verification_algorithms.supported_schemes()
-        }
+        signatures_by_ring!();
     }
     Ok(rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyServer(provider())))
+        .with_custom_certificate_verifier(Arc::new(AnyServer))
         .with_no_client_auth())
 }

@@ -43,6 +43,17 @@ impl Credentials {
         }))
     }
 
+    /// The certificate and key, ready for rustls, if the certificate is for `want`.
+    pub fn live_for(&self, want: &crate::Identity) -> Result<std::sync::Arc<crate::LiveCert>> {
+        let live = crate::LiveCert::new(&self.cert_pem, &self.key_pem)?;
+        match live.identity() {
+            Some(id) if id == *want => Ok(live),
+            other => Err(TlsError::Invalid(format!(
+                "the certificate is for {other:?}, not for {want}"
+            ))),
+        }
+    }
+
     /// Writes all three files (each to a temp file, synced, then renamed).
     pub fn save(&self, dir: &Path) -> Result<()> {
         create_private_dir(dir)?;

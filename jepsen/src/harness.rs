@@ -1,0 +1,67 @@
+//! Running a scenario on fresh namespaces: the `orion` binary, a thread inside
+//! the client namespace, and a runtime on it.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+
+use crate::hosts::{self, Net};
+
+/// The `orion` binary of the same build: next to this executable, or one folder
+/// up (test executables live in `target/<profile>/deps/`).
+pub fn orion_bin() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("cannot find this executable")?;
+    let candidates = exe
+        .ancestors()
+        .skip(1)
+        .take(2)
+        .map(|d| d.join("orion"))
+        .collect::<Vec<_>>();
+    match candidates.iter().find(|p| p.is_file()) {
+        Some(p) => Ok(p.clone()),
+        None => bail!("no orion binary at {candidates:?}; build the workspace first"),
+    }
+}
+
+/// A single-threaded runtime for the client thread.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// Creates `hosts` host namespaces and runs `f` on a thread inside the client
+/// namespace; everything is torn down when it returns, also on panic. On failure
+/// the error carries the tail of each peer's log in `dir` (`peer-<i>.log`).
+pub fn in_namespaces<T: Send + 'static>(
+    hosts: usize,
+    dir: &Path,
+    f: impl FnOnce(&Net, &Path) -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    if !hosts::available() {
+        bail!("network namespaces need root and iproute2");
+    }
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let path = dir.to_path_buf();
+    let outcome = std::thread::spawn(move || {
+        let net = Net::create(hosts)?;
+        net.enter_client_ns()?;
+        f(&net, &path)
+    })
+    .join();
+    match outcome {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => {
+            let mut logs = String::new();
+            for i in 1..=hosts {
+                let text =
+                    std::fs::read_to_string(dir.join(format!("peer-{i}.log"))).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(15).collect();
+                logs.push_str(&format!("\n--- peer {i} ---\n"));
+                logs.push_str(&tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+            }
+            Err(e.context(logs))
+        }
+        Err(_) => bail!("the scenario thread panicked"),
+    }
+}
