@@ -1,7 +1,16 @@
-//! An Orion cluster on [`Net`] hosts: one `orion server` per host namespace, with
-//! real TLS: host 1 bootstraps, the others join with join tokens minted through the
-//! API. Every call here must run on a thread inside the client namespace (see
-//! [`Net::enter_client_ns`]). Dropping the cluster kills its processes.
+//! An Orion cluster on [`Net`] hosts: one `orion server` per peer slot (host
+//! namespace), with real TLS: slot 1 bootstraps, the others join with join tokens
+//! minted through the API. Every call here must run on a thread inside the client
+//! namespace (see [`Net::enter_client_ns`]). Dropping the cluster kills its
+//! processes.
+//!
+//! A slot is a host; the peer in it has an id. Membership changes replace the peer
+//! of a slot by a fresh one with a new id and empty data, on the same address, so
+//! clients pinned to a slot keep their URL.
+//!
+//! When libfaketime is installed every peer runs under it with an offset file
+//! that [`crate::nemesis::clock`] rewrites, so its wall clock can be skewed while it
+//! runs; its monotonic clock is left alone.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
@@ -14,7 +23,13 @@ use crate::hosts::{Host, Net};
 
 pub const API_PORT: u16 = 7400;
 
+/// libfaketime's multi-threaded build, as Debian's `faketime` package installs it.
+pub const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
+
 pub struct Peer {
+    /// 1-based; the host namespace `net.hosts[slot - 1]`.
+    pub slot: usize,
+    pub id: u64,
     pub host: Host,
     pub child: Option<Child>,
     pub data: PathBuf,
@@ -28,15 +43,22 @@ impl Peer {
     pub fn pid(&self) -> Option<i32> {
         self.child.as_ref().and_then(|c| i32::try_from(c.id()).ok())
     }
+    /// The file libfaketime reads this peer's clock offset from.
+    pub fn clock_file(&self) -> PathBuf {
+        self.log.with_extension("faketime")
+    }
 }
 
 pub struct Cluster {
     pub orion: PathBuf,
+    pub dir: PathBuf,
     pub peers: Vec<Peer>,
     /// An admin client trusting the cluster CA.
     pub http: reqwest::Client,
     pub ca_pem: String,
     pub admin_token: String,
+    /// The id the next fresh peer gets.
+    next_id: u64,
 }
 
 /// A client that trusts `ca_pem` and sends `token`.
@@ -54,19 +76,23 @@ pub fn client(ca_pem: &str, token: &str, timeout: Duration) -> anyhow::Result<re
         .build()?)
 }
 
+/// Whether peers can have their clocks skewed here.
+pub fn faketime_available() -> bool {
+    Path::new(LIBFAKETIME).is_file()
+}
+
 fn spawn(net: &Net, orion: &Path, peer: &Peer, extra: &[String]) -> anyhow::Result<Child> {
-    let config = peer.data.with_extension("toml");
+    let config = peer.log.with_extension("toml");
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&peer.log)?;
     let ip = &peer.host.ip;
-    let child = net
-        .command(&peer.host, &orion.to_string_lossy())
-        .arg("server")
+    let mut cmd = net.command(&peer.host, &orion.to_string_lossy());
+    cmd.arg("server")
         .arg("--config")
         .arg(&config)
-        .args(["--id", &peer.host.index.to_string()])
+        .args(["--id", &peer.id.to_string()])
         .arg("--data-dir")
         .arg(&peer.data)
         .args(["--api-addr", &format!("{ip}:{API_PORT}")])
@@ -76,13 +102,21 @@ fn spawn(net: &Net, orion: &Path, peer: &Peer, extra: &[String]) -> anyhow::Resu
         .env("ORION_LOG", "info,openraft=warn")
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .context("cannot start orion server")?;
-    Ok(child)
+        .stderr(log);
+    if faketime_available() {
+        let clock = peer.clock_file();
+        if !clock.exists() {
+            std::fs::write(&clock, "+0\n")?;
+        }
+        cmd.env("LD_PRELOAD", LIBFAKETIME)
+            .env("FAKETIME_TIMESTAMP_FILE", &clock)
+            .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+            .env("FAKETIME_CACHE_DURATION", "1");
+    }
+    cmd.spawn().context("cannot start orion server")
 }
 
-async fn until<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> anyhow::Result<T>
+pub async fn until<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -100,27 +134,31 @@ where
 }
 
 impl Cluster {
-    /// Starts a peer on every host of `net`, data and logs under `dir`, each with
-    /// `config_toml` as its config file (flags set the addresses and id).
+    /// Starts a peer on each of the first `n` hosts of `net`, data and logs under
+    /// `dir`, each with `config_toml` as its config file (flags set the addresses
+    /// and id).
     pub async fn start(
         net: &Net,
+        n: usize,
         orion: &Path,
         dir: &Path,
         config_toml: &str,
     ) -> anyhow::Result<Self> {
-        for h in &net.hosts {
-            std::fs::write(dir.join(format!("peer-{}.toml", h.index)), config_toml)?;
-        }
-        let mut peers: Vec<Peer> = net
-            .hosts
+        let hosts = net.hosts.get(..n).context("fewer hosts than peers")?;
+        let mut peers: Vec<Peer> = hosts
             .iter()
             .map(|h| Peer {
+                slot: h.index,
+                id: h.index as u64,
                 host: h.clone(),
                 child: None,
                 data: dir.join(format!("peer-{}", h.index)),
                 log: dir.join(format!("peer-{}.log", h.index)),
             })
             .collect();
+        for p in &peers {
+            std::fs::write(p.log.with_extension("toml"), config_toml)?;
+        }
         let first = peers.first().context("no hosts")?;
         let child = spawn(net, orion, first, &["--bootstrap".into()])?;
         let data = first.data.clone();
@@ -140,10 +178,12 @@ impl Cluster {
         let http = client(&ca_pem, &admin_token, Duration::from_secs(10))?;
         let mut cluster = Cluster {
             orion: orion.to_path_buf(),
+            dir: dir.to_path_buf(),
             peers: Vec::new(),
             http,
             ca_pem,
             admin_token,
+            next_id: n as u64 + 1,
         };
         let join = peers[0].url();
         for p in peers.iter_mut().skip(1) {
@@ -156,31 +196,46 @@ impl Cluster {
             )?);
         }
         cluster.peers = peers;
-        let n = cluster.peers.len();
-        // Every peer, not just the leader, must know the final membership and the
-        // same leader before faults start: a peer that still thinks it is a learner
-        // would not stand for election.
-        cluster
-            .wait_for(
-                "every peer to see every voter",
-                Duration::from_secs(60),
-                |c| async move {
+        cluster.settled(Duration::from_secs(60)).await?;
+        Ok(cluster)
+    }
+
+    /// Waits until every peer answers, sees every peer as a voter and names the
+    /// same leader. A peer that still thinks it is a learner would not stand for
+    /// election, so faults start only after this.
+    pub async fn settled(&self, timeout: Duration) -> anyhow::Result<u64> {
+        let ids: Vec<u64> = self.peers.iter().map(|p| p.id).collect();
+        self.wait_for(
+            "every peer to see every voter and one leader",
+            timeout,
+            |c| {
+                let ids = ids.clone();
+                async move {
                     let mut leaders = Vec::new();
                     for p in &c.peers {
                         let s = c.get(&p.url(), "/v1/cluster/status").await?;
-                        if s["voters"].as_array()?.len() != n {
+                        let mut voters: Vec<u64> = s["voters"]
+                            .as_array()?
+                            .iter()
+                            .filter_map(serde_json::Value::as_u64)
+                            .collect();
+                        voters.sort_unstable();
+                        let mut want = ids.clone();
+                        want.sort_unstable();
+                        if voters != want {
                             return None;
                         }
                         leaders.push(s["leader"].as_u64()?);
                     }
-                    leaders.windows(2).all(|w| w[0] == w[1]).then_some(())
-                },
-            )
-            .await?;
-        Ok(cluster)
+                    let first = *leaders.first()?;
+                    leaders.iter().all(|l| *l == first).then_some(first)
+                }
+            },
+        )
+        .await
     }
 
-    async fn mint(&self, role: &str, url: &str) -> anyhow::Result<String> {
+    pub async fn mint(&self, role: &str, url: &str) -> anyhow::Result<String> {
         let body = serde_json::json!({"role": role, "ttl_seconds": 600});
         let v: serde_json::Value = self
             .http
@@ -224,36 +279,96 @@ impl Cluster {
         until(what, timeout, || f(self)).await
     }
 
-    /// The leader as peer `index` sees it.
-    pub async fn leader_seen_by(&self, index: usize) -> Option<u64> {
-        let p = self.peers.get(index.checked_sub(1)?)?;
+    /// The leader as the peer in `slot` sees it.
+    pub async fn leader_seen_by(&self, slot: usize) -> Option<u64> {
+        let p = self.peer(slot)?;
         let s = self.get(&p.url(), "/v1/cluster/status").await?;
         s["leader"].as_u64()
     }
 
-    /// SIGKILL one peer.
-    pub fn kill(&mut self, index: usize) {
-        if let Some(mut c) = self
-            .peers
-            .get_mut(index.wrapping_sub(1))
-            .and_then(|p| p.child.take())
-        {
+    /// The slot of the leader, as the first peer that names one sees it.
+    pub async fn leader_slot(&self) -> Option<usize> {
+        for p in &self.peers {
+            if let Some(id) = self.leader_seen_by(p.slot).await {
+                if let Some(l) = self.peers.iter().find(|q| q.id == id) {
+                    return Some(l.slot);
+                }
+            }
+        }
+        None
+    }
+
+    pub fn peer(&self, slot: usize) -> Option<&Peer> {
+        self.peers.get(slot.checked_sub(1)?)
+    }
+
+    fn peer_mut(&mut self, slot: usize) -> anyhow::Result<&mut Peer> {
+        self.peers
+            .get_mut(slot.wrapping_sub(1))
+            .with_context(|| format!("no peer in slot {slot}"))
+    }
+
+    /// SIGKILL the peer in `slot`.
+    pub fn kill(&mut self, slot: usize) {
+        if let Some(mut c) = self.peer_mut(slot).ok().and_then(|p| p.child.take()) {
             let _ = c.kill();
             let _ = c.wait();
         }
     }
 
     /// Starts a killed peer again on its data.
-    pub fn restart(&mut self, net: &Net, index: usize) -> anyhow::Result<()> {
+    pub fn restart(&mut self, net: &Net, slot: usize) -> anyhow::Result<()> {
         let orion = self.orion.clone();
-        let p = self
-            .peers
-            .get_mut(index.wrapping_sub(1))
-            .context("no such peer")?;
+        let p = self.peer_mut(slot)?;
         if p.child.is_none() {
             p.child = Some(spawn(net, &orion, p, &[])?);
         }
         Ok(())
+    }
+
+    /// Removes the peer in `slot` from the membership (through `via`), stops it
+    /// and throws its data away. Returns the removed id.
+    pub async fn remove(&mut self, slot: usize, via: usize) -> anyhow::Result<u64> {
+        let id = self.peer(slot).context("no such slot")?.id;
+        let url = self.peer(via).context("no such slot")?.url();
+        let r = self
+            .http
+            .delete(format!("{url}/v1/cluster/members/{id}"))
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            let status = r.status();
+            bail!(
+                "removing peer {id} through slot {via}: {status} {}",
+                r.text().await.unwrap_or_default()
+            );
+        }
+        self.kill(slot);
+        let p = self.peer_mut(slot)?;
+        let gone = p.data.with_extension(format!("removed-{id}"));
+        std::fs::rename(&p.data, &gone)
+            .with_context(|| format!("cannot move {} away", p.data.display()))?;
+        Ok(id)
+    }
+
+    /// Starts a fresh peer with a new id and no data in the (emptied) `slot`,
+    /// joining through `via`. Returns its id.
+    pub async fn add_fresh(&mut self, net: &Net, slot: usize, via: usize) -> anyhow::Result<u64> {
+        let url = self.peer(via).context("no such slot")?.url();
+        let token = self.mint("server", &url).await?;
+        let id = self.next_id;
+        self.next_id += 1;
+        let orion = self.orion.clone();
+        let p = self.peer_mut(slot)?;
+        anyhow::ensure!(p.child.is_none(), "slot {slot} still runs a peer");
+        p.id = id;
+        p.child = Some(spawn(
+            net,
+            &orion,
+            p,
+            &["--join".into(), url, "--token".into(), token],
+        )?);
+        Ok(id)
     }
 }
 
@@ -261,8 +376,7 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         for p in &mut self.peers {
             if let Some(mut c) = p.child.take() {
-                // A paused process must be continued to die promptly on SIGKILL's
-                // heels; SIGKILL works on stopped processes anyway.
+                // SIGKILL works on stopped (paused) processes too.
                 let _ = c.kill();
                 let _ = c.wait();
             }

@@ -1,28 +1,118 @@
-//! `orion-jepsen linear|set HISTORY.jsonl`: checks a recorded history and
-//! prints the report as JSON. Exit status: 0 valid, 1 invalid, 2 the
-//! linearizability search gave up, 3 usage or input error.
+//! `orion-jepsen`: runs Orion under faults in network namespaces (root), or
+//! checks a saved history.
+//!
+//! ```text
+//! orion-jepsen --time-limit 120 --nemesis all --workload register,set
+//! orion-jepsen --workload convergence --nemesis partition,kill
+//! orion-jepsen check linear|set HISTORY.jsonl
+//! ```
+//!
+//! Exit status: 0 valid, 1 an anomaly was found, 2 the linearizability search
+//! gave up (nothing proven), 3 usage error or the run itself broke.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use orion_jepsen::nemesis::Kind;
+use orion_jepsen::run::{self, Workload};
 use orion_jepsen::{history, linear, set};
 
-const USAGE: &str = "usage: orion-jepsen linear|set HISTORY.jsonl";
+#[derive(Parser)]
+#[command(name = "orion-jepsen", args_conflicts_with_subcommands = true)]
+struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Seconds the workloads run (faults stop a few seconds before the end).
+    #[arg(long, default_value_t = 60)]
+    time_limit: u64,
+    /// `all`, `none`, or a list of partition, slow, kill, pause, membership, clock.
+    #[arg(long, default_value = "all")]
+    nemesis: String,
+    /// A list of register, set, convergence; or `all`.
+    #[arg(long, default_value = "register,set")]
+    workload: String,
+    /// Control-plane peers (5 makes ring partitions possible).
+    #[arg(long, default_value_t = 3)]
+    peers: usize,
+    /// Seed of the fault schedule (random by default; printed either way).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Tell peers to serve stale local reads (debug builds): the register checker must fail.
+    #[arg(long)]
+    stale_reads: bool,
+    /// Where each run's folder goes.
+    #[arg(long)]
+    results: Option<PathBuf>,
+    /// Run this many times, stopping at the first anomaly.
+    #[arg(long, default_value_t = 1)]
+    runs: u32,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Checks a saved history.
+    Check {
+        /// `linear` (register) or `set`.
+        checker: String,
+        file: PathBuf,
+    },
+}
 
 fn main() -> ExitCode {
-    run().unwrap_or_else(|e| {
+    let args = Args::parse();
+    match args.command {
+        Some(Command::Check { checker, file }) => check(&checker, &file),
+        None => test(&args),
+    }
+    .unwrap_or_else(|e| {
         eprintln!("orion-jepsen: {e:#}");
         ExitCode::from(3)
     })
 }
 
-fn run() -> Result<ExitCode> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let [checker, path] = args.as_slice() else {
-        bail!(USAGE);
-    };
-    let ops = history::read_jsonl(path)?;
-    match checker.as_str() {
+fn test(args: &Args) -> Result<ExitCode> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    // Ctrl-C stops the run, which then tears down its processes and namespaces;
+    // a second Ctrl-C exits at once.
+    let stop = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register_conditional_shutdown(signal_hook::consts::SIGINT, 1, stop.clone())?;
+    signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
+    std::thread::spawn(move || loop {
+        if stop.load(Ordering::Relaxed) {
+            run::INTERRUPTED.store(true, Ordering::Relaxed);
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    });
+    let mut opts = run::Options::new();
+    opts.workloads = Workload::parse_list(&args.workload)?;
+    opts.nemesis = Kind::parse_list(&args.nemesis)?;
+    opts.time_limit = Duration::from_secs(args.time_limit);
+    opts.peers = args.peers;
+    opts.stale_reads = args.stale_reads;
+    if let Some(r) = &args.results {
+        opts.results = r.clone();
+    }
+    for i in 0..args.runs {
+        opts.seed = args.seed.map_or_else(rand::random, |s| s + u64::from(i));
+        let outcome = run::run(&opts)?;
+        println!("{}: {}", outcome.dir.display(), outcome.verdicts.summary());
+        if !outcome.verdicts.valid {
+            return Ok(ExitCode::from(if outcome.verdicts.unknown { 2 } else { 1 }));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check(checker: &str, file: &std::path::Path) -> Result<ExitCode> {
+    let ops = history::read_jsonl(file)?;
+    match checker {
         "linear" => {
             let report = linear::check(&ops, &linear::Options::default())?;
             println!("{}", serde_json::to_string_pretty(&report)?);
@@ -37,6 +127,6 @@ fn run() -> Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(ExitCode::from(u8::from(!report.valid)))
         }
-        other => bail!("unknown checker {other:?}; {USAGE}"),
+        other => anyhow::bail!("unknown checker {other:?}: use linear or set"),
     }
 }

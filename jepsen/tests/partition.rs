@@ -7,20 +7,22 @@ use std::time::Duration;
 use orion_jepsen::cluster::Cluster;
 use orion_jepsen::harness::{in_namespaces, orion_bin, runtime};
 use orion_jepsen::hosts::{self, Net};
-use orion_jepsen::nemesis::Nemesis;
+use orion_jepsen::nemesis::{partition, Faults};
+use orion_jepsen::register::Recorder;
 
 async fn scenario(net: &Net, orion: &Path, dir: &Path) -> anyhow::Result<()> {
-    let cluster = Cluster::start(net, orion, dir, "").await?;
+    let mut cluster = Cluster::start(net, 3, orion, dir, "").await?;
     let old = cluster
         .wait_for("a leader", Duration::from_secs(30), |c| c.leader_seen_by(1))
         .await?;
     let old_idx = usize::try_from(old)?;
     let others: Vec<usize> = (1..=3).filter(|i| *i != old_idx).collect();
 
-    let mut nemesis = Nemesis::default();
+    let mut faults = Faults::default();
+    let rec = Recorder::default();
     let isolated = &net.hosts[old_idx - 1];
     let rest: Vec<&hosts::Host> = others.iter().map(|i| &net.hosts[i - 1]).collect();
-    nemesis.partition(net, &[isolated], &rest)?;
+    partition::sides(&mut faults, net, &[isolated], &rest)?;
 
     let (a, b) = (others[0], others[1]);
     let new = cluster
@@ -47,8 +49,8 @@ async fn scenario(net: &Net, orion: &Path, dir: &Path) -> anyhow::Result<()> {
         put.status()
     );
 
-    nemesis.heal(net)?;
-    anyhow::ensure!(nemesis.is_healed());
+    faults.heal(net, &mut cluster, &rec)?;
+    anyhow::ensure!(faults.is_healed());
     let old_url = cluster.peers[old_idx - 1].url();
     let value = cluster
         .wait_for(

@@ -1,0 +1,202 @@
+//! Faults, one module each, and the [`schedule`] that mixes them:
+//!
+//! - [`partition`]: blackhole routes inside the hosts' namespaces (random halves,
+//!   the leader alone, a majority ring, a bridge, an agent alone);
+//! - [`slow`]: a rate-limited, queueing, lossy link out of a host;
+//! - [`kill`]: SIGKILL of a random peer or the leader, restarted at heal;
+//! - [`pause`]: SIGSTOP of a random peer or the leader, SIGCONT at heal;
+//! - [`membership`]: remove a peer, then add a fresh one (new id, empty disk);
+//! - [`clock`]: a peer's wall clock skewed through libfaketime, reset at heal.
+//!
+//! [`Faults`] remembers what is in force, so [`Faults::heal`] undoes exactly
+//! that, and keeps each fault's time span for the timeline.
+
+pub mod clock;
+pub mod kill;
+pub mod membership;
+pub mod partition;
+pub mod pause;
+pub mod schedule;
+pub mod slow;
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::str::FromStr;
+
+use anyhow::bail;
+use nix::sys::signal::{kill as signal, Signal};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+
+use crate::cluster::Cluster;
+use crate::hosts::Net;
+use crate::register::Recorder;
+use crate::timeline::Band;
+
+/// The kinds of fault a schedule may pick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Partition,
+    Slow,
+    Kill,
+    Pause,
+    Membership,
+    Clock,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 6] = [
+        Kind::Partition,
+        Kind::Slow,
+        Kind::Kill,
+        Kind::Pause,
+        Kind::Membership,
+        Kind::Clock,
+    ];
+
+    /// Parses `all`, `none` or a comma-separated list of kinds.
+    pub fn parse_list(s: &str) -> anyhow::Result<Vec<Kind>> {
+        match s.trim() {
+            "all" => Ok(Kind::ALL.to_vec()),
+            "none" | "" => Ok(Vec::new()),
+            list => {
+                let mut kinds: Vec<Kind> = list
+                    .split(',')
+                    .map(|k| k.trim().parse())
+                    .collect::<anyhow::Result<_>>()?;
+                kinds.sort_unstable();
+                kinds.dedup();
+                Ok(kinds)
+            }
+        }
+    }
+}
+
+impl FromStr for Kind {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Kind> {
+        Ok(match s {
+            "partition" => Kind::Partition,
+            "slow" | "netem" => Kind::Slow,
+            "kill" => Kind::Kill,
+            "pause" => Kind::Pause,
+            "membership" => Kind::Membership,
+            "clock" => Kind::Clock,
+            other => bail!(
+                "unknown nemesis {other:?}: use all, none, or a list of partition, slow, kill, pause, membership, clock"
+            ),
+        })
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            Kind::Partition => "partition",
+            Kind::Slow => "slow",
+            Kind::Kill => "kill",
+            Kind::Pause => "pause",
+            Kind::Membership => "membership",
+            Kind::Clock => "clock",
+        };
+        f.write_str(s)
+    }
+}
+
+/// The faults in force, and the spans of those already healed.
+#[derive(Debug, Default)]
+pub struct Faults {
+    /// (namespace, unreachable address)
+    blackholes: BTreeSet<(String, String)>,
+    /// namespaces with slowed links
+    slowed: BTreeSet<String>,
+    paused: BTreeSet<i32>,
+    /// slots whose peer was killed and must be restarted
+    killed: BTreeSet<usize>,
+    /// slots whose clock is skewed
+    skewed: BTreeSet<usize>,
+    /// labels of the faults in force, with their start
+    open: Vec<(String, u64)>,
+    /// every fault's span, for the timeline
+    pub bands: Vec<Band>,
+}
+
+impl Faults {
+    /// Notes that a fault labelled `label` started now.
+    pub fn started(&mut self, rec: &Recorder, label: String) {
+        tracing_line(&label);
+        self.open.push((label, rec.now_ns()));
+    }
+
+    /// Records a fault that started at `start_ns` and is over now.
+    pub fn span(&mut self, rec: &Recorder, label: String, start_ns: u64) {
+        self.bands.push(Band {
+            start_ns,
+            end_ns: Some(rec.now_ns()),
+            label,
+        });
+    }
+
+    pub fn pause(&mut self, pid: i32) -> anyhow::Result<()> {
+        signal(Pid::from_raw(pid), Signal::SIGSTOP)?;
+        self.paused.insert(pid);
+        Ok(())
+    }
+
+    /// Undoes every fault in force: links back, processes continued, killed
+    /// peers restarted, clocks reset. Keeps going past errors, reports the first.
+    pub fn heal(&mut self, net: &Net, cluster: &mut Cluster, rec: &Recorder) -> anyhow::Result<()> {
+        let mut first: Option<anyhow::Error> = None;
+        for (ns, ip) in std::mem::take(&mut self.blackholes) {
+            if let Err(e) = net.in_ns(
+                &ns,
+                "ip",
+                &["route", "del", "blackhole", &format!("{ip}/32")],
+            ) {
+                first.get_or_insert(e);
+            }
+        }
+        for ns in std::mem::take(&mut self.slowed) {
+            if let Err(e) = slow::heal(net, &ns) {
+                first.get_or_insert(e);
+            }
+        }
+        for pid in std::mem::take(&mut self.paused) {
+            // The process may have been killed meanwhile; that is fine.
+            let _ = signal(Pid::from_raw(pid), Signal::SIGCONT);
+        }
+        for slot in std::mem::take(&mut self.skewed) {
+            if let Err(e) = clock::reset(cluster, slot) {
+                first.get_or_insert(e);
+            }
+        }
+        for slot in std::mem::take(&mut self.killed) {
+            if let Err(e) = cluster.restart(net, slot) {
+                first.get_or_insert(e);
+            }
+        }
+        let now = rec.now_ns();
+        for (label, start_ns) in std::mem::take(&mut self.open) {
+            self.bands.push(Band {
+                start_ns,
+                end_ns: Some(now),
+                label,
+            });
+        }
+        first.map_or(Ok(()), Err)
+    }
+
+    pub fn is_healed(&self) -> bool {
+        self.blackholes.is_empty()
+            && self.slowed.is_empty()
+            && self.paused.is_empty()
+            && self.killed.is_empty()
+            && self.skewed.is_empty()
+    }
+}
+
+/// Faults are logged as they start, so a run's stderr reads as its schedule.
+fn tracing_line(label: &str) {
+    eprintln!("nemesis: {label}");
+}
