@@ -7,6 +7,9 @@ ORION := $(CARGO_TARGET_DIR)/debug/orion
 
 .PHONY: dev test lint deps build jepsen
 
+# `make jepsen JEPSEN="--time-limit 120 --workload register,set --peers 5 --runs 10"`
+JEPSEN ?= --time-limit 60 --workload all
+
 # Start a local three-peer cluster (Ctrl-C stops it).
 dev: deps
 	cargo build --workspace --bins
@@ -16,9 +19,11 @@ dev: deps
 test: deps lint
 	cargo nextest run --workspace --no-fail-fast
 
-# The fault-injection tests on real processes in network namespaces (root).
+# Fault-injection runs on real processes in network namespaces (root); each run
+# leaves its history, verdicts and timeline in jepsen/results/.
 jepsen: deps
-	cargo nextest run --workspace --run-ignored only -E 'package(orion-jepsen)'
+	cargo build --workspace --bins
+	$(CARGO_TARGET_DIR)/debug/orion-jepsen $(JEPSEN)
 
 lint: deps
 	cargo fmt --all -- --check
@@ -35,3 +40,7 @@ deps:
 	fi
 	@command -v c++ >/dev/null || { apt-get update -qq && apt-get install -y -qq g++; }
 	@command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
+	@# The fault-injection runs: namespaces (iproute2), loss (nftables), clock skew (libfaketime).
+	@if ! command -v nft >/dev/null || ! command -v ip >/dev/null || ! [ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 ]; then \
+		apt-get update -qq && apt-get install -y -qq iproute2 nftables faketime; \
+	fi

@@ -242,7 +242,7 @@ impl<'a> Page<'a> {
                 self.x(band.start_ns),
                 self.x(end) - self.x(band.start_ns),
                 row * LABEL_ROW_PX,
-                Esc(&self.fault_tooltip(band)),
+                Attr(&self.fault_tooltip(band)),
                 Esc(&band.label),
                 healed,
             )?;
@@ -274,7 +274,7 @@ impl<'a> Page<'a> {
                 "<div class=\"fault\" style=\"left:{:.4}%;width:{:.4}%\" title=\"{}\"></div>",
                 self.x(band.start_ns),
                 self.x(end) - self.x(band.start_ns),
-                Esc(&self.fault_tooltip(band)),
+                Attr(&self.fault_tooltip(band)),
             )?;
         }
         for call in &self.calls {
@@ -297,7 +297,7 @@ impl<'a> Page<'a> {
                 self.x(start),
                 self.x(end) - self.x(start),
                 self.lane_of(call.process) * LANE_PX,
-                Esc(&self.call_tooltip(call)),
+                Attr(&self.call_tooltip(call)),
             )?;
         }
         writeln!(out, "</div>")
@@ -448,25 +448,41 @@ fn ns_to_s(ns: u64) -> f64 {
     ns as f64 / 1e9
 }
 
-/// Text escaped for HTML content and (double- or single-quoted) attributes.
+/// Text escaped for HTML content.
 struct Esc<'a>(&'a str);
+
+/// Text escaped for a (double- or single-quoted) HTML attribute; line breaks
+/// are kept as `&#10;`, so that every element stays on one line of the file.
+struct Attr<'a>(&'a str);
 
 impl Display for Esc<'_> {
     fn fmt(&self, out: &mut Formatter<'_>) -> fmt::Result {
-        let mut rest = self.0;
-        while let Some(at) = rest.find(['&', '<', '>', '"', '\'']) {
-            out.write_str(&rest[..at])?;
-            out.write_str(match rest.as_bytes()[at] {
-                b'&' => "&amp;",
-                b'<' => "&lt;",
-                b'>' => "&gt;",
-                b'"' => "&quot;",
-                _ => "&#39;",
-            })?;
-            rest = &rest[at + 1..];
-        }
-        out.write_str(rest)
+        escape(out, self.0, false)
     }
+}
+
+impl Display for Attr<'_> {
+    fn fmt(&self, out: &mut Formatter<'_>) -> fmt::Result {
+        escape(out, self.0, true)
+    }
+}
+
+fn escape(out: &mut Formatter<'_>, text: &str, attribute: bool) -> fmt::Result {
+    let mut rest = text;
+    while let Some(at) = rest.find(['&', '<', '>', '"', '\'', '\n']) {
+        out.write_str(&rest[..at])?;
+        out.write_str(match rest.as_bytes()[at] {
+            b'&' => "&amp;",
+            b'<' => "&lt;",
+            b'>' => "&gt;",
+            b'"' => "&quot;",
+            b'\'' => "&#39;",
+            _ if attribute => "&#10;",
+            _ => "\n",
+        })?;
+        rest = &rest[at + 1..];
+    }
+    out.write_str(rest)
 }
 
 const STYLE: &str = r#"
@@ -522,7 +538,7 @@ const SCRIPT: &str = r#"
 mod tests {
     use super::*;
     use crate::history::OpKind;
-    use crate::testkit::Builder;
+    use crate::testkit::{Builder, Rng};
 
     fn band(start_ns: u64, end_ns: Option<u64>, label: &str) -> Band {
         Band {
@@ -627,6 +643,42 @@ mod tests {
             html.contains("left:25.0000%;width:25.0000%"),
             "the fault band"
         );
+    }
+
+    #[test]
+    fn a_long_busy_run_stays_a_reasonable_size() {
+        // 30 workers for 120 s, ~15,000 ops, a fresh process id (+1000) after
+        // every indeterminate op: ~30,000 events, a few hundred processes.
+        let mut rng = Rng::new(7);
+        let mut ops = Vec::new();
+        let mut processes = BTreeSet::new();
+        for worker in 0..30u64 {
+            let (mut process, mut t) = (worker, rng.below(10_000_000));
+            while t < 120_000_000_000 {
+                processes.insert(process);
+                let invoke = Op::new(process, OpKind::Invoke, F::Write, "k3", t)
+                    .with_value(Some(rng.below(100) as i64));
+                t += 1_000_000 + rng.below(400_000_000);
+                let kind = match rng.below(100) {
+                    0..=1 => OpKind::Info,
+                    2..=9 => OpKind::Fail,
+                    _ => OpKind::Ok,
+                };
+                ops.push(invoke.clone());
+                ops.push(invoke.completed(kind, t));
+                if kind == OpKind::Info {
+                    process += 1_000;
+                }
+            }
+        }
+        ops.sort_by_key(|op| op.time_ns);
+        assert!(ops.len() > 20_000 && processes.len() > 100, "{}", ops.len());
+        let faults = [band(30_000_000_000, Some(60_000_000_000), "partition")];
+        let html = render("big", &ops, &faults, "");
+        let lanes = html.matches("<div class=\"name\">").count();
+        assert_eq!(lanes, processes.len());
+        assert!(html.contains(&format!("height:{}px", lanes * LANE_PX)));
+        assert!(html.len() < 250 * ops.len(), "{} bytes", html.len());
     }
 
     #[test]
