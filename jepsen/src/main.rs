@@ -20,7 +20,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use orion_jepsen::nemesis::Kind;
 use orion_jepsen::run::{self, Workload};
-use orion_jepsen::{history, linear, set};
+use orion_jepsen::{history, linear, set, timeline};
 
 #[derive(Parser)]
 #[command(name = "orion-jepsen", args_conflicts_with_subcommands = true)]
@@ -61,12 +61,15 @@ enum Command {
         checker: String,
         file: PathBuf,
     },
+    /// Draws a run folder's `timeline.html` again from its history and faults.
+    Timeline { dir: PathBuf },
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
     match args.command {
         Some(Command::Check { checker, file }) => check(&checker, &file),
+        Some(Command::Timeline { dir }) => redraw(&dir),
         None => test(&args),
     }
     .unwrap_or_else(|e| {
@@ -107,6 +110,23 @@ fn test(args: &Args) -> Result<ExitCode> {
             return Ok(ExitCode::from(if outcome.verdicts.unknown { 2 } else { 1 }));
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn redraw(dir: &std::path::Path) -> Result<ExitCode> {
+    let ops = history::read_jsonl(dir.join("history.jsonl"))?;
+    let faults: Vec<timeline::Band> =
+        serde_json::from_slice(&std::fs::read(dir.join("faults.json"))?)?;
+    let summary = std::fs::read(dir.join("verdict.json"))
+        .ok()
+        .and_then(|v| serde_json::from_slice::<serde_json::Value>(&v).ok())
+        .map(|v| format!("valid: {}", v["valid"]))
+        .unwrap_or_default();
+    let title = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    timeline::write(&dir.join("timeline.html"), &title, &ops, &faults, &summary)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -118,7 +118,12 @@ impl<'a> Page<'a> {
             malformed,
             processes,
             faults,
-            label_rows: label_rows(faults),
+            // A label is about 6.5 px per character: it keeps its row busy at
+            // least that far, even past a short fault's end.
+            label_rows: label_rows(
+                faults,
+                (6.5 * (end_ns - origin_ns) as f64 / width_px) as u64,
+            ),
             origin_ns,
             end_ns,
             width_px,
@@ -175,7 +180,7 @@ impl<'a> Page<'a> {
             out,
             "<p class=\"legend\"><span class=\"key b ok\"></span>ok \
              <span class=\"key b fail\"></span>failed \
-             <span class=\"key b info\"></span>indeterminate (may take effect until the end) \
+             <span class=\"key b info\"></span>indeterminate (may take effect until the end: dashed) \
              <span class=\"key b info open\"></span>never completed \
              <span class=\"key fault\"></span>fault in force \
              <span class=\"zoom\">zoom <button id=\"zout\">&minus;</button>\
@@ -282,9 +287,19 @@ impl<'a> Page<'a> {
             // Ok / Fail end at their completion; an indeterminate op may take
             // effect at any later moment.
             let end = match (call.outcome, &call.completion) {
-                (Outcome::Ok | Outcome::Fail, Some(done)) => done.time_ns.max(start),
+                (_, Some(done)) => done.time_ns.max(start),
                 _ => self.end_ns,
             };
+            if let (Outcome::Info, Some(_)) = (call.outcome, &call.completion) {
+                // A thin line from the info to the end: when it may still land.
+                writeln!(
+                    out,
+                    "<div class=\"tail\" style=\"left:{:.4}%;width:{:.4}%;top:{}px\"></div>",
+                    self.x(end),
+                    100.0 - self.x(end),
+                    self.lane_of(call.process) * LANE_PX,
+                )?;
+            }
             let class = match (call.outcome, &call.completion) {
                 (Outcome::Ok, _) => "ok",
                 (Outcome::Fail, _) => "fail",
@@ -410,7 +425,7 @@ fn pair_longest_prefix(ops: &[Op]) -> (Vec<Call>, Option<String>) {
 
 /// Gives each fault the first label row free at its start, so overlapping
 /// faults' labels are stacked instead of drawn over each other.
-fn label_rows(faults: &[Band]) -> Vec<usize> {
+fn label_rows(faults: &[Band], label_ns_per_char: u64) -> Vec<usize> {
     let mut order: Vec<usize> = (0..faults.len()).collect();
     order.sort_by_key(|&i| faults[i].start_ns);
     // end of the last band placed on each row (None = never healed)
@@ -422,10 +437,12 @@ fn label_rows(faults: &[Band]) -> Vec<usize> {
             .iter()
             .position(|end| end.is_some_and(|end| end <= band.start_ns));
         let row = free.unwrap_or(row_ends.len());
+        let label_end = band.start_ns + label_ns_per_char * (band.label.len() as u64 + 2);
+        let busy = band.end_ns.map(|e| e.max(label_end));
         if row == row_ends.len() {
-            row_ends.push(band.end_ns);
+            row_ends.push(busy);
         } else {
-            row_ends[row] = band.end_ns;
+            row_ends[row] = busy;
         }
         rows[i] = row;
     }
@@ -514,6 +531,7 @@ main { display: flex; align-items: flex-start; padding: 8px 0 24px; }
 .ok { background: #3a9a4a; }
 .fail { background: #e8718a; }
 .info { background: repeating-linear-gradient(135deg, #f0a020 0 4px, #fbe0a8 4px 8px); }
+.tail { position: absolute; height: 0; margin-top: 6px; border-top: 1px dashed rgba(200, 130, 0, 0.45); }
 .info.open { border: 1px dashed #a06000; background: repeating-linear-gradient(135deg, #f0c040 0 3px, #fff 3px 8px); }
 "#;
 
@@ -611,7 +629,7 @@ mod tests {
             band(10, Some(20), "c"),
             band(12, Some(15), "d"),
         ];
-        assert_eq!(label_rows(&faults), [0, 1, 0, 2]);
+        assert_eq!(label_rows(&faults, 0), [0, 1, 0, 2]);
         let html = render("t", &[], &faults, "");
         assert!(html.contains(">b (never healed)</div>"));
         assert!(html.contains("top:32px"), "third label row");
