@@ -24,7 +24,7 @@ use tokio::time::Instant;
 use crate::cluster::Cluster;
 use crate::history::{Op, OpKind, F};
 use crate::hosts::{Host, Net};
-use crate::register::Recorder;
+use crate::register::{change_outcome, Recorder};
 
 pub const SERVICES: [&str; 3] = ["jc0", "jc1", "jc2"];
 /// Key prefix of the driver's ops in the history.
@@ -104,18 +104,13 @@ fn manifest(run: &str, name: &str, replicas: u32) -> String {
 
 async fn apply(http: &reqwest::Client, base: &str, run: &str, name: &str, replicas: u32) -> OpKind {
     let body = serde_json::json!({"files": [{"name": format!("{name}.yaml"), "content": manifest(run, name, replicas)}]});
-    match http
-        .post(format!("{base}/v1/apply"))
-        .json(&body)
-        .send()
-        .await
-    {
-        Ok(r) if r.status().is_success() => OpKind::Ok,
-        Ok(r) if r.status().is_client_error() => OpKind::Fail,
-        Ok(_) => OpKind::Info,
-        Err(e) if e.is_connect() => OpKind::Fail,
-        Err(_) => OpKind::Info,
-    }
+    change_outcome(
+        &http
+            .post(format!("{base}/v1/apply"))
+            .json(&body)
+            .send()
+            .await,
+    )
 }
 
 /// Applies and scales services through random peers until `until`.
@@ -142,10 +137,7 @@ pub async fn driver(
             .with_value(Some(i64::from(replicas))),
         );
         let kind = apply(&http, base, &run, name, replicas).await;
-        rec.complete(&op, kind, None);
-        if kind == OpKind::Info {
-            pid += 1000;
-        }
+        rec.finish(&op, kind, &mut pid);
         tokio::time::sleep(Duration::from_millis(rand::random_range(300..1500))).await;
     }
 }

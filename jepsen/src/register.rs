@@ -61,6 +61,16 @@ impl Recorder {
         self.record(done);
     }
 
+    /// Completes a change `invoked` by process `*pid`. After an indeterminate
+    /// one the process takes a new id, as in Jepsen: the old op may still take
+    /// effect at any time, concurrently with what follows.
+    pub fn finish(&self, invoked: &Op, kind: OpKind, pid: &mut u64) {
+        self.complete(invoked, kind, None);
+        if kind == OpKind::Info {
+            *pid += 1000;
+        }
+    }
+
     pub fn history(&self) -> Vec<Op> {
         self.ops.lock().map(|o| o.clone()).unwrap_or_default()
     }
@@ -104,12 +114,23 @@ async fn write(
     if let Some(r) = expected_revision {
         body["expected_revision"] = r.into();
     }
-    match http.put(url).json(&body).send().await {
-        Ok(r) if r.status().is_success() => Answer::Ok(None),
-        Ok(r) if r.status().is_client_error() => Answer::Fail,
-        Ok(_) => Answer::Info,
-        Err(e) if e.is_connect() => Answer::Fail,
-        Err(_) => Answer::Info,
+    match change_outcome(&http.put(url).json(&body).send().await) {
+        OpKind::Ok => Answer::Ok(None),
+        OpKind::Fail => Answer::Fail,
+        _ => Answer::Info,
+    }
+}
+
+/// How a request that changes something ended: 2xx → ok; a refusal (4xx) or a
+/// connection that never opened → fail, nothing changed; a 5xx or an answer lost
+/// after sending → info, it may or may not have been applied.
+pub fn change_outcome(r: &Result<reqwest::Response, reqwest::Error>) -> OpKind {
+    match r {
+        Ok(r) if r.status().is_success() => OpKind::Ok,
+        Ok(r) if r.status().is_client_error() => OpKind::Fail,
+        Ok(_) => OpKind::Info,
+        Err(e) if e.is_connect() => OpKind::Fail,
+        Err(_) => OpKind::Info,
     }
 }
 
@@ -122,8 +143,6 @@ pub async fn process(
     until: Instant,
     rec: Arc<Recorder>,
 ) {
-    // After an indeterminate op the process gets a new id, as in Jepsen: the old
-    // op may still take effect at any time, concurrently with what follows.
     let mut pid = id;
     let mut counter: i64 = 0;
     let mut seen: Vec<Option<i64>> = vec![None; keys.len()];
@@ -153,10 +172,7 @@ pub async fn process(
                 Answer::Fail => OpKind::Fail,
                 Answer::Info => OpKind::Info,
             };
-            rec.complete(&op, kind, None);
-            if kind == OpKind::Info {
-                pid += 1000;
-            }
+            rec.finish(&op, kind, &mut pid);
         } else {
             let expected = seen[k];
             let op = rec.invoke(
@@ -175,10 +191,7 @@ pub async fn process(
                 }
                 _ => OpKind::Fail,
             };
-            rec.complete(&op, kind, None);
-            if kind == OpKind::Info {
-                pid += 1000;
-            }
+            rec.finish(&op, kind, &mut pid);
         }
         tokio::time::sleep(Duration::from_millis(rand::random_range(0..20))).await;
     }

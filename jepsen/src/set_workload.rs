@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::history::{Op, OpKind, F};
-use crate::register::Recorder;
+use crate::register::{change_outcome, Recorder};
 use crate::set::SET_KEY;
 
 const PREFIX: &str = "jepsen/set/e";
@@ -33,17 +33,8 @@ pub async fn adder(
         let op = rec.invoke(Op::new(pid, OpKind::Invoke, F::Add, SET_KEY, 0).with_value(Some(e)));
         let url = format!("{base}/v1/variables/{PREFIX}{e}");
         let body = serde_json::json!({"value": "1", "expected_revision": 0});
-        let kind = match http.put(&url).json(&body).send().await {
-            Ok(r) if r.status().is_success() => OpKind::Ok,
-            Ok(r) if r.status().is_client_error() => OpKind::Fail,
-            Ok(_) => OpKind::Info,
-            Err(e) if e.is_connect() => OpKind::Fail,
-            Err(_) => OpKind::Info,
-        };
-        rec.complete(&op, kind, None);
-        if kind == OpKind::Info {
-            pid += 1000;
-        }
+        let kind = change_outcome(&http.put(&url).json(&body).send().await);
+        rec.finish(&op, kind, &mut pid);
         tokio::time::sleep(Duration::from_millis(rand::random_range(0..10))).await;
     }
 }

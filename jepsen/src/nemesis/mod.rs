@@ -26,6 +26,8 @@ use std::str::FromStr;
 use anyhow::bail;
 use nix::sys::signal::{kill as signal, Signal};
 use nix::unistd::Pid;
+use rand::rngs::StdRng;
+use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::cluster::Cluster;
@@ -102,6 +104,17 @@ impl fmt::Display for Kind {
         };
         f.write_str(s)
     }
+}
+
+/// The leader (half the time, when one is known) or a random peer: its slot,
+/// and whether it is the leader.
+pub async fn target(cluster: &Cluster, rng: &mut StdRng) -> (usize, bool) {
+    if rng.random_bool(0.5) {
+        if let Some(slot) = cluster.leader_slot().await {
+            return (slot, true);
+        }
+    }
+    (1 + rng.random_range(0..cluster.peers.len()), false)
 }
 
 /// The faults in force, and the spans of those already healed.

@@ -3,9 +3,8 @@
 //! still leads: the classic test of leases and stale leaders.
 
 use rand::rngs::StdRng;
-use rand::Rng;
 
-use super::Faults;
+use super::{target, Faults};
 use crate::cluster::Cluster;
 use crate::register::Recorder;
 
@@ -15,20 +14,12 @@ pub async fn apply(
     rec: &Recorder,
     rng: &mut StdRng,
 ) -> anyhow::Result<()> {
-    let leader = if rng.random_bool(0.5) {
-        cluster.leader_slot().await
-    } else {
-        None
-    };
-    let slot = leader.unwrap_or_else(|| 1 + rng.random_range(0..cluster.peers.len()));
-    let Some(peer) = cluster.peer(slot) else {
-        return Ok(());
-    };
-    let Some(pid) = peer.pid() else {
+    let (slot, leader) = target(cluster, rng).await;
+    let Some((id, Some(pid))) = cluster.peer(slot).map(|p| (p.id, p.pid())) else {
         return Ok(());
     };
     faults.pause(pid)?;
-    let who = if leader.is_some() { "the leader, " } else { "" };
-    faults.started(rec, format!("pause {who}peer {} (host {slot})", peer.id));
+    let who = if leader { "the leader, " } else { "" };
+    faults.started(rec, format!("pause {who}peer {id} (host {slot})"));
     Ok(())
 }
