@@ -36,11 +36,15 @@ pub enum LeaderRequest {
 }
 
 impl LeaderRequest {
-    /// Whether sending it twice is harmless, so a lost answer can be retried.
+    /// Whether sending it twice is harmless, so a lost answer can be retried
+    /// (removing a member already removed succeeds).
     fn idempotent(&self) -> bool {
         matches!(
             self,
-            LeaderRequest::ReadIndex | LeaderRequest::Members | LeaderRequest::AddPeer { .. }
+            LeaderRequest::ReadIndex
+                | LeaderRequest::Members
+                | LeaderRequest::AddPeer { .. }
+                | LeaderRequest::RemovePeer { .. }
         )
     }
 

@@ -12,7 +12,7 @@ use orion_store::StateReader;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::apply::OrionApplier;
 use crate::command::{Command, CommandResult};
@@ -243,8 +243,11 @@ impl RaftNode {
                 })
             }
             Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q))) => {
+                // The caller gets 503; openraft has logged each unreachable
+                // peer already, so this stays out of the way (it would print the
+                // whole membership once per read during a partition).
                 Err(LeaderError::NotLeader { leader: None }).inspect_err(|_| {
-                    warn!(cause = %q, "read index: quorum not reached");
+                    debug!(cause = %q, "read index: quorum not reached");
                 })
             }
             Err(RaftError::Fatal(f)) => Err(LeaderError::Fatal(f.to_string())),
@@ -326,6 +329,14 @@ impl RaftNode {
         let metrics = self.metrics();
         let membership = metrics.membership_config.membership();
         if membership.get_node(&id).is_none() {
+            let retired = self
+                .reader
+                .with_view(|v| read::is_retired(v, id))
+                .map_err(|e| LeaderError::Fatal(e.to_string()))?;
+            // Already removed: a retry, e.g. after the old leader removed itself.
+            if retired {
+                return Ok(());
+            }
             return Err(LeaderError::Rejected(ApiError::not_found(format!(
                 "no member with id {id}"
             ))));
@@ -342,11 +353,16 @@ impl RaftNode {
             ChangeMembers::RemoveNodes(BTreeSet::from([id]))
         };
         info!(id, "removing member");
+        // Retire the id first: a leader that removes itself is no longer leader
+        // once the change commits and could not record it afterwards (found by
+        // the fault-injection runs: the call hung until the client gave up). A
+        // retired id that is still a member just waits for the removal to be
+        // retried; it could never join again anyway.
+        self.propose(Command::RetireMember { id }).await?;
         self.raft
             .change_membership(change, false)
             .await
             .map_err(write_error)?;
-        self.propose(Command::RetireMember { id }).await?;
         Ok(())
     }
 

@@ -1,6 +1,6 @@
 //! Faults, one module each, and the [`schedule`] that mixes them:
 //!
-//! - [`partition`]: blackhole routes inside the hosts' namespaces (random halves,
+//! - [`partition`]: nftables drops inside the hosts' namespaces (random halves,
 //!   the leader alone, a majority ring, a bridge, an agent alone);
 //! - [`slow`]: a rate-limited, queueing, lossy link out of a host;
 //! - [`kill`]: SIGKILL of a random peer or the leader, restarted at heal;
@@ -120,8 +120,10 @@ pub async fn target(cluster: &Cluster, rng: &mut StdRng) -> (usize, bool) {
 /// The faults in force, and the spans of those already healed.
 #[derive(Debug, Default)]
 pub struct Faults {
-    /// (namespace, unreachable address)
-    blackholes: BTreeSet<(String, String)>,
+    /// namespaces holding partition rules
+    partitioned: BTreeSet<String>,
+    /// (namespace, address it drops packets from)
+    cuts: BTreeSet<(String, String)>,
     /// namespaces with slowed links
     slowed: BTreeSet<String>,
     paused: BTreeSet<i32>,
@@ -161,12 +163,9 @@ impl Faults {
     /// peers restarted, clocks reset. Keeps going past errors, reports the first.
     pub fn heal(&mut self, net: &Net, cluster: &mut Cluster, rec: &Recorder) -> anyhow::Result<()> {
         let mut first: Option<anyhow::Error> = None;
-        for (ns, ip) in std::mem::take(&mut self.blackholes) {
-            if let Err(e) = net.in_ns(
-                &ns,
-                "ip",
-                &["route", "del", "blackhole", &format!("{ip}/32")],
-            ) {
+        self.cuts.clear();
+        for ns in std::mem::take(&mut self.partitioned) {
+            if let Err(e) = partition::heal(net, &ns) {
                 first.get_or_insert(e);
             }
         }
@@ -201,7 +200,7 @@ impl Faults {
     }
 
     pub fn is_healed(&self) -> bool {
-        self.blackholes.is_empty()
+        self.partitioned.is_empty()
             && self.slowed.is_empty()
             && self.paused.is_empty()
             && self.killed.is_empty()

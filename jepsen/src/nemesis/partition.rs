@@ -1,6 +1,7 @@
-//! Network partitions: for every cut pair of hosts, a blackhole route to the
-//! other's address inside each one's namespace, so neither can reach the other
-//! while both still reach the client namespace. Cuts need not be transitive: a
+//! Network partitions: for every cut pair of hosts, an nftables rule in each
+//! one's namespace silently dropping what arrives from the other, as a real
+//! partition does (connections hang and time out; nothing is refused), while
+//! both still reach the client namespace. Cuts need not be transitive: a
 //! bridge or a ring leaves some peers talking to two sides that cannot talk to
 //! each other.
 
@@ -12,6 +13,9 @@ use super::Faults;
 use crate::cluster::Cluster;
 use crate::hosts::{Host, Net};
 use crate::register::Recorder;
+
+/// The nftables table holding a host's cuts.
+const TABLE: &str = "jepsen_partition";
 
 /// Which partition to make.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,19 +44,41 @@ pub fn shapes(peers: usize, agents: usize) -> Vec<Shape> {
     s
 }
 
-/// Cuts every link between `a` and `b` (both directions).
+/// Cuts every link between `a` and `b`: each drops what comes from the other.
 pub fn cut(faults: &mut Faults, net: &Net, a: &Host, b: &Host) -> anyhow::Result<()> {
-    for (from, to) in [(a, b), (b, a)] {
-        let key = (from.ns.clone(), to.ip.clone());
-        if faults.blackholes.insert(key) {
+    for (at, from) in [(a, b), (b, a)] {
+        if faults.partitioned.insert(at.ns.clone()) {
+            net.in_ns(&at.ns, "nft", &["add", "table", "inet", TABLE])?;
             net.in_ns(
-                &from.ns,
-                "ip",
-                &["route", "add", "blackhole", &format!("{}/32", to.ip)],
+                &at.ns,
+                "nft",
+                &[
+                    "add",
+                    "chain",
+                    "inet",
+                    TABLE,
+                    "in",
+                    "{ type filter hook input priority 0; }",
+                ],
+            )?;
+        }
+        if faults.cuts.insert((at.ns.clone(), from.ip.clone())) {
+            net.in_ns(
+                &at.ns,
+                "nft",
+                &[
+                    "add", "rule", "inet", TABLE, "in", "ip", "saddr", &from.ip, "drop",
+                ],
             )?;
         }
     }
     Ok(())
+}
+
+/// Undoes every cut in the host of namespace `ns`.
+pub fn heal(net: &Net, ns: &str) -> anyhow::Result<()> {
+    net.in_ns(ns, "nft", &["delete", "table", "inet", TABLE])
+        .map(|_| ())
 }
 
 /// Cuts every link between the `a` side and the `b` side.
