@@ -456,3 +456,26 @@ fn timestamp() -> String {
         rem % 60
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workload_lists_parse_and_name_the_bad_entry() {
+        assert_eq!(
+            Workload::parse_list("set,register").expect("list"),
+            vec![Workload::Register, Workload::Set]
+        );
+        assert_eq!(Workload::parse_list("all").expect("all").len(), 3);
+        let e = Workload::parse_list("register,bank").expect_err("unknown");
+        assert!(e.to_string().contains("\"bank\""), "{e}");
+    }
+
+    #[test]
+    fn run_folders_are_named_by_utc_time() {
+        let t = timestamp();
+        assert_eq!(t.len(), 16, "{t}");
+        assert!(t.starts_with("20") && t.ends_with('Z') && t.as_bytes()[8] == b'T');
+    }
+}

@@ -212,3 +212,28 @@ impl Faults {
 fn tracing_line(label: &str) {
     eprintln!("nemesis: {label}");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nemesis_lists_parse_and_name_the_bad_entry() {
+        assert_eq!(Kind::parse_list("all").expect("all"), Kind::ALL.to_vec());
+        assert!(Kind::parse_list("none").expect("none").is_empty());
+        assert_eq!(
+            Kind::parse_list("kill, partition,kill").expect("list"),
+            vec![Kind::Partition, Kind::Kill]
+        );
+        assert_eq!(Kind::parse_list("netem").expect("alias"), vec![Kind::Slow]);
+        let e = Kind::parse_list("partition,flood").expect_err("unknown");
+        assert!(e.to_string().contains("\"flood\""), "{e}");
+    }
+
+    #[test]
+    fn ring_partitions_need_five_peers() {
+        assert!(!partition::shapes(3, 0).contains(&partition::Shape::Ring));
+        assert!(partition::shapes(5, 0).contains(&partition::Shape::Ring));
+        assert!(partition::shapes(3, 2).contains(&partition::Shape::Agent));
+    }
+}
