@@ -197,6 +197,36 @@ impl Verdicts {
     }
 }
 
+impl Verdicts {
+    /// What shows each anomaly: the explanation and shortest failing window of
+    /// the register history, and the set's lost or unexpected elements. Empty
+    /// when there is none.
+    pub fn details(&self) -> String {
+        let mut out = String::new();
+        if let Some(r) = &self.register {
+            for (key, k) in &r.keys {
+                if let linear::Verdict::NotLinearizable { window, .. } = &k.verdict {
+                    out.push_str(&format!(
+                        "register key {key}: {}\nshortest window of history that shows it:\n",
+                        k.explanation.as_deref().unwrap_or("not linearizable")
+                    ));
+                    for op in window {
+                        out.push_str(&serde_json::to_string(op).unwrap_or_default());
+                        out.push('\n');
+                    }
+                }
+            }
+        }
+        if let Some(s) = self.set.as_ref().filter(|s| !s.valid) {
+            out.push_str(&format!(
+                "set: lost {:?}; unexpected {:?}\n",
+                s.lost, s.unexpected
+            ));
+        }
+        out
+    }
+}
+
 fn verdict_word(v: &linear::Verdict) -> &'static str {
     match v {
         linear::Verdict::Linearizable => "linearizable",
@@ -257,6 +287,7 @@ pub fn run(opts: &Options) -> anyhow::Result<Outcome> {
     copy_logs(work.path(), &out);
     let verdicts = result?;
     eprintln!("{}", verdicts.summary());
+    eprint!("{}", verdicts.details());
     Ok(Outcome { dir: out, verdicts })
 }
 

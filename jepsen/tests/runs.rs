@@ -21,8 +21,9 @@ fn a_short_run_with_every_workload_and_every_nemesis_finds_nothing() {
     let v = &outcome.verdicts;
     assert!(
         v.valid,
-        "{} (details in {})",
+        "{}\n{}(everything in {})",
         v.summary(),
+        v.details(),
         outcome.dir.display()
     );
     assert!(v.faults > 0, "no fault was injected");
