@@ -10,6 +10,7 @@
 //! Exit status: 0 valid, 1 an anomaly was found, 2 the linearizability search
 //! gave up (nothing proven), 3 usage error or the run itself broke.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -126,7 +127,12 @@ fn redraw(dir: &std::path::Path) -> Result<ExitCode> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    timeline::write(&dir.join("timeline.html"), &title, &ops, &faults, &summary)?;
+    let names: BTreeMap<u64, String> = std::fs::read(dir.join("processes.json"))
+        .ok()
+        .and_then(|v| serde_json::from_slice(&v).ok())
+        .unwrap_or_default();
+    let page = dir.join("timeline.html");
+    timeline::write_named(&page, &title, &ops, &faults, &summary, &names)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -3,11 +3,13 @@
 //! results folder `<results>/<timestamp>-<label>/`:
 //!
 //! - `history.jsonl`: every event of every workload;
-//! - `faults.json`: every fault with its time span;
+//! - `faults.json`: every fault with its time span; `processes.json`: what each
+//!   client process is;
 //! - `verdict.json`: each checker's report and the overall verdict;
 //! - `timeline.html`: operations and faults on one time axis;
 //! - `peer-<slot>.log`, `agent-<host>.log`: the processes' logs.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -279,7 +281,13 @@ pub fn run(opts: &Options) -> anyhow::Result<Outcome> {
             };
             convergence::kill_replicas(&net.run);
             let ops = rec.history();
-            save(&outdir, &ops, &faults.bands, v.as_ref().ok())?;
+            save(
+                &outdir,
+                &ops,
+                &faults.bands,
+                &lane_names(&o),
+                v.as_ref().ok(),
+            )?;
             v
         })
     });
@@ -429,14 +437,41 @@ async fn body(
     })
 }
 
+/// What each client process is, by id modulo 1000 (ids grow by 1000 after an
+/// indeterminate op), for the timeline's lanes.
+fn lane_names(o: &Options) -> BTreeMap<u64, String> {
+    let mut names = BTreeMap::new();
+    if o.workloads.contains(&Workload::Register) {
+        for id in 0..2 * o.peers as u64 {
+            names.insert(id, format!("register → host {}", 1 + id % o.peers as u64));
+        }
+    }
+    if o.workloads.contains(&Workload::Set) {
+        for i in 0..o.peers as u64 {
+            names.insert(100 + i, format!("set → host {}", i + 1));
+        }
+        names.insert(999, "set final read".to_string());
+    }
+    if o.workloads.contains(&Workload::Convergence) {
+        names.insert(500, "apply → any host".to_string());
+        names.insert(499, "final apply".to_string());
+    }
+    names
+}
+
 fn save(
     out: &Path,
     ops: &[Op],
     faults: &[Band],
+    names: &BTreeMap<u64, String>,
     verdicts: Option<&Verdicts>,
 ) -> anyhow::Result<()> {
     history::write_jsonl(out.join("history.jsonl"), ops)?;
     std::fs::write(out.join("faults.json"), serde_json::to_vec_pretty(faults)?)?;
+    std::fs::write(
+        out.join("processes.json"),
+        serde_json::to_vec_pretty(names)?,
+    )?;
     let summary = match verdicts {
         Some(v) => {
             std::fs::write(out.join("verdict.json"), serde_json::to_vec_pretty(v)?)?;
@@ -448,7 +483,14 @@ fn save(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    timeline::write(&out.join("timeline.html"), &title, ops, faults, &summary)
+    timeline::write_named(
+        &out.join("timeline.html"),
+        &title,
+        ops,
+        faults,
+        &summary,
+        names,
+    )
 }
 
 fn copy_logs(work: &Path, out: &Path) {

@@ -13,7 +13,7 @@
 //! buttons zoom it. Times are shown relative to the earliest recorded instant
 //! (an event or a fault start), on the recorder's clock.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::{self, Display, Formatter, Write as _};
 use std::path::Path;
 
@@ -40,7 +40,22 @@ pub struct Band {
 /// A malformed history (see [`pair`]) is drawn up to the event that makes it
 /// malformed, with the error in the header.
 pub fn render(title: &str, ops: &[Op], faults: &[Band], verdict_summary: &str) -> String {
-    Page::new(title, ops, faults, verdict_summary).to_string()
+    render_named(title, ops, faults, verdict_summary, &BTreeMap::new())
+}
+
+/// [`render`] with a name for each lane: `names` maps a process id modulo 1000
+/// (a client keeps its name when it takes a new id after an indeterminate op)
+/// to what the client is, e.g. "register → host 2".
+pub fn render_named(
+    title: &str,
+    ops: &[Op],
+    faults: &[Band],
+    verdict_summary: &str,
+    names: &BTreeMap<u64, String>,
+) -> String {
+    let mut page = Page::new(title, ops, faults, verdict_summary);
+    page.names = names;
+    page.to_string()
 }
 
 /// [`render`]s the page and writes it to `path`, replacing the file.
@@ -51,9 +66,24 @@ pub fn write(
     faults: &[Band],
     verdict_summary: &str,
 ) -> Result<()> {
-    std::fs::write(path, render(title, ops, faults, verdict_summary))
-        .with_context(|| format!("writing the timeline {}", path.display()))
+    write_named(path, title, ops, faults, verdict_summary, &BTreeMap::new())
 }
+
+/// [`render_named`]s the page and writes it to `path`, replacing the file.
+pub fn write_named(
+    path: &Path,
+    title: &str,
+    ops: &[Op],
+    faults: &[Band],
+    verdict_summary: &str,
+    names: &BTreeMap<u64, String>,
+) -> Result<()> {
+    let html = render_named(title, ops, faults, verdict_summary, names);
+    std::fs::write(path, html).with_context(|| format!("writing the timeline {}", path.display()))
+}
+
+/// No lane names.
+static NO_NAMES: BTreeMap<u64, String> = BTreeMap::new();
 
 /// Pixels per second of the time axis at zoom 1, before clamping the width.
 const PX_PER_S: f64 = 40.0;
@@ -84,6 +114,8 @@ struct Page<'a> {
     origin_ns: u64,
     end_ns: u64,
     width_px: f64,
+    /// Lane names by process id modulo 1000 (see [`render_named`]).
+    names: &'a BTreeMap<u64, String>,
 }
 
 impl<'a> Page<'a> {
@@ -127,6 +159,7 @@ impl<'a> Page<'a> {
             origin_ns,
             end_ns,
             width_px,
+            names: &NO_NAMES,
         }
     }
 
@@ -201,7 +234,15 @@ impl<'a> Page<'a> {
             self.processes.len() * LANE_PX
         )?;
         for process in &self.processes {
-            writeln!(out, "<div class=\"name\">{process}</div>")?;
+            match self.names.get(&(process % 1000)) {
+                Some(name) => writeln!(
+                    out,
+                    "<div class=\"name\" title=\"{}\">{process} {}</div>",
+                    Attr(name),
+                    Esc(name)
+                )?,
+                None => writeln!(out, "<div class=\"name\">{process}</div>")?,
+            }
         }
         writeln!(out, "</div>")
     }
@@ -513,7 +554,7 @@ h1 { font-size: 18px; margin: 0 0 4px; }
 .legend .key:first-child { margin-left: 0; }
 .zoom { margin-left: 24px; }
 main { display: flex; align-items: flex-start; padding: 8px 0 24px; }
-.names { flex: none; width: 64px; font: 10px/14px monospace; text-align: right; padding-right: 4px; color: #555; }
+.names { flex: none; width: 150px; font: 10px/14px monospace; text-align: right; padding-right: 4px; color: #555; }
 .name { height: 14px; white-space: nowrap; overflow: hidden; }
 .scroll { flex: 1; overflow-x: auto; }
 .chart { position: relative; }
@@ -704,6 +745,20 @@ mod tests {
         let html = render("nothing", &[], &[], "");
         assert!(html.contains("0 operations"));
         assert!(html.ends_with("</html>\n"));
+    }
+
+    #[test]
+    fn lanes_carry_their_clients_names_across_new_ids() {
+        let mut h = Builder::new();
+        h.write(1, "x", 1).info(1);
+        h.read(1001, "x").ok_read(1001, Some(1));
+        let names = BTreeMap::from([(1, "register → host <2>".to_string())]);
+        let html = render_named("t", &h.ops, &[], "", &names);
+        assert!(
+            html.contains(">1 register → host &lt;2&gt;</div>"),
+            "{html}"
+        );
+        assert!(html.contains(">1001 register → host &lt;2&gt;</div>"));
     }
 
     #[test]
