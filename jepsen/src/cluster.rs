@@ -133,6 +133,27 @@ where
     }
 }
 
+/// Sends the request made by `req` until it succeeds; a 503 (no leader within
+/// the peer's hold time) is retried for up to 30 s, anything else fails, naming
+/// `what` and the answer.
+async fn retry_unavailable(
+    what: &str,
+    req: impl Fn() -> reqwest::RequestBuilder,
+) -> anyhow::Result<reqwest::Response> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = req().send().await.with_context(|| what.to_string())?;
+        let status = r.status();
+        if status.is_success() {
+            return Ok(r);
+        }
+        if status != reqwest::StatusCode::SERVICE_UNAVAILABLE || Instant::now() > deadline {
+            bail!("{what}: {status} {}", r.text().await.unwrap_or_default());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 impl Cluster {
     /// Starts a peer on each of the first `n` hosts of `net`, data and logs under
     /// `dir`, each with `config_toml` as its config file (flags set the addresses
@@ -235,15 +256,13 @@ impl Cluster {
         .await
     }
 
+    /// Mints a join token through `url`. A 503 (no leader within the peer's
+    /// hold time, as during an election) is retried for up to 30 s.
     pub async fn mint(&self, role: &str, url: &str) -> anyhow::Result<String> {
         let body = serde_json::json!({"role": role, "ttl_seconds": 600});
-        let v: serde_json::Value = self
-            .http
-            .post(format!("{url}/v1/tokens"))
-            .json(&body)
-            .send()
+        let req = || self.http.post(format!("{url}/v1/tokens")).json(&body);
+        let v: serde_json::Value = retry_unavailable("minting a join token", req)
             .await?
-            .error_for_status()?
             .json()
             .await?;
         v["token"]
@@ -331,18 +350,8 @@ impl Cluster {
     pub async fn remove(&mut self, slot: usize, via: usize) -> anyhow::Result<u64> {
         let id = self.peer(slot).context("no such slot")?.id;
         let url = self.peer(via).context("no such slot")?.url();
-        let r = self
-            .http
-            .delete(format!("{url}/v1/cluster/members/{id}"))
-            .send()
-            .await?;
-        if !r.status().is_success() {
-            let status = r.status();
-            bail!(
-                "removing peer {id} through slot {via}: {status} {}",
-                r.text().await.unwrap_or_default()
-            );
-        }
+        let req = || self.http.delete(format!("{url}/v1/cluster/members/{id}"));
+        retry_unavailable(&format!("removing peer {id} through slot {via}"), req).await?;
         self.kill(slot);
         let p = self.peer_mut(slot)?;
         let gone = p.data.with_extension(format!("removed-{id}"));
