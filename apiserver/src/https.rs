@@ -52,20 +52,9 @@ pub async fn serve(
         let Ok(permit) = permits.clone().acquire_owned().await else {
             break;
         };
-        let accepted = tokio::select! {
-            () = shutdown.cancelled() => break,
-            a = listener.accept() => a,
+        let Some((tcp, remote)) = orion_raft::tls::accept(&listener, &shutdown, "API").await else {
+            break;
         };
-        let (tcp, remote) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                // Out of file descriptors and the like: back off, keep serving.
-                debug!(cause = %e, "API accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let app = app.clone();
         let shutdown = shutdown.clone();

@@ -225,7 +225,8 @@ impl Cluster {
     /// same leader. A peer that still thinks it is a learner would not stand for
     /// election, so faults start only after this.
     pub async fn settled(&self, timeout: Duration) -> anyhow::Result<u64> {
-        let ids: Vec<u64> = self.peers.iter().map(|p| p.id).collect();
+        let mut ids: Vec<u64> = self.peers.iter().map(|p| p.id).collect();
+        ids.sort_unstable();
         self.wait_for(
             "every peer to see every voter and one leader",
             timeout,
@@ -241,9 +242,7 @@ impl Cluster {
                             .filter_map(serde_json::Value::as_u64)
                             .collect();
                         voters.sort_unstable();
-                        let mut want = ids.clone();
-                        want.sort_unstable();
-                        if voters != want {
+                        if voters != ids {
                             return None;
                         }
                         leaders.push(s["leader"].as_u64()?);

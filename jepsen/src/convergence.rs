@@ -31,6 +31,9 @@ pub const SERVICES: [&str; 3] = ["jc0", "jc1", "jc2"];
 pub const KEY_PREFIX: &str = "service/";
 /// How long the fleet may take to converge after the final apply.
 pub const BOUND: Duration = Duration::from_secs(60);
+/// Process ids of the driver and of the final apply.
+pub const DRIVER: u64 = 500;
+pub const FINAL_APPLIER: u64 = 499;
 
 /// The agents of a run; killed on drop (their replicas are killed by
 /// [`kill_replicas`]).
@@ -121,7 +124,7 @@ pub async fn driver(
     until: Instant,
     rec: Arc<Recorder>,
 ) {
-    let mut pid = 500;
+    let mut pid = DRIVER;
     while Instant::now() < until {
         let name = SERVICES[rand::random_range(0..SERVICES.len())];
         let replicas: u32 = rand::random_range(0..5);
@@ -157,7 +160,7 @@ pub async fn final_apply(
         loop {
             let op = rec.invoke(
                 Op::new(
-                    499,
+                    FINAL_APPLIER,
                     OpKind::Invoke,
                     F::Write,
                     format!("{KEY_PREFIX}{name}"),

@@ -32,7 +32,7 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// Creates `hosts` host namespaces and runs `f` on a thread inside the client
 /// namespace; everything is torn down when it returns, also on panic. On failure
-/// the error carries the tail of each peer's log in `dir` (`peer-<i>.log`).
+/// the error carries the tail of every log in `dir` (peers' and agents').
 pub fn in_namespaces<T: Send + 'static>(
     hosts: usize,
     dir: &Path,
@@ -52,12 +52,20 @@ pub fn in_namespaces<T: Send + 'static>(
     match outcome {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "log"))
+                .collect();
+            files.sort();
             let mut logs = String::new();
-            for i in 1..=hosts {
-                let text =
-                    std::fs::read_to_string(dir.join(format!("peer-{i}.log"))).unwrap_or_default();
+            for f in files {
+                let text = std::fs::read_to_string(&f).unwrap_or_default();
                 let tail: Vec<&str> = text.lines().rev().take(15).collect();
-                logs.push_str(&format!("\n--- peer {i} ---\n"));
+                let name = f.file_name().unwrap_or_default().to_string_lossy();
+                logs.push_str(&format!("\n--- {name} ---\n"));
                 logs.push_str(&tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
             }
             Err(e.context(logs))

@@ -40,6 +40,10 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+/// After an indeterminate op a client goes on under its id plus this, so ids
+/// below it name the client (see [`crate::register::Recorder::finish`]).
+pub const NEW_ID_STRIDE: u64 = 1000;
+
 /// What an event says about its operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

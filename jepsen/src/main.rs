@@ -13,8 +13,6 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -83,18 +81,11 @@ fn test(args: &Args) -> Result<ExitCode> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     // Ctrl-C stops the run, which then tears down its processes and namespaces;
     // a second Ctrl-C exits at once.
-    let stop = Arc::new(AtomicBool::new(false));
+    let mut opts = run::Options::new();
+    let stop = opts.stop.clone();
     signal_hook::flag::register_conditional_shutdown(signal_hook::consts::SIGINT, 1, stop.clone())?;
     signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
-    signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
-    std::thread::spawn(move || loop {
-        if stop.load(Ordering::Relaxed) {
-            run::INTERRUPTED.store(true, Ordering::Relaxed);
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    });
-    let mut opts = run::Options::new();
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, stop)?;
     opts.workloads = Workload::parse_list(&args.workload)?;
     opts.nemesis = Kind::parse_list(&args.nemesis)?;
     opts.time_limit = Duration::from_secs(args.time_limit);

@@ -15,7 +15,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::history::{Op, OpKind, F};
+use crate::history::{Op, OpKind, F, NEW_ID_STRIDE};
+
+/// Register clients per peer; client `i` talks to peer `i % peers`.
+pub const CLIENTS_PER_PEER: u64 = 2;
 
 /// Collects events from every process with one clock.
 pub struct Recorder {
@@ -67,7 +70,7 @@ impl Recorder {
     pub fn finish(&self, invoked: &Op, kind: OpKind, pid: &mut u64) {
         self.complete(invoked, kind, None);
         if kind == OpKind::Info {
-            *pid += 1000;
+            *pid += NEW_ID_STRIDE;
         }
     }
 

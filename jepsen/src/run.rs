@@ -33,9 +33,6 @@ use crate::set::{self, SetReport};
 use crate::set_workload;
 use crate::timeline::{self, Band};
 
-/// Set by a Ctrl-C handler: the run stops, tears everything down and fails.
-pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Workload {
@@ -87,6 +84,9 @@ pub struct Options {
     pub stale_reads: bool,
     /// The folder that receives one folder per run.
     pub results: PathBuf,
+    /// Set (by a signal handler) to stop the run: it tears everything down and
+    /// fails.
+    pub stop: Arc<AtomicBool>,
 }
 
 impl Options {
@@ -101,6 +101,7 @@ impl Options {
             seed: rand::random(),
             stale_reads: false,
             results: Path::new(env!("CARGO_MANIFEST_DIR")).join("results"),
+            stop: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -271,7 +272,7 @@ pub fn run(opts: &Options) -> anyhow::Result<Outcome> {
             let rec = Arc::new(Recorder::default());
             let mut faults = Faults::default();
             let interrupted = async {
-                while !INTERRUPTED.load(Ordering::Relaxed) {
+                while !o.stop.load(Ordering::Relaxed) {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             };
@@ -325,7 +326,7 @@ async fn body(
     let new_client = |secs| client(&ca, &token, Duration::from_secs(secs));
     if o.workloads.contains(&Workload::Register) {
         let keys: Vec<String> = REGISTER_KEYS.iter().map(|k| k.to_string()).collect();
-        for id in 0..(2 * o.peers) as u64 {
+        for id in 0..register::CLIENTS_PER_PEER * o.peers as u64 {
             let base = urls[id as usize % urls.len()].clone();
             tasks.push(tokio::spawn(register::process(
                 id,
@@ -340,7 +341,7 @@ async fn body(
     if o.workloads.contains(&Workload::Set) {
         for (i, base) in urls.iter().enumerate() {
             tasks.push(tokio::spawn(set_workload::adder(
-                100 + i as u64,
+                set_workload::FIRST_ADDER + i as u64,
                 new_client(2)?,
                 base.clone(),
                 until,
@@ -437,24 +438,27 @@ async fn body(
     })
 }
 
-/// What each client process is, by id modulo 1000 (ids grow by 1000 after an
-/// indeterminate op), for the timeline's lanes.
+/// What each client process is, by id modulo [`history::NEW_ID_STRIDE`], for
+/// the timeline's lanes.
 fn lane_names(o: &Options) -> BTreeMap<u64, String> {
     let mut names = BTreeMap::new();
     if o.workloads.contains(&Workload::Register) {
-        for id in 0..2 * o.peers as u64 {
+        for id in 0..register::CLIENTS_PER_PEER * o.peers as u64 {
             names.insert(id, format!("register → host {}", 1 + id % o.peers as u64));
         }
     }
     if o.workloads.contains(&Workload::Set) {
         for i in 0..o.peers as u64 {
-            names.insert(100 + i, format!("set → host {}", i + 1));
+            names.insert(
+                set_workload::FIRST_ADDER + i,
+                format!("set → host {}", i + 1),
+            );
         }
-        names.insert(999, "set final read".to_string());
+        names.insert(set_workload::FINAL_READER, "set final read".to_string());
     }
     if o.workloads.contains(&Workload::Convergence) {
-        names.insert(500, "apply → any host".to_string());
-        names.insert(499, "final apply".to_string());
+        names.insert(convergence::DRIVER, "apply → any host".to_string());
+        names.insert(convergence::FINAL_APPLIER, "final apply".to_string());
     }
     names
 }

@@ -16,6 +16,10 @@ use crate::register::{change_outcome, Recorder};
 use crate::set::SET_KEY;
 
 const PREFIX: &str = "jepsen/set/e";
+/// Process id of the adder of peer 1; the adder of peer `i` is `FIRST_ADDER + i - 1`.
+pub const FIRST_ADDER: u64 = 100;
+/// Process id of the final read.
+pub const FINAL_READER: u64 = 999;
 
 /// One adder process until `until`; elements are `id * 1_000_000 + n`.
 pub async fn adder(
@@ -47,7 +51,7 @@ pub async fn final_read(
     deadline: Instant,
 ) -> anyhow::Result<()> {
     loop {
-        let op = rec.invoke(Op::new(999_999, OpKind::Invoke, F::Read, SET_KEY, 0));
+        let op = rec.invoke(Op::new(FINAL_READER, OpKind::Invoke, F::Read, SET_KEY, 0));
         match list(http, base).await {
             Ok(values) => {
                 rec.record(op.completed(OpKind::Ok, rec.now_ns()).with_values(values));

@@ -20,7 +20,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::history::{pair, Call, Op, Outcome, F};
+use crate::history::{pair, Call, Op, Outcome, F, NEW_ID_STRIDE};
 
 /// A fault as it was in force: from `start_ns` to `end_ns` (None = never healed), on the recorder's clock.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -43,9 +43,9 @@ pub fn render(title: &str, ops: &[Op], faults: &[Band], verdict_summary: &str) -
     render_named(title, ops, faults, verdict_summary, &BTreeMap::new())
 }
 
-/// [`render`] with a name for each lane: `names` maps a process id modulo 1000
-/// (a client keeps its name when it takes a new id after an indeterminate op)
-/// to what the client is, e.g. "register → host 2".
+/// [`render`] with a name for each lane: `names` maps a process id modulo
+/// [`NEW_ID_STRIDE`] (a client keeps its name when it takes a new id after an
+/// indeterminate op) to what the client is, e.g. "register → host 2".
 pub fn render_named(
     title: &str,
     ops: &[Op],
@@ -114,7 +114,7 @@ struct Page<'a> {
     origin_ns: u64,
     end_ns: u64,
     width_px: f64,
-    /// Lane names by process id modulo 1000 (see [`render_named`]).
+    /// Lane names by process id modulo [`NEW_ID_STRIDE`] (see [`render_named`]).
     names: &'a BTreeMap<u64, String>,
 }
 
@@ -234,7 +234,7 @@ impl<'a> Page<'a> {
             self.processes.len() * LANE_PX
         )?;
         for process in &self.processes {
-            match self.names.get(&(process % 1000)) {
+            match self.names.get(&(process % NEW_ID_STRIDE)) {
                 Some(name) => writeln!(
                     out,
                     "<div class=\"name\" title=\"{}\">{process} {}</div>",

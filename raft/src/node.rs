@@ -288,11 +288,7 @@ impl RaftNode {
                 return Ok(());
             }
         } else {
-            let retired = self
-                .reader
-                .with_view(|v| read::is_retired(v, peer.id))
-                .map_err(|e| LeaderError::Fatal(e.to_string()))?;
-            if retired {
+            if self.is_retired(peer.id)? {
                 return Err(LeaderError::Rejected(ApiError::conflict(
                     format!(
                         "member id {} belonged to a removed peer; ids are never reused",
@@ -329,12 +325,8 @@ impl RaftNode {
         let metrics = self.metrics();
         let membership = metrics.membership_config.membership();
         if membership.get_node(&id).is_none() {
-            let retired = self
-                .reader
-                .with_view(|v| read::is_retired(v, id))
-                .map_err(|e| LeaderError::Fatal(e.to_string()))?;
             // Already removed: a retry, e.g. after the old leader removed itself.
-            if retired {
+            if self.is_retired(id)? {
                 return Ok(());
             }
             return Err(LeaderError::Rejected(ApiError::not_found(format!(
@@ -364,6 +356,13 @@ impl RaftNode {
             .await
             .map_err(write_error)?;
         Ok(())
+    }
+
+    /// Whether `id` belonged to a removed peer (ids are never reused).
+    fn is_retired(&self, id: NodeId) -> std::result::Result<bool, LeaderError> {
+        self.reader
+            .with_view(|v| read::is_retired(v, id))
+            .map_err(|e| LeaderError::Fatal(e.to_string()))
     }
 
     /// The members as this peer sees them; lag figures only on the leader.

@@ -26,6 +26,36 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Handshakes in progress at once; more wait in the kernel's accept queue.
 const MAX_HANDSHAKES: usize = 64;
 
+/// The next TCP connection on `listener` (with Nagle off), or `None` once
+/// `shutdown` is cancelled. A failed accept (out of file descriptors and the
+/// like) is logged at debug level as `what` and retried after a short pause: it
+/// never stops the listener.
+pub async fn accept(
+    listener: &TcpListener,
+    shutdown: &CancellationToken,
+    what: &str,
+) -> Option<(TcpStream, std::net::SocketAddr)> {
+    loop {
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => return None,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((tcp, addr)) => {
+                let _ = tcp.set_nodelay(true);
+                return Some((tcp, addr));
+            }
+            Err(e) => {
+                debug!(cause = %e, "{what} accept failed");
+                tokio::select! {
+                    () = shutdown.cancelled() => return None,
+                    () = tokio::time::sleep(Duration::from_millis(50)) => {}
+                }
+            }
+        }
+    }
+}
+
 /// Accepts TCP connections and yields those that complete the TLS handshake. A
 /// client that sends garbage, plain HTTP or no certificate is dropped and logged at
 /// debug level; it never stops the listener.
@@ -38,23 +68,10 @@ pub fn incoming(
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
     tokio::spawn(async move {
-        loop {
-            let accepted = tokio::select! {
-                () = shutdown.cancelled() => return,
-                a = listener.accept() => a,
-            };
-            let (tcp, addr) = match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    debug!(cause = %e, "peer accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
+        while let Some((tcp, addr)) = accept(&listener, &shutdown, "peer").await {
             let Ok(permit) = permits.clone().acquire_owned().await else {
                 return;
             };
-            let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
             let tx = tx.clone();
             tokio::spawn(async move {

@@ -28,7 +28,7 @@ pub async fn apply(
     let old = cluster.remove(slot, via).await?;
     let new = cluster.add_fresh(net, slot, via).await?;
     let label = format!("replace peer {old} by fresh peer {new} (host {slot})");
-    eprintln!("nemesis: {label}");
+    super::log(&label);
     let settled = cluster.settled(Duration::from_secs(60)).await;
     faults.span(rec, label, start);
     settled.map(|_| ())

@@ -140,7 +140,7 @@ pub struct Faults {
 impl Faults {
     /// Notes that a fault labelled `label` started now.
     pub fn started(&mut self, rec: &Recorder, label: String) {
-        tracing_line(&label);
+        log(&label);
         self.open.push((label, rec.now_ns()));
     }
 
@@ -209,7 +209,7 @@ impl Faults {
 }
 
 /// Faults are logged as they start, so a run's stderr reads as its schedule.
-fn tracing_line(label: &str) {
+fn log(label: &str) {
     eprintln!("nemesis: {label}");
 }
 
