@@ -183,6 +183,10 @@ pub fn router(cluster: ClusterRef, max_body_bytes: usize) -> Router {
             crate::auth::enforce,
         ))
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            max_body_bytes,
+            error::refuse_oversized,
+        ))
         .with_state(cluster)
 }
 
