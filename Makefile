@@ -1,11 +1,11 @@
 # Orion: the two quick-start commands are `make dev` and `make test`.
-# Both install what the build needs on Debian (libclang for RocksDB's bindings).
+# Both first install what the build and the tests need on Debian (`make deps`).
 
 CARGO_TARGET_DIR ?= /var/tmp/orion-target
 export CARGO_TARGET_DIR
 ORION := $(CARGO_TARGET_DIR)/debug/orion
 
-.PHONY: dev test lint deps build jepsen
+.PHONY: dev test lint deps build jepsen install
 
 # `make jepsen JEPSEN="--time-limit 120 --workload register,set --peers 5 --runs 10"`
 JEPSEN ?= --time-limit 60 --workload all
@@ -32,15 +32,17 @@ lint: deps
 build: deps
 	cargo build --workspace
 
-# RocksDB's Rust bindings are generated with libclang; a C++ compiler builds RocksDB.
+# A release build of the one binary, installed where deploy/orion-server.service
+# expects it.
+PREFIX ?= /usr/local
+install: deps
+	cargo build --release --bin orion
+	install -D -m 0755 $(CARGO_TARGET_DIR)/release/orion $(DESTDIR)$(PREFIX)/bin/orion
+	@echo "installed $(DESTDIR)$(PREFIX)/bin/orion"
+
+# Everything the build and the tests use beyond Rust is listed, with the real file each
+# must provide, in scripts/deps.txt; deps.sh installs what is missing (Debian), and
+# check-fresh.sh proves the list covers every program the code starts.
 deps:
-	@if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 && ! ls /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1; then \
-		echo "installing libclang-dev (needed to build RocksDB's bindings)"; \
-		apt-get update -qq && apt-get install -y -qq libclang-dev clang; \
-	fi
-	@command -v c++ >/dev/null || { apt-get update -qq && apt-get install -y -qq g++; }
-	@command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
-	@# The fault-injection runs: namespaces (iproute2), loss (nftables), clock skew (libfaketime).
-	@if ! command -v nft >/dev/null || ! command -v ip >/dev/null || ! [ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 ]; then \
-		apt-get update -qq && apt-get install -y -qq iproute2 nftables faketime; \
-	fi
+	@scripts/deps.sh
+	@scripts/check-fresh.sh
