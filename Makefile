@@ -26,6 +26,7 @@ jepsen: deps
 	$(CARGO_TARGET_DIR)/debug/orion-jepsen $(JEPSEN)
 
 lint: deps
+	scripts/check-architecture.sh
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
