@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use openraft::storage::RaftStateMachine;
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, RaftSnapshotBuilder};
-use orion_api::spec::{parse_documents, Resource, Resources};
+use orion_api::spec::{parse_documents, Resource, Resources, ServiceSpec};
 use orion_api::{EventCursor, EventKind, ReplicaObject, WatchStart};
 use orion_raft::apply::{OrionApplier, EVENT_WINDOW};
 use orion_raft::command::Applied;
@@ -277,10 +277,18 @@ async fn the_window_counts_events_not_writes() {
     let dir = tempfile::tempdir().expect("dir");
     let mut store = open(&dir);
     // Writes of 100 events each: 101 of them overflow the window by 100 events.
-    let names: Vec<String> = (0..100).map(|i| format!("s{i}")).collect();
+    let specs: Vec<Resource> = (0..100).map(|i| service(&format!("s{i}"), 0)).collect();
     let cmds: Vec<Command> = (0..101u32)
         .map(|round| Command::ApplyResources {
-            resources: names.iter().map(|n| service(n, round)).collect(),
+            resources: specs
+                .iter()
+                .map(|r| match r {
+                    Resource::Service(spec) => Resource::Service(ServiceSpec {
+                        replicas: round,
+                        ..spec.clone()
+                    }),
+                })
+                .collect(),
         })
         .collect();
     apply_all(&mut store, &cmds, 1).await;
