@@ -468,14 +468,27 @@ async fn a_watch_from_before_the_window_is_told_to_relist_and_the_cli_lists_agai
     let follower = c.follower().await;
     // 101 writes of 100 events each push the first events out of the 10,000 window.
     let names: Vec<String> = (0..100).map(|i| format!("w{i}")).collect();
+    let mut last = 0;
     for round in 0..101 {
         let docs: Vec<String> = names
             .iter()
             .map(|n| service_yaml(n, 0, &round.to_string()))
             .collect();
-        apply(&c, 1 + round % 3, &docs)
+        last = apply(&c, 1 + round % 3, &docs)
             .await
             .expect("apply of 100 services");
+    }
+    // Every peer's window has moved (each compacts as it applies).
+    for id in c.running() {
+        c.wait_for(
+            &format!("peer {id} to apply revision {last}"),
+            WAIT,
+            || async {
+                let s = c.status(id).await?;
+                (s.last_applied >= last).then_some(())
+            },
+        )
+        .await;
     }
     let http = stream_client(&c);
     for (from, header) in [(Some("1"), None), (Some("2.0"), None), (None, Some("1.0"))] {
