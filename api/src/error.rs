@@ -14,8 +14,10 @@ pub enum ErrorCode {
     Conflict,
     /// The method is not allowed on this route. 405.
     MethodNotAllowed,
-    /// A watch asked for a revision that has left the event window. 410.
-    Compacted,
+    /// A watch asked to resume from a position that has left the event window: the
+    /// client must list again and watch from the list's revision (Kubernetes'
+    /// "410 Gone"). 410.
+    RelistRequired,
     /// The body is over the size limit. 413.
     PayloadTooLarge,
     /// No credentials, or credentials that are expired, revoked or badly signed. 401.
@@ -37,7 +39,7 @@ impl ErrorCode {
             ErrorCode::NotFound => 404,
             ErrorCode::Conflict => 409,
             ErrorCode::MethodNotAllowed => 405,
-            ErrorCode::Compacted => 410,
+            ErrorCode::RelistRequired => 410,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::Unauthenticated => 401,
             ErrorCode::PermissionDenied => 403,

@@ -6,7 +6,7 @@
 //! # Layout
 //! - [`agent_proto`]: the agent ↔ leader messages on the QUIC link.
 //! - [`variable`]: the `Variable` kind (small CAS-able config values) and path rules.
-//! - [`event`]: the change records kept in the watch window.
+//! - [`event`]: the change records kept in the watch window, and watch cursors.
 //! - [`spec`]: `orion.yaml` — parsing with `file:line:column` errors, the typed
 //!   `ServiceSpec`, and the JSON Schema editors use.
 //! - [`cluster`]: control-plane members and cluster status as the API shows them.
@@ -27,7 +27,7 @@ pub use cluster::{
     PeerIdentity,
 };
 pub use error::{ApiError, ErrorBody, ErrorCode};
-pub use event::{Event, EventKind};
+pub use event::{Event, EventCursor, EventKind, WatchStart};
 pub use variable::{
     validate_path, DeleteResponse, ListResponse, PutVariable, ReadMeta, Variable, VariableResponse,
     WriteResponse, MAX_PATH_LEN,

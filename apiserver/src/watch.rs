@@ -1,17 +1,24 @@
-//! `GET /v1/watch?from=REV&prefix=P`: changes as server-sent events, resumable.
+//! `GET /v1/watch?from=POS&prefix=P`: changes as server-sent events, resumable.
 //!
-//! Each event's SSE `id` is its revision, so a client that reconnects resumes with
-//! `from = last id + 1` and misses nothing while the revision is in the window.
-//! Without `from`, the watch starts after the current revision. Events are read from
-//! this peer's applied state, in revision order.
+//! Each event's SSE `id` is its cursor `REV.SEQ` (the `seq`-th change of the write at
+//! revision `REV`). A client resumes with `from=` its last cursor, or by sending it
+//! as `Last-Event-ID` (what a browser `EventSource` does by itself on reconnect; the
+//! header wins over `from`), and gets every later event exactly once, in order.
+//! `from=REV` starts at the first event of revision `REV`; `from=0` at the oldest
+//! event still kept. Without either, the watch starts after the current revision.
+//! A position whose later events have left the window is refused with `410` and
+//! code `relist_required`, before the stream starts or as an `error` event that ends
+//! it: the client lists again and watches from the list's revision. Events are read
+//! from this peer's applied state, so any peer serves a watch, leader or not.
 
 use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::extract::{Query, State};
+use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures::stream::{self, Stream, StreamExt};
-use orion_api::{ApiError, ErrorCode, Event};
+use orion_api::{ApiError, ErrorCode, Event, WatchStart};
 use orion_raft::read::{self, ReadError};
 use serde::Deserialize;
 
@@ -21,25 +28,57 @@ use crate::leader::ClusterRef;
 /// Events read from storage per round.
 const BATCH: usize = 512;
 
+/// The SSE header a reconnecting `EventSource` sends with the last `id` it saw.
+const LAST_EVENT_ID: &str = "last-event-id";
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WatchParams {
-    pub from: Option<u64>,
+    /// `REV` or `REV.SEQ`; see the module docs.
+    pub from: Option<String>,
     #[serde(default)]
     pub prefix: String,
 }
 
 fn read_error(e: ReadError) -> ApiError {
     match e {
-        ReadError::Compacted { .. } => ApiError::new(ErrorCode::Compacted, e.to_string()),
+        ReadError::Compacted { .. } => ApiError::new(ErrorCode::RelistRequired, e.to_string()),
         other => ApiError::internal(other.to_string()),
     }
 }
 
+/// Where the watch starts: `Last-Event-ID`, else `from`, else `None` (now).
+fn requested_start(
+    headers: &HeaderMap,
+    params: &WatchParams,
+) -> Result<Option<WatchStart>, ApiError> {
+    if let Some(value) = headers.get(LAST_EVENT_ID) {
+        let text = value
+            .to_str()
+            .map_err(|_| ApiError::invalid("the Last-Event-ID header is not text"))?;
+        let cursor = text
+            .trim()
+            .parse::<orion_api::EventCursor>()
+            .map_err(|m| ApiError::invalid(format!("the Last-Event-ID header: {m}")))?;
+        return Ok(Some(WatchStart::After(cursor)));
+    }
+    params
+        .from
+        .as_deref()
+        .map(|from| {
+            from.parse::<WatchStart>()
+                .map_err(|m| ApiError::invalid(format!("from: {m}")))
+        })
+        .transpose()
+}
+
 struct Cursor {
     cluster: ClusterRef,
-    next: u64,
+    /// What to read next: after the last event sent, once one was.
+    next: WatchStart,
     prefix: String,
+    /// The stream has sent its last item.
+    ended: bool,
     metrics: tokio::sync::watch::Receiver<orion_raft::types::RaftMetrics>,
 }
 
@@ -53,10 +92,12 @@ impl Cursor {
                 .cluster
                 .node
                 .reader
-                .with_view(|v| read::events_since(v, next, BATCH));
+                .with_view(|v| read::events(v, next, BATCH));
             match events {
                 Ok(events) if !events.is_empty() => {
-                    self.next = events.last().map_or(next, |e| e.revision + 1);
+                    if let Some(last) = events.last() {
+                        self.next = WatchStart::After(last.cursor());
+                    }
                     let out = events
                         .into_iter()
                         .filter(|e: &Event| e.key.starts_with(&self.prefix))
@@ -74,8 +115,11 @@ impl Cursor {
                 }
                 Err(e) => {
                     // Report once, then end the stream: the window moved past this watcher.
-                    self.next = u64::MAX;
-                    let body = serde_json::to_string(&read_error(e)).unwrap_or_default();
+                    self.ended = true;
+                    let body = serde_json::to_string(&orion_api::ErrorBody {
+                        error: read_error(e),
+                    })
+                    .unwrap_or_default();
                     return Some(vec![SseEvent::default().event("error").data(body)]);
                 }
             }
@@ -83,9 +127,16 @@ impl Cursor {
     }
 }
 
+fn position_text(start: WatchStart) -> String {
+    match start {
+        WatchStart::Revision(r) => format!("revision {r}"),
+        WatchStart::After(c) => format!("after {c}"),
+    }
+}
+
 fn to_sse(e: Event) -> SseEvent {
     SseEvent::default()
-        .id(e.revision.to_string())
+        .id(e.cursor().to_string())
         .event(match e.kind {
             orion_api::EventKind::Put => "put",
             orion_api::EventKind::Delete => "delete",
@@ -95,33 +146,44 @@ fn to_sse(e: Event) -> SseEvent {
 
 pub async fn watch(
     State(cluster): State<ClusterRef>,
+    headers: HeaderMap,
     Query(params): Query<WatchParams>,
 ) -> HttpResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
-    let current = cluster
-        .node
-        .reader
-        .with_view(|v| v.last_applied_index())
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-    let from = params.from.unwrap_or(current + 1);
+    let start = match requested_start(&headers, &params)? {
+        Some(start) => start,
+        None => {
+            let current = cluster
+                .node
+                .reader
+                .with_view(|v| v.last_applied_index())
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+            WatchStart::Revision(current.saturating_add(1))
+        }
+    };
     // Refuse a compacted start up front, with a status code, rather than mid-stream.
     cluster
         .node
         .reader
-        .with_view(|v| read::events_since(v, from, 1))
+        .with_view(|v| read::events(v, start, 1))
         .map_err(read_error)?;
+    // A comment first, so a client knows at once that it is connected (a browser
+    // ignores it).
+    let hello = SseEvent::default().comment(format!("watching from {}", position_text(start)));
     let cursor = Cursor {
         metrics: cluster.node.raft.metrics(),
         cluster,
-        next: from,
+        next: start,
         prefix: params.prefix,
+        ended: false,
     };
     let events = stream::unfold(cursor, |mut cursor| async move {
-        if cursor.next == u64::MAX {
+        if cursor.ended {
             return None;
         }
         cursor.next_batch().await.map(|batch| (batch, cursor))
     })
     .flat_map(|batch| stream::iter(batch.into_iter().map(Ok)));
+    let events = stream::once(async move { Ok(hello) }).chain(events);
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
@@ -149,7 +211,7 @@ pub async fn recent(
     let all = cluster
         .node
         .reader
-        .with_view(|v| read::events_since(v, 0, usize::MAX))
+        .with_view(|v| read::events(v, WatchStart::Revision(0), usize::MAX))
         .map_err(read_error)?;
     let mut matching: Vec<Event> = all
         .into_iter()

@@ -87,9 +87,13 @@ pub enum Command {
         name: Option<String>,
         #[arg(long)]
         stale: bool,
-        /// Print again on every change (Ctrl-C stops).
+        /// Then print each change as it happens (Ctrl-C stops); survives failovers.
         #[arg(short, long)]
         watch: bool,
+        /// With --watch: start from this position (a `REV.SEQ` cursor, as printed, or a
+        /// revision) instead of listing first.
+        #[arg(long, value_name = "POS", requires = "watch")]
+        from: Option<String>,
     },
     /// Show a service: its spec, its replicas with node and state, recent events.
     Describe {

@@ -6,11 +6,13 @@
 //! - [`client`]: REST calls that fail over between the `--server` URLs.
 //! - [`output`]: `-o table|json|yaml`.
 //! - [`commands`]: one module per command group (`server`, `dev`, `cluster`, `var`).
+//! - [`watch`]: a watch of the cluster's changes that reconnects and resumes by itself.
 
 pub mod args;
 pub mod client;
 pub mod commands;
 pub mod context;
 pub mod output;
+pub mod watch;
 
 pub use args::Cli;

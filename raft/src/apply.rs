@@ -2,12 +2,18 @@
 //!
 //! Every peer applies the same entries in the same order through [`OrionApplier`] and
 //! ends with the same bytes. Apply is total: a command that cannot be applied
-//! becomes a [`Rejection`] returned to its proposer and changes nothing.
+//! becomes a [`Rejection`] returned to its proposer and changes nothing. A broken
+//! store (a failed read, an unreadable stored value) is not a rejection: apply
+//! returns the storage error and openraft stops this peer, since answering
+//! differently from the others would make the peers' states diverge.
 //!
 //! Keys (all in the store's `sm` column family):
 //! - `v/<path>`: a [`Variable`] as JSON.
-//! - `e/<revision, 8 bytes big-endian>`: an [`Event`], kept for the last [`EVENT_WINDOW`] revisions.
-//! - `m/compacted`: the highest revision whose events may have been dropped.
+//! - `e/<revision, 8 bytes big-endian><seq, 4 bytes big-endian>`: an [`Event`], the
+//!   `seq`-th change of the write at that revision; the last [`EVENT_WINDOW`] events
+//!   are kept.
+//! - `m/events`: the [`EventLog`]: how many events are stored, the newest, and the
+//!   newest dropped from the window.
 //! - `r/<id, 8 bytes big-endian>`: a retired member id, never to be reused.
 //! - `s/<name>`: a [`ServiceObject`] as JSON.
 //! - `c/ca`: the cluster CA (certificate and key, PEM) and token key as JSON.
@@ -19,20 +25,26 @@ use orion_api::security::TokenRecord;
 use orion_api::spec::service::validate_name;
 use orion_api::spec::Resource;
 use orion_api::{
-    validate_path, ApplyResult, Change, ErrorCode, Event, EventKind, NodeObject, ReplicaObject,
-    ServiceObject, Variable,
+    validate_path, ApplyResult, Change, ErrorCode, Event, EventCursor, EventKind, NodeObject,
+    ReplicaObject, ServiceObject, Variable,
 };
 use orion_store::{Applier, Txn};
+use serde::{Deserialize, Serialize};
 
 use crate::command::{Applied, Command, CommandResult, Rejection};
 use crate::types::TypeConfig;
 
-/// How many revisions of change events are kept for watchers to resume from.
+/// How many change events are kept for watchers to resume from.
 pub const EVENT_WINDOW: u64 = 10_000;
+
+/// The highest `seq` an event is given. `u32::MAX` is never one, so
+/// `(revision - 1, u32::MAX)` is a position before every event of `revision`. (One
+/// Raft entry is far too small to make that many changes.)
+pub const MAX_EVENT_SEQ: u32 = u32::MAX - 1;
 
 pub const VARIABLE_PREFIX: &[u8] = b"v/";
 pub const EVENT_PREFIX: &[u8] = b"e/";
-const COMPACTED_KEY: &[u8] = b"m/compacted";
+const EVENT_LOG_KEY: &[u8] = b"m/events";
 const RETIRED_PREFIX: &[u8] = b"r/";
 pub const SERVICE_PREFIX: &[u8] = b"s/";
 pub const NODE_PREFIX: &[u8] = b"n/";
@@ -48,8 +60,42 @@ pub fn variable_key(path: &str) -> Vec<u8> {
     [VARIABLE_PREFIX, path.as_bytes()].concat()
 }
 
-pub fn event_key(revision: u64) -> Vec<u8> {
-    [EVENT_PREFIX, &revision.to_be_bytes()].concat()
+/// The key of an event: big-endian, so key order is (revision, seq) order.
+pub fn event_key(cursor: EventCursor) -> Vec<u8> {
+    [
+        EVENT_PREFIX,
+        &cursor.revision.to_be_bytes(),
+        &cursor.seq.to_be_bytes(),
+    ]
+    .concat()
+}
+
+/// The position an event key names. Keys of 8 bytes (written before events had a
+/// `seq`) read as `seq` 0.
+pub fn event_cursor_of(key: &[u8]) -> Option<EventCursor> {
+    let rest = key.strip_prefix(EVENT_PREFIX)?;
+    let revision = u64::from_be_bytes(rest.get(..8)?.try_into().ok()?);
+    let seq = match rest.get(8..)? {
+        [] => 0,
+        seq => u32::from_be_bytes(seq.try_into().ok()?),
+    };
+    Some(EventCursor { revision, seq })
+}
+
+/// The bookkeeping of the event window, at `m/events`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventLog {
+    /// How many events are stored under `e/`.
+    pub stored: u64,
+    /// The newest event, so the next one of the same revision gets the next `seq`.
+    pub last: Option<EventCursor>,
+    /// The newest event dropped from the window. A watcher can resume only from a
+    /// position at or after it (it must have seen every dropped event).
+    pub compacted: Option<EventCursor>,
+}
+
+pub fn event_log_key() -> &'static [u8] {
+    EVENT_LOG_KEY
 }
 
 pub fn service_key(name: &str) -> Vec<u8> {
@@ -74,39 +120,30 @@ pub fn retired_key(id: u64) -> Vec<u8> {
     [RETIRED_PREFIX, &id.to_be_bytes()].concat()
 }
 
-pub fn compacted_key() -> &'static [u8] {
-    COMPACTED_KEY
-}
-
-/// Decodes a big-endian `u64` as stored by this module; anything else reads as 0.
-pub fn decode_u64(bytes: &[u8]) -> u64 {
-    <[u8; 8]>::try_from(bytes)
-        .map(u64::from_be_bytes)
-        .unwrap_or(0)
-}
-
 /// Orion's [`Applier`]: stateless, all state lives in the transaction.
 #[derive(Debug, Default)]
 pub struct OrionApplier;
 
 impl Applier<TypeConfig> for OrionApplier {
-    fn apply(&self, txn: &mut Txn<'_>, index: u64, cmd: &Command) -> CommandResult {
-        let outcome = match compact_events(txn, index).and_then(|()| apply_command(txn, index, cmd))
-        {
+    fn apply(
+        &self,
+        txn: &mut Txn<'_>,
+        index: u64,
+        cmd: &Command,
+    ) -> orion_store::Result<CommandResult> {
+        let outcome = match apply_command(txn, index, cmd).and_then(|applied| {
+            compact_events(txn)?;
+            Ok(applied)
+        }) {
             Ok(applied) => Ok(applied),
             Err(Failure::Rejected(r)) => Err(r),
-            // A storage read failed inside apply. Reject deterministically on this peer;
-            // the store itself reports broken storage on its own path.
-            Err(Failure::Storage(e)) => Err(Rejection {
-                code: ErrorCode::Internal,
-                message: format!("storage error while applying: {e}"),
-                current_revision: None,
-            }),
+            // Only this peer's disk failed: fatal, never an answer (see the crate docs).
+            Err(Failure::Storage(e)) => return Err(e),
         };
-        CommandResult {
+        Ok(CommandResult {
             revision: index,
             outcome,
-        }
+        })
     }
 
     fn non_data_response(&self, index: u64) -> CommandResult {
@@ -159,7 +196,7 @@ fn apply_command(txn: &mut Txn<'_>, index: u64, cmd: &Command) -> Result<Applied
             };
             txn.put(&key, &encode(&variable));
             let public = variable.clone().redacted();
-            record_event(txn, index, EventKind::Put, "Variable", path, &public);
+            record_event(txn, index, EventKind::Put, "Variable", path, &public)?;
             Ok(Applied::Put(variable))
         }
         Command::DeleteVariable {
@@ -185,7 +222,7 @@ fn apply_command(txn: &mut Txn<'_>, index: u64, cmd: &Command) -> Result<Applied
                 "Variable",
                 path,
                 &variable.clone().redacted(),
-            );
+            )?;
             Ok(Applied::Deleted(variable))
         }
         Command::RetireMember { id } => {
@@ -227,7 +264,7 @@ fn apply_command(txn: &mut Txn<'_>, index: u64, cmd: &Command) -> Result<Applied
                 ));
             };
             txn.delete(&key);
-            record_event(txn, index, EventKind::Delete, "Service", name, &service);
+            record_event(txn, index, EventKind::Delete, "Service", name, &service)?;
             Ok(Applied::DeletedService(Box::new(service)))
         }
         Command::UpsertNode { node } => upsert_node(txn, index, node),
@@ -313,7 +350,7 @@ fn upsert_node(txn: &mut Txn<'_>, index: u64, node: &NodeObject) -> Result<Appli
         ..node.clone()
     };
     txn.put(&node_key(&node.name), &encode(&node));
-    record_event(txn, index, EventKind::Put, "Node", &node.name, &node);
+    record_event(txn, index, EventKind::Put, "Node", &node.name, &node)?;
     Ok(Applied::Done)
 }
 
@@ -334,7 +371,7 @@ fn reconcile_replicas(
                 "Replica",
                 &replica.id(),
                 &replica,
-            );
+            )?;
         }
     }
     for replica in place {
@@ -354,7 +391,7 @@ fn reconcile_replicas(
             "Replica",
             &replica.id(),
             &replica,
-        );
+        )?;
     }
     Ok(Applied::Done)
 }
@@ -391,7 +428,7 @@ fn apply_resource(
             };
             if change != Change::Unchanged {
                 txn.put(&key, &encode(&object));
-                record_event(txn, index, EventKind::Put, "Service", &spec.name, &object);
+                record_event(txn, index, EventKind::Put, "Service", &spec.name, &object)?;
             }
             Ok(ApplyResult {
                 kind: resource.kind().to_string(),
@@ -403,18 +440,19 @@ fn apply_resource(
     }
 }
 
+/// A stored object. Bytes that do not decode are a broken store, not a rejection:
+/// this apply wrote them, so a peer whose copy does not decode has a damaged disk.
 fn read_json<T: serde::de::DeserializeOwned>(
     txn: &Txn<'_>,
     key: &[u8],
 ) -> Result<Option<T>, Failure> {
     match txn.get(key)? {
         None => Ok(None),
-        Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-            reject(
-                ErrorCode::Internal,
-                format!("stored object is unreadable: {e}"),
-                None,
-            )
+        Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|source| {
+            Failure::Storage(orion_store::Error::Codec {
+                what: "stored state-machine object",
+                source,
+            })
         }),
     }
 }
@@ -446,7 +484,7 @@ fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
 }
 
-/// Records an event at revision `index`.
+/// Records an event of the write at revision `index`: the next `seq` of that revision.
 fn record_event<T: serde::Serialize>(
     txn: &mut Txn<'_>,
     index: u64,
@@ -454,31 +492,164 @@ fn record_event<T: serde::Serialize>(
     resource: &str,
     key: &str,
     object: &T,
-) {
+) -> Result<(), Failure> {
+    let mut log = read_json::<EventLog>(txn, EVENT_LOG_KEY)?.unwrap_or_default();
+    let seq = match log.last {
+        Some(last) if last.revision == index => last.seq.saturating_add(1).min(MAX_EVENT_SEQ),
+        _ => 0,
+    };
     let event = Event {
         revision: index,
+        seq,
         kind,
         resource: resource.into(),
         key: key.into(),
         object: serde_json::to_value(object).unwrap_or_default(),
     };
-    txn.put(&event_key(index), &encode(&event));
+    let cursor = event.cursor();
+    txn.put(&event_key(cursor), &encode(&event));
+    log.stored = log.stored.saturating_add(1);
+    log.last = Some(cursor);
+    txn.put(EVENT_LOG_KEY, &encode(&log));
+    Ok(())
 }
 
-/// Drops the events that have left the window at revision `index`. Point deletes of
-/// the revisions that just left (usually one), never a scan: a scan from the head of
-/// the event range would walk every tombstone left by earlier drops.
-fn compact_events(txn: &mut Txn<'_>, index: u64) -> Result<(), Failure> {
-    let floor = index.saturating_sub(EVENT_WINDOW);
-    let compacted = txn.get(COMPACTED_KEY)?.map_or(0, |b| decode_u64(&b));
-    if floor <= compacted {
+/// Drops the oldest events beyond [`EVENT_WINDOW`], after a command recorded its
+/// events. One scan that starts after the newest dropped event, so it never walks
+/// the tombstones earlier drops left behind.
+fn compact_events(txn: &mut Txn<'_>) -> Result<(), Failure> {
+    let Some(mut log) = read_json::<EventLog>(txn, EVENT_LOG_KEY)? else {
         return Ok(());
+    };
+    let Some(excess) = log.stored.checked_sub(EVENT_WINDOW).filter(|n| *n > 0) else {
+        return Ok(());
+    };
+    let after = log.compacted.map(event_key);
+    let limit = usize::try_from(excess).unwrap_or(usize::MAX);
+    let oldest = txn.scan_prefix(EVENT_PREFIX, after.as_deref(), limit)?;
+    for (key, _) in &oldest {
+        txn.delete(key);
     }
-    // Blank and membership entries do not reach the applier, so the gap can be a few
-    // revisions; it is bounded by the window in any case.
-    for revision in (compacted + 1).max(floor.saturating_sub(EVENT_WINDOW))..=floor {
-        txn.delete(&event_key(revision));
+    if let Some((key, _)) = oldest.last() {
+        log.compacted = Some(event_cursor_of(key).ok_or_else(|| {
+            Failure::Storage(orion_store::Error::CorruptKey {
+                cf: "sm",
+                detail: format!("event key of {} bytes", key.len()),
+            })
+        })?);
     }
-    txn.put(COMPACTED_KEY, &floor.to_be_bytes());
+    // Fewer found than the count says: every stored event was dropped.
+    log.stored = if oldest.len() as u64 == excess {
+        EVENT_WINDOW
+    } else {
+        0
+    };
+    txn.put(EVENT_LOG_KEY, &encode(&log));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use orion_store::Applier as _;
+
+    use super::*;
+
+    fn put(path: &str) -> Command {
+        Command::PutVariable {
+            path: path.into(),
+            value: "v".into(),
+            expected_revision: None,
+            secret: false,
+        }
+    }
+
+    fn open(dir: &tempfile::TempDir) -> orion_store::Store<TypeConfig> {
+        orion_store::open::<TypeConfig>(dir.path(), Arc::new(OrionApplier)).expect("open store")
+    }
+
+    /// A read that fails inside apply is a storage error for openraft, never a
+    /// rejection that only this peer would record.
+    #[test]
+    fn a_failed_read_inside_apply_is_a_storage_error_not_a_rejection() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = open(&dir);
+        let commands = [
+            (VARIABLE_PREFIX, put("a")),
+            (
+                VARIABLE_PREFIX,
+                Command::DeleteVariable {
+                    path: "a".into(),
+                    expected_revision: None,
+                },
+            ),
+            (
+                SERVICE_PREFIX,
+                Command::DeleteService { name: "web".into() },
+            ),
+            (TOKEN_PREFIX, Command::RevokeToken { id: "t1".into() }),
+            (
+                REPLICA_PREFIX,
+                Command::ReconcileReplicas {
+                    place: vec![],
+                    remove: vec![("web".into(), 0)],
+                },
+            ),
+            // The event bookkeeping is read too.
+            (EVENT_LOG_KEY, put("b")),
+        ];
+        for (failing, cmd) in commands {
+            let result = store
+                .sm
+                .with_test_txn(Some(failing), |txn| OrionApplier.apply(txn, 7, &cmd))
+                .expect("a test transaction");
+            match result {
+                Err(e) => assert!(e.to_string().contains("injected read failure"), "{e}"),
+                Ok(r) => panic!("{cmd:?} with failing reads answered {r:?}"),
+            }
+        }
+        // The same commands without the fault are answers, as on the other peers.
+        let answered = store
+            .sm
+            .with_test_txn(None, |txn| OrionApplier.apply(txn, 7, &put("a")))
+            .expect("a test transaction");
+        assert!(matches!(answered, Ok(CommandResult { outcome: Ok(_), .. })));
+    }
+
+    /// A stored value this apply cannot decode means this peer's copy is damaged.
+    #[test]
+    fn an_unreadable_stored_object_is_a_storage_error_not_a_rejection() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = open(&dir);
+        let result = store
+            .sm
+            .with_test_txn(None, |txn| {
+                txn.put(&variable_key("a"), b"{not json");
+                OrionApplier.apply(txn, 3, &put("a"))
+            })
+            .expect("a test transaction");
+        match result {
+            Err(orion_store::Error::Codec { .. }) => {}
+            other => panic!("a damaged stored object answered {other:?}"),
+        }
+    }
+
+    #[test]
+    fn event_keys_order_by_revision_then_seq_and_decode_back() {
+        let c = |revision, seq| EventCursor { revision, seq };
+        let mut cursors = vec![c(2, 0), c(1, 300), c(1, 2), c(256, 1), c(1, 0)];
+        let mut keys: Vec<Vec<u8>> = cursors.iter().map(|x| event_key(*x)).collect();
+        keys.sort();
+        cursors.sort();
+        let decoded: Vec<EventCursor> = keys.iter().filter_map(|k| event_cursor_of(k)).collect();
+        assert_eq!(decoded, cursors);
+        // The 8-byte keys of before `seq` read as seq 0; other shapes are refused.
+        assert_eq!(
+            event_cursor_of(&[EVENT_PREFIX, &5u64.to_be_bytes()].concat()),
+            Some(c(5, 0))
+        );
+        assert_eq!(event_cursor_of(b"e/abc"), None);
+        assert_eq!(event_cursor_of(b"v/abcdefgh"), None);
+    }
 }

@@ -1,11 +1,13 @@
 //! Typed reads of the replicated state, through one consistent [`View`].
 
 use orion_api::security::TokenRecord;
-use orion_api::{Event, NodeObject, ReplicaObject, ServiceObject, Variable};
+use orion_api::{
+    Event, EventCursor, NodeObject, ReplicaObject, ServiceObject, Variable, WatchStart,
+};
 use orion_store::View;
 
 use crate::apply::{
-    compacted_key, decode_u64, event_key, retired_key, service_key, variable_key, CA_KEY,
+    event_key, event_log_key, retired_key, service_key, variable_key, EventLog, CA_KEY,
     EVENT_PREFIX, NODE_PREFIX, REPLICA_PREFIX, SERVICE_PREFIX, VARIABLE_PREFIX,
 };
 
@@ -17,9 +19,15 @@ pub enum ReadError {
     Store(#[from] orion_store::Error),
     #[error("stored record is unreadable: {0}")]
     Corrupt(String),
-    /// Events before `oldest` have left the window.
-    #[error("revision {requested} is compacted; the oldest revision still watchable is {oldest}")]
-    Compacted { requested: u64, oldest: u64 },
+    /// Events after the requested position have left the window.
+    #[error(
+        "watch position {requested} is older than the event window (events up to {compacted} \
+         were dropped); list again and watch from the list's revision"
+    )]
+    Compacted {
+        requested: String,
+        compacted: EventCursor,
+    },
 }
 
 fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
@@ -56,17 +64,45 @@ pub fn variables(
     Ok((items, next))
 }
 
-/// Events with `revision >= from`, oldest first, at most `limit`.
-pub fn events_since(view: &View<'_>, from: u64, limit: usize) -> Result<Vec<Event>> {
-    let compacted = view.get(compacted_key())?.map_or(0, |b| decode_u64(&b));
-    if from <= compacted && from != 0 {
-        return Err(ReadError::Compacted {
-            requested: from,
-            oldest: compacted + 1,
-        });
+/// The event window's bookkeeping (empty before the first event).
+pub fn event_log(view: &View<'_>) -> Result<EventLog> {
+    Ok(view
+        .get(event_log_key())?
+        .map(|b| decode(&b))
+        .transpose()?
+        .unwrap_or_default())
+}
+
+/// The position just before the first event `start` asks for; `None`: the oldest.
+fn start_after(start: WatchStart) -> Option<EventCursor> {
+    match start {
+        WatchStart::Revision(0) => None,
+        WatchStart::Revision(r) => Some(EventCursor {
+            revision: r - 1,
+            seq: u32::MAX,
+        }),
+        WatchStart::After(cursor) => Some(cursor),
     }
-    let start_after = from.checked_sub(1).map(event_key);
-    view.scan_prefix(EVENT_PREFIX, start_after.as_deref(), limit)?
+}
+
+/// The events `start` asks for, oldest first, at most `limit`. `Compacted` when
+/// some of them have left the window (`Revision(0)` means "whatever is left" and is
+/// never refused).
+pub fn events(view: &View<'_>, start: WatchStart, limit: usize) -> Result<Vec<Event>> {
+    let after = start_after(start);
+    if let (Some(after), Some(compacted)) = (after, event_log(view)?.compacted) {
+        if compacted > after {
+            return Err(ReadError::Compacted {
+                requested: match start {
+                    WatchStart::Revision(r) => r.to_string(),
+                    WatchStart::After(c) => c.to_string(),
+                },
+                compacted,
+            });
+        }
+    }
+    let after = after.map(event_key);
+    view.scan_prefix(EVENT_PREFIX, after.as_deref(), limit)?
         .iter()
         .map(|(_, v)| decode(v))
         .collect()

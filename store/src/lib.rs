@@ -33,6 +33,9 @@
 //! - `snapshot_format`: the snapshot byte format (magic, version, header, pairs, CRC).
 //! - `checksum`: CRC-32C.
 //! - `error`: [`Error`] and [`Result`].
+//!
+//! Feature `fault-injection` (tests only) adds seams that make state-machine reads
+//! fail, so an applier's handling of a broken disk can be tested.
 
 mod checksum;
 mod codec;

@@ -22,8 +22,12 @@ use crate::StoreConfig;
 /// The application's deterministic apply function, supplied by the raft crate.
 pub trait Applier<C: RaftTypeConfig>: Send + Sync + 'static {
     /// Apply one normal entry's payload at log index `index`. Must be deterministic and
-    /// total (no panics on bad data).
-    fn apply(&self, txn: &mut Txn<'_>, index: u64, data: &C::D) -> C::R;
+    /// total (no panics on bad data): a command that cannot be applied is a response.
+    ///
+    /// `Err` is only for a broken store (a read failed, a stored value is unreadable):
+    /// the whole `apply` call then fails with a storage error and openraft stops this
+    /// peer, because a peer that answered differently would diverge from the others.
+    fn apply(&self, txn: &mut Txn<'_>, index: u64, data: &C::D) -> Result<C::R>;
 
     /// The response for a blank or membership entry at `index`.
     fn non_data_response(&self, index: u64) -> C::R;
@@ -63,6 +67,22 @@ impl<C: StoreConfig> StateMachine<C> {
         }
     }
 
+    /// Runs `f` on a transaction over the current state whose reads of keys under
+    /// `fail_reads` fail; nothing it writes is kept. A test seam for appliers.
+    #[cfg(feature = "fault-injection")]
+    pub fn with_test_txn<T>(
+        &self,
+        fail_reads: Option<&[u8]>,
+        f: impl FnOnce(&mut Txn<'_>) -> T,
+    ) -> Result<T> {
+        let sm = cf(&self.db, CF_SM)?;
+        let mut txn = Txn::new(&self.db, sm);
+        if let Some(prefix) = fail_reads {
+            txn.fail_reads_under(prefix);
+        }
+        Ok(f(&mut txn))
+    }
+
     fn read_applied_state(&self) -> Result<AppliedState<C>> {
         let sm_meta = cf(&self.db, CF_SM_META)?;
         // One view, so the pair is consistent even while a snapshot is being installed.
@@ -97,12 +117,21 @@ impl<C: StoreConfig> StateMachine<C> {
             let index = entry.log_id.index;
             let response = match &entry.payload {
                 EntryPayload::Blank => self.applier.non_data_response(index),
-                EntryPayload::Normal(data) => self.applier.apply(&mut txn, index, data),
+                EntryPayload::Normal(data) => match self.applier.apply(&mut txn, index, data) {
+                    Ok(response) => response,
+                    Err(error) => {
+                        return Err(ApplyFailure {
+                            at: Some(entry.log_id),
+                            error,
+                        })
+                    }
+                },
                 EntryPayload::Membership(m) => {
                     membership = Some(StoredMembership::new(Some(entry.log_id), m.clone()));
                     self.applier.non_data_response(index)
                 }
             };
+            // Also when the applier went on after a failed read.
             if let Some(cause) = txn.read_error() {
                 return Err(ApplyFailure {
                     at: Some(entry.log_id),

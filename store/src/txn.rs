@@ -24,6 +24,9 @@ pub struct Txn<'a> {
     pending: Pending,
     /// The first read error, which fails the `apply` call.
     read_error: RefCell<Option<String>>,
+    /// Reads of keys starting with this fail (test seam, feature `fault-injection`).
+    #[cfg(feature = "fault-injection")]
+    fail_reads: Option<Vec<u8>>,
 }
 
 impl<'a> Txn<'a> {
@@ -33,11 +36,38 @@ impl<'a> Txn<'a> {
             sm,
             pending: Pending::new(),
             read_error: RefCell::new(None),
+            #[cfg(feature = "fault-injection")]
+            fail_reads: None,
         }
+    }
+
+    /// Makes every later read of a key under `prefix` fail as a disk error would.
+    #[cfg(feature = "fault-injection")]
+    pub fn fail_reads_under(&mut self, prefix: &[u8]) {
+        self.fail_reads = Some(prefix.to_vec());
+    }
+
+    /// The injected failure for a read of `key`, if one is set up.
+    #[cfg(feature = "fault-injection")]
+    fn injected(&self, key: &[u8]) -> Result<()> {
+        match &self.fail_reads {
+            Some(prefix) if key.starts_with(prefix) => Err(self.remember(Error::io(
+                "read",
+                "state machine (injected)",
+                std::io::Error::other("injected read failure"),
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    #[cfg(not(feature = "fault-injection"))]
+    fn injected(&self, _key: &[u8]) -> Result<()> {
+        Ok(())
     }
 
     /// The value of `key`, including this transaction's own writes.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.injected(key)?;
         if let Some(write) = self.pending.get(key) {
             return Ok(write.clone());
         }
@@ -64,6 +94,7 @@ impl<'a> Txn<'a> {
         start_after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.injected(prefix)?;
         let seek = seek_key(prefix, start_after);
         let stored = self
             .db

@@ -136,3 +136,28 @@ async fn truncate_deletes_from_index_and_survives_reopen() -> anyhow::Result<()>
     assert_eq!(ids, expected);
     Ok(())
 }
+
+#[tokio::test]
+async fn an_applier_storage_error_fails_the_whole_apply_and_writes_nothing() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut store = open(dir.path())?;
+    store.sm.apply(vec![normal(1, 1, set("a", b"1"))]).await?;
+    let failed = store
+        .sm
+        .apply(vec![
+            normal(1, 2, set("b", b"2")),
+            normal(1, 3, Cmd::SetThenFailStorage { key: b"c".to_vec() }),
+        ])
+        .await;
+    let err = failed.expect_err("a storage error inside apply must fail the apply");
+    assert!(err.to_string().contains("the disk went away"), "{err}");
+    // Nothing of the batch was written, not even the entry before the failure.
+    let (applied, _) = store.sm.applied_state().await?;
+    assert_eq!(applied, Some(log_id(1, 1)));
+    store.reader.with_view(|view| -> anyhow::Result<()> {
+        assert_eq!(view.get(b"b")?, None);
+        assert_eq!(view.get(b"c")?, None);
+        Ok(())
+    })?;
+    Ok(())
+}

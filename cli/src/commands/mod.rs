@@ -70,13 +70,18 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             name,
             stale,
             watch,
+            from,
         } => {
             let client = crate::context::client(&opts)?;
-            workload::get(&client, opts.output, kind, name.clone(), stale).await?;
             if watch {
-                workload::watch_and_get(&client, opts.output, kind, name, stale).await?;
+                let from = from
+                    .map(|f| f.parse().map_err(|m| anyhow::anyhow!("--from: {m}")))
+                    .transpose()?;
+                workload::watch_and_get(&client, opts.output, kind, name, stale, from).await
+            } else {
+                workload::get(&client, opts.output, kind, name, stale).await?;
+                Ok(())
             }
-            Ok(())
         }
         Command::Describe { opts, kind, name } => {
             workload::describe(&crate::context::client(&opts)?, kind, &name).await

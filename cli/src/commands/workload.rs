@@ -83,18 +83,20 @@ fn services_table(items: &[orion_api::ServiceObject]) -> Table {
     t
 }
 
+/// Prints the list (or the one object) and returns the revision it was read at.
 pub async fn get(
     client: &Client,
     output: Output,
     kind: Kind,
     name: Option<String>,
     stale: bool,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<u64> {
     let suffix = if stale { "?stale=true" } else { "" };
-    match (kind, name) {
+    let revision = match (kind, name) {
         (Kind::Services, None) => {
             let r: ServiceList = client.get(&format!("/v1/services{suffix}")).await?;
             print(output, &r, |r| services_table(&r.items))?;
+            r.revision
         }
         (Kind::Services, Some(name)) => {
             let r: ServiceResponse = client
@@ -103,6 +105,7 @@ pub async fn get(
             print(output, &r, |r| {
                 services_table(std::slice::from_ref(&r.service))
             })?;
+            r.revision
         }
         (Kind::Nodes, None) => {
             let r: NodeList = client.get(&format!("/v1/nodes{suffix}")).await?;
@@ -137,6 +140,7 @@ pub async fn get(
                 }
                 t
             })?;
+            r.revision
         }
         (Kind::Replicas, None) => {
             let r: ReplicaList = client.get(&format!("/v1/replicas{suffix}")).await?;
@@ -173,12 +177,13 @@ pub async fn get(
             for u in &r.unplaced {
                 eprintln!("not placed: {u}");
             }
+            r.revision
         }
         (kind, Some(name)) => {
             bail!("`orion get {kind:?} {name}` is not supported yet; list them without a name")
         }
-    }
-    Ok(())
+    };
+    Ok(revision)
 }
 
 pub async fn delete(client: &Client, kind: Kind, name: &str) -> anyhow::Result<()> {
@@ -298,8 +303,8 @@ pub async fn describe(client: &Client, kind: Kind, name: &str) -> anyhow::Result
         .filter(|e| e.key == o.spec.name || e.key.starts_with(&format!("{}-", o.spec.name)))
     {
         println!(
-            "  revision {:<8} {:<8} {} {}",
-            e.revision,
+            "  {:<12} {:<8} {} {}",
+            e.cursor().to_string(),
             format!("{:?}", e.kind).to_lowercase(),
             e.resource,
             e.key
@@ -308,41 +313,74 @@ pub async fn describe(client: &Client, kind: Kind, name: &str) -> anyhow::Result
     Ok(())
 }
 
-/// `--watch`: print again after every change the cluster reports (the watch stream
-/// of any peer), until Ctrl-C.
+/// `--watch`: the list (unless `from` is given), then each change of that kind as it
+/// happens, one per line (`-o json`: one event per line), until Ctrl-C. Survives peer
+/// failures and falls back to a fresh list when away too long ([`crate::watch`]).
 pub async fn watch_and_get(
     client: &Client,
     output: Output,
     kind: Kind,
     name: Option<String>,
     stale: bool,
+    from: Option<orion_api::WatchStart>,
 ) -> anyhow::Result<()> {
-    /// Notes that a change happened; what changed is re-read in full.
-    struct Changes(tokio::sync::mpsc::Sender<()>);
-    impl std::io::Write for Changes {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            if buf.windows(6).any(|w| w == b"event:") {
-                let _ = self.0.try_send(());
-            }
-            Ok(buf.len())
+    use crate::watch::Handler as _;
+    let mut printer = ChangePrinter {
+        client,
+        output,
+        kind,
+        name: name.clone(),
+        stale,
+    };
+    let start = match from {
+        Some(start) => start,
+        None => orion_api::WatchStart::Revision(printer.relist().await?.saturating_add(1)),
+    };
+    let prefix = name.unwrap_or_default();
+    crate::watch::follow(client, &prefix, start, &mut printer).await
+}
+
+/// Prints the changes `get --watch` asked for.
+struct ChangePrinter<'a> {
+    client: &'a Client,
+    output: Output,
+    kind: Kind,
+    name: Option<String>,
+    stale: bool,
+}
+
+impl crate::watch::Handler for ChangePrinter<'_> {
+    fn event(&mut self, e: &orion_api::Event) -> anyhow::Result<()> {
+        let resource = match self.kind {
+            Kind::Services => "Service",
+            Kind::Nodes => "Node",
+            Kind::Replicas => "Replica",
+        };
+        if e.resource != resource || self.name.as_ref().is_some_and(|n| *n != e.key) {
+            return Ok(());
         }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
+        match self.output {
+            Output::Json => println!("{}", serde_json::to_string(e)?),
+            Output::Yaml => print!("---\n{}", serde_norway::to_string(e)?),
+            Output::Table | Output::Wide => println!(
+                "{:<12} {:<7} {}/{}",
+                e.cursor().to_string(),
+                format!("{:?}", e.kind).to_lowercase(),
+                e.resource.to_lowercase(),
+                e.key
+            ),
         }
+        Ok(())
     }
-    let (tx, mut rx) = tokio::sync::mpsc::channel(1);
-    let stream = client.stream("/v1/watch", Changes(tx));
-    tokio::pin!(stream);
-    loop {
-        tokio::select! {
-            ended = &mut stream => {
-                ended?;
-                return Ok(());
-            }
-            Some(()) = rx.recv() => {
-                println!();
-                get(client, output, kind, name.clone(), stale).await?;
-            }
-        }
+
+    async fn relist(&mut self) -> anyhow::Result<u64> {
+        get(
+            self.client,
+            self.output,
+            self.kind,
+            self.name.clone(),
+            self.stale,
+        )
+        .await
     }
 }

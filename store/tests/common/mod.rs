@@ -29,6 +29,10 @@ pub enum Cmd {
     Count {
         prefix: Vec<u8>,
     },
+    /// Write `key`, then report a broken store, as an applier does on a read error.
+    SetThenFailStorage {
+        key: Vec<u8>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,8 +52,8 @@ openraft::declare_raft_types!(
 pub struct KvApplier;
 
 impl Applier<TestConfig> for KvApplier {
-    fn apply(&self, txn: &mut Txn<'_>, index: u64, cmd: &Cmd) -> Resp {
-        match cmd {
+    fn apply(&self, txn: &mut Txn<'_>, index: u64, cmd: &Cmd) -> orion_store::Result<Resp> {
+        Ok(match cmd {
             Cmd::Set { key, value } => {
                 txn.put(key, value);
                 Resp::Done { index }
@@ -59,22 +63,22 @@ impl Applier<TestConfig> for KvApplier {
                 Resp::Done { index }
             }
             Cmd::Incr { key } => {
-                let current = match txn.get(key) {
-                    Ok(Some(bytes)) => match <[u8; 8]>::try_from(bytes.as_slice()) {
+                let current = match txn.get(key)? {
+                    Some(bytes) => match <[u8; 8]>::try_from(bytes.as_slice()) {
                         Ok(b) => u64::from_le_bytes(b),
-                        Err(_) => return Resp::Failed("not a counter".into()),
+                        Err(_) => return Ok(Resp::Failed("not a counter".into())),
                     },
-                    Ok(None) => 0,
-                    Err(e) => return Resp::Failed(e.to_string()),
+                    None => 0,
                 };
                 txn.put(key, &(current + 1).to_le_bytes());
                 Resp::Counter(current + 1)
             }
-            Cmd::Count { prefix } => match txn.scan_prefix(prefix, None, usize::MAX) {
-                Ok(pairs) => Resp::Count(pairs.len()),
-                Err(e) => Resp::Failed(e.to_string()),
-            },
-        }
+            Cmd::Count { prefix } => Resp::Count(txn.scan_prefix(prefix, None, usize::MAX)?.len()),
+            Cmd::SetThenFailStorage { key } => {
+                txn.put(key, b"half-applied");
+                return Err(orion_store::Error::ApplyRead("the disk went away".into()));
+            }
+        })
     }
 
     fn non_data_response(&self, index: u64) -> Resp {
