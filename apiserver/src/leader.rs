@@ -31,6 +31,8 @@ pub enum LeaderRequest {
     Propose { command: Command },
     ReadIndex,
     AddPeer { peer: PeerIdentity },
+    /// A member restarted with other addresses: record them (`crate::advertise`).
+    UpdateMember { peer: PeerIdentity },
     RemovePeer { id: u64 },
     Members,
 }
@@ -44,6 +46,7 @@ impl LeaderRequest {
             LeaderRequest::ReadIndex
                 | LeaderRequest::Members
                 | LeaderRequest::AddPeer { .. }
+                | LeaderRequest::UpdateMember { .. }
                 | LeaderRequest::RemovePeer { .. }
         )
     }
@@ -150,6 +153,10 @@ impl Cluster {
             LeaderRequest::ReadIndex => self.node.read_index().await.map(LeaderReply::ReadIndex),
             LeaderRequest::AddPeer { peer } => {
                 self.node.add_peer(&peer).await?;
+                Ok(LeaderReply::Members(self.node.members()))
+            }
+            LeaderRequest::UpdateMember { peer } => {
+                self.node.update_member(&peer).await?;
                 Ok(LeaderReply::Members(self.node.members()))
             }
             LeaderRequest::RemovePeer { id } => {
