@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use backon::BackoffBuilder;
 use orion_api::ErrorBody;
-use reqwest::StatusCode;
 use orion_raft::{LeaderError, Member};
+use reqwest::StatusCode;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 

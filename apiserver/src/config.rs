@@ -335,13 +335,19 @@ mod tests {
         assert_eq!(l.agent, addr("10.0.0.11:7600"));
         // Port 0 (the OS picks) carries over, so test peers never collide.
         let l = peer("127.0.0.11:0").listen_addrs().expect("listeners");
-        assert_eq!((l.peer, l.agent), (addr("127.0.0.11:0"), addr("127.0.0.11:0")));
+        assert_eq!(
+            (l.peer, l.agent),
+            (addr("127.0.0.11:0"), addr("127.0.0.11:0"))
+        );
         // An explicit address wins.
         let c = ServerConfig {
             agent_addr: Some("127.0.0.31:9000".into()),
             ..peer("127.0.0.11:7400")
         };
-        assert_eq!(c.listen_addrs().expect("listeners").agent, addr("127.0.0.31:9000"));
+        assert_eq!(
+            c.listen_addrs().expect("listeners").agent,
+            addr("127.0.0.31:9000")
+        );
         let a = c
             .advertised(&c.listen_addrs().expect("listeners"))
             .expect("advertised");
@@ -353,7 +359,9 @@ mod tests {
 
     #[test]
     fn every_interface_needs_an_advertised_address() {
-        let err = peer("0.0.0.0:7400").validate().expect_err("nothing to advertise");
+        let err = peer("0.0.0.0:7400")
+            .validate()
+            .expect_err("nothing to advertise");
         assert!(err.to_string().contains("advertise-api-addr"), "{err}");
         // The advertised API host serves the other listeners, with their own ports.
         let c = ServerConfig {
@@ -374,7 +382,9 @@ mod tests {
             agent_addr: Some("0.0.0.0:7600".into()),
             ..peer("10.0.0.11:7400")
         };
-        let a = c.advertised(&c.listen_addrs().expect("listeners")).expect("advertised");
+        let a = c
+            .advertised(&c.listen_addrs().expect("listeners"))
+            .expect("advertised");
         assert_eq!(a.agent, "10.0.0.11:7600");
     }
 
@@ -418,7 +428,9 @@ mod tests {
             ),
             (
                 ServerConfig {
-                    tls_san: (0..=MAX_TLS_SANS).map(|i| format!("lb-{i}.example")).collect(),
+                    tls_san: (0..=MAX_TLS_SANS)
+                        .map(|i| format!("lb-{i}.example"))
+                        .collect(),
                     ..peer("10.0.0.11:7400")
                 },
                 "at most",

@@ -28,12 +28,20 @@ use crate::error::{HttpResult, JsonBody};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum LeaderRequest {
-    Propose { command: Command },
+    Propose {
+        command: Command,
+    },
     ReadIndex,
-    AddPeer { peer: PeerIdentity },
+    AddPeer {
+        peer: PeerIdentity,
+    },
     /// A member restarted with other addresses: record them (`crate::advertise`).
-    UpdateMember { peer: PeerIdentity },
-    RemovePeer { id: u64 },
+    UpdateMember {
+        peer: PeerIdentity,
+    },
+    RemovePeer {
+        id: u64,
+    },
     Members,
 }
 

@@ -231,7 +231,11 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
     };
     write_listen_file(
         &config.data_dir,
-        &[("api", bound.api), ("peer", bound.peer), ("agent", bound.agent)],
+        &[
+            ("api", bound.api),
+            ("peer", bound.peer),
+            ("agent", bound.agent),
+        ],
     )?;
     let advertised = config.advertised(&bound)?;
     let me = PeerIdentity {
@@ -285,7 +289,9 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
         // The advertised addresses or tls-san changed since the certificate was
         // issued: issue it again before anything is served with it.
         match crate::security::renew_self(&cluster) {
-            Ok(()) => info!(names = ?creds.hosts, "issued this peer's certificate again for its new names"),
+            Ok(()) => {
+                info!(names = ?creds.hosts, "issued this peer's certificate again for its new names")
+            }
             Err(e) => warn!(cause = %e, names = ?creds.hosts,
                 "this peer's certificate does not carry its current names yet; retrying in the background"),
         }

@@ -73,7 +73,9 @@ async fn the_cli_works_through_haproxy_once_peers_carry_its_name() {
             .await;
         c.wait_for_voters(&[1, 2, 3]).await;
     }
-    lb.wait_for_up(3, WAIT).await.expect("every peer healthy again");
+    lb.wait_for_up(3, WAIT)
+        .await
+        .expect("every peer healthy again");
 
     let (ok, out, err) = orion(&c, &lb.url(), &["var", "put", "lb/greeting", "hello"]);
     assert!(ok, "put through the LB: {err}");

@@ -128,9 +128,7 @@ impl Hosts {
 
     /// The addresses peer `id` listens on, from its listen file.
     async fn listening(&self, id: u64) -> BTreeMap<String, SocketAddr> {
-        let file = self
-            .data_dir(id)
-            .join(orion_apiserver::server::LISTEN_FILE);
+        let file = self.data_dir(id).join(orion_apiserver::server::LISTEN_FILE);
         self.wait_for(&format!("peer {id}'s listen file"), || async {
             let text = std::fs::read_to_string(&file).ok()?;
             let map: BTreeMap<String, String> = serde_json::from_str(&text).ok()?;
@@ -273,7 +271,15 @@ async fn three_peers_on_their_own_addresses_run_a_service_and_follow_a_moved_gat
         })
         .await;
     let url1 = format!("https://{}", ports[&1]["api"]);
-    h.run(&["context", "add", "prod", "--server", &url1, "--token", admin.trim()]);
+    h.run(&[
+        "context",
+        "add",
+        "prod",
+        "--server",
+        &url1,
+        "--token",
+        admin.trim(),
+    ]);
 
     // machines 2 and 3: a single-use join token each.
     for id in [2u64, 3] {
@@ -321,11 +327,17 @@ async fn three_peers_on_their_own_addresses_run_a_service_and_follow_a_moved_gat
     }
     let ca_pem = std::fs::read_to_string(data1.join("tls/ca.crt")).expect("CA");
     let client = http(&ca_pem);
-    let mut gateways: Vec<String> = (1..=3u64).map(|id| ports[&id]["agent"].to_string()).collect();
+    let mut gateways: Vec<String> = (1..=3u64)
+        .map(|id| ports[&id]["agent"].to_string())
+        .collect();
     gateways.sort();
     for id in 1..=3u64 {
         let host = HOSTS[id as usize - 1];
-        assert_eq!(ports[&id]["agent"].ip().to_string(), host, "the gateway defaults to the API host");
+        assert_eq!(
+            ports[&id]["agent"].ip().to_string(),
+            host,
+            "the gateway defaults to the API host"
+        );
     }
     let seen = h
         .wait_for("GET /v1/cluster/ca to list the three gateways", || async {
@@ -370,7 +382,14 @@ async fn three_peers_on_their_own_addresses_run_a_service_and_follow_a_moved_gat
         let agent_addr = format!("{}:0", NEW_AGENT_HOSTS[id as usize - 1]);
         h.spawn_peer(
             id,
-            &["--api-addr", &api, "--peer-addr", &peer, "--agent-addr", &agent_addr],
+            &[
+                "--api-addr",
+                &api,
+                "--peer-addr",
+                &peer,
+                "--agent-addr",
+                &agent_addr,
+            ],
         );
         let now = h
             .wait_for(&format!("peer {id}'s new gateway"), || async {
@@ -430,7 +449,14 @@ fn a_peer_on_every_interface_refuses_to_start_without_an_advertised_address() {
     let h = Hosts::new();
     let out = h
         .orion()
-        .args(["server", "--id", "1", "--api-addr", "0.0.0.0:0", "--bootstrap"])
+        .args([
+            "server",
+            "--id",
+            "1",
+            "--api-addr",
+            "0.0.0.0:0",
+            "--bootstrap",
+        ])
         .arg("--data-dir")
         .arg(h.data_dir(1))
         .output()

@@ -323,10 +323,7 @@ impl RaftNode {
     /// Records new addresses for a member that restarted with them (leader only):
     /// its role is unchanged. Refused for an unknown id, or addresses another member
     /// uses. Recording the addresses already there is a no-op, so callers may retry.
-    pub async fn update_member(
-        &self,
-        peer: &PeerIdentity,
-    ) -> std::result::Result<(), LeaderError> {
+    pub async fn update_member(&self, peer: &PeerIdentity) -> std::result::Result<(), LeaderError> {
         let member = Member {
             api_addr: peer.api_addr.clone(),
             peer_addr: peer.peer_addr.clone(),
@@ -351,7 +348,10 @@ impl RaftNode {
                     || (!member.agent_addr.is_empty() && m.agent_addr == member.agent_addr))
         }) {
             return Err(LeaderError::Rejected(ApiError::conflict(
-                format!("member {other} already uses an address of member {} ({m})", peer.id),
+                format!(
+                    "member {other} already uses an address of member {} ({m})",
+                    peer.id
+                ),
                 0,
             )));
         }

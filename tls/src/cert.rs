@@ -254,8 +254,12 @@ pub fn hosts_of(cert_pem: &str) -> Result<Vec<String>> {
         .filter_map(|n| match n {
             GeneralName::DNSName(d) => Some(d.to_string()),
             GeneralName::IPAddress(b) => match b.len() {
-                4 => <[u8; 4]>::try_from(b).ok().map(|a| IpAddr::from(a).to_string()),
-                16 => <[u8; 16]>::try_from(b).ok().map(|a| IpAddr::from(a).to_string()),
+                4 => <[u8; 4]>::try_from(b)
+                    .ok()
+                    .map(|a| IpAddr::from(a).to_string()),
+                16 => <[u8; 16]>::try_from(b)
+                    .ok()
+                    .map(|a| IpAddr::from(a).to_string()),
                 _ => None,
             },
             _ => None,
