@@ -255,51 +255,7 @@ fn running_replicas(h: &Hosts) -> Option<usize> {
 async fn three_peers_on_their_own_addresses_run_a_service_and_follow_a_moved_gateway() {
     let mut h = Hosts::new();
     let data1 = h.data_dir(1);
-
-    // machine 1: start a new cluster.
-    let api1 = format!("{}:0", HOSTS[0]);
-    h.spawn_peer(
-        1,
-        &["--api-addr", &api1, "--peer-addr", &api1, "--bootstrap"],
-    );
-    let mut ports = BTreeMap::new();
-    ports.insert(1, h.listening(1).await);
-    let token_file = data1.join("admin.token");
-    let admin = h
-        .wait_for("the bootstrap admin token", || async {
-            std::fs::read_to_string(&token_file).ok()
-        })
-        .await;
-    let url1 = format!("https://{}", ports[&1]["api"]);
-    h.run(&[
-        "context",
-        "add",
-        "prod",
-        "--server",
-        &url1,
-        "--token",
-        admin.trim(),
-    ]);
-
-    // machines 2 and 3: a single-use join token each.
-    for id in [2u64, 3] {
-        let token = token_in(&h.run(&["token", "create", "--role", "server", "--ttl", "1h"]));
-        let api = format!("{}:0", HOSTS[id as usize - 1]);
-        h.spawn_peer(
-            id,
-            &[
-                "--api-addr",
-                &api,
-                "--peer-addr",
-                &api,
-                "--join",
-                &url1,
-                "--token",
-                &token,
-            ],
-        );
-        ports.insert(id, h.listening(id).await);
-    }
+    let mut ports = start_three(&mut h).await;
     let members = h
         .wait_for("three voters", || async {
             let out = h
@@ -468,4 +424,99 @@ fn a_peer_on_every_interface_refuses_to_start_without_an_advertised_address() {
         "{err}"
     );
     assert!(!h.data_dir(1).exists(), "nothing is created: {err}");
+}
+
+/// Starts three peers as README "Running a cluster" says; returns their listen
+/// addresses by id.
+async fn start_three(h: &mut Hosts) -> BTreeMap<u64, BTreeMap<String, SocketAddr>> {
+    let api1 = format!("{}:0", HOSTS[0]);
+    h.spawn_peer(
+        1,
+        &["--api-addr", &api1, "--peer-addr", &api1, "--bootstrap"],
+    );
+    let mut ports = BTreeMap::new();
+    ports.insert(1, h.listening(1).await);
+    let token_file = h.data_dir(1).join("admin.token");
+    let admin = h
+        .wait_for("the bootstrap admin token", || async {
+            std::fs::read_to_string(&token_file).ok()
+        })
+        .await;
+    let url1 = format!("https://{}", ports[&1]["api"]);
+    h.run(&[
+        "context",
+        "add",
+        "prod",
+        "--server",
+        &url1,
+        "--token",
+        admin.trim(),
+    ]);
+    for id in [2u64, 3] {
+        let token = token_in(&h.run(&["token", "create", "--role", "server", "--ttl", "1h"]));
+        let api = format!("{}:0", HOSTS[id as usize - 1]);
+        h.spawn_peer(
+            id,
+            &[
+                "--api-addr",
+                &api,
+                "--peer-addr",
+                &api,
+                "--join",
+                &url1,
+                "--token",
+                &token,
+            ],
+        );
+        ports.insert(id, h.listening(id).await);
+    }
+    ports
+}
+
+/// The members once they are three voters, every one of them caught up.
+async fn three_voters(h: &Hosts) -> MembersResponse {
+    h.wait_for("three voters, all caught up", || async {
+        let out = h
+            .orion()
+            .args(["cluster", "members", "-o", "json"])
+            .output()
+            .ok()?;
+        let m: MembersResponse = serde_json::from_slice(&out.stdout).ok()?;
+        let ok = m.members.len() == 3
+            && m.members
+                .iter()
+                .all(|x| x.role == MemberRole::Voter && x.lag == Some(0));
+        ok.then_some(m)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_restarted_with_another_raft_address_is_reached_there() {
+    let mut h = Hosts::new();
+    let ports = start_three(&mut h).await;
+    three_voters(&h).await;
+    // Peer 3 moves its Raft listener; its API stays where clients know it.
+    const MOVED: &str = "127.0.0.43";
+    h.stop(3).await;
+    let api = ports[&3]["api"].to_string();
+    let peer = format!("{MOVED}:0");
+    h.spawn_peer(3, &["--api-addr", &api, "--peer-addr", &peer]);
+    let moved = h
+        .wait_for("peer 3's new Raft listener", || async {
+            let l = h.listening(3).await;
+            (l["peer"].ip().to_string() == MOVED).then_some(l["peer"])
+        })
+        .await;
+    // The membership records it, and the leader replicates to it there: a write
+    // made now reaches peer 3 (lag 0 on every member).
+    h.run(&["var", "put", "moved/peer", "3"]);
+    let m = three_voters(&h).await;
+    let three = m.members.iter().find(|x| x.id == 3).expect("member 3");
+    assert_eq!(three.peer_addr, moved.to_string());
+    assert_eq!(three.api_addr, api);
+    // Peer 3 has applied it (answered from its own state).
+    let url3 = format!("https://{api}");
+    let out = h.run(&["var", "get", "moved/peer", "--stale", "--server", &url3]);
+    assert!(out.contains('3'), "{out}");
 }
