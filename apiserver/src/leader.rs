@@ -28,20 +28,11 @@ use crate::error::{HttpResult, JsonBody};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum LeaderRequest {
-    Propose {
-        command: Command,
-    },
+    Propose { command: Command },
     ReadIndex,
-    AddPeer {
-        peer: PeerIdentity,
-    },
-    /// A member restarted with other addresses: record them (`crate::advertise`).
-    UpdateMember {
-        peer: PeerIdentity,
-    },
-    RemovePeer {
-        id: u64,
-    },
+    AddPeer { peer: PeerIdentity },
+    UpdateMember { peer: PeerIdentity },
+    RemovePeer { id: u64 },
     Members,
 }
 
@@ -163,6 +154,7 @@ impl Cluster {
                 self.node.add_peer(&peer).await?;
                 Ok(LeaderReply::Members(self.node.members()))
             }
+            // A member restarted with other addresses (`crate::advertise`).
             LeaderRequest::UpdateMember { peer } => {
                 self.node.update_member(&peer).await?;
                 Ok(LeaderReply::Members(self.node.members()))
