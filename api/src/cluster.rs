@@ -31,6 +31,9 @@ pub struct MemberInfo {
     pub id: u64,
     pub api_addr: String,
     pub peer_addr: String,
+    /// Where agents reach this member's gateway (empty: not recorded).
+    #[serde(default)]
+    pub agent_addr: String,
     pub role: MemberRole,
     pub is_leader: bool,
     /// Last log index known to be replicated to this member (leader's view).

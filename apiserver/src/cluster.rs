@@ -74,20 +74,14 @@ pub async fn identity(State(cluster): State<ClusterRef>) -> Json<PeerIdentity> {
 pub async fn agent_bootstrap(
     State(cluster): State<ClusterRef>,
 ) -> HttpResult<Json<AgentBootstrap>> {
+    // The membership this peer has applied: a member that restarted with another
+    // agent address shows it once its record is updated (`crate::advertise`).
     let agent_addrs = cluster
         .node
         .members()
         .members
         .into_iter()
-        .filter_map(|m| {
-            cluster
-                .node
-                .metrics()
-                .membership_config
-                .membership()
-                .get_node(&m.id)
-                .map(|n| n.agent_addr.clone())
-        })
+        .map(|m| m.agent_addr)
         .filter(|a| !a.is_empty())
         .collect();
     Ok(Json(AgentBootstrap {

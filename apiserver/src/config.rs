@@ -1,6 +1,19 @@
 //! A peer's settings: flags and `--config FILE` (TOML) fill the same struct.
+//!
+//! # Addresses
+//! A peer has three listeners: the REST API (`api-addr`), Raft (`peer-addr`) and the
+//! QUIC agent gateway (`agent-addr`, UDP). `peer-addr` and `agent-addr` default to
+//! the host of `api-addr` on ports 7500 and 7600 (port 0, the OS's pick, when
+//! `api-addr`'s port is 0), so a peer given only `--api-addr 10.0.0.11:7400` is
+//! reachable on that host everywhere. What the membership records (and so what
+//! other peers, agents and `GET /v1/cluster/ca` use) is each listener's
+//! *advertised* address: `advertise-*-addr` when set, else the address bound. A
+//! listener on every interface (`0.0.0.0`, `::`) has no address to advertise, so
+//! it needs `advertise-<name>-addr`, or `advertise-api-addr`, whose host it then
+//! uses with its own port. The advertised addresses may change from one start to
+//! the next: the peer updates its membership record (see `crate::advertise`).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use orion_raft::RaftSettings;
@@ -17,10 +30,12 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// Where the REST API listens (`host:port`).
     pub api_addr: String,
-    /// Where the Raft gRPC service listens (`host:port`).
-    pub peer_addr: String,
-    /// Where the QUIC agent gateway listens (`host:port`, UDP).
-    pub agent_addr: String,
+    /// Where the Raft gRPC service listens (`ip:port`; default: the host of
+    /// `api-addr`, port 7500).
+    pub peer_addr: Option<String>,
+    /// Where the QUIC agent gateway listens (`ip:port`, UDP; default: the host of
+    /// `api-addr`, port 7600).
+    pub agent_addr: Option<String>,
     /// Address agents use, when it differs from `agent-addr`.
     pub advertise_agent_addr: Option<String>,
     /// Address others use to reach the API, when it differs from `api-addr`
@@ -34,7 +49,9 @@ pub struct ServerConfig {
     pub join: Vec<String>,
     /// A single-use `server` join token (with `join`), from `orion token create --role server`.
     pub token: Option<String>,
-    /// Extra names or IPs for this peer's certificate (say, a load balancer's).
+    /// Extra DNS names or IPs for this peer's certificate, such as a load
+    /// balancer's (at most [`MAX_TLS_SANS`]). The certificate is issued again at
+    /// start when these or the advertised addresses change.
     pub tls_san: Vec<String>,
     /// Lifetime of the certificates this cluster issues; renewed at two thirds.
     pub cert_lifetime_secs: u64,
@@ -57,8 +74,8 @@ impl Default for ServerConfig {
             id: 0,
             data_dir: PathBuf::from("orion-data"),
             api_addr: "127.0.0.1:7400".into(),
-            peer_addr: "127.0.0.1:7500".into(),
-            agent_addr: "127.0.0.1:7600".into(),
+            peer_addr: None,
+            agent_addr: None,
             advertise_agent_addr: None,
             advertise_api_addr: None,
             advertise_peer_addr: None,
@@ -76,7 +93,97 @@ impl Default for ServerConfig {
     }
 }
 
+/// Default Raft and agent gateway ports, when `api-addr` names a fixed port.
+pub const DEFAULT_PEER_PORT: u16 = 7500;
+pub const DEFAULT_AGENT_PORT: u16 = 7600;
+/// Most extra certificate names (`tls-san`) a peer takes.
+pub const MAX_TLS_SANS: usize = 32;
+/// Longest address or name accepted (a DNS name is at most 253 characters).
+const MAX_NAME_LEN: usize = 253;
+
+/// Where a peer's three listeners bind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listeners {
+    pub api: SocketAddr,
+    pub peer: SocketAddr,
+    pub agent: SocketAddr,
+}
+
+/// The addresses a peer advertises: what the membership records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Advertised {
+    pub api: String,
+    pub peer: String,
+    pub agent: String,
+}
+
 impl ServerConfig {
+    /// Where each listener binds, with `peer-addr` and `agent-addr` defaulting to
+    /// the host of `api-addr` (ports 7500 and 7600, or 0 when `api-addr`'s is 0).
+    pub fn listen_addrs(&self) -> Result<Listeners> {
+        let parse = |name: &str, addr: &str| -> Result<SocketAddr> {
+            addr.parse::<SocketAddr>().map_err(|_| {
+                Error::Config(format!(
+                    "{name} {addr:?} is not an IP:port address (listeners bind IP addresses; \
+                     put host names in advertise-{name})"
+                ))
+            })
+        };
+        let api = parse("api-addr", &self.api_addr)?;
+        let derived = |port: u16| SocketAddr::new(api.ip(), if api.port() == 0 { 0 } else { port });
+        let peer = match &self.peer_addr {
+            Some(a) => parse("peer-addr", a)?,
+            None => derived(DEFAULT_PEER_PORT),
+        };
+        let agent = match &self.agent_addr {
+            Some(a) => parse("agent-addr", a)?,
+            None => derived(DEFAULT_AGENT_PORT),
+        };
+        Ok(Listeners { api, peer, agent })
+    }
+
+    /// What this peer advertises, given where its listeners are bound (the ports
+    /// the OS picked, for port 0): `advertise-*-addr` when set, else the bound
+    /// address; a listener on every interface takes the advertised API host with
+    /// its own port, and without one it is an error naming the setting to add.
+    pub fn advertised(&self, bound: &Listeners) -> Result<Advertised> {
+        for (name, addr) in [
+            ("advertise-api-addr", &self.advertise_api_addr),
+            ("advertise-peer-addr", &self.advertise_peer_addr),
+            ("advertise-agent-addr", &self.advertise_agent_addr),
+        ] {
+            if let Some(a) = addr {
+                check_advertised(name, a)?;
+            }
+        }
+        let api = match (&self.advertise_api_addr, bound.api.ip().is_unspecified()) {
+            (Some(a), _) => a.clone(),
+            (None, false) => bound.api.to_string(),
+            (None, true) => {
+                return Err(Error::Config(format!(
+                    "api-addr {} listens on every interface, so there is no address to tell \
+                     clients and other peers: set advertise-api-addr (e.g. 10.0.0.11:{})",
+                    bound.api,
+                    bound.api.port()
+                )))
+            }
+        };
+        // The advertised API host, for listeners on every interface.
+        let api_host = api.rsplit_once(':').map_or(api.as_str(), |(h, _)| h);
+        let other = |set: &Option<String>, at: SocketAddr| -> String {
+            match set {
+                Some(a) => a.clone(),
+                None if at.ip().is_unspecified() => format!("{api_host}:{}", at.port()),
+                None => at.to_string(),
+            }
+        };
+        Ok(Advertised {
+            peer: other(&self.advertise_peer_addr, bound.peer),
+            agent: other(&self.advertise_agent_addr, bound.agent),
+            api,
+        })
+    }
+
     /// Reads a TOML config file; unknown keys are errors.
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
@@ -99,25 +206,9 @@ impl ServerConfig {
                     .into(),
             );
         }
-        for (name, addr) in [
-            ("api-addr", &self.api_addr),
-            ("peer-addr", &self.peer_addr),
-            ("agent-addr", &self.agent_addr),
-        ] {
-            if addr.parse::<SocketAddr>().is_err() {
-                return fail(format!("{name} {addr:?} is not an IP:port address"));
-            }
-        }
-        for (name, addr) in [
-            ("advertise-api-addr", &self.advertise_api_addr),
-            ("advertise-peer-addr", &self.advertise_peer_addr),
-        ] {
-            if let Some(a) = addr {
-                if !a.contains(':') {
-                    return fail(format!("{name} {a:?} must be host:port"));
-                }
-            }
-        }
+        let bound = self.listen_addrs()?;
+        self.advertised(&bound)?;
+        validate_sans(&self.tls_san)?;
         for url in &self.join {
             if !url.starts_with("https://") {
                 return fail(format!(
@@ -146,6 +237,60 @@ impl ServerConfig {
     }
 }
 
+/// An advertised address is `host:port`, where others can reach this peer.
+fn check_advertised(name: &str, addr: &str) -> Result<()> {
+    let fail = |why: &str| Err(Error::Config(format!("{name} {addr:?} {why}")));
+    if addr.len() > MAX_NAME_LEN + 8 {
+        return fail("is too long");
+    }
+    let Some((host, port)) = addr.rsplit_once(':') else {
+        return fail("must be host:port");
+    };
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return fail("must be host:port");
+    }
+    if port == "0" {
+        return fail("must name the port others reach, not 0");
+    }
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if bare == host && host.contains(':') {
+        return fail("must put an IPv6 address in brackets: [addr]:port");
+    }
+    match bare.parse::<IpAddr>() {
+        Ok(ip) if ip.is_unspecified() => {
+            fail("must be an address others can reach, not every interface")
+        }
+        Ok(_) => Ok(()),
+        Err(_) => check_name(bare).map_err(|why| Error::Config(format!("{name} {addr:?}: {why}"))),
+    }
+}
+
+/// A certificate name: an IP address, or a DNS name without wildcards.
+fn check_name(name: &str) -> std::result::Result<(), String> {
+    if name.len() > MAX_NAME_LEN {
+        return Err(format!("longer than {MAX_NAME_LEN} characters"));
+    }
+    if name.contains('*') {
+        return Err("wildcard names are not supported; list each name".into());
+    }
+    rustls::pki_types::ServerName::try_from(name)
+        .map(|_| ())
+        .map_err(|_| "is neither an IP address nor a valid DNS name".into())
+}
+
+fn validate_sans(sans: &[String]) -> Result<()> {
+    if sans.len() > MAX_TLS_SANS {
+        return Err(Error::Config(format!(
+            "tls-san lists {} names; at most {MAX_TLS_SANS} are accepted",
+            sans.len()
+        )));
+    }
+    for san in sans {
+        check_name(san).map_err(|why| Error::Config(format!("tls-san {san:?}: {why}")))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,5 +314,135 @@ mod tests {
             ServerConfig::default().validate().is_err(),
             "id 0 is refused"
         );
+    }
+
+    fn peer(api: &str) -> ServerConfig {
+        ServerConfig {
+            id: 1,
+            api_addr: api.into(),
+            ..Default::default()
+        }
+    }
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().expect("socket address")
+    }
+
+    #[test]
+    fn listeners_default_to_the_api_host() {
+        let l = peer("10.0.0.11:7400").listen_addrs().expect("listeners");
+        assert_eq!(l.peer, addr("10.0.0.11:7500"));
+        assert_eq!(l.agent, addr("10.0.0.11:7600"));
+        // Port 0 (the OS picks) carries over, so test peers never collide.
+        let l = peer("127.0.0.11:0").listen_addrs().expect("listeners");
+        assert_eq!(
+            (l.peer, l.agent),
+            (addr("127.0.0.11:0"), addr("127.0.0.11:0"))
+        );
+        // An explicit address wins.
+        let c = ServerConfig {
+            agent_addr: Some("127.0.0.31:9000".into()),
+            ..peer("127.0.0.11:7400")
+        };
+        assert_eq!(
+            c.listen_addrs().expect("listeners").agent,
+            addr("127.0.0.31:9000")
+        );
+        let a = c
+            .advertised(&c.listen_addrs().expect("listeners"))
+            .expect("advertised");
+        assert_eq!(
+            (a.api.as_str(), a.peer.as_str(), a.agent.as_str()),
+            ("127.0.0.11:7400", "127.0.0.11:7500", "127.0.0.31:9000")
+        );
+    }
+
+    #[test]
+    fn every_interface_needs_an_advertised_address() {
+        let err = peer("0.0.0.0:7400")
+            .validate()
+            .expect_err("nothing to advertise");
+        assert!(err.to_string().contains("advertise-api-addr"), "{err}");
+        // The advertised API host serves the other listeners, with their own ports.
+        let c = ServerConfig {
+            advertise_api_addr: Some("node-1.example:7400".into()),
+            ..peer("0.0.0.0:7400")
+        };
+        c.validate().expect("valid");
+        let bound = Listeners {
+            api: addr("0.0.0.0:7400"),
+            peer: addr("0.0.0.0:7500"),
+            agent: addr("0.0.0.0:40123"),
+        };
+        let a = c.advertised(&bound).expect("advertised");
+        assert_eq!(a.peer, "node-1.example:7500");
+        assert_eq!(a.agent, "node-1.example:40123");
+        // A specific API address serves an agent gateway on every interface.
+        let c = ServerConfig {
+            agent_addr: Some("0.0.0.0:7600".into()),
+            ..peer("10.0.0.11:7400")
+        };
+        let a = c
+            .advertised(&c.listen_addrs().expect("listeners"))
+            .expect("advertised");
+        assert_eq!(a.agent, "10.0.0.11:7600");
+    }
+
+    #[test]
+    fn bad_addresses_and_names_are_named() {
+        for (c, needle) in [
+            (
+                ServerConfig {
+                    advertise_agent_addr: Some("0.0.0.0:7600".into()),
+                    ..peer("10.0.0.11:7400")
+                },
+                "advertise-agent-addr",
+            ),
+            (
+                ServerConfig {
+                    advertise_peer_addr: Some("::1:7500".into()),
+                    ..peer("10.0.0.11:7400")
+                },
+                "brackets",
+            ),
+            (
+                ServerConfig {
+                    peer_addr: Some("node-1:7500".into()),
+                    ..peer("10.0.0.11:7400")
+                },
+                "peer-addr",
+            ),
+            (
+                ServerConfig {
+                    tls_san: vec!["*.example.com".into()],
+                    ..peer("10.0.0.11:7400")
+                },
+                "wildcard",
+            ),
+            (
+                ServerConfig {
+                    tls_san: vec!["bad name".into()],
+                    ..peer("10.0.0.11:7400")
+                },
+                "tls-san \"bad name\"",
+            ),
+            (
+                ServerConfig {
+                    tls_san: (0..=MAX_TLS_SANS)
+                        .map(|i| format!("lb-{i}.example"))
+                        .collect(),
+                    ..peer("10.0.0.11:7400")
+                },
+                "at most",
+            ),
+        ] {
+            let err = c.validate().expect_err(needle).to_string();
+            assert!(err.contains(needle), "{needle}: {err}");
+        }
+        let ok = ServerConfig {
+            tls_san: vec!["lb.example.com".into(), "127.0.0.100".into(), "::1".into()],
+            ..peer("10.0.0.11:7400")
+        };
+        ok.validate().expect("valid names");
     }
 }

@@ -31,6 +31,7 @@ pub enum LeaderRequest {
     Propose { command: Command },
     ReadIndex,
     AddPeer { peer: PeerIdentity },
+    UpdateMember { peer: PeerIdentity },
     RemovePeer { id: u64 },
     Members,
 }
@@ -44,6 +45,7 @@ impl LeaderRequest {
             LeaderRequest::ReadIndex
                 | LeaderRequest::Members
                 | LeaderRequest::AddPeer { .. }
+                | LeaderRequest::UpdateMember { .. }
                 | LeaderRequest::RemovePeer { .. }
         )
     }
@@ -150,6 +152,11 @@ impl Cluster {
             LeaderRequest::ReadIndex => self.node.read_index().await.map(LeaderReply::ReadIndex),
             LeaderRequest::AddPeer { peer } => {
                 self.node.add_peer(&peer).await?;
+                Ok(LeaderReply::Members(self.node.members()))
+            }
+            // A member restarted with other addresses (`crate::advertise`).
+            LeaderRequest::UpdateMember { peer } => {
+                self.node.update_member(&peer).await?;
                 Ok(LeaderReply::Members(self.node.members()))
             }
             LeaderRequest::RemovePeer { id } => {

@@ -22,10 +22,13 @@
 //! - [`gateway`]: the QUIC agent gateway (agent certificates only, NodeRestriction).
 //! - [`auth`], [`https`], [`security`]: route policy, the TLS listener, tokens and certificates.
 //! - [`join`]: joining an existing cluster at start-up.
+//! - [`advertise`]: after a restart with other addresses, getting the membership
+//!   record (what peers, agents and `GET /v1/cluster/ca` use) to follow them.
 //! - [`streams`]: logs and exec, relayed from the replica's agent.
 //! - [`variables`], [`workloads`], [`cluster`], [`watch`], [`health`]: the HTTP handlers.
 //! - [`error`]: mapping errors to JSON responses; the body extractor with clear errors.
 
+pub mod advertise;
 pub mod auth;
 pub mod cluster;
 pub mod config;

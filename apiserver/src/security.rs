@@ -6,7 +6,8 @@
 //! - `--join URL --token T` reads the CA fingerprint from the token, fetches the CA
 //!   from URL and checks it, then exchanges the token and a CSR for a certificate.
 //! - Later starts load `<data-dir>/tls/`. Certificates are renewed two thirds into
-//!   their life, in place.
+//!   their life, in place, and at once when the names they must carry (the
+//!   advertised addresses' hosts and `tls-san`) are not the ones they carry.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -81,17 +82,22 @@ fn tls_err(e: orion_tls::TlsError) -> Error {
     Error::Config(format!("TLS: {e}"))
 }
 
-/// The host part of each `host:port`, deduplicated, plus the configured extra names.
+/// The host part of each `host:port`, plus the configured extra names, as
+/// certificate names compare ([`orion_tls::cert::normalize_hosts`]).
 pub fn cert_hosts(addrs: &[&str], extra: &[String]) -> Vec<String> {
-    let mut hosts: Vec<String> = addrs
+    let hosts: Vec<String> = addrs
         .iter()
         .filter_map(|a| a.rsplit_once(':').map(|(h, _)| h))
         .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_string())
         .chain(extra.iter().cloned())
         .collect();
-    hosts.sort();
-    hosts.dedup();
-    hosts
+    orion_tls::cert::normalize_hosts(&hosts)
+}
+
+/// Whether this peer's certificate names exactly the hosts it must (an unreadable
+/// certificate does not).
+pub fn names_current(creds: &PeerCreds) -> bool {
+    orion_tls::cert::hosts_of(&creds.live.cert_pem()).is_ok_and(|names| names == creds.hosts)
 }
 
 /// Loads, creates (bootstrap) or obtains (join) this peer's credentials.
@@ -151,20 +157,34 @@ pub async fn peer_credentials(config: &ServerConfig, hosts: Vec<String>) -> Resu
     })
 }
 
-/// Renews this peer's certificate two thirds into its life, signing it with the
-/// replicated CA key, and swaps it in without a restart.
+/// Renews this peer's certificate two thirds into its life, or at once while it
+/// does not carry the names it must, signing it with the replicated CA key, and
+/// swaps it in without a restart.
 pub async fn renew_loop(cluster: ClusterRef, shutdown: tokio_util::sync::CancellationToken) {
+    let mut warned = false;
     loop {
         let creds = &cluster.creds;
-        let wait = orion_tls::cert::until_renewal(&creds.live.cert_pem());
+        let wait = if names_current(creds) {
+            orion_tls::cert::until_renewal(&creds.live.cert_pem())
+        } else {
+            Duration::ZERO
+        };
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(wait) => {}
         }
         match renew_self(&cluster) {
-            Ok(()) => info!("renewed this peer's certificate"),
+            Ok(()) => {
+                warned = false;
+                info!(names = ?creds.hosts, "renewed this peer's certificate");
+            }
             Err(e) => {
-                warn!(cause = %e, "could not renew this peer's certificate; retrying in 10 s");
+                if warned {
+                    tracing::debug!(cause = %e, "could not renew this peer's certificate");
+                } else {
+                    warn!(cause = %e, "could not renew this peer's certificate; retrying every 10 s");
+                    warned = true;
+                }
                 tokio::select! {
                     () = shutdown.cancelled() => return,
                     () = tokio::time::sleep(Duration::from_secs(10)) => {}
@@ -174,7 +194,8 @@ pub async fn renew_loop(cluster: ClusterRef, shutdown: tokio_util::sync::Cancell
     }
 }
 
-fn renew_self(cluster: &ClusterRef) -> Result<(), String> {
+/// Issues this peer a new certificate for `creds.hosts`, saves it and swaps it in.
+pub fn renew_self(cluster: &ClusterRef) -> Result<(), String> {
     let secrets = cluster.secrets().map_err(|e| e.message)?;
     let creds = &cluster.creds;
     let me = Identity::server(cluster.node.id);

@@ -190,7 +190,7 @@ pub fn router(cluster: ClusterRef, max_body_bytes: usize) -> Router {
         .with_state(cluster)
 }
 
-async fn bind(addr: &str) -> Result<TcpListener> {
+async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener> {
     TcpListener::bind(addr).await.map_err(|source| Error::Bind {
         addr: addr.to_string(),
         source,
@@ -217,35 +217,32 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
     config.validate()?;
     std::fs::create_dir_all(&config.data_dir)?;
 
-    let api_listener = bind(&config.api_addr).await?;
-    let peer_listener = bind(&config.peer_addr).await?;
-    let agent_socket =
-        std::net::UdpSocket::bind(&config.agent_addr).map_err(|source| Error::Bind {
-            addr: config.agent_addr.clone(),
-            source,
-        })?;
+    let listen = config.listen_addrs()?;
+    let api_listener = bind(listen.api).await?;
+    let peer_listener = bind(listen.peer).await?;
+    let agent_socket = std::net::UdpSocket::bind(listen.agent).map_err(|source| Error::Bind {
+        addr: listen.agent.to_string(),
+        source,
+    })?;
+    let bound = crate::config::Listeners {
+        api: api_listener.local_addr()?,
+        peer: peer_listener.local_addr()?,
+        agent: agent_socket.local_addr()?,
+    };
     write_listen_file(
         &config.data_dir,
         &[
-            ("api", api_listener.local_addr()?),
-            ("peer", peer_listener.local_addr()?),
-            ("agent", agent_socket.local_addr()?),
+            ("api", bound.api),
+            ("peer", bound.peer),
+            ("agent", bound.agent),
         ],
     )?;
+    let advertised = config.advertised(&bound)?;
     let me = PeerIdentity {
         id: config.id,
-        api_addr: config
-            .advertise_api_addr
-            .clone()
-            .unwrap_or(api_listener.local_addr()?.to_string()),
-        peer_addr: config
-            .advertise_peer_addr
-            .clone()
-            .unwrap_or(peer_listener.local_addr()?.to_string()),
-        agent_addr: config
-            .advertise_agent_addr
-            .clone()
-            .unwrap_or(agent_socket.local_addr()?.to_string()),
+        api_addr: advertised.api,
+        peer_addr: advertised.peer,
+        agent_addr: advertised.agent,
     };
 
     let hosts = crate::security::cert_hosts(
@@ -288,6 +285,17 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
         debug_stale_reads: config.debug_stale_reads,
         token_key: std::sync::OnceLock::new(),
     });
+    if !crate::security::names_current(&creds) {
+        // The advertised addresses or tls-san changed since the certificate was
+        // issued: issue it again before anything is served with it.
+        match crate::security::renew_self(&cluster) {
+            Ok(()) => {
+                info!(names = ?creds.hosts, "issued this peer's certificate again for its new names")
+            }
+            Err(e) => warn!(cause = %e, names = ?creds.hosts,
+                "this peer's certificate does not carry its current names yet; retrying in the background"),
+        }
+    }
     if config.debug_stale_reads {
         warn!("debug-stale-reads is on: variable reads may be stale (jepsen harness only)");
     }
@@ -300,6 +308,10 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
         cluster.clone(),
         agent_socket,
         gateway_shutdown.clone(),
+    ));
+    let advertise = tokio::spawn(crate::advertise::keep_current(
+        cluster.clone(),
+        api_shutdown.clone(),
     ));
     let leader_work_shutdown = CancellationToken::new();
     let leader_work = tokio::spawn(crate::leadership::run(
@@ -361,6 +373,7 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
     api_shutdown.cancel();
     let _ = api_task.await;
     renewal.abort();
+    advertise.abort();
     gateway_shutdown.cancel();
     if tokio::time::timeout(DRAIN_DEADLINE, gateway).await.is_err() {
         warn!("agent gateway did not stop in time");

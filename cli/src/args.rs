@@ -177,10 +177,10 @@ pub struct ServerArgs {
     /// REST API listen address (host:port).
     #[arg(long)]
     pub api_addr: Option<String>,
-    /// Raft gRPC listen address (host:port).
+    /// Raft gRPC listen address (ip:port; default: the --api-addr host, port 7500).
     #[arg(long)]
     pub peer_addr: Option<String>,
-    /// QUIC agent gateway listen address (host:port, UDP).
+    /// QUIC agent gateway listen address (ip:port, UDP; default: the --api-addr host, port 7600).
     #[arg(long)]
     pub agent_addr: Option<String>,
     #[arg(long)]
@@ -198,6 +198,10 @@ pub struct ServerArgs {
     /// A single-use `server` join token (`orion token create --role server`).
     #[arg(long, env = "ORION_JOIN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// An extra DNS name or IP for this peer's certificate, such as a load
+    /// balancer's. Repeatable; replaces the config file's `tls-san`.
+    #[arg(long = "tls-san", value_name = "NAME")]
+    pub tls_san: Vec<String>,
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 }

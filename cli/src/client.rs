@@ -205,7 +205,16 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     while let Some(next) = cur.source() {
         cur = next;
     }
-    cur.to_string()
+    let text = cur.to_string();
+    if text.contains("not valid for name") {
+        // Typically a load balancer's address, which the peers' certificates do
+        // not carry unless they were started with it.
+        return format!(
+            "{text}: the server's certificate does not name the address in the URL; \
+             if that is a load balancer, start every peer with --tls-san <its name or IP>"
+        );
+    }
+    text
 }
 
 /// Percent-encodes a query value.

@@ -320,6 +320,52 @@ impl RaftNode {
         Ok(())
     }
 
+    /// Records new addresses for a member that restarted with them (leader only):
+    /// its role is unchanged. Refused for an unknown id, or addresses another member
+    /// uses. Recording the addresses already there is a no-op, so callers may retry.
+    pub async fn update_member(&self, peer: &PeerIdentity) -> std::result::Result<(), LeaderError> {
+        let member = Member {
+            api_addr: peer.api_addr.clone(),
+            peer_addr: peer.peer_addr.clone(),
+            agent_addr: peer.agent_addr.clone(),
+        };
+        let metrics = self.metrics();
+        let membership = metrics.membership_config.membership();
+        match membership.get_node(&peer.id) {
+            None => {
+                return Err(LeaderError::Rejected(ApiError::not_found(format!(
+                    "no member with id {}",
+                    peer.id
+                ))))
+            }
+            Some(existing) if *existing == member => return Ok(()),
+            Some(_) => {}
+        }
+        if let Some((other, m)) = membership.nodes().find(|(id, m)| {
+            **id != peer.id
+                && (m.api_addr == member.api_addr
+                    || m.peer_addr == member.peer_addr
+                    || (!member.agent_addr.is_empty() && m.agent_addr == member.agent_addr))
+        }) {
+            return Err(LeaderError::Rejected(ApiError::conflict(
+                format!(
+                    "member {other} already uses an address of member {} ({m})",
+                    peer.id
+                ),
+                0,
+            )));
+        }
+        info!(id = peer.id, %member, "recording a member's new addresses");
+        self.raft
+            .change_membership(
+                ChangeMembers::SetNodes(BTreeMap::from([(peer.id, member)])),
+                false,
+            )
+            .await
+            .map_err(write_error)?;
+        Ok(())
+    }
+
     /// Removes a peer from the membership and retires its id (leader only).
     pub async fn remove_peer(&self, id: NodeId) -> std::result::Result<(), LeaderError> {
         let metrics = self.metrics();
@@ -388,6 +434,7 @@ impl RaftNode {
                     id: *id,
                     api_addr: node.api_addr.clone(),
                     peer_addr: node.peer_addr.clone(),
+                    agent_addr: node.agent_addr.clone(),
                     role: if voters.contains(id) {
                         MemberRole::Voter
                     } else {

@@ -21,7 +21,11 @@ pub struct Member {
 
 impl fmt::Display for Member {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "api={} peer={}", self.api_addr, self.peer_addr)
+        write!(f, "api={} peer={}", self.api_addr, self.peer_addr)?;
+        if !self.agent_addr.is_empty() {
+            write!(f, " agent={}", self.agent_addr)?;
+        }
+        Ok(())
     }
 }
 

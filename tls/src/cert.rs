@@ -221,6 +221,53 @@ pub fn identity_of(der: &[u8]) -> Option<Identity> {
     found.next().is_none().then_some(id)
 }
 
+/// `hosts` as certificate names compare: IP addresses in canonical form, DNS
+/// names in lower case, sorted, without duplicates.
+pub fn normalize_hosts(hosts: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = hosts
+        .iter()
+        .map(|h| match h.parse::<IpAddr>() {
+            Ok(ip) => ip.to_string(),
+            Err(_) => h.to_ascii_lowercase(),
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The host names (DNS and IP SANs) a PEM certificate is valid for, normalized
+/// as [`normalize_hosts`] does.
+pub fn hosts_of(cert_pem: &str) -> Result<Vec<String>> {
+    use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+    let der = CertificateDer::from_pem_slice(cert_pem.as_bytes())
+        .map_err(|e| TlsError::Invalid(format!("certificate: {e}")))?;
+    let (_, cert) = X509Certificate::from_der(der.as_ref())
+        .map_err(|e| TlsError::Invalid(format!("certificate: {e}")))?;
+    let san = cert
+        .subject_alternative_name()
+        .map_err(|e| TlsError::Invalid(format!("certificate names: {e}")))?;
+    let names = san
+        .map(|s| s.value.general_names.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|n| match n {
+            GeneralName::DNSName(d) => Some(d.to_string()),
+            GeneralName::IPAddress(b) => match b.len() {
+                4 => <[u8; 4]>::try_from(b)
+                    .ok()
+                    .map(|a| IpAddr::from(a).to_string()),
+                16 => <[u8; 16]>::try_from(b)
+                    .ok()
+                    .map(|a| IpAddr::from(a).to_string()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect::<Vec<_>>();
+    Ok(normalize_hosts(&names))
+}
+
 /// When a PEM certificate expires.
 pub fn not_after(cert_pem: &str) -> Result<SystemTime> {
     use x509_parser::prelude::{FromDer, X509Certificate};
@@ -278,6 +325,26 @@ mod tests {
             .duration_since(SystemTime::now())
             .expect("in the future");
         assert!(left > Duration::from_secs(3500) && left <= Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn hosts_of_reads_back_the_names_issued() {
+        let (_ca, ca_key) = generate_ca().expect("ca");
+        let hosts: Vec<String> = ["127.0.0.11", "LB.example.test", "::1", "127.0.0.11"]
+            .map(String::from)
+            .to_vec();
+        let (cert, _key) = issue(
+            &ca_key,
+            &Identity::server(1),
+            &hosts,
+            Duration::from_secs(3600),
+        )
+        .expect("issue");
+        assert_eq!(
+            hosts_of(&cert).expect("names"),
+            vec!["127.0.0.11", "::1", "lb.example.test"]
+        );
+        assert_eq!(hosts_of(&cert).expect("names"), normalize_hosts(&hosts));
     }
 
     #[test]

@@ -20,11 +20,11 @@ pub fn config_from(args: ServerArgs) -> anyhow::Result<ServerConfig> {
     if let Some(v) = args.api_addr {
         c.api_addr = v;
     }
-    if let Some(v) = args.peer_addr {
-        c.peer_addr = v;
+    if args.peer_addr.is_some() {
+        c.peer_addr = args.peer_addr;
     }
-    if let Some(v) = args.agent_addr {
-        c.agent_addr = v;
+    if args.agent_addr.is_some() {
+        c.agent_addr = args.agent_addr;
     }
     if args.advertise_agent_addr.is_some() {
         c.advertise_agent_addr = args.advertise_agent_addr;
@@ -41,6 +41,9 @@ pub fn config_from(args: ServerArgs) -> anyhow::Result<ServerConfig> {
     }
     if args.token.is_some() {
         c.token = args.token;
+    }
+    if !args.tls_san.is_empty() {
+        c.tls_san = args.tls_san;
     }
     c.validate()?;
     Ok(c)

@@ -1,0 +1,107 @@
+//! The API behind a load balancer (HAProxy, TLS passthrough) whose name is no
+//! peer's: certificates carry it only with `--tls-san`, and a peer issues its
+//! certificate again when it restarts with new names.
+
+mod fixture;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use fixture::haproxy::{Haproxy, HaproxyOptions};
+use fixture::{TestCluster, WAIT};
+
+/// The load balancer's IP: on loopback, but no peer's.
+const LB_IP: &str = "127.0.0.100";
+/// A DNS name for it, resolved by the test's client.
+const LB_NAME: &str = "orion-lb.test";
+
+/// Runs the CLI against `server`; returns (success, stdout, stderr).
+fn orion(c: &TestCluster, server: &str, args: &[&str]) -> (bool, String, String) {
+    let out = c
+        .cli()
+        .args(args)
+        .args(["--server", server])
+        .output()
+        .expect("run orion");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A client that trusts the cluster CA and resolves `LB_NAME` to the load balancer.
+fn client_by_name(c: &TestCluster, lb: SocketAddr) -> reqwest::Client {
+    let tls = orion_tls::config::client_config(&c.ca_pem, None).expect("client TLS config");
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .resolve(LB_NAME, lb)
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("http client")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_works_through_haproxy_once_peers_carry_its_name() {
+    let mut c = TestCluster::start(3).await;
+    let lb = Haproxy::start(
+        &c.api_addrs(),
+        HaproxyOptions {
+            listen_ip: LB_IP.parse().expect("ip"),
+            ..HaproxyOptions::default()
+        },
+    )
+    .await
+    .expect("start HAProxy");
+    // The health check (GET /readyz over TLS) passes on every peer.
+    lb.wait_for_up(3, WAIT).await.expect("every peer healthy");
+
+    // The peers' certificates name only their own address: a clear refusal.
+    let (ok, _, err) = orion(&c, &lb.url(), &["var", "put", "lb/greeting", "hello"]);
+    assert!(!ok, "a certificate without the LB's name must be refused");
+    assert!(
+        err.contains(&format!("certificate not valid for name \"{LB_IP}\""))
+            && err.contains("--tls-san"),
+        "{err}"
+    );
+
+    // Each peer restarts with the names: it issues its certificate again.
+    for id in [1, 2, 3] {
+        c.stop(id).await;
+        c.restart_with(id, &["--tls-san", LB_IP, "--tls-san", LB_NAME]);
+        c.wait_for_log(id, "issued this peer's certificate again for its new names")
+            .await;
+        c.wait_for_voters(&[1, 2, 3]).await;
+    }
+    lb.wait_for_up(3, WAIT)
+        .await
+        .expect("every peer healthy again");
+
+    let (ok, out, err) = orion(&c, &lb.url(), &["var", "put", "lb/greeting", "hello"]);
+    assert!(ok, "put through the LB: {err}");
+    assert!(out.contains("written at revision"), "{out}");
+    let (ok, _, err) = orion(&c, &lb.url(), &["get", "services"]);
+    assert!(ok, "get services through the LB: {err}");
+
+    // By DNS name too (resolved by the client to HAProxy).
+    let http = client_by_name(&c, lb.addr());
+    let url = format!(
+        "https://{LB_NAME}:{}/v1/variables/lb/greeting",
+        lb.addr().port()
+    );
+    let r = http
+        .get(&url)
+        .bearer_auth(&c.admin_token)
+        .send()
+        .await
+        .expect("GET by the LB's DNS name");
+    assert!(r.status().is_success(), "{}", r.status());
+    let v: orion_api::VariableResponse = r.json().await.expect("variable");
+    assert_eq!(v.variable.value, "hello");
+
+    // Each peer's own address still verifies (the fixture's client dials them).
+    for id in [1, 2, 3] {
+        assert!(c.status(id).await.is_some(), "peer {id} by its own address");
+    }
+    c.assert_no_unexpected_errors(&[]);
+}
