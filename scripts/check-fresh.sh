@@ -41,6 +41,13 @@ mapfile -t programs < <(
             'Command::new\("[^"]+"\)|in_ns\([^,()]+, "[a-z0-9_.-]+"' . \
             | grep -oE '"[^"]+"\)?$' | tr -d ')'
         grep -rhoE --include='*.rs' '\brun\("[a-z0-9_.-]+",' jepsen/src | grep -oE '"[^"]+"'
+        # Command::new(CONST) with `const CONST: &str = "/path/prog"` in the same file.
+        grep -rlE --include='*.rs' --exclude-dir=target 'Command::new\([A-Z_]+\)' . | while read -r f; do
+            grep -oE 'Command::new\([A-Z_]+\)' "$f" | grep -oE '[A-Z_]+' | sort -u | while read -r c; do
+                grep -oE "const $c: &str = \"[^\"]+\"" "$f" | grep -oE '"[^"]+"' | tr -d '"' \
+                    | xargs -r -n1 basename
+            done
+        done
         # Replica commands in tests, specs and examples, and what tests exec in a replica:
         # the first word of the command list.
         grep -rhoE --include='*.rs' --include='*.yaml' --include='*.yml' --include='*.json' \
