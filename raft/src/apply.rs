@@ -14,6 +14,7 @@
 //! - `t/<id>`: a [`TokenRecord`] as JSON.
 //! - `n/<name>`: a [`NodeObject`] as JSON.
 //! - `p/<service>/<ordinal, 4 bytes big-endian>`: a [`ReplicaObject`] as JSON.
+//! - `d/…`, `o/…`, `m/sessions-compacted`: client sessions, see [`crate::session`].
 
 use orion_api::security::TokenRecord;
 use orion_api::spec::service::validate_name;
@@ -24,7 +25,8 @@ use orion_api::{
 };
 use orion_store::{Applier, Txn};
 
-use crate::command::{Applied, Command, CommandResult, Rejection};
+use crate::command::{Applied, Command, CommandResult, Proposal, Rejection};
+use crate::session;
 use crate::types::TypeConfig;
 
 /// How many revisions of change events are kept for watchers to resume from.
@@ -90,7 +92,46 @@ pub fn decode_u64(bytes: &[u8]) -> u64 {
 pub struct OrionApplier;
 
 impl Applier<TypeConfig> for OrionApplier {
-    fn apply(&self, txn: &mut Txn<'_>, index: u64, cmd: &Command) -> CommandResult {
+    fn apply(&self, txn: &mut Txn<'_>, index: u64, proposal: &Proposal) -> CommandResult {
+        // Client sessions: a retried write returns what it produced the first time.
+        if let Err(e) = session::evict(txn, index) {
+            return storage_failure(index, &e);
+        }
+        let Some(id) = &proposal.request_id else {
+            return self.apply_once(txn, index, &proposal.command);
+        };
+        match session::recorded(txn, id) {
+            Ok(Some(original)) => return original,
+            Ok(None) => {}
+            Err(e) => return storage_failure(index, &e),
+        }
+        let result = self.apply_once(txn, index, &proposal.command);
+        session::record(txn, index, id, &result);
+        result
+    }
+
+    fn non_data_response(&self, index: u64) -> CommandResult {
+        CommandResult {
+            revision: index,
+            outcome: Ok(Applied::Done),
+        }
+    }
+}
+
+/// A storage read failed before the command ran; the store fails the apply on it.
+fn storage_failure(index: u64, e: &orion_store::Error) -> CommandResult {
+    CommandResult {
+        revision: index,
+        outcome: Err(Rejection {
+            code: ErrorCode::Internal,
+            message: format!("storage error while applying: {e}"),
+            current_revision: None,
+        }),
+    }
+}
+
+impl OrionApplier {
+    fn apply_once(&self, txn: &mut Txn<'_>, index: u64, cmd: &Command) -> CommandResult {
         let outcome = match compact_events(txn, index).and_then(|()| apply_command(txn, index, cmd))
         {
             Ok(applied) => Ok(applied),
@@ -106,13 +147,6 @@ impl Applier<TypeConfig> for OrionApplier {
         CommandResult {
             revision: index,
             outcome,
-        }
-    }
-
-    fn non_data_response(&self, index: u64) -> CommandResult {
-        CommandResult {
-            revision: index,
-            outcome: Ok(Applied::Done),
         }
     }
 }
