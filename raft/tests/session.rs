@@ -37,11 +37,7 @@ fn open(dir: &tempfile::TempDir) -> Store<TypeConfig> {
 }
 
 async fn apply(store: &mut Store<TypeConfig>, index: u64, p: Proposal) -> CommandResult {
-    let mut results = store
-        .sm
-        .apply([entry(index, p)])
-        .await
-        .expect("apply");
+    let mut results = store.sm.apply([entry(index, p)]).await.expect("apply");
     results.pop().expect("one result")
 }
 
@@ -66,14 +62,32 @@ async fn a_duplicate_returns_the_original_result_and_changes_nothing() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut store = open(&dir);
     // A create-only compare-and-set: applied twice it would be a 409.
-    let first = apply(&mut store, 1, Proposal::new(id("a"), put("x", "1", Some(0)))).await;
+    let first = apply(
+        &mut store,
+        1,
+        Proposal::new(id("a"), put("x", "1", Some(0))),
+    )
+    .await;
     assert!(matches!(first.outcome, Ok(Applied::Put(_))), "{first:?}");
-    let again = apply(&mut store, 2, Proposal::new(id("a"), put("x", "1", Some(0)))).await;
-    assert_eq!(again, first, "the retry answers with the first result, revision 1");
+    let again = apply(
+        &mut store,
+        2,
+        Proposal::new(id("a"), put("x", "1", Some(0))),
+    )
+    .await;
+    assert_eq!(
+        again, first,
+        "the retry answers with the first result, revision 1"
+    );
     assert_eq!(version(&store, "x"), Some((1, 1)), "applied once");
 
     // The same command under another id (or none) is a new write: here, a conflict.
-    let other = apply(&mut store, 3, Proposal::new(id("b"), put("x", "1", Some(0)))).await;
+    let other = apply(
+        &mut store,
+        3,
+        Proposal::new(id("b"), put("x", "1", Some(0))),
+    )
+    .await;
     assert_eq!(other.revision, 3);
     assert!(matches!(&other.outcome, Err(r) if r.code == ErrorCode::Conflict));
     let bare = apply(&mut store, 4, put("x", "2", None).into()).await;
@@ -96,7 +110,10 @@ async fn records_leave_after_the_window_and_their_number_is_bounded() {
         .map(|i| {
             entry(
                 i,
-                Proposal::new(id(&format!("w{i}")), put(&format!("k/{}", i % 7), "v", None)),
+                Proposal::new(
+                    id(&format!("w{i}")),
+                    put(&format!("k/{}", i % 7), "v", None),
+                ),
             )
         })
         .collect();
@@ -134,7 +151,12 @@ async fn records_leave_after_the_window_and_their_number_is_bounded() {
 async fn records_travel_in_snapshots_and_survive_a_restart() {
     let leader_dir = tempfile::tempdir().expect("temp dir");
     let mut leader = open(&leader_dir);
-    let first = apply(&mut leader, 1, Proposal::new(id("a"), put("x", "1", Some(0)))).await;
+    let first = apply(
+        &mut leader,
+        1,
+        Proposal::new(id("a"), put("x", "1", Some(0))),
+    )
+    .await;
     let snapshot = leader
         .sm
         .get_snapshot_builder()
@@ -162,7 +184,12 @@ async fn records_travel_in_snapshots_and_survive_a_restart() {
     }
     // Reopened from disk, the follower still knows request "a".
     let mut follower = open(&follower_dir);
-    let again = apply(&mut follower, 2, Proposal::new(id("a"), put("x", "1", Some(0)))).await;
+    let again = apply(
+        &mut follower,
+        2,
+        Proposal::new(id("a"), put("x", "1", Some(0))),
+    )
+    .await;
     assert_eq!(again, first);
     assert_eq!(version(&follower, "x"), Some((1, 1)));
 }
@@ -186,6 +213,9 @@ fn request_ids_are_bounded_and_checked() {
     assert!(RequestId::parse("quo\"te").is_err());
     assert!(RequestId::parse(&"x".repeat(257)).is_err());
     assert!(RequestId::parse(&"x".repeat(256)).is_ok());
-    let too_long = format!(r#"{{"request_id":"{}","command":{{"op":"retire_member","id":1}}}}"#, "x".repeat(300));
+    let too_long = format!(
+        r#"{{"request_id":"{}","command":{{"op":"retire_member","id":1}}}}"#,
+        "x".repeat(300)
+    );
     assert!(serde_json::from_str::<Proposal>(&too_long).is_err());
 }
