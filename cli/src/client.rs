@@ -333,7 +333,14 @@ impl Client {
                     continue;
                 }
                 Err(e) if request_id.is_some() => {
-                    failures.push(format!("{}: {}", self.urls[i], root_cause(&e)));
+                    let failure = format!("{}: {}", self.urls[i], root_cause(&e));
+                    if let (Some(id), true) = (request_id, k + 1 < self.urls.len()) {
+                        let next = &self.urls[(start + k + 1) % self.urls.len()];
+                        eprintln!(
+                            "note: {failure}; sending the write again to {next} (request id {id})"
+                        );
+                    }
+                    failures.push(failure);
                     received = true;
                     continue;
                 }
@@ -356,7 +363,14 @@ impl Client {
             if status == StatusCode::SERVICE_UNAVAILABLE
                 && (request_id.is_some() || k + 1 < self.urls.len())
             {
-                failures.push(format!("{}: {}", self.urls[i], error.message));
+                let failure = format!("{}: {}", self.urls[i], error.message);
+                if let (Some(id), true) = (request_id, k + 1 < self.urls.len()) {
+                    let next = &self.urls[(start + k + 1) % self.urls.len()];
+                    eprintln!(
+                        "note: {failure}; sending the write again to {next} (request id {id})"
+                    );
+                }
+                failures.push(failure);
                 received = true;
                 continue;
             }

@@ -26,31 +26,26 @@ struct Outcome {
     took: Duration,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn leader_kill9_during_200_writes_through_a_follower_applies_each_once() {
-    let mut c = TestCluster::start(3).await;
-    let leader = c.wait_for_leader().await;
-    let follower = c.follower().await;
-    // The follower first: the CLI fails over to the others only when it must.
-    let mut order = vec![follower];
-    order.extend(c.running().into_iter().filter(|id| *id != follower));
-    let servers: Vec<String> = order.iter().map(|id| c.url(*id)).collect();
-    let servers = servers.join(",");
-
-    let done = Arc::new(AtomicUsize::new(0));
+/// Starts `n` `orion var put w/<i> v<i>` processes at once against `servers`, each
+/// with the request id `w-<i>`, half of them create-only compare-and-sets (applied
+/// twice, the second would be a 409). `done` counts the answered ones.
+fn start_writes(
+    c: &TestCluster,
+    servers: &str,
+    n: usize,
+    done: &Arc<AtomicUsize>,
+) -> JoinSet<Outcome> {
     let mut writes = JoinSet::new();
-    for i in 0..WRITES {
+    for i in 0..n {
         let mut cmd = tokio::process::Command::from(c.cli());
-        // A known request id per write, so the peers' logs tell which were retried.
-        cmd.env("ORION_SERVER", &servers)
+        cmd.env("ORION_SERVER", servers)
             .env("ORION_REQUEST_ID", format!("w-{i}"))
             .args(["var", "put", &format!("w/{i}"), &format!("v{i}")]);
-        // Half are create-only compare-and-sets: applied twice, the second would be a 409.
         if i % 2 == 0 {
             cmd.args(["--expected-revision", "0"]);
         }
         cmd.kill_on_drop(true);
-        let done = Arc::clone(&done);
+        let done = Arc::clone(done);
         writes.spawn(async move {
             let started = Instant::now();
             let out = tokio::time::timeout(WAIT * 2, cmd.output()).await;
@@ -78,26 +73,42 @@ async fn leader_kill9_during_200_writes_through_a_follower_applies_each_once() {
             }
         });
     }
+    writes
+}
 
+/// Waits until `BEFORE_KILL` writes are answered, kills `victim` with `kill -9`,
+/// and collects every write's outcome; returns them and how many were unanswered
+/// at the kill.
+async fn kill_during_writes(
+    c: &mut TestCluster,
+    victim: u64,
+    servers: &str,
+    n: usize,
+) -> (Vec<Outcome>, usize) {
+    let done = Arc::new(AtomicUsize::new(0));
+    let mut writes = start_writes(c, servers, n, &done);
     c.wait_for("the first writes to be acknowledged", WAIT, || {
-        let n = done.load(Ordering::Relaxed);
-        async move { (n >= BEFORE_KILL).then_some(()) }
+        let answered = done.load(Ordering::Relaxed);
+        async move { (answered >= BEFORE_KILL).then_some(()) }
     })
     .await;
-    let in_flight = WRITES - done.load(Ordering::Relaxed);
-    c.kill9(leader);
-    eprintln!("killed leader {leader} with {in_flight} of {WRITES} writes not yet answered");
-
-    let mut outcomes = Vec::with_capacity(WRITES);
+    let in_flight = n - done.load(Ordering::Relaxed);
+    c.kill9(victim);
+    eprintln!("killed peer {victim} with {in_flight} of {n} writes not yet answered");
+    let mut outcomes = Vec::with_capacity(n);
     while let Some(joined) = writes.join_next().await {
         outcomes.push(joined.expect("write task"));
     }
     outcomes.sort_by_key(|o| o.i);
+    (outcomes, in_flight)
+}
 
-    // Every write got success or a definite error; here, with the cluster back within
-    // the retry budget, every one succeeded.
-    let mut revisions = Vec::with_capacity(WRITES);
-    for o in &outcomes {
+/// Every write got success or a definite error — here, with the cluster back within
+/// the retry budget, success — and each is in the state once: version 1 (a second
+/// apply of a put makes version 2), at the revision its client was told.
+async fn assert_each_applied_once(c: &TestCluster, outcomes: &[Outcome]) {
+    let mut revisions = Vec::with_capacity(outcomes.len());
+    for o in outcomes {
         assert!(
             !o.stderr.contains("may or may not") && !o.stderr.contains("is unknown"),
             "write w/{} was answered with an unknown outcome: {}",
@@ -113,11 +124,7 @@ async fn leader_kill9_during_200_writes_through_a_follower_applies_each_once() {
             .unwrap_or_else(|| panic!("write w/{}: unexpected output {:?}", o.i, o.stdout));
         revisions.push(revision);
     }
-
-    // Each acknowledged write is in the state once: version 1 (a second apply of a
-    // put makes version 2), at the revision its client was told.
-    let survivor = c.running()[0];
-    let all = c.all_variables(survivor).await;
+    let all = c.all_variables(c.running()[0]).await;
     for (o, revision) in outcomes.iter().zip(&revisions) {
         let path = format!("w/{}", o.i);
         let found: Vec<_> = all.iter().filter(|v| v.path == path).collect();
@@ -130,47 +137,97 @@ async fn leader_kill9_during_200_writes_through_a_follower_applies_each_once() {
             "{path} was applied more than once or at another revision than acknowledged"
         );
     }
-    let mut distinct = revisions.clone();
-    distinct.sort_unstable();
-    distinct.dedup();
+    revisions.sort_unstable();
+    revisions.dedup();
     assert_eq!(
-        distinct.len(),
-        WRITES,
+        revisions.len(),
+        outcomes.len(),
         "two writes were told the same revision"
     );
+}
 
-    // What the failover cost: writes sent again by a peer (one log line each, naming
-    // the request id) or by the CLI (a note on stderr), and how long they took. Each
-    // time is the whole `orion` process, 200 of them started at once.
+/// What the failover cost: writes sent again by a peer (one log line each, naming
+/// the request id) or by the CLI (a note on stderr), and how long they took. Each
+/// time is the whole `orion` process, all of them started at once.
+fn report(c: &TestCluster, outcomes: &[Outcome], in_flight: usize) -> (usize, usize) {
     let peer_logs: String = c
         .running()
         .iter()
         .map(|id| std::fs::read_to_string(c.log_path(*id)).unwrap_or_default())
         .collect();
+    let lost: Vec<&str> = peer_logs
+        .lines()
+        .filter(|l| l.contains("the leader was lost mid-write"))
+        .collect();
+    let by_cli = |o: &Outcome| o.stderr.contains("sending the write again");
+    let by_peer = |o: &Outcome| {
+        let id = format!("/w-{} ", o.i);
+        lost.iter().any(|l| l.contains(&id))
+    };
     let retried: Vec<&Outcome> = outcomes
         .iter()
-        .filter(|o| {
-            o.stderr.contains("sending the write again")
-                || peer_logs
-                    .lines()
-                    .filter(|l| l.contains("the leader was lost mid-write"))
-                    .any(|l| l.ends_with(&format!("/w-{} leader=Some({leader})", o.i)))
-        })
+        .filter(|o| by_cli(o) || by_peer(o))
         .collect();
-    let by_cli = outcomes
-        .iter()
-        .filter(|o| o.stderr.contains("sending the write again"))
-        .count();
+    let cli = outcomes.iter().filter(|o| by_cli(o)).count();
     let longest = |os: &mut dyn Iterator<Item = &Outcome>| os.map(|o| o.took).max();
     eprintln!(
-        "{WRITES} writes, {in_flight} unanswered at the kill: {} retried ({by_cli} of them \
-         by the CLI, the rest by a peer at the new leader), the longest of those took {:?}; \
-         the longest write took {:?}",
+        "{} writes, {in_flight} unanswered at the kill: {} retried ({cli} by the CLI, {} by \
+         a peer at the new leader), the longest of those took {:?}; the longest write took {:?}",
+        outcomes.len(),
         retried.len(),
+        outcomes.iter().filter(|o| by_peer(o)).count(),
         longest(&mut retried.iter().copied()).unwrap_or_default(),
         longest(&mut outcomes.iter()).unwrap_or_default(),
     );
+    if let Some(note) = outcomes
+        .iter()
+        .filter_map(|o| {
+            o.stderr
+                .lines()
+                .find(|l| l.contains("sending the write again"))
+        })
+        .next()
+    {
+        eprintln!("a CLI retry: {note}");
+    }
+    (retried.len(), cli)
+}
+
+/// The servers with `first` first: the CLI fails over to the others only when it must.
+fn servers_from(c: &TestCluster, first: u64) -> String {
+    let mut order = vec![first];
+    order.extend(c.running().into_iter().filter(|id| *id != first));
+    let urls: Vec<String> = order.iter().map(|id| c.url(*id)).collect();
+    urls.join(",")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_kill9_during_200_writes_through_a_follower_applies_each_once() {
+    let mut c = TestCluster::start(3).await;
+    let leader = c.wait_for_leader().await;
+    let follower = c.follower().await;
+    let servers = servers_from(&c, follower);
+    let (outcomes, in_flight) = kill_during_writes(&mut c, leader, &servers, WRITES).await;
+    assert_each_applied_once(&c, &outcomes).await;
+    report(&c, &outcomes, in_flight);
     // openraft's own report of the dead peer.
+    c.assert_no_unexpected_errors(&["timeout while confirming leadership"]);
+}
+
+/// The peer the CLI writes through dies: the CLI sends each unanswered write again,
+/// with its request id, to the next server, and gets the one result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_of_the_peer_the_cli_writes_through_is_retried_by_the_cli_once() {
+    let mut c = TestCluster::start(3).await;
+    let follower = c.follower().await;
+    let servers = servers_from(&c, follower);
+    let (outcomes, in_flight) = kill_during_writes(&mut c, follower, &servers, WRITES / 2).await;
+    assert_each_applied_once(&c, &outcomes).await;
+    let (_, by_cli) = report(&c, &outcomes, in_flight);
+    assert!(
+        by_cli > 0,
+        "no write was retried by the CLI, so this tested nothing"
+    );
     c.assert_no_unexpected_errors(&["timeout while confirming leadership"]);
 }
 
