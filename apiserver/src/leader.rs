@@ -6,6 +6,13 @@
 //! `POST /v1/internal/leader`, which only ever executes locally (one hop, no loops).
 //! While no leader is known (an election), the call is held until one is, for at
 //! most `leader-hold-ms`; only then does the client get `503`.
+//!
+//! Every write carries a request id (the client's `Idempotency-Key`, or one made up
+//! here), and the state machine applies an id once. So when the leader dies after a
+//! write was sent to it, the write is sent again, with the same id, to the next
+//! leader: the answer is the write's one result, never "it may have been applied".
+//! Only when no leader answers within the hold time is the outcome unknown; the
+//! `503` then names the request id, which is safe to send again.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,11 +23,11 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use orion_api::{ApiError, ErrorBody, MembersResponse, PeerIdentity};
 use orion_raft::command::Applied;
-use orion_raft::{Command, CommandResult, LeaderError, Member, RaftNode};
+use orion_raft::{Command, CommandResult, LeaderError, Member, Proposal, RaftNode, RequestId};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::debug;
+use tracing::{debug, info};
 
 use crate::error::{HttpResult, JsonBody};
 
@@ -28,26 +35,46 @@ use crate::error::{HttpResult, JsonBody};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum LeaderRequest {
-    Propose { command: Command },
+    Propose {
+        /// Absent only from peers older than request ids.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<RequestId>,
+        command: Command,
+    },
     ReadIndex,
-    AddPeer { peer: PeerIdentity },
-    UpdateMember { peer: PeerIdentity },
-    RemovePeer { id: u64 },
+    AddPeer {
+        peer: PeerIdentity,
+    },
+    UpdateMember {
+        peer: PeerIdentity,
+    },
+    RemovePeer {
+        id: u64,
+    },
     Members,
 }
 
 impl LeaderRequest {
     /// Whether sending it twice is harmless, so a lost answer can be retried
     /// (removing a member already removed succeeds).
+    /// A write with a request id is: the state machine applies an id once.
     fn idempotent(&self) -> bool {
-        matches!(
-            self,
+        match self {
+            LeaderRequest::Propose { request_id, .. } => request_id.is_some(),
             LeaderRequest::ReadIndex
-                | LeaderRequest::Members
-                | LeaderRequest::AddPeer { .. }
-                | LeaderRequest::UpdateMember { .. }
-                | LeaderRequest::RemovePeer { .. }
-        )
+            | LeaderRequest::Members
+            | LeaderRequest::AddPeer { .. }
+            | LeaderRequest::UpdateMember { .. }
+            | LeaderRequest::RemovePeer { .. } => true,
+        }
+    }
+
+    /// The request id of a write.
+    fn request_id(&self) -> Option<&RequestId> {
+        match self {
+            LeaderRequest::Propose { request_id, .. } => request_id.as_ref(),
+            _ => None,
+        }
     }
 
     /// How long the leader may take to answer.
@@ -105,15 +132,22 @@ pub type ClusterRef = Arc<Cluster>;
 
 enum Attempt {
     Done(Result<LeaderReply, ApiError>),
+    /// Nothing reached a leader; try again.
     Retry,
+    /// The leader stopped answering after the request reached it (it may have been
+    /// applied); only an idempotent request is retried.
+    Lost,
 }
 
 impl Cluster {
     /// Runs `req` on the leader, holding through elections for up to `self.hold`.
+    /// A write whose leader was lost after it was sent is sent again (with the same
+    /// request id) for up to one more hold time from that loss.
     pub async fn on_leader(&self, req: LeaderRequest) -> Result<LeaderReply, ApiError> {
-        let deadline = Instant::now() + self.hold;
+        let mut deadline = Instant::now() + self.hold;
         let mut metrics = self.node.raft.metrics();
         let mut last_leader = None;
+        let mut lost_once = false;
         loop {
             let leader = self.node.leader();
             last_leader = leader.as_ref().map(|(id, _)| *id).or(last_leader);
@@ -122,15 +156,42 @@ impl Cluster {
                 Some((id, member)) => self.forward(id, &member, &req).await,
                 None => Attempt::Retry,
             };
-            if let Attempt::Done(result) = attempt {
-                return result;
+            match attempt {
+                Attempt::Done(result) => return result,
+                Attempt::Retry => {}
+                Attempt::Lost => {
+                    if let Some(id) = req.request_id() {
+                        if !lost_once {
+                            // Once per write: the leader's death is logged by Raft.
+                            info!(request_id = %id, leader = ?last_leader,
+                                "the leader was lost mid-write; sending it again with the same request id");
+                            deadline = deadline.max(Instant::now() + self.hold);
+                        }
+                    }
+                    lost_once = true;
+                }
             }
             let now = Instant::now();
             if now >= deadline {
-                let mut e = ApiError::unavailable(format!(
-                    "no leader could be reached within {} ms; the cluster may have lost its quorum",
-                    self.hold.as_millis()
-                ));
+                let mut e = ApiError::unavailable(match (req.request_id(), lost_once) {
+                    (Some(id), true) => format!(
+                        "no leader answered within {} ms after the leader was lost mid-write, \
+                         so whether the write was applied is unknown; sending it again with \
+                         Idempotency-Key {} applies it at most once",
+                        self.hold.as_millis(),
+                        crate::idempotency::client_key(id)
+                    ),
+                    (Some(_), false) => format!(
+                        "no leader could be reached within {} ms; the cluster may have lost its \
+                         quorum (the write was not applied)",
+                        self.hold.as_millis()
+                    ),
+                    (None, _) => format!(
+                        "no leader could be reached within {} ms; the cluster may have lost its \
+                         quorum",
+                        self.hold.as_millis()
+                    ),
+                });
                 e.leader_hint = last_leader;
                 return Err(e);
             }
@@ -146,9 +207,17 @@ impl Cluster {
     /// Executes `req` on this peer, which must be the leader.
     pub async fn execute_local(&self, req: LeaderRequest) -> Result<LeaderReply, LeaderError> {
         match req {
-            LeaderRequest::Propose { command } => {
-                self.node.propose(command).await.map(LeaderReply::Applied)
-            }
+            LeaderRequest::Propose {
+                request_id,
+                command,
+            } => self
+                .node
+                .propose(Proposal {
+                    request_id,
+                    command,
+                })
+                .await
+                .map(LeaderReply::Applied),
             LeaderRequest::ReadIndex => self.node.read_index().await.map(LeaderReply::ReadIndex),
             LeaderRequest::AddPeer { peer } => {
                 self.node.add_peer(&peer).await?;
@@ -172,8 +241,12 @@ impl Cluster {
     }
 
     async fn local(&self, req: LeaderRequest) -> Attempt {
+        let idempotent = req.idempotent();
         match self.execute_local(req).await {
             Ok(reply) => Attempt::Done(Ok(reply)),
+            // Lost leadership while the entry was in flight: it may commit under the
+            // next leader, and the retry with the same id then returns its result.
+            Err(LeaderError::NotLeader { .. }) if idempotent => Attempt::Lost,
             Err(LeaderError::NotLeader { .. } | LeaderError::Busy) => Attempt::Retry,
             Err(LeaderError::Rejected(e)) => Attempt::Done(Err(e)),
             Err(LeaderError::Fatal(m)) => Attempt::Done(Err(ApiError::unavailable(format!(
@@ -193,20 +266,29 @@ impl Cluster {
             .await;
         let resp = match sent {
             Ok(resp) => resp,
-            Err(e) if e.is_connect() || req.idempotent() => {
+            Err(e) if e.is_connect() => {
                 debug!(leader, cause = %e, "leader not reachable; will retry");
                 return Attempt::Retry;
+            }
+            Err(e) if req.idempotent() => {
+                debug!(leader, cause = %e, "leader stopped answering; will retry");
+                return Attempt::Lost;
             }
             Err(e) => {
                 return Attempt::Done(Err(ApiError::unavailable(format!(
                     "the leader (member {leader}) stopped answering after the request was sent \
-                     ({e}); the write may or may not have been applied"
+                     ({e}); the write carried no request id (it came from an older peer), so \
+                     whether it was applied is unknown"
                 ))))
             }
         };
         let status = resp.status();
         if status == NOT_LEADER {
             return Attempt::Retry;
+        }
+        // The leader is shutting down: a write may be in its log already.
+        if status == StatusCode::SERVICE_UNAVAILABLE && req.idempotent() {
+            return Attempt::Lost;
         }
         if status.is_success() {
             return match resp.json::<LeaderReply>().await {
@@ -269,10 +351,24 @@ impl Cluster {
         }
     }
 
-    /// Proposes a command through the leader; returns the revision that applied it and
-    /// what it did, or why apply refused it.
+    /// Proposes a command through the leader under a new request id; returns the
+    /// revision that applied it and what it did, or why apply refused it.
     pub async fn apply(&self, command: Command) -> Result<(u64, Applied), ApiError> {
-        match self.on_leader(LeaderRequest::Propose { command }).await? {
+        self.apply_as(RequestId::random(), command).await
+    }
+
+    /// As [`Cluster::apply`], under the client's request id: a second call with the
+    /// same id returns the first one's revision and result and changes nothing.
+    pub async fn apply_as(
+        &self,
+        request_id: RequestId,
+        command: Command,
+    ) -> Result<(u64, Applied), ApiError> {
+        let req = LeaderRequest::Propose {
+            request_id: Some(request_id),
+            command,
+        };
+        match self.on_leader(req).await? {
             LeaderReply::Applied(r) => Ok((r.revision, r.outcome?)),
             other => Err(unexpected(&other)),
         }

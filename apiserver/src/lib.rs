@@ -15,7 +15,8 @@
 //! - [`config`]: the peer's settings as data, with validation.
 //! - [`server`]: `run(config, shutdown)`: bind, start Raft, serve, shut down in order.
 //! - [`leader`]: leader-only operations, executed here or forwarded to the leader,
-//!   held through elections for a bounded time.
+//!   held through elections for a bounded time; writes retried with their request id.
+//! - [`idempotency`]: a write's client request id (`Idempotency-Key`), so a retry applies once.
 //! - [`scheduler`]: the pure placement function (nodes + pending replicas → plan):
 //!   feasibility, then spread or bin-pack scoring, round-robin among equals.
 //! - [`leadership`]: starts the [`controllers`] when this peer leads, stops them when it does not.
@@ -37,6 +38,7 @@ pub mod error;
 pub mod gateway;
 pub mod health;
 pub mod https;
+pub mod idempotency;
 pub mod join;
 pub mod leader;
 pub mod leadership;

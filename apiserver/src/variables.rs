@@ -15,6 +15,7 @@ use orion_tls::TokenRole;
 use serde::Deserialize;
 
 use crate::error::{HttpResult, JsonBody};
+use crate::idempotency::ClientRequestId;
 use crate::leader::{Cluster, ClusterRef};
 
 /// Largest page a listing returns.
@@ -82,6 +83,7 @@ fn storage(e: impl std::fmt::Display) -> ApiError {
 
 pub async fn put(
     State(cluster): State<ClusterRef>,
+    ClientRequestId(request_id): ClientRequestId,
     Path(path): Path<String>,
     JsonBody(body): JsonBody<PutVariable>,
 ) -> HttpResult<Json<WriteResponse>> {
@@ -92,7 +94,7 @@ pub async fn put(
         expected_revision: body.expected_revision,
         secret: body.secret,
     };
-    match cluster.apply(command).await? {
+    match cluster.apply_as(request_id, command).await? {
         (revision, Applied::Put(variable)) => Ok(Json(WriteResponse {
             revision,
             variable: variable.redacted(),
@@ -103,6 +105,7 @@ pub async fn put(
 
 pub async fn delete(
     State(cluster): State<ClusterRef>,
+    ClientRequestId(request_id): ClientRequestId,
     Path(path): Path<String>,
     Query(params): Query<DeleteParams>,
 ) -> HttpResult<Json<DeleteResponse>> {
@@ -111,7 +114,7 @@ pub async fn delete(
         path,
         expected_revision: params.expected_revision,
     };
-    match cluster.apply(command).await? {
+    match cluster.apply_as(request_id, command).await? {
         (revision, Applied::Deleted(deleted)) => Ok(Json(DeleteResponse {
             revision,
             deleted: deleted.redacted(),

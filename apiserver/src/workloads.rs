@@ -17,6 +17,7 @@ use orion_raft::command::Applied;
 use orion_raft::{read, Command};
 
 use crate::error::{HttpResult, JsonBody};
+use crate::idempotency::ClientRequestId;
 use crate::leader::{Cluster, ClusterRef};
 use crate::variables::ReadParams;
 
@@ -79,10 +80,14 @@ pub fn parse_files(req: &ApplyRequest) -> Result<Vec<Resource>, ApiError> {
 /// `POST /v1/apply`.
 pub async fn apply(
     State(cluster): State<ClusterRef>,
+    ClientRequestId(request_id): ClientRequestId,
     JsonBody(req): JsonBody<ApplyRequest>,
 ) -> HttpResult<Json<ApplyResponse>> {
     let resources = parse_files(&req)?;
-    match cluster.apply(Command::ApplyResources { resources }).await? {
+    match cluster
+        .apply_as(request_id, Command::ApplyResources { resources })
+        .await?
+    {
         (revision, Applied::Resources(results)) => Ok(Json(ApplyResponse { revision, results })),
         (_, other) => Err(unexpected(&other).into()),
     }
@@ -132,9 +137,13 @@ pub async fn get(
 /// `DELETE /v1/services/{name}`.
 pub async fn delete(
     State(cluster): State<ClusterRef>,
+    ClientRequestId(request_id): ClientRequestId,
     Path(name): Path<String>,
 ) -> HttpResult<Json<DeletedService>> {
-    match cluster.apply(Command::DeleteService { name }).await? {
+    match cluster
+        .apply_as(request_id, Command::DeleteService { name })
+        .await?
+    {
         (revision, Applied::DeletedService(deleted)) => Ok(Json(DeletedService {
             revision,
             deleted: *deleted,
@@ -173,6 +182,7 @@ pub async fn nodes(
 /// themselves; this is for admins and for pre-registration, as `kubectl create node`).
 pub async fn put_node(
     State(cluster): State<ClusterRef>,
+    ClientRequestId(request_id): ClientRequestId,
     Path(name): Path<String>,
     JsonBody(node): JsonBody<NodeObject>,
 ) -> HttpResult<Json<NodeObject>> {
@@ -184,7 +194,9 @@ pub async fn put_node(
         .into());
     }
     let stored = node.clone();
-    let (revision, applied) = cluster.apply(Command::UpsertNode { node }).await?;
+    let (revision, applied) = cluster
+        .apply_as(request_id, Command::UpsertNode { node })
+        .await?;
     if !matches!(applied, Applied::Done) {
         return Err(unexpected(&applied).into());
     }

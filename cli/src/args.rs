@@ -51,6 +51,10 @@ pub struct ClientOpts {
     /// The cluster CA certificate, PEM (default: the context's).
     #[arg(long, env = "ORION_CA_FILE", global = true)]
     pub ca_file: Option<PathBuf>,
+    /// Request id (Idempotency-Key) of this command's write, to send again a write
+    /// whose outcome was unknown: the cluster applies an id once (default: a new one).
+    #[arg(long, env = "ORION_REQUEST_ID", global = true)]
+    pub request_id: Option<String>,
     /// Output format of read commands.
     #[arg(short = 'o', long, value_enum, default_value_t = Output::Table, global = true)]
     pub output: Output,

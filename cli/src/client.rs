@@ -4,9 +4,20 @@
 //! A call goes to the peer that answered last; when that peer cannot be reached or
 //! answers `503` (no leader within its hold time), the next URL is tried. Any peer
 //! can answer any call, so this is all a client needs for high availability.
+//!
+//! Writes (`put`, `delete`, [`Client::post_idempotent`]) carry a request id in the
+//! `Idempotency-Key` header and are retried with it — across the servers, with
+//! backoff, for up to [`WRITE_RETRY_BUDGET`] — also when the answer was lost after
+//! the request was sent: the cluster applies a request id once and answers a retry
+//! with the first result. A write ends with its result or a definite error; only
+//! when no peer answered within the budget after one may have received it is the
+//! outcome unknown, and the error names the request id to send it again with
+//! (`--request-id`).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
 
 use orion_api::{ApiError, ErrorBody};
 use reqwest::{Method, StatusCode};
@@ -21,8 +32,38 @@ pub enum ClientError {
     /// No peer could be reached.
     #[error("no Orion peer answered: {0}")]
     Unreachable(String),
+    /// No peer answered a write within the retry budget after one may have received
+    /// it: the one case where the outcome is not known.
+    #[error(
+        "no Orion peer answered the write within {} s of retries, after one may have \
+         received it ({cause}); whether it was applied is unknown. Sending it again is \
+         safe: rerun the command with --request-id {request_id} and it applies at most once",
+        WRITE_RETRY_BUDGET.as_secs()
+    )]
+    Unknown { request_id: String, cause: String },
     #[error("{0}")]
     Other(String),
+}
+
+/// The header a write's request id travels in (IETF draft
+/// `draft-ietf-httpapi-idempotency-key-header`).
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// How long a write is retried across the servers before the client gives up.
+pub const WRITE_RETRY_BUDGET: Duration = Duration::from_secs(20);
+
+/// Longest `--request-id`: the server takes 128 bytes, and later writes of one
+/// command add `.N`.
+pub const MAX_REQUEST_ID_LEN: usize = 120;
+
+/// Why one attempt at a call failed.
+enum Failure {
+    /// Nothing reached a peer (connection refused, DNS, TLS handshake).
+    NotSent(String),
+    /// A peer may have received it: the connection broke mid-request, or a `503`.
+    Unknown(String),
+    /// A definite answer: the call's outcome.
+    Final(ClientError),
 }
 
 pub struct Client {
@@ -30,6 +71,11 @@ pub struct Client {
     http: reqwest::Client,
     /// Index of the URL that answered last.
     preferred: AtomicUsize,
+    /// The request id of this client's first write; the n-th later one is `<id>.<n>`,
+    /// so a command run again with the same `--request-id` sends the same ids.
+    request_id: String,
+    /// Writes sent so far.
+    writes: AtomicU32,
 }
 
 impl Client {
@@ -72,7 +118,29 @@ impl Client {
             urls,
             http,
             preferred: AtomicUsize::new(0),
+            request_id: orion_raft::RequestId::random().to_string(),
+            writes: AtomicU32::new(0),
         })
+    }
+
+    /// Sends this client's writes under `id` (the `--request-id` of an earlier run
+    /// whose outcome was unknown) instead of a new random id.
+    pub fn with_request_id(mut self, id: Option<&str>) -> Result<Self, ClientError> {
+        let Some(id) = id else { return Ok(self) };
+        let bad = |why: String| ClientError::Other(format!("--request-id {id:?}: {why}"));
+        if id.len() > MAX_REQUEST_ID_LEN {
+            return Err(bad(format!("longer than {MAX_REQUEST_ID_LEN} bytes")));
+        }
+        self.request_id = orion_apiserver::idempotency::parse_key(id).map_err(bad)?;
+        Ok(self)
+    }
+
+    /// The request id for the next write.
+    fn next_request_id(&self) -> String {
+        match self.writes.fetch_add(1, Ordering::Relaxed) {
+            0 => self.request_id.clone(),
+            n => format!("{}.{n}", self.request_id),
+        }
     }
 
     /// The same credentials, aimed at one other peer.
@@ -81,6 +149,8 @@ impl Client {
             urls: vec![url.trim_end_matches('/').to_string()],
             http: self.http.clone(),
             preferred: AtomicUsize::new(0),
+            request_id: orion_raft::RequestId::random().to_string(),
+            writes: AtomicU32::new(0),
         }
     }
 
@@ -92,14 +162,26 @@ impl Client {
         self.call(Method::GET, path, None::<&()>).await
     }
 
+    /// A write, retried under one request id (see the module docs).
     pub async fn put<B: Serialize, T: DeserializeOwned>(
         &self,
         path: &str,
         body: &B,
     ) -> Result<T, ClientError> {
-        self.call(Method::PUT, path, Some(body)).await
+        self.write(Method::PUT, path, Some(body)).await
     }
 
+    /// A POST the server deduplicates by its `Idempotency-Key` (`/v1/apply`),
+    /// retried as writes are.
+    pub async fn post_idempotent<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        self.write(Method::POST, path, Some(body)).await
+    }
+
+    /// A POST that is not retried once sent (exec runs a command; a token is minted).
     pub async fn post<B: Serialize, T: DeserializeOwned>(
         &self,
         path: &str,
@@ -108,8 +190,62 @@ impl Client {
         self.call(Method::POST, path, Some(body)).await
     }
 
+    /// A write, retried under one request id (see the module docs).
     pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
-        self.call(Method::DELETE, path, None::<&()>).await
+        self.write(Method::DELETE, path, None::<&()>).await
+    }
+
+    /// Sends a write under a new request id, retrying it with that id until a peer
+    /// gives a definite answer or [`WRITE_RETRY_BUDGET`] is spent.
+    pub async fn write<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, ClientError> {
+        let request_id = self.next_request_id();
+        let maybe_received = std::sync::atomic::AtomicBool::new(false);
+        let (method, id, seen) = (&method, request_id.as_str(), &maybe_received);
+        let round = || async move {
+            let outcome = self.round(method, path, body, None, Some(id)).await;
+            if matches!(outcome, Err(Failure::Unknown(_))) {
+                seen.store(true, Ordering::Relaxed);
+            }
+            outcome
+        };
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(100))
+            .with_max_delay(Duration::from_secs(2))
+            .with_jitter()
+            .without_max_times()
+            .with_total_delay(Some(WRITE_RETRY_BUDGET));
+        let sent = round
+            .retry(backoff)
+            .when(|f| !matches!(f, Failure::Final(_)))
+            .notify(|f, after| {
+                let (Failure::NotSent(cause) | Failure::Unknown(cause)) = f else {
+                    return;
+                };
+                eprintln!(
+                    "note: {cause}; sending the write again in {} ms (request id {request_id})",
+                    after.as_millis()
+                );
+            })
+            .await;
+        let (url, resp) = match sent {
+            Ok(answer) => answer,
+            Err(Failure::Final(e)) => return Err(e),
+            Err(Failure::NotSent(cause) | Failure::Unknown(cause)) => {
+                return Err(if maybe_received.load(Ordering::Relaxed) {
+                    ClientError::Unknown { request_id, cause }
+                } else {
+                    ClientError::Unreachable(format!("{cause}; nothing was sent"))
+                })
+            }
+        };
+        resp.json()
+            .await
+            .map_err(|e| ClientError::Other(format!("unreadable answer from {url}: {e}")))
     }
 
     /// Sends one call, failing over to the next URL on a connection error or a 503,
@@ -147,8 +283,7 @@ impl Client {
         Ok(())
     }
 
-    /// The failover loop: tries the URLs starting with the one that answered last,
-    /// moving on after a connection error or a 503; returns the first success.
+    /// The failover loop of a read: one round over the URLs.
     async fn send<B: Serialize>(
         &self,
         method: Method,
@@ -156,8 +291,28 @@ impl Client {
         body: Option<&B>,
         timeout: Option<Duration>,
     ) -> Result<(String, reqwest::Response), ClientError> {
+        match self.round(&method, path, body, timeout, None).await {
+            Ok(answer) => Ok(answer),
+            Err(Failure::Final(e)) => Err(e),
+            Err(Failure::NotSent(m) | Failure::Unknown(m)) => Err(ClientError::Unreachable(m)),
+        }
+    }
+
+    /// Tries the URLs once each, starting with the one that answered last, moving on
+    /// after a connection error or a 503; returns the first success or definite
+    /// error. Without a request id (a read), a connection broken mid-request ends
+    /// the round: the call is not known to be safe to repeat.
+    async fn round<B: Serialize>(
+        &self,
+        method: &Method,
+        path: &str,
+        body: Option<&B>,
+        timeout: Option<Duration>,
+        request_id: Option<&str>,
+    ) -> Result<(String, reqwest::Response), Failure> {
         let start = self.preferred.load(Ordering::Relaxed);
         let mut failures = Vec::new();
+        let mut received = false;
         for k in 0..self.urls.len() {
             let i = (start + k) % self.urls.len();
             let url = format!("{}{path}", self.urls[i]);
@@ -168,17 +323,32 @@ impl Client {
             if let Some(t) = timeout {
                 req = req.timeout(t);
             }
+            if let Some(id) = request_id {
+                req = req.header(IDEMPOTENCY_KEY, id);
+            }
             let resp = match req.send().await {
                 Ok(r) => r,
                 Err(e) if e.is_connect() => {
                     failures.push(format!("{}: {}", self.urls[i], root_cause(&e)));
                     continue;
                 }
+                Err(e) if request_id.is_some() => {
+                    let failure = format!("{}: {}", self.urls[i], root_cause(&e));
+                    if let (Some(id), true) = (request_id, k + 1 < self.urls.len()) {
+                        let next = &self.urls[(start + k + 1) % self.urls.len()];
+                        eprintln!(
+                            "note: {failure}; sending the write again to {next} (request id {id})"
+                        );
+                    }
+                    failures.push(failure);
+                    received = true;
+                    continue;
+                }
                 Err(e) => {
-                    return Err(ClientError::Unreachable(format!(
+                    return Err(Failure::Final(ClientError::Unreachable(format!(
                         "{url}: {}",
                         root_cause(&e)
-                    )))
+                    ))))
                 }
             };
             let status = resp.status();
@@ -190,13 +360,28 @@ impl Client {
                 Ok(b) => b.error,
                 Err(_) => ApiError::internal(format!("{url} answered {status}")),
             };
-            if status == StatusCode::SERVICE_UNAVAILABLE && k + 1 < self.urls.len() {
-                failures.push(format!("{}: {}", self.urls[i], error.message));
+            if status == StatusCode::SERVICE_UNAVAILABLE
+                && (request_id.is_some() || k + 1 < self.urls.len())
+            {
+                let failure = format!("{}: {}", self.urls[i], error.message);
+                if let (Some(id), true) = (request_id, k + 1 < self.urls.len()) {
+                    let next = &self.urls[(start + k + 1) % self.urls.len()];
+                    eprintln!(
+                        "note: {failure}; sending the write again to {next} (request id {id})"
+                    );
+                }
+                failures.push(failure);
+                received = true;
                 continue;
             }
-            return Err(ClientError::Api { status, error });
+            return Err(Failure::Final(ClientError::Api { status, error }));
         }
-        Err(ClientError::Unreachable(failures.join("; ")))
+        let failures = failures.join("; ");
+        Err(if received {
+            Failure::Unknown(failures)
+        } else {
+            Failure::NotSent(failures)
+        })
     }
 }
 

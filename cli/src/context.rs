@@ -97,7 +97,7 @@ pub fn client(opts: &ClientOpts) -> anyhow::Result<Client> {
         .clone()
         .or_else(|| ctx.and_then(|c| c.token))
         .filter(|t| !t.trim().is_empty());
-    Ok(Client::new(&servers, &ca, token)?)
+    Ok(Client::new(&servers, &ca, token)?.with_request_id(opts.request_id.as_deref())?)
 }
 
 pub async fn run(command: crate::args::ContextCommand) -> anyhow::Result<()> {

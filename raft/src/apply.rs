@@ -20,6 +20,7 @@
 //! - `t/<id>`: a [`TokenRecord`] as JSON.
 //! - `n/<name>`: a [`NodeObject`] as JSON.
 //! - `p/<service>/<ordinal, 4 bytes big-endian>`: a [`ReplicaObject`] as JSON.
+//! - `d/…`, `o/…`, `m/sessions-compacted`: client sessions, see [`crate::session`].
 
 use orion_api::security::TokenRecord;
 use orion_api::spec::service::validate_name;
@@ -31,7 +32,8 @@ use orion_api::{
 use orion_store::{Applier, Txn};
 use serde::{Deserialize, Serialize};
 
-use crate::command::{Applied, Command, CommandResult, Rejection};
+use crate::command::{Applied, Command, CommandResult, Proposal, Rejection};
+use crate::session;
 use crate::types::TypeConfig;
 
 /// How many change events are kept for watchers to resume from.
@@ -129,6 +131,34 @@ impl Applier<TypeConfig> for OrionApplier {
         &self,
         txn: &mut Txn<'_>,
         index: u64,
+        proposal: &Proposal,
+    ) -> orion_store::Result<CommandResult> {
+        // Client sessions: a retried write returns what it produced the first time.
+        session::evict(txn, index)?;
+        let Some(id) = &proposal.request_id else {
+            return self.apply_once(txn, index, &proposal.command);
+        };
+        if let Some(original) = session::recorded(txn, id)? {
+            return Ok(original);
+        }
+        let result = self.apply_once(txn, index, &proposal.command)?;
+        session::record(txn, index, id, &result);
+        Ok(result)
+    }
+
+    fn non_data_response(&self, index: u64) -> CommandResult {
+        CommandResult {
+            revision: index,
+            outcome: Ok(Applied::Done),
+        }
+    }
+}
+
+impl OrionApplier {
+    fn apply_once(
+        &self,
+        txn: &mut Txn<'_>,
+        index: u64,
         cmd: &Command,
     ) -> orion_store::Result<CommandResult> {
         let outcome = match apply_command(txn, index, cmd).and_then(|applied| {
@@ -144,13 +174,6 @@ impl Applier<TypeConfig> for OrionApplier {
             revision: index,
             outcome,
         })
-    }
-
-    fn non_data_response(&self, index: u64) -> CommandResult {
-        CommandResult {
-            revision: index,
-            outcome: Ok(Applied::Done),
-        }
     }
 }
 
@@ -602,7 +625,9 @@ mod tests {
         for (failing, cmd) in commands {
             let result = store
                 .sm
-                .with_test_txn(Some(failing), |txn| OrionApplier.apply(txn, 7, &cmd))
+                .with_test_txn(Some(failing), |txn| {
+                    OrionApplier.apply(txn, 7, &cmd.clone().into())
+                })
                 .expect("a test transaction");
             match result {
                 Err(e) => assert!(e.to_string().contains("injected read failure"), "{e}"),
@@ -612,7 +637,7 @@ mod tests {
         // The same commands without the fault are answers, as on the other peers.
         let answered = store
             .sm
-            .with_test_txn(None, |txn| OrionApplier.apply(txn, 7, &put("a")))
+            .with_test_txn(None, |txn| OrionApplier.apply(txn, 7, &put("a").into()))
             .expect("a test transaction");
         assert!(matches!(answered, Ok(CommandResult { outcome: Ok(_), .. })));
     }
@@ -626,7 +651,7 @@ mod tests {
             .sm
             .with_test_txn(None, |txn| {
                 txn.put(&variable_key("a"), b"{not json");
-                OrionApplier.apply(txn, 3, &put("a"))
+                OrionApplier.apply(txn, 3, &put("a").into())
             })
             .expect("a test transaction");
         match result {

@@ -12,6 +12,7 @@
 //! - [`types`]: the openraft type config and the [`Member`] node type.
 //! - [`command`]: the command set written to the log and the result of applying one.
 //! - [`apply`]: the deterministic apply function and the state-machine key layout.
+//! - [`session`]: client sessions: each request id's result, so a retry applies once.
 //! - [`codec`]: encoding of openraft RPCs for the wire.
 //! - [`network`]: the gRPC client side (lazy connections, timeouts, backoff).
 //! - [`service`]: the gRPC server side, reachable by peers only.
@@ -25,10 +26,11 @@ pub mod network;
 pub mod node;
 pub mod read;
 pub mod service;
+pub mod session;
 pub mod tls;
 pub mod types;
 
-pub use command::{Command, CommandResult, Rejection};
+pub use command::{Command, CommandResult, Proposal, Rejection, RequestId};
 pub use node::{LeaderError, RaftNode, RaftSettings};
 pub use types::{Member, TypeConfig};
 

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::apply::OrionApplier;
-use crate::command::{Command, CommandResult};
+use crate::command::{Command, CommandResult, Proposal};
 use crate::network::PeerNetwork;
 use crate::proto::peer_raft_server::PeerRaftServer;
 use crate::read;
@@ -224,9 +224,13 @@ impl RaftNode {
         Some((id, member))
     }
 
-    /// Proposes a command (leader only) and returns what applying it did.
-    pub async fn propose(&self, cmd: Command) -> std::result::Result<CommandResult, LeaderError> {
-        match self.raft.client_write(cmd).await {
+    /// Proposes a command, with or without a request id (leader only), and returns
+    /// what applying it did — for a request id already applied, what it did then.
+    pub async fn propose(
+        &self,
+        proposal: impl Into<Proposal>,
+    ) -> std::result::Result<CommandResult, LeaderError> {
+        match self.raft.client_write(proposal.into()).await {
             Ok(resp) => Ok(resp.data),
             Err(e) => Err(write_error(e)),
         }

@@ -5,7 +5,7 @@ use std::io::Cursor;
 
 use serde::{Deserialize, Serialize};
 
-use crate::command::{Command, CommandResult};
+use crate::command::{CommandResult, Proposal};
 
 /// A control-plane member as recorded in Raft membership: where to reach it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,9 +30,10 @@ impl fmt::Display for Member {
 }
 
 openraft::declare_raft_types!(
-    /// Orion's Raft types: node ids are `u64`, entries carry [`Command`]s.
+    /// Orion's Raft types: node ids are `u64`, entries carry [`Proposal`]s (a
+    /// [`Command`](crate::Command) and its client request id).
     pub TypeConfig:
-        D = Command,
+        D = Proposal,
         R = CommandResult,
         Node = Member,
 );

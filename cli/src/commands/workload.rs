@@ -57,7 +57,9 @@ fn read_file(path: &Path) -> anyhow::Result<SourceFile> {
 
 pub async fn apply(client: &Client, paths: &[PathBuf]) -> anyhow::Result<()> {
     let files = read_sources(paths)?;
-    let r: ApplyResponse = client.post("/v1/apply", &ApplyRequest { files }).await?;
+    let r: ApplyResponse = client
+        .post_idempotent("/v1/apply", &ApplyRequest { files })
+        .await?;
     for x in &r.results {
         let change = match x.change {
             Change::Created => "created",
