@@ -104,8 +104,15 @@ pub async fn get(
                 services_table(std::slice::from_ref(&r.service))
             })?;
         }
-        (Kind::Nodes, None) => {
-            let r: NodeList = client.get(&format!("/v1/nodes{suffix}")).await?;
+        (Kind::Nodes, name) => {
+            let mut r: NodeList = client.get(&format!("/v1/nodes{suffix}")).await?;
+            if let Some(name) = &name {
+                r.items.retain(|n| &n.name == name);
+                r.usage.retain(|n, _| n == name);
+                if r.items.is_empty() {
+                    bail!("node {name:?} does not exist (`orion get nodes` lists them)");
+                }
+            }
             print(output, &r, |r| {
                 let mut t = Table::new(&[
                     "NAME", "STATUS", "CPU", "MEMORY", "LABELS", "LOAD", "MEM FREE",
@@ -138,13 +145,24 @@ pub async fn get(
                 t
             })?;
         }
-        (Kind::Replicas, None) => {
-            let r: ReplicaList = client.get(&format!("/v1/replicas{suffix}")).await?;
+        (Kind::Replicas, name) => {
+            let mut r: ReplicaList = client.get(&format!("/v1/replicas{suffix}")).await?;
+            if let Some(name) = &name {
+                // A replica id (`web-0`) or a service name (`web`), as `orion logs`.
+                let is_id = r.items.iter().any(|x| &x.id() == name);
+                r.items
+                    .retain(|x| if is_id { &x.id() == name } else { &x.service == name });
+                r.observed.retain(|id, _| r.items.iter().any(|x| &x.id() == id));
+                r.unplaced.retain(|u| !is_id && &u.service == name);
+                if r.items.is_empty() && r.unplaced.is_empty() {
+                    bail!("no replica or service named {name:?}");
+                }
+            }
             print(output, &r, |r| {
                 let wide = output == Output::Wide;
                 let mut header = vec!["REPLICA", "NODE", "STATE", "PID", "RESTARTS", "GENERATION"];
                 if wide {
-                    header.extend(["CPU", "MEMORY", "CREATED", "REASON"]);
+                    header.extend(["PORTS", "CPU", "MEMORY", "CREATED", "REASON"]);
                 }
                 let mut t = Table::new(&header);
                 for x in &r.items {
@@ -159,7 +177,15 @@ pub async fn get(
                         x.generation.to_string(),
                     ];
                     if wide {
+                        let ports = seen.map(|s| {
+                            s.ports
+                                .iter()
+                                .map(|(name, port)| format!("{name}={port}"))
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        });
                         row.extend([
+                            ports.filter(|p| !p.is_empty()).unwrap_or("-".into()),
                             format!("{}m", x.resources.cpu_millis),
                             format!("{}Mi", x.resources.memory_bytes >> 20),
                             x.create_revision.to_string(),
@@ -173,9 +199,6 @@ pub async fn get(
             for u in &r.unplaced {
                 eprintln!("not placed: {u}");
             }
-        }
-        (kind, Some(name)) => {
-            bail!("`orion get {kind:?} {name}` is not supported yet; list them without a name")
         }
     }
     Ok(())
@@ -220,6 +243,9 @@ pub async fn logs(client: &Client, target: &str, follow: bool, tail: usize) -> a
             ids.len(),
             ids.join(", ")
         );
+    }
+    if follow {
+        return super::logs::follow(client, &ids[0], tail).await;
     }
     for id in ids {
         let path = format!(
@@ -282,7 +308,7 @@ pub async fn describe(client: &Client, kind: Kind, name: &str) -> anyhow::Result
     for u in replicas
         .unplaced
         .iter()
-        .filter(|u| u.starts_with(&format!("{}-", o.spec.name)))
+        .filter(|u| u.service == o.spec.name)
     {
         println!("  not placed: {u}");
     }
