@@ -188,7 +188,11 @@ pub fn tail_at(dir: &Path, stream: LogStream, n: usize) -> Result<(Vec<LogLine>,
     let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
     let mut lines = Vec::new();
     let mut start = 0;
-    for (i, _) in bytes[..complete].iter().enumerate().filter(|(_, &b)| b == b'\n') {
+    for (i, _) in bytes[..complete]
+        .iter()
+        .enumerate()
+        .filter(|(_, &b)| b == b'\n')
+    {
         lines.push(LogLine {
             text: String::from_utf8_lossy(&bytes[start..i]).into_owned(),
             end: (i + 1) as u64,
@@ -231,7 +235,10 @@ pub enum LogEvent {
     /// The file is shorter than the reader's position: rotated or truncated. The
     /// reader starts again from its beginning; lines written in between may be
     /// missing (in `stdout.log.1`, or lost).
-    Truncated { at: u64, len: u64 },
+    Truncated {
+        at: u64,
+        len: u64,
+    },
 }
 
 /// Reads a live log file from a byte offset on, complete line by complete line.

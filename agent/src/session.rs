@@ -20,7 +20,8 @@ use std::time::Duration;
 
 use orion_api::agent_proto::{
     decode_frame, encode_frame, frame_len, AgentMessage, DesiredReplica, ExecResult, LogCursor,
-    LogRecord, LogRecordKind, LogStreamName, NodeUsage, ReplicaReport, ServerMessage, StreamRequest, ALPN,
+    LogRecord, LogRecordKind, LogStreamName, NodeUsage, ReplicaReport, ServerMessage,
+    StreamRequest, ALPN,
 };
 use orion_api::spec::Resources;
 use orion_api::AgentBootstrap;
@@ -426,7 +427,10 @@ impl LogWriter {
         } else {
             format!("{text}\n")
         };
-        self.send.write_all(bytes.as_bytes()).await.map_err(|_| Gone)
+        self.send
+            .write_all(bytes.as_bytes())
+            .await
+            .map_err(|_| Gone)
     }
 
     /// A [`LogRecordKind::Notice`] or [`LogRecordKind::Mark`] (records only: raw
@@ -442,7 +446,10 @@ impl LogWriter {
             return Ok(());
         }
         let bytes = record_line(stream, text, offset, kind);
-        self.send.write_all(bytes.as_bytes()).await.map_err(|_| Gone)
+        self.send
+            .write_all(bytes.as_bytes())
+            .await
+            .map_err(|_| Gone)
     }
 }
 
@@ -518,7 +525,12 @@ async fn send_logs(
     let _stop = cancel.clone().drop_guard();
     let mut streams = LogStream::ALL.map(|stream| {
         let k = usize::from(stream == LogStream::Stderr);
-        logs::follow(logs::log_path(dir, stream), cursor[k], every, cancel.clone())
+        logs::follow(
+            logs::log_path(dir, stream),
+            cursor[k],
+            every,
+            cancel.clone(),
+        )
     });
     let [outs, errs] = &mut streams;
     loop {

@@ -196,27 +196,24 @@ pub async fn logs(
     let permit = session_permit(&cluster)?;
     let (send, recv) = open(&cluster, &id, &request).await?;
     // The permit lives as long as the stream does; `None` once it ended.
-    let chunks = futures::stream::unfold(
-        Some((send, recv, permit)),
-        |state| async move {
-            let (send, mut recv, permit) = state?;
-            match recv.read_chunk(64 << 10, true).await {
-                Ok(Some(chunk)) => Some((
-                    Ok::<_, std::io::Error>(chunk.bytes),
-                    Some((send, recv, permit)),
-                )),
-                Ok(None) => None,
-                // Break the HTTP stream too, so the client knows the log was cut
-                // (and may resume) rather than seeing a clean end.
-                Err(e) => Some((
-                    Err(std::io::Error::other(format!(
-                        "the agent's log stream broke: {e}"
-                    ))),
-                    None,
-                )),
-            }
-        },
-    );
+    let chunks = futures::stream::unfold(Some((send, recv, permit)), |state| async move {
+        let (send, mut recv, permit) = state?;
+        match recv.read_chunk(64 << 10, true).await {
+            Ok(Some(chunk)) => Some((
+                Ok::<_, std::io::Error>(chunk.bytes),
+                Some((send, recv, permit)),
+            )),
+            Ok(None) => None,
+            // Break the HTTP stream too, so the client knows the log was cut
+            // (and may resume) rather than seeing a clean end.
+            Err(e) => Some((
+                Err(std::io::Error::other(format!(
+                    "the agent's log stream broke: {e}"
+                ))),
+                None,
+            )),
+        }
+    });
     Ok((
         [(
             axum::http::header::CONTENT_TYPE,

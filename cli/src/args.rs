@@ -32,13 +32,23 @@ pub struct Cli {
 #[derive(Debug, Clone, Default, Args)]
 pub struct GlobalOpts {
     /// API URLs of one or more peers; calls fail over between them (default: the context's).
-    #[arg(long = "server", env = "ORION_SERVER", value_delimiter = ',', value_name = "SERVER")]
+    #[arg(
+        long = "server",
+        env = "ORION_SERVER",
+        value_delimiter = ',',
+        value_name = "SERVER"
+    )]
     pub server: Vec<String>,
     /// The context to use from the config file (default: its current context).
     #[arg(long = "context", env = "ORION_CONTEXT", value_name = "CONTEXT")]
     pub context: Option<String>,
     /// Bearer token (default: the context's).
-    #[arg(long = "token", env = "ORION_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    #[arg(
+        long = "token",
+        env = "ORION_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
     pub token: Option<String>,
     /// The cluster CA certificate, PEM (default: the context's).
     #[arg(long = "ca-file", env = "ORION_CA_FILE", value_name = "CA_FILE")]

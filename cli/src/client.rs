@@ -149,9 +149,13 @@ impl Client {
 
     /// A GET with no time limit whose answer is returned unread, with the URL that
     /// gave it: for streams the caller reads itself (`orion logs -f`).
-    pub async fn open_stream(&self, path: &str) -> Result<(String, reqwest::Response), ClientError> {
+    pub async fn open_stream(
+        &self,
+        path: &str,
+    ) -> Result<(String, reqwest::Response), ClientError> {
         let forever = Duration::from_secs(365 * 24 * 3600);
-        self.send(Method::GET, path, None::<&()>, Some(forever)).await
+        self.send(Method::GET, path, None::<&()>, Some(forever))
+            .await
     }
 
     /// The failover loop: tries the URLs starting with the one that answered last,

@@ -61,7 +61,11 @@ async fn replicas_and_resources_per_apply_are_bounded_and_unplaced_replicas_summ
 
     // The limits themselves are fine: 1000 replicas, with no node to run them,
     // are one line per service and reason, with a count.
-    let (status, body) = apply(&c, &format!("{}---\n{}", service("big", 1000), service("small", 2))).await;
+    let (status, body) = apply(
+        &c,
+        &format!("{}---\n{}", service("big", 1000), service("small", 2)),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let list = c
         .wait_for("both services reported unplaced", fixture::WAIT, || async {
@@ -93,7 +97,10 @@ async fn replicas_and_resources_per_apply_are_bounded_and_unplaced_replicas_summ
         .expect("orion get replicas");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    let lines: Vec<&str> = stderr.lines().filter(|l| l.contains("not placed")).collect();
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("not placed"))
+        .collect();
     assert_eq!(
         lines,
         [

@@ -30,10 +30,26 @@ fn client_flags_parse_before_and_after_the_subcommand_and_after_wins() {
             other => panic!("parsed as {other:?}"),
         }
     };
-    let before = opts(&["orion", "--server", "https://a:1", "-o", "json", "get", "services"]);
+    let before = opts(&[
+        "orion",
+        "--server",
+        "https://a:1",
+        "-o",
+        "json",
+        "get",
+        "services",
+    ]);
     assert_eq!(before.server, ["https://a:1"]);
     assert_eq!(before.output, Output::Json);
-    let after = opts(&["orion", "get", "services", "--server", "https://b:1", "-o", "yaml"]);
+    let after = opts(&[
+        "orion",
+        "get",
+        "services",
+        "--server",
+        "https://b:1",
+        "-o",
+        "yaml",
+    ]);
     assert_eq!(after.server, ["https://b:1"]);
     assert_eq!(after.output, Output::Yaml);
     let both = opts(&[
@@ -50,7 +66,8 @@ fn client_flags_parse_before_and_after_the_subcommand_and_after_wins() {
     assert_eq!(both.server, ["https://b:1"]);
     assert_eq!(both.token.as_deref(), Some("t"));
     // `server` keeps its own `--token` (a join token) after the subcommand.
-    let cli = Cli::try_parse_from(["orion", "server", "--id", "1", "--token", "j"]).expect("parses");
+    let cli =
+        Cli::try_parse_from(["orion", "server", "--id", "1", "--token", "j"]).expect("parses");
     assert!(matches!(cli.command, Command::Server(a) if a.token.as_deref() == Some("j")));
 }
 
@@ -76,7 +93,10 @@ async fn cli_habits_on_a_real_cluster() {
     let (ok, out, err) = orion(&c, &["version", "--server", &url]);
     assert!(ok, "{err}");
     assert!(out.contains(&format!("client: orion {version}")), "{out}");
-    assert!(out.contains(&format!("server: orion {version}, peer {leader}")), "{out}");
+    assert!(
+        out.contains(&format!("server: orion {version}, peer {leader}")),
+        "{out}"
+    );
     let (ok, out, err) = orion(&c, &["version", "--server", "https://127.0.0.1:1"]);
     assert!(ok, "{err}");
     assert!(
@@ -97,7 +117,16 @@ async fn cli_habits_on_a_real_cluster() {
     let web = "kind: Service\nname: web\nreplicas: 2\ncommand: [\"python3\", \"-m\", \"http.server\", \"${PORT}\", \"--bind\", \"127.0.0.1\"]\nports: [http]\nresources: {cpu: 10m, memory: 16Mi}\n";
     let file = c.dir.path().join("web.yaml");
     std::fs::write(&file, web).expect("write web.yaml");
-    let (ok, _, err) = orion(&c, &["apply", "-f", file.to_str().expect("path"), "--server", &url]);
+    let (ok, _, err) = orion(
+        &c,
+        &[
+            "apply",
+            "-f",
+            file.to_str().expect("path"),
+            "--server",
+            &url,
+        ],
+    );
     assert!(ok, "{err}");
     let (ok, out, err) = orion(&c, &["get", "services", "web", "--server", &url]);
     assert!(ok && out.contains("web"), "{out}{err}");
@@ -106,13 +135,18 @@ async fn cli_habits_on_a_real_cluster() {
         .wait_for("ports in `get replicas -o wide`", fixture::WAIT, || async {
             let (ok, out, _) = orion(&c, &["get", "replicas", "-o", "wide", "--server", &url]);
             let rows: Vec<&str> = out.lines().filter(|l| l.starts_with("web-")).collect();
-            (ok && out.contains("PORTS") && rows.len() == 2 && rows.iter().all(|r| r.contains("http=")))
-                .then_some(out)
+            (ok && out.contains("PORTS")
+                && rows.len() == 2
+                && rows.iter().all(|r| r.contains("http=")))
+            .then_some(out)
         })
         .await;
     eprintln!("{wide}");
     let (ok, out, _) = orion(&c, &["get", "replicas", "web-1", "--server", &url]);
-    assert!(ok && out.lines().count() == 2 && out.contains("web-1"), "{out}");
+    assert!(
+        ok && out.lines().count() == 2 && out.contains("web-1"),
+        "{out}"
+    );
 
     // `cluster members`: every follower reachable with a recent contact, through
     // a follower too (it asks the leader); a killed follower becomes unreachable.
@@ -129,21 +163,30 @@ async fn cli_habits_on_a_real_cluster() {
     assert!(members.contains(" leader "), "{members}");
     assert!(members.contains(" ago"), "{members}");
     c.kill9(follower);
-    c.wait_for("the killed follower shown unreachable", fixture::WAIT, || async {
-        let (ok, out, _) = orion(&c, &["cluster", "members", "--server", &url]);
-        let row = out
-            .lines()
-            .find(|l| l.starts_with(&format!("{follower} ")))?
-            .to_owned();
-        (ok && row.contains(" no ")).then_some(())
-    })
+    c.wait_for(
+        "the killed follower shown unreachable",
+        fixture::WAIT,
+        || async {
+            let (ok, out, _) = orion(&c, &["cluster", "members", "--server", &url]);
+            let row = out
+                .lines()
+                .find(|l| l.starts_with(&format!("{follower} ")))?
+                .to_owned();
+            (ok && row.contains(" no ")).then_some(())
+        },
+    )
     .await;
     let (ok, out, _) = orion(&c, &["cluster", "members", "--stale", "--server", &url]);
     assert!(ok && out.contains(" no "), "the leader's own view: {out}");
 
     // `token create` prints the token on stdout and its id on stderr; `token list`
     // prints lifetimes as people write them.
-    let (ok, token, err) = orion(&c, &["token", "create", "--role", "readonly", "--ttl", "364d", "--server", &url]);
+    let (ok, token, err) = orion(
+        &c,
+        &[
+            "token", "create", "--role", "readonly", "--ttl", "364d", "--server", &url,
+        ],
+    );
     assert!(ok, "{err}");
     assert!(token.trim().starts_with("orion."), "{token}");
     let id = orion_tls::token::peek(token.trim()).expect("claims").id;

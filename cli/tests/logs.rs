@@ -48,8 +48,11 @@ impl Follower {
             .into(),
         };
         let path = c.dir.path().join(format!("config-{name}.yaml"));
-        std::fs::write(&path, serde_norway::to_string(&config).expect("config yaml"))
-            .expect("write config");
+        std::fs::write(
+            &path,
+            serde_norway::to_string(&config).expect("config yaml"),
+        )
+        .expect("write config");
         let mut child = c
             .cli()
             .env_remove("ORION_TOKEN")
@@ -137,16 +140,20 @@ impl Follower {
 async fn logs_follow_resumes_through_leader_kills_with_every_line_exactly_once() {
     let mut c = TestCluster::start(3).await;
     c.spawn_agent("n1").await;
-    c.wait_for("the agent's node to be registered", fixture::WAIT, || async {
-        let r = c
-            .http
-            .get(format!("{}/v1/nodes", c.url(1)))
-            .send()
-            .await
-            .ok()?;
-        let nodes: NodeList = r.json().await.ok()?;
-        (nodes.items.len() == 1).then_some(())
-    })
+    c.wait_for(
+        "the agent's node to be registered",
+        fixture::WAIT,
+        || async {
+            let r = c
+                .http
+                .get(format!("{}/v1/nodes", c.url(1)))
+                .send()
+                .await
+                .ok()?;
+            let nodes: NodeList = r.json().await.ok()?;
+            (nodes.items.len() == 1).then_some(())
+        },
+    )
     .await;
     let r = c
         .http

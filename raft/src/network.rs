@@ -144,16 +144,16 @@ impl PeerClient {
         let reply = bounded(option.hard_ttl(), send(client, rpc, payload)).await;
         self.contacts.record(self.target, reply.is_ok());
         let reply = reply.map_err(|status| {
-                if status.code() == tonic::Code::Unavailable {
-                    unreachable(&format!(
-                        "peer {} unreachable: {}",
-                        self.target,
-                        status.message()
-                    ))
-                } else {
-                    network(&format!("peer {}: {status}", self.target))
-                }
-            })?;
+            if status.code() == tonic::Code::Unavailable {
+                unreachable(&format!(
+                    "peer {} unreachable: {}",
+                    self.target,
+                    status.message()
+                ))
+            } else {
+                network(&format!("peer {}: {status}", self.target))
+            }
+        })?;
         let result: Result<Resp, RaftError<NodeId, E>> =
             codec::decode(&reply.data).map_err(|e| network(&e))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))

@@ -134,7 +134,10 @@ pub async fn version(opts: &ClientOpts) -> anyhow::Result<()> {
             println!("client: orion {client_version}");
             match &server {
                 Ok(s) if s.version.is_empty() => {
-                    println!("server: orion (a version from before it was reported), peer {}", s.id)
+                    println!(
+                        "server: orion (a version from before it was reported), peer {}",
+                        s.id
+                    )
                 }
                 Ok(s) => println!("server: orion {}, peer {}", s.version, s.id),
                 Err(e) => println!("server: unknown ({e})"),

@@ -104,7 +104,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             replica,
             command,
         } => {
-            let code = workload::exec(&crate::context::client(&g(opts))?, &replica, command).await?;
+            let code =
+                workload::exec(&crate::context::client(&g(opts))?, &replica, command).await?;
             if code != 0 {
                 std::process::exit(code);
             }

@@ -150,9 +150,15 @@ pub async fn get(
             if let Some(name) = &name {
                 // A replica id (`web-0`) or a service name (`web`), as `orion logs`.
                 let is_id = r.items.iter().any(|x| &x.id() == name);
-                r.items
-                    .retain(|x| if is_id { &x.id() == name } else { &x.service == name });
-                r.observed.retain(|id, _| r.items.iter().any(|x| &x.id() == id));
+                r.items.retain(|x| {
+                    if is_id {
+                        &x.id() == name
+                    } else {
+                        &x.service == name
+                    }
+                });
+                r.observed
+                    .retain(|id, _| r.items.iter().any(|x| &x.id() == id));
                 r.unplaced.retain(|u| !is_id && &u.service == name);
                 if r.items.is_empty() && r.unplaced.is_empty() {
                     bail!("no replica or service named {name:?}");
