@@ -3,6 +3,8 @@
 //! tonic reconnects a lazy channel on its own; openraft backs off from a target that
 //! returns [`Unreachable`], so a dead peer costs a failed connect now and then, not a
 //! busy loop. Every call is bounded by the deadline openraft passes in [`RPCOption`].
+//! Each answer (or its absence) is recorded in [`Contacts`], which is how the
+//! leader reports every member's health in `GET /v1/cluster/members`.
 
 use std::collections::BTreeMap;
 use std::future::Future;
