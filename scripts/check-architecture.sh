@@ -27,7 +27,7 @@ for dir in $members; do
 done
 # Rows for crates that no longer exist.
 while read -r dir; do
-    echo "$members" | grep -qx "$dir" || err "docs/ARCHITECTURE.md has a row for $dir/, which is not a workspace member"
+    grep -qx "$dir" <<<"$members" || err "docs/ARCHITECTURE.md has a row for $dir/, which is not a workspace member"
 done < <(grep -oE '^\| `[a-z-]+/` \| `orion' "$doc" | grep -oE '`[a-z-]+/`' | tr -d '`/')
 
 if links="$(cd "$root" && git grep -nE '\.\./shared/' -- . ':!scripts/check-architecture.sh' 2>/dev/null)"; then

@@ -19,8 +19,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use orion_api::agent_proto::{
-    decode_frame, encode_frame, frame_len, AgentMessage, DesiredReplica, ExecResult, NodeUsage,
-    ReplicaReport, ServerMessage, StreamRequest, ALPN,
+    decode_frame, encode_frame, frame_len, AgentMessage, DesiredReplica, ExecResult, LogCursor,
+    LogRecord, LogRecordKind, LogStreamName, NodeUsage, ReplicaReport, ServerMessage,
+    StreamRequest, ALPN,
 };
 use orion_api::spec::Resources;
 use orion_api::AgentBootstrap;
@@ -28,7 +29,7 @@ use rand::Rng;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::logs::{self, LogStream};
+use crate::logs::{self, LogEvent, LogStream};
 use crate::supervisor::{ReplicaSpec, ReplicaState, Supervisor};
 
 /// How long a silent QUIC link lives: how fast a dead leader is noticed.
@@ -398,50 +399,157 @@ async fn handle_stream(
             replica,
             tail,
             follow,
+            from,
+            records,
         } => {
             let dir = supervisor.log_dir(&replica);
-            for stream in LogStream::ALL {
-                for line in logs::tail(&dir, stream, tail).unwrap_or_default() {
-                    if send
-                        .write_all(format!("{line}\n").as_bytes())
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
+            let mut out = LogWriter { send, records };
+            if send_logs(&mut out, &dir, tail, follow, from).await.is_ok() {
+                let _ = out.send.finish();
             }
-            if follow {
-                let cancel = CancellationToken::new();
-                let every = Duration::from_millis(200);
-                let mut out = logs::follow(
-                    logs::log_path(&dir, LogStream::Stdout),
-                    every,
-                    cancel.clone(),
-                );
-                let mut err = logs::follow(
-                    logs::log_path(&dir, LogStream::Stderr),
-                    every,
-                    cancel.clone(),
-                );
+        }
+    }
+}
+
+/// Writes log lines to the leader's stream: raw text, or [`LogRecord`]s.
+struct LogWriter {
+    send: quinn::SendStream,
+    records: bool,
+}
+
+/// The leader stopped reading.
+struct Gone;
+
+impl LogWriter {
+    async fn line(&mut self, stream: LogStream, text: &str, offset: u64) -> Result<(), Gone> {
+        let bytes = if self.records {
+            record_line(stream, text, offset, LogRecordKind::Line)
+        } else {
+            format!("{text}\n")
+        };
+        self.send
+            .write_all(bytes.as_bytes())
+            .await
+            .map_err(|_| Gone)
+    }
+
+    /// A [`LogRecordKind::Notice`] or [`LogRecordKind::Mark`] (records only: raw
+    /// text has no place for them that cannot be mistaken for the replica's output).
+    async fn meta(
+        &mut self,
+        kind: LogRecordKind,
+        stream: LogStream,
+        text: &str,
+        offset: u64,
+    ) -> Result<(), Gone> {
+        if !self.records {
+            return Ok(());
+        }
+        let bytes = record_line(stream, text, offset, kind);
+        self.send
+            .write_all(bytes.as_bytes())
+            .await
+            .map_err(|_| Gone)
+    }
+}
+
+fn record_line(stream: LogStream, text: &str, offset: u64, kind: LogRecordKind) -> String {
+    let record = LogRecord {
+        stream: match stream {
+            LogStream::Stdout => LogStreamName::Stdout,
+            LogStream::Stderr => LogStreamName::Stderr,
+        },
+        offset,
+        text: text.to_owned(),
+        kind,
+    };
+    // A struct of strings and numbers always serializes.
+    let mut line = serde_json::to_string(&record).unwrap_or_default();
+    line.push('\n');
+    line
+}
+
+/// What a truncation means to the reader, in words.
+fn truncation_notice(stream: LogStream, at: u64, len: u64) -> String {
+    format!(
+        "{} is {len} bytes, shorter than offset {at} this reader had reached: it was \
+         rotated or truncated since; following it from its start (lines written just \
+         before that may be missing, or are in {}.1)",
+        stream.file_name(),
+        stream.file_name()
+    )
+}
+
+/// `orion logs`: the tail of both streams (or, resuming, what the live files hold
+/// after the reader's cursor), then with `follow` every new line as it comes.
+async fn send_logs(
+    out: &mut LogWriter,
+    dir: &std::path::Path,
+    tail: usize,
+    follow: bool,
+    from: Option<LogCursor>,
+) -> Result<(), Gone> {
+    let mut cursor = [0u64; 2];
+    match from {
+        Some(c) => cursor = [c.stdout, c.stderr],
+        None => {
+            for (k, stream) in LogStream::ALL.into_iter().enumerate() {
+                let (lines, end) = logs::tail_at(dir, stream, tail).unwrap_or_default();
+                for line in lines {
+                    out.line(stream, &line.text, line.end).await?;
+                }
+                out.meta(LogRecordKind::Mark, stream, "", end).await?;
+                cursor[k] = end;
+            }
+        }
+    }
+    let every = Duration::from_millis(200);
+    if !follow {
+        // A resumed read without follow: what was written since, once.
+        if from.is_some() {
+            for (k, stream) in LogStream::ALL.into_iter().enumerate() {
+                let mut reader = logs::LogReader::new(logs::log_path(dir, stream), cursor[k]);
                 loop {
-                    let line = tokio::select! {
-                        l = out.recv() => l,
-                        l = err.recv() => l,
-                        _ = send.stopped() => None,
-                    };
-                    let Some(line) = line else { break };
-                    if send
-                        .write_all(format!("{line}\n").as_bytes())
-                        .await
-                        .is_err()
-                    {
+                    for event in reader.poll() {
+                        send_event(out, stream, event).await?;
+                    }
+                    if !reader.behind() {
                         break;
                     }
                 }
-                cancel.cancel();
             }
-            let _ = send.finish();
+        }
+        return Ok(());
+    }
+    let cancel = CancellationToken::new();
+    let _stop = cancel.clone().drop_guard();
+    let mut streams = LogStream::ALL.map(|stream| {
+        let k = usize::from(stream == LogStream::Stderr);
+        logs::follow(
+            logs::log_path(dir, stream),
+            cursor[k],
+            every,
+            cancel.clone(),
+        )
+    });
+    let [outs, errs] = &mut streams;
+    loop {
+        let (stream, event) = tokio::select! {
+            e = outs.recv() => (LogStream::Stdout, e),
+            e = errs.recv() => (LogStream::Stderr, e),
+            _ = out.send.stopped() => return Err(Gone),
+        };
+        let Some(event) = event else { return Ok(()) };
+        send_event(out, stream, event).await?;
+    }
+}
+
+async fn send_event(out: &mut LogWriter, stream: LogStream, event: LogEvent) -> Result<(), Gone> {
+    match event {
+        LogEvent::Line(line) => out.line(stream, &line.text, line.end).await,
+        LogEvent::Truncated { at, len } => {
+            let text = truncation_notice(stream, at, len);
+            out.meta(LogRecordKind::Notice, stream, &text, 0).await
         }
     }
 }
@@ -473,6 +581,7 @@ fn usage() -> NodeUsage {
 }
 
 fn reports(supervisor: &Supervisor) -> Vec<ReplicaReport> {
+    let mut ports = supervisor.ports();
     supervisor
         .statuses()
         .into_iter()
@@ -488,6 +597,7 @@ fn reports(supervisor: &Supervisor) -> Vec<ReplicaReport> {
                 ReplicaState::Stopped => "stopped",
             }
             .to_string(),
+            ports: ports.remove(&s.id).unwrap_or_default(),
             id: s.id,
             pid: s.pid,
             restarts: s.restarts,

@@ -297,6 +297,14 @@ impl Supervisor {
             .collect()
     }
 
+    /// The ports each replica was given, by replica id.
+    pub fn ports(&self) -> BTreeMap<String, BTreeMap<String, u16>> {
+        lock(&self.replicas)
+            .iter()
+            .map(|(id, h)| (id.clone(), h.spec.ports.clone()))
+            .collect()
+    }
+
     /// A counter bumped on every status change (then read [`Supervisor::statuses`]).
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.shared.changes.subscribe()

@@ -80,6 +80,9 @@ pub struct ReplicaReport {
     pub state: String,
     pub restarts: u32,
     pub reason: Option<String>,
+    /// The port allocated for each named port of the service (`ORION_PORT_<NAME>`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ports: BTreeMap<String, u16>,
 }
 
 /// A request the leader sends on a new bidirectional stream of an agent's
@@ -89,16 +92,75 @@ pub struct ReplicaReport {
 pub enum StreamRequest {
     /// Answered with raw log bytes (stdout and stderr merged by line) until the
     /// stream ends; with `follow`, new lines keep coming until the reader goes away.
+    /// With `records`, each line is a JSON [`LogRecord`] instead, which says how
+    /// far into each live file the reader got, so a broken stream can resume.
     Logs {
         replica: String,
         tail: usize,
         follow: bool,
+        /// Resume after these offsets of the live files (no tail is sent then).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<LogCursor>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        records: bool,
     },
     /// Answered with one [`ExecResult`] frame.
     Exec {
         replica: String,
         command: Vec<String>,
     },
+}
+
+/// How far a reader got in each live log file of a replica, in bytes from its
+/// start: where the next line it has not seen begins.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogCursor {
+    pub stdout: u64,
+    pub stderr: u64,
+}
+
+/// Which output of a replica a [`LogRecord`] comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogStreamName {
+    Stdout,
+    Stderr,
+}
+
+/// One line of a replica's log in record form (`GET …/logs?records=true`, one JSON
+/// object per line).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogRecord {
+    pub stream: LogStreamName,
+    /// Where the reader stands in the stream's live file after this record: pass
+    /// it back as the cursor to resume right after it.
+    pub offset: u64,
+    /// The line, without its newline; for a notice, what Orion says about the
+    /// stream; empty for a mark.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub text: String,
+    #[serde(default, skip_serializing_if = "LogRecordKind::is_line")]
+    pub kind: LogRecordKind,
+}
+
+/// What a [`LogRecord`] carries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogRecordKind {
+    /// A line the replica wrote.
+    #[default]
+    Line,
+    /// The stream was rotated or truncated: some lines may be missing.
+    Notice,
+    /// No line, only where the reader stands: sent for each stream once its tail
+    /// is sent, so a reader knows its cursor even in a stream with no lines yet.
+    Mark,
+}
+
+impl LogRecordKind {
+    pub fn is_line(&self) -> bool {
+        *self == LogRecordKind::Line
+    }
 }
 
 /// The outcome of an exec. `error` is set when the command could not run at all.

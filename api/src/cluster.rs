@@ -42,7 +42,20 @@ pub struct MemberInfo {
     /// How many entries this member is behind the leader's last log index.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lag: Option<u64>,
+    /// Milliseconds since the leader last got an answer from this member to a Raft
+    /// call (heartbeats included); leader's view only, `None` elsewhere and for
+    /// the leader itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_contact_ms: Option<u64>,
+    /// Whether the leader's latest Raft call to this member was answered, and
+    /// recently (within [`REACHABLE_WITHIN_MS`]); leader's view only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reachable: Option<bool>,
 }
+
+/// A member whose last answer to the leader is older than this is unreachable:
+/// several heartbeat intervals, well past an election timeout.
+pub const REACHABLE_WITHIN_MS: u64 = 5_000;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MembersResponse {
@@ -66,6 +79,9 @@ pub struct ClusterStatus {
     pub purged_index: u64,
     pub voters: Vec<u64>,
     pub learners: Vec<u64>,
+    /// The answering peer's `orion` version (empty from peers older than this field).
+    #[serde(default)]
+    pub version: String,
 }
 
 /// `GET /v1/cluster/ca`: what an agent needs to find and verify the cluster.

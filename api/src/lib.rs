@@ -35,5 +35,5 @@ pub use variable::{
 pub use workload::{
     ApplyRequest, ApplyResponse, ApplyResult, Change, DeletedService, NodeList, NodeObject,
     NodeStatus, ReplicaList, ReplicaObject, ServiceList, ServiceObject, ServiceResponse,
-    SourceFile,
+    SourceFile, UnplacedReplicas,
 };

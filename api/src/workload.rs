@@ -137,10 +137,38 @@ pub struct NodeList {
 pub struct ReplicaList {
     pub revision: u64,
     pub items: Vec<ReplicaObject>,
-    /// Services with replicas that could not be placed, and why.
+    /// Replicas that could not be placed: one entry per (service, reason), with a
+    /// count, however many replicas share it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub unplaced: Vec<String>,
+    pub unplaced: Vec<UnplacedReplicas>,
     /// What the agents last reported, by replica id (answered by the leader only).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub observed: std::collections::BTreeMap<String, crate::agent_proto::ReplicaReport>,
+}
+
+/// Replicas of one service that no node can take now, all for the same reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnplacedReplicas {
+    pub service: String,
+    /// Per-node failures counted by kind, e.g.
+    /// `0/3 nodes: 2 insufficient memory, 1 constraint mismatch (zone == a)`.
+    pub reason: String,
+    /// How many replicas of the service this reason holds back.
+    pub count: u32,
+    /// The lowest ordinal among them (`web-<first_ordinal>`).
+    pub first_ordinal: u32,
+}
+
+impl std::fmt::Display for UnplacedReplicas {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = if self.count == 1 {
+            format!("{}-{}", self.service, self.first_ordinal)
+        } else {
+            format!(
+                "{} replicas of {} (from {}-{})",
+                self.count, self.service, self.service, self.first_ordinal
+            )
+        };
+        write!(f, "{what}: {}", self.reason)
+    }
 }

@@ -111,7 +111,7 @@ pub struct Cluster {
     /// Cancelled when the peer shuts down; ends long-running streams.
     pub shutdown: CancellationToken,
     /// The replica controller's latest unplaced replicas and why (leader only).
-    pub unplaced: std::sync::Mutex<Vec<String>>,
+    pub unplaced: std::sync::Mutex<Vec<orion_api::UnplacedReplicas>>,
     /// How long an agent may stay silent before its node is marked down.
     pub node_ttl: Duration,
     /// Connected agents' heartbeats and reports (leader only, memory only).

@@ -84,17 +84,23 @@ pub struct Placement {
     pub node: String,
 }
 
-/// A replica no node can take now, and why.
+/// Replicas no node can take now, and why: consecutive requests of one service
+/// that fail for the same reason make one entry, however many there are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unplaced {
     pub service: String,
+    /// The ordinal of the first of them.
     pub replica: u32,
+    /// How many consecutive requests of the service this entry stands for.
+    pub count: u32,
     /// Per-node failures counted by kind, e.g.
     /// `0/3 nodes: 2 insufficient memory, 1 constraint mismatch (zone == a)`.
     pub reason: String,
 }
 
 /// The result of one [`schedule`] call; both lists follow the order of the requests.
+/// `unplaced` has one entry per run of same-service requests that failed alike, so
+/// its size is bounded by the services, not the replicas.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Plan {
     pub placements: Vec<Placement>,
@@ -118,7 +124,21 @@ pub fn schedule(
     let mut counts: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
     let mut plan = Plan::default();
 
+    // The request placed just before, when no node could take it.
+    let mut last_unplaced: Option<&Request> = None;
     for request in requests {
+        // A failed request changes nothing, so the next one of the same service,
+        // asking the same, fails the same way: count it without the node walk.
+        if let (Some(prev), Some(entry)) = (last_unplaced, plan.unplaced.last_mut()) {
+            if prev.service == request.service
+                && prev.resources == request.resources
+                && prev.constraints == request.constraints
+            {
+                entry.count = entry.count.saturating_add(1);
+                continue;
+            }
+        }
+        last_unplaced = None;
         let service_counts = counts
             .entry(request.service.as_str())
             .or_insert_with(|| initial_counts(&order, &request.service, spread_counts));
@@ -155,11 +175,15 @@ pub fn schedule(
                     node: order[i].name.clone(),
                 });
             }
-            None => plan.unplaced.push(Unplaced {
-                service: request.service.clone(),
-                replica: request.replica,
-                reason: failures.reason(order.len(), &request.constraints),
-            }),
+            None => {
+                last_unplaced = Some(request);
+                plan.unplaced.push(Unplaced {
+                    service: request.service.clone(),
+                    replica: request.replica,
+                    count: 1,
+                    reason: failures.reason(order.len(), &request.constraints),
+                });
+            }
         }
     }
     plan
@@ -533,6 +557,7 @@ mod tests {
             [Unplaced {
                 service: "web".to_owned(),
                 replica: 0,
+                count: 1,
                 reason: "0/4 nodes: 4 constraint mismatch (zone == c)".to_owned(),
             }]
         );
@@ -668,8 +693,37 @@ mod tests {
             [Unplaced {
                 service: "api".to_owned(),
                 replica: 0,
+                count: 1,
                 reason: "0/1 nodes: 1 insufficient memory".to_owned(),
             }]
+        );
+    }
+
+    #[test]
+    fn scheduler_counts_unplaceable_replicas_once_per_service_and_reason() {
+        // Memory for two replicas: the other 998 of `web` are one entry, and `api`
+        // (same shape, another service) its own.
+        let nodes = [node("only", 400_000, 128)];
+        let mut reqs = requests("web", 1000, 100, 64);
+        reqs.extend(requests("api", 3, 100, 64));
+        let plan = run(&nodes, &reqs, Strategy::Spread);
+        assert_eq!(plan.placements.len(), 2);
+        assert_eq!(
+            plan.unplaced,
+            [
+                Unplaced {
+                    service: "web".to_owned(),
+                    replica: 2,
+                    count: 998,
+                    reason: "0/1 nodes: 1 insufficient memory".to_owned(),
+                },
+                Unplaced {
+                    service: "api".to_owned(),
+                    replica: 0,
+                    count: 3,
+                    reason: "0/1 nodes: 1 insufficient memory".to_owned(),
+                },
+            ]
         );
     }
 

@@ -369,7 +369,11 @@ pub async fn join(
             .into())
         }
     };
-    // Sign first (it can fail on a bad CSR), spend the token second.
+    if let Role::Server = identity.role {
+        refuse_taken_member_id(&cluster, &identity).await?;
+    }
+    // Sign first (it can fail on a bad CSR), spend the token second: a refusal
+    // before this point leaves the token usable and no certificate issued.
     let cert_pem = sign(&cluster, &req.csr, &identity, &req.hosts)?;
     cluster
         .apply(Command::UseToken {
@@ -382,6 +386,36 @@ pub async fn join(
         cert_pem,
         ca_pem: cluster.creds.ca_pem.clone(),
     }))
+}
+
+/// 409 for a peer id that is a member already or belonged to a removed peer: the
+/// membership would refuse the peer later anyway (`orion_raft::RaftNode::add_peer`),
+/// and a second certificate for a member's id must never be issued.
+async fn refuse_taken_member_id(cluster: &ClusterRef, identity: &Identity) -> Result<(), ApiError> {
+    let Some(id) = identity.name.parse::<u64>().ok() else {
+        return Ok(());
+    };
+    // Up to date with the leader, so a member added or removed a moment ago counts.
+    cluster.linearizable_barrier().await?;
+    let metrics = cluster.node.metrics();
+    if let Some(member) = metrics.membership_config.membership().get_node(&id) {
+        return Err(ApiError::conflict(
+            format!("member id {id} is already in use by {member}; ids are never reused, pick another --id"),
+            0,
+        ));
+    }
+    let retired = cluster
+        .node
+        .reader
+        .with_view(|v| orion_raft::read::is_retired(v, id))
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    if retired {
+        return Err(ApiError::conflict(
+            format!("member id {id} belonged to a removed peer; ids are never reused, pick another --id"),
+            0,
+        ));
+    }
+    Ok(())
 }
 
 /// `POST /v1/certificates/renew` (any certificate of this cluster): a new

@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::StreamExt;
-use orion_api::agent_proto::{encode_frame, ExecResult, StreamRequest};
+use orion_api::agent_proto::{encode_frame, ExecResult, LogCursor, StreamRequest};
 use orion_api::ApiError;
 use orion_raft::read;
 use serde::Deserialize;
@@ -30,6 +30,39 @@ pub struct LogParams {
     pub tail: usize,
     #[serde(default)]
     pub follow: bool,
+    /// One JSON [`orion_api::agent_proto::LogRecord`] per line instead of raw text:
+    /// each says how far into its stream's live file the reader is.
+    #[serde(default)]
+    pub records: bool,
+    /// Resume: start after this byte offset of the live `stdout.log` (the last
+    /// record's `offset`); given with `stderr_offset`, and then no tail is sent.
+    pub stdout_offset: Option<u64>,
+    pub stderr_offset: Option<u64>,
+}
+
+impl LogParams {
+    /// The resume cursor, if both offsets are given; an error if only one is.
+    fn cursor(&self) -> Result<Option<LogCursor>, ApiError> {
+        match (self.stdout_offset, self.stderr_offset) {
+            (None, None) => Ok(None),
+            (Some(stdout), Some(stderr)) => Ok(Some(LogCursor { stdout, stderr })),
+            _ => Err(ApiError::invalid(
+                "stdout_offset and stderr_offset go together: a cursor names both streams",
+            )),
+        }
+    }
+
+    /// The same parameters as a query string, to forward to the leader.
+    fn query(&self) -> String {
+        let mut q = format!(
+            "tail={}&follow={}&records={}",
+            self.tail, self.follow, self.records
+        );
+        if let (Some(o), Some(e)) = (self.stdout_offset, self.stderr_offset) {
+            q.push_str(&format!("&stdout_offset={o}&stderr_offset={e}"));
+        }
+        q
+    }
 }
 
 fn default_tail() -> usize {
@@ -134,21 +167,22 @@ pub(crate) async fn proxied(
         .into_response())
 }
 
-/// `GET /v1/replicas/{id}/logs?tail=N&follow=true`: plain text, one line per line.
+/// `GET /v1/replicas/{id}/logs?tail=N&follow=true`: plain text, one line per line;
+/// with `records=true`, one JSON record per line carrying the stream's offset, and
+/// `stdout_offset=A&stderr_offset=B` resumes after a record (`orion logs -f` does
+/// both, to reconnect through a leader change without losing or repeating a line).
 pub async fn logs(
     State(cluster): State<ClusterRef>,
     Path(id): Path<String>,
     Query(params): Query<LogParams>,
     headers: HeaderMap,
 ) -> HttpResult<Response> {
+    let from = params.cursor()?;
     if !cluster.node.is_leader() {
         let url = leader_url(
             &cluster,
             &headers,
-            &format!(
-                "/v1/replicas/{id}/logs?tail={}&follow={}",
-                params.tail, params.follow
-            ),
+            &format!("/v1/replicas/{id}/logs?{}", params.query()),
         )?;
         return Ok(proxied(cluster.http.get(url), &headers).await?);
     }
@@ -156,21 +190,30 @@ pub async fn logs(
         replica: id.clone(),
         tail: params.tail.min(100_000),
         follow: params.follow,
+        from,
+        records: params.records,
     };
     let permit = session_permit(&cluster)?;
     let (send, recv) = open(&cluster, &id, &request).await?;
-    // The permit lives as long as the stream does.
-    let chunks = futures::stream::unfold(
-        (send, recv, permit),
-        |(send, mut recv, permit)| async move {
-            match recv.read_chunk(64 << 10, true).await {
-                Ok(Some(chunk)) => {
-                    Some((Ok::<_, std::io::Error>(chunk.bytes), (send, recv, permit)))
-                }
-                _ => None,
-            }
-        },
-    );
+    // The permit lives as long as the stream does; `None` once it ended.
+    let chunks = futures::stream::unfold(Some((send, recv, permit)), |state| async move {
+        let (send, mut recv, permit) = state?;
+        match recv.read_chunk(64 << 10, true).await {
+            Ok(Some(chunk)) => Some((
+                Ok::<_, std::io::Error>(chunk.bytes),
+                Some((send, recv, permit)),
+            )),
+            Ok(None) => None,
+            // Break the HTTP stream too, so the client knows the log was cut
+            // (and may resume) rather than seeing a clean end.
+            Err(e) => Some((
+                Err(std::io::Error::other(format!(
+                    "the agent's log stream broke: {e}"
+                ))),
+                None,
+            )),
+        }
+    });
     Ok((
         [(
             axum::http::header::CONTENT_TYPE,

@@ -21,9 +21,6 @@ use crate::idempotency::ClientRequestId;
 use crate::leader::{Cluster, ClusterRef};
 use crate::variables::ReadParams;
 
-/// Most resources one apply may carry.
-const MAX_RESOURCES: usize = 1_000;
-
 fn unexpected(applied: &Applied) -> ApiError {
     ApiError::internal(format!("unexpected apply result {applied:?}"))
 }
@@ -68,12 +65,7 @@ pub fn parse_files(req: &ApplyRequest) -> Result<Vec<Resource>, ApiError> {
     if resources.is_empty() {
         return Err(ApiError::invalid("the files hold no resources"));
     }
-    if resources.len() > MAX_RESOURCES {
-        return Err(ApiError::invalid(format!(
-            "{} resources in one apply; the limit is {MAX_RESOURCES}",
-            resources.len()
-        )));
-    }
+    orion_api::spec::check_apply_size(resources.len()).map_err(ApiError::invalid)?;
     Ok(resources)
 }
 

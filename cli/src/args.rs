@@ -15,8 +15,70 @@ pub const DEFAULT_SERVERS: &str =
     about = "Orion: a fault-tolerant control plane for running services on a fleet"
 )]
 pub struct Cli {
+    /// Client options written before the subcommand (`orion --server X get …`).
+    #[command(flatten)]
+    pub global: GlobalOpts,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// [`ClientOpts`] written before the subcommand. clap cannot declare one flag at
+/// both levels (and `server`/`agent` have a `--token` of their own), so these
+/// are separate and [`ClientOpts::or_global`] merges them: a flag after the
+/// subcommand wins over the same flag before it.
+///
+/// The environment variables belong here, so their precedence is: the flag after
+/// the subcommand, the flag before it, the variable, the context.
+#[derive(Debug, Clone, Default, Args)]
+pub struct GlobalOpts {
+    /// API URLs of one or more peers; calls fail over between them (default: the context's).
+    #[arg(
+        long = "server",
+        env = "ORION_SERVER",
+        value_delimiter = ',',
+        value_name = "SERVER"
+    )]
+    pub server: Vec<String>,
+    /// The context to use from the config file (default: its current context).
+    #[arg(long = "context", env = "ORION_CONTEXT", value_name = "CONTEXT")]
+    pub context: Option<String>,
+    /// Bearer token (default: the context's).
+    #[arg(
+        long = "token",
+        env = "ORION_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
+    /// The cluster CA certificate, PEM (default: the context's).
+    #[arg(long = "ca-file", env = "ORION_CA_FILE", value_name = "CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Output format of read commands.
+    #[arg(short = 'o', long = "output", value_enum, value_name = "OUTPUT")]
+    pub output: Option<Output>,
+}
+
+impl ClientOpts {
+    /// These options, with what was written before the subcommand filling the
+    /// ones not given after it (nor by their environment variable).
+    pub fn or_global(mut self, global: &GlobalOpts) -> ClientOpts {
+        if self.server.is_empty() {
+            self.server.clone_from(&global.server);
+        }
+        if self.context.is_none() {
+            self.context.clone_from(&global.context);
+        }
+        if self.token.is_none() {
+            self.token.clone_from(&global.token);
+        }
+        if self.ca_file.is_none() {
+            self.ca_file.clone_from(&global.ca_file);
+        }
+        if self.output == Output::default() {
+            self.output = global.output.unwrap_or_default();
+        }
+        self
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
@@ -40,16 +102,16 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Args)]
 pub struct ClientOpts {
     /// API URLs of one or more peers; calls fail over between them (default: the context's).
-    #[arg(long, env = "ORION_SERVER", value_delimiter = ',', global = true)]
+    #[arg(long, value_delimiter = ',', global = true)]
     pub server: Vec<String>,
     /// The context to use from the config file (default: its current context).
-    #[arg(long, env = "ORION_CONTEXT", global = true)]
+    #[arg(long, global = true)]
     pub context: Option<String>,
     /// Bearer token (default: the context's).
-    #[arg(long, env = "ORION_TOKEN", global = true, hide_env_values = true)]
+    #[arg(long, global = true)]
     pub token: Option<String>,
     /// The cluster CA certificate, PEM (default: the context's).
-    #[arg(long, env = "ORION_CA_FILE", global = true)]
+    #[arg(long, global = true)]
     pub ca_file: Option<PathBuf>,
     /// Request id (Idempotency-Key) of this command's write, to send again a write
     /// whose outcome was unknown: the cluster applies an id once (default: a new one).
@@ -136,6 +198,11 @@ pub enum Command {
     },
     /// Print the JSON Schema of an `orion.yaml` document, for editors.
     Schema,
+    /// Print this CLI's version and the version of the server it reaches.
+    Version {
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
     /// Create, list and revoke tokens (admin).
     Token {
         #[command(flatten)]

@@ -283,6 +283,17 @@ impl Client {
         Ok(())
     }
 
+    /// A GET with no time limit whose answer is returned unread, with the URL that
+    /// gave it: for streams the caller reads itself (`orion logs -f`).
+    pub async fn open_stream(
+        &self,
+        path: &str,
+    ) -> Result<(String, reqwest::Response), ClientError> {
+        let forever = Duration::from_secs(365 * 24 * 3600);
+        self.send(Method::GET, path, None::<&()>, Some(forever))
+            .await
+    }
+
     /// The failover loop of a read: one round over the URLs.
     async fn send<B: Serialize>(
         &self,

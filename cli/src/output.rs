@@ -57,9 +57,65 @@ impl Table {
     }
 }
 
+/// A duration for people, in its one or two largest units: `45s`, `5m`, `5m30s`,
+/// `2h3m`, `3d4h`, and whole days from a week on (`364d`, not `31535846s`).
+/// Seconds below the minute are dropped from an hour on, as `kubectl` does.
+pub fn human_duration(secs: u64) -> String {
+    const MIN: u64 = 60;
+    const HOUR: u64 = 60 * MIN;
+    const DAY: u64 = 24 * HOUR;
+    let pair = |big: u64, big_unit: &str, small: u64, small_unit: &str| {
+        if small == 0 {
+            format!("{big}{big_unit}")
+        } else {
+            format!("{big}{big_unit}{small}{small_unit}")
+        }
+    };
+    match secs {
+        s if s < MIN => format!("{s}s"),
+        s if s < HOUR => pair(s / MIN, "m", s % MIN, "s"),
+        s if s < DAY => pair(s / HOUR, "h", s % HOUR / MIN, "m"),
+        s if s < 7 * DAY => pair(s / DAY, "d", s % DAY / HOUR, "h"),
+        s => format!("{}d", s / DAY),
+    }
+}
+
+/// Milliseconds for people: `250ms` below a second, else [`human_duration`].
+pub fn human_millis(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else {
+        human_duration(ms / 1000)
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::Table;
+    use super::{human_duration, human_millis, Table};
+
+    #[test]
+    fn durations_read_like_people_write_them() {
+        for (secs, want) in [
+            (0, "0s"),
+            (59, "59s"),
+            (60, "1m"),
+            (300, "5m"),
+            (330, "5m30s"),
+            (3600, "1h"),
+            (2 * 3600 + 3 * 60 + 9, "2h3m"),
+            (86_399, "23h59m"),
+            (86_400, "1d"),
+            (3 * 86_400 + 4 * 3600, "3d4h"),
+            (7 * 86_400 + 5, "7d"),
+            (31_535_846, "364d"),
+            (u64::MAX, "213503982334601d"),
+        ] {
+            assert_eq!(human_duration(secs), want, "{secs} s");
+        }
+        assert_eq!(human_millis(250), "250ms");
+        assert_eq!(human_millis(1500), "1s");
+        assert_eq!(human_millis(125_000), "2m5s");
+    }
 
     #[test]
     fn columns_align() {

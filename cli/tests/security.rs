@@ -462,6 +462,7 @@ async fn an_agent_may_speak_only_for_its_own_node() {
             state: "failed".into(),
             restarts: 99,
             reason: Some("forged".into()),
+            ports: Default::default(),
         }],
     };
     send.write_all(&encode_frame(&lie)).await.expect("status");

@@ -3,9 +3,13 @@
 //! tonic reconnects a lazy channel on its own; openraft backs off from a target that
 //! returns [`Unreachable`], so a dead peer costs a failed connect now and then, not a
 //! busy loop. Every call is bounded by the deadline openraft passes in [`RPCOption`].
+//! Each answer (or its absence) is recorded in [`Contacts`], which is how the
+//! leader reports every member's health in `GET /v1/cluster/members`.
 
+use std::collections::BTreeMap;
 use std::future::Future;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
@@ -26,6 +30,41 @@ use crate::types::{Member, NodeId, TypeConfig};
 /// How long to wait for a TCP connection to a peer.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 
+/// When each target last answered a Raft call of this peer, heartbeats included.
+/// openraft 0.9's metrics hold only the matched log index per follower, which
+/// stands still in an idle cluster; this says whether a member is alive.
+#[derive(Debug, Default)]
+pub struct Contacts(Mutex<BTreeMap<NodeId, Contact>>);
+
+/// What [`Contacts`] knows of one target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Contact {
+    /// When it last answered (any answer, a refusal included: it is up).
+    pub last_answer: Option<Instant>,
+    /// Whether the latest call got no answer (unreachable, timed out).
+    pub last_call_failed: bool,
+}
+
+impl Contacts {
+    fn record(&self, target: NodeId, answered: bool) {
+        if let Ok(mut map) = self.0.lock() {
+            let c = map.entry(target).or_insert(Contact {
+                last_answer: None,
+                last_call_failed: false,
+            });
+            if answered {
+                c.last_answer = Some(Instant::now());
+            }
+            c.last_call_failed = !answered;
+        }
+    }
+
+    /// What is known of `target`; `None` before the first call to it.
+    pub fn get(&self, target: NodeId) -> Option<Contact> {
+        self.0.lock().ok().and_then(|m| m.get(&target).copied())
+    }
+}
+
 /// Makes one [`PeerClient`] per replication target.
 #[derive(Debug, Clone)]
 pub struct PeerNetwork {
@@ -33,6 +72,8 @@ pub struct PeerNetwork {
     pub self_id: NodeId,
     /// Mutual TLS with this peer's server certificate.
     pub tls: std::sync::Arc<rustls::ClientConfig>,
+    /// Shared with [`crate::RaftNode`], which reports it in `members()`.
+    pub contacts: Arc<Contacts>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
@@ -58,6 +99,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
             self_id: self.self_id,
             target,
             client,
+            contacts: self.contacts.clone(),
         }
     }
 }
@@ -68,6 +110,7 @@ pub struct PeerClient {
     target: NodeId,
     /// The channel, or why the peer's address could not even be parsed.
     client: Result<PeerRaftClient<Channel>, String>,
+    contacts: Arc<Contacts>,
 }
 
 #[derive(Clone, Copy)]
@@ -100,19 +143,19 @@ impl PeerClient {
             data,
             chunk,
         };
-        let reply = bounded(option.hard_ttl(), send(client, rpc, payload))
-            .await
-            .map_err(|status| {
-                if status.code() == tonic::Code::Unavailable {
-                    unreachable(&format!(
-                        "peer {} unreachable: {}",
-                        self.target,
-                        status.message()
-                    ))
-                } else {
-                    network(&format!("peer {}: {status}", self.target))
-                }
-            })?;
+        let reply = bounded(option.hard_ttl(), send(client, rpc, payload)).await;
+        self.contacts.record(self.target, reply.is_ok());
+        let reply = reply.map_err(|status| {
+            if status.code() == tonic::Code::Unavailable {
+                unreachable(&format!(
+                    "peer {} unreachable: {}",
+                    self.target,
+                    status.message()
+                ))
+            } else {
+                network(&format!("peer {}: {status}", self.target))
+            }
+        })?;
         let result: Result<Resp, RaftError<NodeId, E>> =
             codec::decode(&reply.data).map_err(|e| network(&e))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))

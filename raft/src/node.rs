@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::{ChangeMembers, Config, ServerState, SnapshotPolicy};
+use orion_api::cluster::REACHABLE_WITHIN_MS;
 use orion_api::{ApiError, ClusterStatus, MemberInfo, MemberRole, MembersResponse, PeerIdentity};
 use orion_store::StateReader;
 use serde::{Deserialize, Serialize};
@@ -16,7 +17,7 @@ use tracing::{debug, info, warn};
 
 use crate::apply::OrionApplier;
 use crate::command::{Command, CommandResult, Proposal};
-use crate::network::PeerNetwork;
+use crate::network::{Contacts, PeerNetwork};
 use crate::proto::peer_raft_server::PeerRaftServer;
 use crate::read;
 use crate::service::PeerService;
@@ -129,6 +130,8 @@ pub struct RaftNode {
     /// Read-only access to the state machine for API reads.
     pub reader: StateReader,
     tls: PeerTls,
+    /// When each peer last answered this one's Raft calls (see [`Contacts`]).
+    contacts: Arc<Contacts>,
 }
 
 impl RaftNode {
@@ -142,9 +145,11 @@ impl RaftNode {
     ) -> Result<Self> {
         let config = Arc::new(settings.openraft_config()?);
         let store = orion_store::open::<TypeConfig>(data_dir, Arc::new(OrionApplier))?;
+        let contacts = Arc::new(Contacts::default());
         let network = PeerNetwork {
             self_id: id,
             tls: tls.client.clone(),
+            contacts: contacts.clone(),
         };
         let raft = Raft::new(id, config, network, store.log, store.sm)
             .await
@@ -154,6 +159,7 @@ impl RaftNode {
             raft,
             reader: store.reader,
             tls,
+            contacts,
         })
     }
 
@@ -421,9 +427,20 @@ impl RaftNode {
         let membership = m.membership_config.membership();
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
         let last = m.last_log_index.unwrap_or(0);
+        let leading = m.state == ServerState::Leader;
         let members = membership
             .nodes()
             .map(|(id, node)| {
+                // Only the leader calls every member; elsewhere health is unknown.
+                let health = (leading && *id != self.id).then(|| {
+                    let contact = self.contacts.get(*id);
+                    let since = contact
+                        .and_then(|c| c.last_answer)
+                        .map(|t| u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX));
+                    let reachable = contact.is_some_and(|c| !c.last_call_failed)
+                        && since.is_some_and(|ms| ms <= REACHABLE_WITHIN_MS);
+                    (since, reachable)
+                });
                 let matched = m
                     .replication
                     .as_ref()
@@ -447,6 +464,8 @@ impl RaftNode {
                     is_leader: m.current_leader == Some(*id),
                     matched_index: matched,
                     lag: matched.map(|i| last.saturating_sub(i)),
+                    last_contact_ms: health.and_then(|h| h.0),
+                    reachable: health.map(|h| h.1),
                 }
             })
             .collect();
@@ -480,6 +499,7 @@ impl RaftNode {
             purged_index: m.purged.map_or(0, |l| l.index),
             voters: membership.voter_ids().collect(),
             learners: membership.learner_ids().collect(),
+            version: env!("CARGO_PKG_VERSION").into(),
         }
     }
 

@@ -21,6 +21,8 @@
 //! - [`expand`]: `${NAME}` expansion in commands.
 //! - [`schema`]: the JSON Schema of a document, for editors (`orion schema`).
 //! - [`error`]: [`SpecError`] and [`SpecErrors`].
+//!
+//! Bounds: [`MAX_REPLICAS`] per service, [`MAX_RESOURCES_PER_APPLY`] per apply.
 //! - `node` and `decode` (private): the positioned YAML tree and the readers that
 //!   turn it into typed values while collecting errors.
 
@@ -39,11 +41,11 @@ use serde::{Deserialize, Serialize};
 
 pub use constraint::Constraint;
 pub use error::{SpecError, SpecErrors};
-pub use parse::parse_documents;
+pub use parse::{check_apply_size, parse_documents, MAX_RESOURCES_PER_APPLY};
 pub use schema::json_schema;
 pub use service::{
     Backoff, HealthCheck, Placement, Probe, Resources, RestartMode, RestartPolicy, ServiceSpec,
-    UpdateStrategy,
+    UpdateStrategy, MAX_REPLICAS,
 };
 
 /// One document of an `orion.yaml`.

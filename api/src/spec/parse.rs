@@ -12,6 +12,23 @@ use super::Resource;
 /// The `kind`s a document may have.
 pub const KINDS: &[&str] = &["Service"];
 
+/// Most resources one apply may carry, over all its files. They go into one Raft
+/// entry, applied as one; a hundred services is more than one application's
+/// folder of manifests holds, and keeps that entry, its apply on every peer and
+/// the answer listing every resource small. Larger sets are applied in groups.
+pub const MAX_RESOURCES_PER_APPLY: usize = 100;
+
+/// The error for an apply of `count` resources, if that is over the limit.
+pub fn check_apply_size(count: usize) -> Result<(), String> {
+    if count > MAX_RESOURCES_PER_APPLY {
+        return Err(format!(
+            "{count} resources in one apply is above the limit of \
+             {MAX_RESOURCES_PER_APPLY}; apply them in smaller groups"
+        ));
+    }
+    Ok(())
+}
+
 /// Parses every document of `text`. `file` only names the file in errors.
 ///
 /// Either every resource comes back, in file order, or none does: one bad

@@ -41,7 +41,7 @@ pub fn json_schema() -> Value {
                 "properties": {
                     "kind": {"const": "Service"},
                     "name": {"$ref": "#/$defs/name"},
-                    "replicas": {"type": "integer", "minimum": 0, "maximum": u32::MAX, "default": 1},
+                    "replicas": {"type": "integer", "minimum": 0, "maximum": super::service::MAX_REPLICAS, "default": 1},
                     "command": {"$ref": "#/$defs/command"},
                     "args": {
                         "type": "array",

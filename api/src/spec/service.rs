@@ -86,6 +86,13 @@ fn default_replicas() -> u32 {
     1
 }
 
+/// Most replicas one service may ask for. Orion drives fleets of tens of machines;
+/// a thousand copies of one service is past any of them, while the leader's work
+/// per reconcile round, the Raft entry that places them and `orion get replicas`
+/// all grow with it. A typo (`replicas: 1000000`) is refused instead of taking
+/// the leader down.
+pub const MAX_REPLICAS: u32 = 1_000;
+
 impl ServiceSpec {
     /// The argv to run: `command` then `args`, with `${NAME}` expanded from `env`
     /// (`$$` is a literal `$`). Fails naming the first unknown variable.
@@ -640,9 +647,18 @@ pub(crate) fn decode_service(dec: &mut Decoder, node: &Node) -> Option<(ServiceS
     let before = dec.errors.len();
     let f = dec.fields(node, "", SERVICE_FIELDS)?;
     let name = decode_name(dec, &f);
-    let replicas = f
-        .get("replicas")
-        .map_or(Some(1), |n| dec.uint::<u32>(n, "replicas"));
+    let replicas = f.get("replicas").map_or(Some(1), |n| {
+        let r = dec.uint::<u32>(n, "replicas")?;
+        if r > MAX_REPLICAS {
+            dec.error(
+                n.at,
+                "replicas",
+                format!("{r} is above the limit of {MAX_REPLICAS} replicas per service"),
+            );
+            return None;
+        }
+        Some(r)
+    });
     let process = decode_process(dec, &f, RestartMode::Always);
     let ports = f
         .get("ports")

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use orion_api::spec::Resources;
-use orion_api::{NodeObject, NodeStatus, ReplicaObject, ServiceObject};
+use orion_api::{NodeObject, NodeStatus, ReplicaObject, ServiceObject, UnplacedReplicas};
 use orion_raft::{read, Command, LeaderError};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -24,8 +24,8 @@ use crate::scheduler::{self, NodeView, Request, Strategy};
 pub struct ReplicaPlan {
     pub place: Vec<ReplicaObject>,
     pub remove: Vec<(String, u32)>,
-    /// `service-ordinal: reason` for replicas no node can take now.
-    pub unplaced: Vec<String>,
+    /// Replicas no node can take now: one entry per (service, reason).
+    pub unplaced: Vec<UnplacedReplicas>,
 }
 
 impl ReplicaPlan {
@@ -121,11 +121,19 @@ pub fn plan(
             create_revision: 0,
         });
     }
-    out.unplaced = decided
-        .unplaced
-        .into_iter()
-        .map(|u| format!("{}-{}: {}", u.service, u.replica, u.reason))
-        .collect();
+    for u in decided.unplaced {
+        match out.unplaced.last_mut() {
+            Some(last) if last.service == u.service && last.reason == u.reason => {
+                last.count = last.count.saturating_add(u.count);
+            }
+            _ => out.unplaced.push(UnplacedReplicas {
+                service: u.service,
+                reason: u.reason,
+                count: u.count,
+                first_ordinal: u.replica,
+            }),
+        }
+    }
     out
 }
 
@@ -259,9 +267,22 @@ mod tests {
         assert!(p.place.is_empty());
         assert_eq!(p.unplaced.len(), 1);
         assert!(
-            p.unplaced[0].starts_with("web-0: 0/0 nodes"),
+            p.unplaced[0].to_string().starts_with("web-0: 0/0 nodes"),
             "{:?}",
             p.unplaced
+        );
+    }
+
+    #[test]
+    fn a_thousand_unplaceable_replicas_are_one_line() {
+        let p = plan(&[service("web", 1000), service("api", 2)], &[], &[]);
+        let lines: Vec<String> = p.unplaced.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            lines,
+            [
+                "1000 replicas of web (from web-0): 0/0 nodes: no nodes",
+                "2 replicas of api (from api-0): 0/0 nodes: no nodes",
+            ]
         );
     }
 }

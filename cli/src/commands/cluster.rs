@@ -2,16 +2,36 @@
 
 use orion_api::{ClusterStatus, MemberRole, MembersResponse, PeerIdentity};
 
-use crate::args::{ClusterCommand, Output};
+use crate::args::{ClientOpts, ClusterCommand, Output};
 use crate::client::Client;
-use crate::output::{print, Table};
+use crate::output::{human_millis, print, Table};
 
 fn print_members(output: Output, m: &MembersResponse) -> anyhow::Result<()> {
     print(output, m, |m| {
         let mut t = Table::new(&[
-            "ID", "API", "PEER", "ROLE", "LEADER", "TERM", "MATCHED", "LAG",
+            "ID",
+            "API",
+            "PEER",
+            "ROLE",
+            "LEADER",
+            "TERM",
+            "MATCHED",
+            "LAG",
+            "REACHABLE",
+            "LAST CONTACT",
         ]);
         for x in &m.members {
+            // The leader itself, and members seen from a follower (`--stale`),
+            // have no health: only the leader calls every member.
+            let (reachable, contact) = match (x.is_leader, x.reachable) {
+                (true, _) => ("leader".to_owned(), "-".to_owned()),
+                (false, None) => ("unknown".to_owned(), "-".to_owned()),
+                (false, Some(r)) => (
+                    if r { "yes" } else { "no" }.to_owned(),
+                    x.last_contact_ms
+                        .map_or("never".into(), |ms| format!("{} ago", human_millis(ms))),
+                ),
+            };
             t.row(vec![
                 x.id.to_string(),
                 x.api_addr.clone(),
@@ -28,6 +48,8 @@ fn print_members(output: Output, m: &MembersResponse) -> anyhow::Result<()> {
                 m.term.to_string(),
                 x.matched_index.map_or("-".into(), |i| i.to_string()),
                 x.lag.map_or("-".into(), |i| i.to_string()),
+                reachable,
+                contact,
             ]);
         }
         t
@@ -82,6 +104,44 @@ pub async fn run(client: &Client, output: Output, command: ClusterCommand) -> an
             let m: MembersResponse = client.delete(&format!("/v1/cluster/members/{id}")).await?;
             eprintln!("member {id} removed");
             print_members(output, &m)?;
+        }
+    }
+    Ok(())
+}
+
+/// `orion version`: this CLI's version, then the server's as the contacted peer
+/// reports it. A server that cannot be reached is said so, not an error: the
+/// client's version is still worth printing on a machine with no cluster.
+pub async fn version(opts: &ClientOpts) -> anyhow::Result<()> {
+    let client_version = env!("CARGO_PKG_VERSION");
+    let server = match crate::context::client(opts) {
+        Err(e) => Err(format!("{e:#}")),
+        Ok(client) => client
+            .get::<ClusterStatus>("/v1/cluster/status")
+            .await
+            .map_err(|e| e.to_string()),
+    };
+    match opts.output {
+        Output::Json | Output::Yaml => {
+            let value = serde_json::json!({
+                "client": client_version,
+                "server": server.as_ref().ok().map(|s| &s.version),
+                "server_error": server.as_ref().err(),
+            });
+            print(opts.output, &value, |_| Table::new(&[]))?;
+        }
+        Output::Table | Output::Wide => {
+            println!("client: orion {client_version}");
+            match &server {
+                Ok(s) if s.version.is_empty() => {
+                    println!(
+                        "server: orion (a version from before it was reported), peer {}",
+                        s.id
+                    )
+                }
+                Ok(s) => println!("server: orion {}, peer {}", s.version, s.id),
+                Err(e) => println!("server: unknown ({e})"),
+            }
         }
     }
     Ok(())

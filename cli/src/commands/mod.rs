@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod cluster;
 pub mod dev;
+pub mod logs;
 pub mod server;
 pub mod token;
 pub mod var;
@@ -14,7 +15,7 @@ use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
-use crate::args::{Cli, Command, LogFormat};
+use crate::args::{Cli, ClientOpts, Command, LogFormat};
 
 /// Runs the parsed command line and maps the outcome to an exit code.
 pub fn main(cli: Cli) -> ExitCode {
@@ -54,14 +55,19 @@ fn init_tracing(default_level: &str, format: LogFormat) {
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    let global = cli.global;
+    // Flags written before the subcommand fill the ones not written after it.
+    let g = |opts: ClientOpts| opts.or_global(&global);
     match cli.command {
         Command::Server(args) => server::run(*args, shutdown_on_signal()).await,
         Command::Dev(args) => dev::run(args, shutdown_on_signal()).await,
         Command::Agent(args) => agent::run(args, shutdown_on_signal()).await,
         Command::Cluster { opts, command } => {
+            let opts = g(opts);
             cluster::run(&crate::context::client(&opts)?, opts.output, command).await
         }
         Command::Apply { opts, files } => {
+            let opts = g(opts);
             workload::apply(&crate::context::client(&opts)?, &files).await
         }
         Command::Get {
@@ -72,6 +78,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             watch,
             from,
         } => {
+            let opts = g(opts);
             let client = crate::context::client(&opts)?;
             if watch {
                 let from = from
@@ -84,9 +91,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Describe { opts, kind, name } => {
+            let opts = g(opts);
             workload::describe(&crate::context::client(&opts)?, kind, &name).await
         }
         Command::Delete { opts, kind, name } => {
+            let opts = g(opts);
             workload::delete(&crate::context::client(&opts)?, kind, &name).await
         }
         Command::Logs {
@@ -94,13 +103,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             target,
             follow,
             tail,
-        } => workload::logs(&crate::context::client(&opts)?, &target, follow, tail).await,
+        } => workload::logs(&crate::context::client(&g(opts))?, &target, follow, tail).await,
         Command::Exec {
             opts,
             replica,
             command,
         } => {
-            let code = workload::exec(&crate::context::client(&opts)?, &replica, command).await?;
+            let code =
+                workload::exec(&crate::context::client(&g(opts))?, &replica, command).await?;
             if code != 0 {
                 std::process::exit(code);
             }
@@ -114,10 +124,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Token { opts, command } => {
+            let opts = g(opts);
             token::run(&crate::context::client(&opts)?, opts.output, command).await
         }
         Command::Context { command } => crate::context::run(command).await,
+        Command::Version { opts } => cluster::version(&g(opts)).await,
         Command::Var { opts, command } => {
+            let opts = g(opts);
             var::run(&crate::context::client(&opts)?, opts.output, command).await
         }
     }

@@ -5,7 +5,7 @@ use orion_api::security::{CreateToken, CreatedToken, TokenList};
 
 use crate::args::{Output, TokenCommand};
 use crate::client::Client;
-use crate::output::{print, Table};
+use crate::output::{human_duration, print, Table};
 
 /// Parses `90s`, `30m`, `1h`, `7d` or a bare number of seconds.
 pub fn parse_ttl(s: &str) -> anyhow::Result<u64> {
@@ -46,7 +46,19 @@ pub async fn run(client: &Client, output: Output, command: TokenCommand) -> anyh
             let created: CreatedToken = client.post("/v1/tokens", &req).await?;
             match output {
                 Output::Json | Output::Yaml => print(output, &created, |_| Table::new(&[]))?,
-                Output::Table | Output::Wide => println!("{}", created.token),
+                Output::Table | Output::Wide => {
+                    // The token alone on stdout, so `$(orion token create …)` is it;
+                    // its id (to list or revoke it) on stderr.
+                    println!("{}", created.token);
+                    let r = &created.record;
+                    eprintln!(
+                        "token id {} ({}, expires in {}); revoke it with `orion token revoke {}`",
+                        r.id,
+                        r.role,
+                        human_duration(r.expires_at.saturating_sub(r.created_at)),
+                        r.id
+                    );
+                }
             }
         }
         TokenCommand::List => {
@@ -67,7 +79,7 @@ pub async fn run(client: &Client, output: Output, command: TokenCommand) -> anyh
                     t.row(vec![
                         r.id.clone(),
                         r.role.clone(),
-                        format!("{}s", r.expires_at.saturating_sub(now)),
+                        human_duration(r.expires_at.saturating_sub(now)),
                         state.into(),
                         r.description.clone(),
                     ]);

@@ -109,8 +109,15 @@ pub async fn get(
             })?;
             r.revision
         }
-        (Kind::Nodes, None) => {
-            let r: NodeList = client.get(&format!("/v1/nodes{suffix}")).await?;
+        (Kind::Nodes, name) => {
+            let mut r: NodeList = client.get(&format!("/v1/nodes{suffix}")).await?;
+            if let Some(name) = &name {
+                r.items.retain(|n| &n.name == name);
+                r.usage.retain(|n, _| n == name);
+                if r.items.is_empty() {
+                    bail!("node {name:?} does not exist (`orion get nodes` lists them)");
+                }
+            }
             print(output, &r, |r| {
                 let mut t = Table::new(&[
                     "NAME", "STATUS", "CPU", "MEMORY", "LABELS", "LOAD", "MEM FREE",
@@ -144,13 +151,30 @@ pub async fn get(
             })?;
             r.revision
         }
-        (Kind::Replicas, None) => {
-            let r: ReplicaList = client.get(&format!("/v1/replicas{suffix}")).await?;
+        (Kind::Replicas, name) => {
+            let mut r: ReplicaList = client.get(&format!("/v1/replicas{suffix}")).await?;
+            if let Some(name) = &name {
+                // A replica id (`web-0`) or a service name (`web`), as `orion logs`.
+                let is_id = r.items.iter().any(|x| &x.id() == name);
+                r.items.retain(|x| {
+                    if is_id {
+                        &x.id() == name
+                    } else {
+                        &x.service == name
+                    }
+                });
+                r.observed
+                    .retain(|id, _| r.items.iter().any(|x| &x.id() == id));
+                r.unplaced.retain(|u| !is_id && &u.service == name);
+                if r.items.is_empty() && r.unplaced.is_empty() {
+                    bail!("no replica or service named {name:?}");
+                }
+            }
             print(output, &r, |r| {
                 let wide = output == Output::Wide;
                 let mut header = vec!["REPLICA", "NODE", "STATE", "PID", "RESTARTS", "GENERATION"];
                 if wide {
-                    header.extend(["CPU", "MEMORY", "CREATED", "REASON"]);
+                    header.extend(["PORTS", "CPU", "MEMORY", "CREATED", "REASON"]);
                 }
                 let mut t = Table::new(&header);
                 for x in &r.items {
@@ -165,7 +189,15 @@ pub async fn get(
                         x.generation.to_string(),
                     ];
                     if wide {
+                        let ports = seen.map(|s| {
+                            s.ports
+                                .iter()
+                                .map(|(name, port)| format!("{name}={port}"))
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        });
                         row.extend([
+                            ports.filter(|p| !p.is_empty()).unwrap_or("-".into()),
                             format!("{}m", x.resources.cpu_millis),
                             format!("{}Mi", x.resources.memory_bytes >> 20),
                             x.create_revision.to_string(),
@@ -180,9 +212,6 @@ pub async fn get(
                 eprintln!("not placed: {u}");
             }
             r.revision
-        }
-        (kind, Some(name)) => {
-            bail!("`orion get {kind:?} {name}` is not supported yet; list them without a name")
         }
     };
     Ok(revision)
@@ -227,6 +256,9 @@ pub async fn logs(client: &Client, target: &str, follow: bool, tail: usize) -> a
             ids.len(),
             ids.join(", ")
         );
+    }
+    if follow {
+        return super::logs::follow(client, &ids[0], tail).await;
     }
     for id in ids {
         let path = format!(
@@ -289,7 +321,7 @@ pub async fn describe(client: &Client, kind: Kind, name: &str) -> anyhow::Result
     for u in replicas
         .unplaced
         .iter()
-        .filter(|u| u.starts_with(&format!("{}-", o.spec.name)))
+        .filter(|u| u.service == o.spec.name)
     {
         println!("  not placed: {u}");
     }
