@@ -131,7 +131,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     };
     let d = Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"))?;
     if d > MAX_DURATION {
-        return Err(format!("{s:?} is longer than the limit of {MAX_DURATION:?}"));
+        return Err(format!(
+            "{s:?} is longer than the limit of {MAX_DURATION:?}"
+        ));
     }
     Ok(d)
 }

@@ -43,7 +43,11 @@ pub struct Kv {
 }
 
 /// The same builder for both systems: trusts only `ca_pem`, sends `token` if given.
-pub fn http_client(ca_pem: &str, token: Option<&str>, clients: usize) -> anyhow::Result<reqwest::Client> {
+pub fn http_client(
+    ca_pem: &str,
+    token: Option<&str>,
+    clients: usize,
+) -> anyhow::Result<reqwest::Client> {
     let tls = orion_tls::config::client_config(ca_pem, None).context("client TLS config")?;
     let mut headers = reqwest::header::HeaderMap::new();
     if let Some(t) = token {
@@ -89,10 +93,9 @@ impl Kv {
                 .http
                 .put(format!("{url}/v1/variables/{key}"))
                 .json(&serde_json::json!({ "value": value })),
-            System::Etcd => self
-                .http
-                .post(format!("{url}/v3/kv/put"))
-                .json(&serde_json::json!({ "key": b64(key.as_bytes()), "value": b64(value.as_bytes()) })),
+            System::Etcd => self.http.post(format!("{url}/v3/kv/put")).json(
+                &serde_json::json!({ "key": b64(key.as_bytes()), "value": b64(value.as_bytes()) }),
+            ),
         };
         send(req, timeout).await
     }
@@ -110,15 +113,17 @@ impl Kv {
             (System::Orion, ReadMode::Linearizable) => {
                 self.http.get(format!("{url}/v1/variables/{key}"))
             }
-            (System::Orion, ReadMode::Stale) => {
-                self.http.get(format!("{url}/v1/variables/{key}?stale=true"))
+            (System::Orion, ReadMode::Stale) => self
+                .http
+                .get(format!("{url}/v1/variables/{key}?stale=true")),
+            (System::Etcd, mode) => {
+                self.http
+                    .post(format!("{url}/v3/kv/range"))
+                    .json(&serde_json::json!({
+                        "key": b64(key.as_bytes()),
+                        "serializable": mode == ReadMode::Stale,
+                    }))
             }
-            (System::Etcd, mode) => self.http.post(format!("{url}/v3/kv/range")).json(
-                &serde_json::json!({
-                    "key": b64(key.as_bytes()),
-                    "serializable": mode == ReadMode::Stale,
-                }),
-            ),
         };
         send(req, timeout).await
     }

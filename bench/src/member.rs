@@ -36,6 +36,11 @@ impl Member {
         self
     }
 
+    /// Drops an environment variable from the next [`Member::start`] on.
+    pub fn remove_env(&mut self, key: &str) {
+        self.envs.retain(|(k, _)| k != key);
+    }
+
     /// Replaces the arguments used by the next [`Member::start`].
     pub fn set_args(&mut self, args: Vec<String>) {
         self.args = args;

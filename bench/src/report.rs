@@ -28,7 +28,13 @@ pub struct Figure {
 }
 
 impl Figure {
-    pub fn new(name: String, unit: &'static str, better: Better, orion: f64, etcd: Option<f64>) -> Self {
+    pub fn new(
+        name: String,
+        unit: &'static str,
+        better: Better,
+        orion: f64,
+        etcd: Option<f64>,
+    ) -> Self {
         let ratio = etcd.filter(|e| *e > 0.0).map(|e| orion / e);
         Figure {
             name,
@@ -189,7 +195,8 @@ impl Report {
         let stem = format!("{}-{}", self.scenario, self.started_unix);
         let md = dir.join(format!("{stem}.md"));
         let json = dir.join(format!("{stem}.json"));
-        std::fs::write(&md, self.markdown()).with_context(|| format!("cannot write {}", md.display()))?;
+        std::fs::write(&md, self.markdown())
+            .with_context(|| format!("cannot write {}", md.display()))?;
         let body = serde_json::to_vec_pretty(self)?;
         std::fs::write(&json, body).with_context(|| format!("cannot write {}", json.display()))?;
         println!("wrote {} and {}", md.display(), json.display());
@@ -203,7 +210,13 @@ mod tests {
 
     #[test]
     fn ratio_line_names_both_values() {
-        let f = Figure::new("write.leader.writes_per_s".into(), "writes/s", Better::Higher, 1500.0, Some(1000.0));
+        let f = Figure::new(
+            "write.leader.writes_per_s".into(),
+            "writes/s",
+            Better::Higher,
+            1500.0,
+            Some(1000.0),
+        );
         assert_eq!(
             f.line(),
             "write.leader.writes_per_s: orion=1500 etcd=1000 writes/s ratio=1.50 (higher is better)"

@@ -49,7 +49,10 @@ fn bench(args: &[&str]) -> (String, serde_json::Value) {
         .expect("run orion-bench");
     let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "orion-bench {args:?} failed:\n{stdout}\n{stderr}");
+    assert!(
+        o.status.success(),
+        "orion-bench {args:?} failed:\n{stdout}\n{stderr}"
+    );
     let json: Vec<PathBuf> = std::fs::read_dir(out.path())
         .expect("out dir")
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -57,7 +60,11 @@ fn bench(args: &[&str]) -> (String, serde_json::Value) {
         .collect();
     assert_eq!(json.len(), 1, "one JSON report in {:?}", out.path());
     let md = json[0].with_extension("md");
-    assert!(md.is_file(), "a markdown table beside {}", json[0].display());
+    assert!(
+        md.is_file(),
+        "a markdown table beside {}",
+        json[0].display()
+    );
     let text = std::fs::read_to_string(&json[0]).expect("read JSON");
     let report: serde_json::Value = serde_json::from_str(&text).expect("the JSON report parses");
     (stdout, report)
@@ -69,18 +76,35 @@ fn check(stdout: &str, report: &serde_json::Value, prefixes: &[&str]) {
     assert!(!figures.is_empty(), "no figures in {report}");
     for f in figures {
         let name = f["name"].as_str().expect("figure name");
-        assert!(f["orion"].is_number() && f["etcd"].is_number() && f["ratio"].is_number(), "figure {f}");
+        assert!(
+            f["orion"].is_number() && f["etcd"].is_number() && f["ratio"].is_number(),
+            "figure {f}"
+        );
         let line = stdout
             .lines()
             .find(|l| l.starts_with(&format!("{name}: ")))
             .unwrap_or_else(|| panic!("no line for {name} in:\n{stdout}"));
-        assert!(line.contains(" orion=") && line.contains(" etcd=") && line.contains(" ratio="), "{line}");
+        assert!(
+            line.contains(" orion=") && line.contains(" etcd=") && line.contains(" ratio="),
+            "{line}"
+        );
     }
     for p in prefixes {
-        assert!(figures.iter().any(|f| f["name"].as_str().is_some_and(|n| n.starts_with(p))), "no {p} figure");
+        assert!(
+            figures
+                .iter()
+                .any(|f| f["name"].as_str().is_some_and(|n| n.starts_with(p))),
+            "no {p} figure"
+        );
     }
-    assert!(report["machine"]["cores"].as_u64().is_some_and(|c| c > 0), "machine described: {}", report["machine"]);
-    assert!(report["machine"]["kernel"].as_str().is_some_and(|k| !k.is_empty()));
+    assert!(
+        report["machine"]["cores"].as_u64().is_some_and(|c| c > 0),
+        "machine described: {}",
+        report["machine"]
+    );
+    assert!(report["machine"]["kernel"]
+        .as_str()
+        .is_some_and(|k| !k.is_empty()));
 }
 
 // One test runs the three scenarios one after another, so no two of its clusters
@@ -94,27 +118,56 @@ fn every_scenario_runs_against_fresh_clusters() {
     check(
         &out,
         &report,
-        &["read.linearizable.leader.", "read.linearizable.follower.", "read.stale.leader.", "read.stale.follower."],
+        &[
+            "read.linearizable.leader.",
+            "read.linearizable.follower.",
+            "read.stale.leader.",
+            "read.stale.follower.",
+        ],
     );
 
-    let (out, report) = bench(&["failover", "--trials", "1", "--clients", "4", "--settle", "1s"]);
+    let (out, report) = bench(&[
+        "failover",
+        "--trials",
+        "1",
+        "--clients",
+        "4",
+        "--settle",
+        "1s",
+    ]);
     check(&out, &report, &["failover.window_"]);
 }
 
 #[test]
 fn a_missing_etcd_fails_at_once_and_says_how_to_install_it() {
     let o = Command::new(env!("CARGO_BIN_EXE_orion-bench"))
-        .args(["write", "--duration", "1s", "--etcd-bin", "/nonexistent/etcd", "--orion-bin"])
+        .args([
+            "write",
+            "--duration",
+            "1s",
+            "--etcd-bin",
+            "/nonexistent/etcd",
+            "--orion-bin",
+        ])
         .arg(orion_bin())
         .output()
         .expect("run orion-bench");
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
-    assert!(stderr.contains("etcd-server") && stderr.contains("make deps"), "{stderr}");
+    assert!(
+        stderr.contains("etcd-server") && stderr.contains("make deps"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn etcd_is_installed() {
-    let runs = Command::new("etcd").arg("--version").output().is_ok_and(|o| o.status.success());
-    assert!(runs, "etcd is not installed: run `make deps` (Debian's etcd-server, listed in scripts/deps.txt)");
+    let runs = Command::new("etcd")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        runs,
+        "etcd is not installed: run `make deps` (Debian's etcd-server, listed in scripts/deps.txt)"
+    );
 }

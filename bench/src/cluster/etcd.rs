@@ -116,7 +116,10 @@ impl EtcdCluster {
         let running: Vec<usize> = (0..self.members.len())
             .filter(|i| self.members[*i].is_running())
             .collect();
-        let what = format!("all etcd members to agree on a leader (data in {})", self.dir.path().display());
+        let what = format!(
+            "all etcd members to agree on a leader (data in {})",
+            self.dir.path().display()
+        );
         wait_until(&what, &mut self.members, || async {
             let mut ids = Vec::new();
             let mut leader = None;

@@ -39,7 +39,11 @@ pub enum Cluster {
 impl Cluster {
     /// Starts a fresh 3-member cluster of `system`; returns once it has a leader that
     /// every member agrees on. `clients` sizes the connection pool.
-    pub async fn start(system: System, programs: &Programs, clients: usize) -> anyhow::Result<Self> {
+    pub async fn start(
+        system: System,
+        programs: &Programs,
+        clients: usize,
+    ) -> anyhow::Result<Self> {
         Ok(match system {
             System::Orion => Cluster::Orion(OrionCluster::start(&programs.orion, clients).await?),
             System::Etcd => Cluster::Etcd(EtcdCluster::start(&programs.etcd, clients).await?),
@@ -85,11 +89,7 @@ impl Cluster {
 
 /// Polls `cond` every 50 ms until it gives `Some`; fails naming `what` at the deadline,
 /// or as soon as a running member exits.
-async fn wait_until<T, F, Fut>(
-    what: &str,
-    members: &mut [Member],
-    mut cond: F,
-) -> anyhow::Result<T>
+async fn wait_until<T, F, Fut>(what: &str, members: &mut [Member], mut cond: F) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -103,7 +103,10 @@ where
             m.check_alive()?;
         }
         if Instant::now() > deadline {
-            let logs: Vec<String> = members.iter().map(|m| m.log.display().to_string()).collect();
+            let logs: Vec<String> = members
+                .iter()
+                .map(|m| m.log.display().to_string())
+                .collect();
             bail!(
                 "timed out after {FORM_TIMEOUT:?} waiting for {what}; see {}",
                 logs.join(", ")

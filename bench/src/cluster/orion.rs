@@ -77,8 +77,10 @@ impl OrionCluster {
         if id == 1 {
             args.push("--bootstrap".into());
         } else {
+            // In the environment, not on the command line where `ps` shows it.
             let token = self.join_token().await?;
-            args.extend(["--join".into(), self.kv.urls[0].clone(), "--token".into(), token]);
+            member = member.env("ORION_JOIN_TOKEN", &token);
+            args.extend(["--join".into(), self.kv.urls[0].clone()]);
         }
         member.set_args(args);
         member.start()?;
@@ -95,14 +97,19 @@ impl OrionCluster {
             m.url = url.clone();
             // A restart binds the same ports and neither bootstraps nor joins again.
             m.set_args(server_args(id, &data, ports));
+            m.remove_env("ORION_JOIN_TOKEN");
         }
         self.kv.urls.push(url);
         if id == 1 {
-            let (ca, token) = wait_until("peer 1 to write its CA and admin token", &mut self.members, || async {
-                let ca = std::fs::read_to_string(data.join("tls/ca.crt")).ok()?;
-                let token = std::fs::read_to_string(data.join("admin.token")).ok()?;
-                Some((ca, token))
-            })
+            let (ca, token) = wait_until(
+                "peer 1 to write its CA and admin token",
+                &mut self.members,
+                || async {
+                    let ca = std::fs::read_to_string(data.join("tls/ca.crt")).ok()?;
+                    let token = std::fs::read_to_string(data.join("admin.token")).ok()?;
+                    Some((ca, token))
+                },
+            )
             .await?;
             self.kv.http = http_client(&ca, Some(&token), clients)?;
         }
@@ -136,17 +143,24 @@ impl OrionCluster {
         let running: Vec<usize> = (0..self.members.len())
             .filter(|i| self.members[*i].is_running())
             .collect();
-        wait_until("all orion peers to agree on a leader", &mut self.members, || async {
-            let first = statuses(&kv, &running).await?;
-            let leader = first.first()?.leader?;
-            let index = usize::try_from(leader).ok()?.checked_sub(1)?;
-            let leader_log = first.iter().find(|s| s.id == leader)?.last_log_index;
-            let second = statuses(&kv, &running).await?;
-            let ok = running.contains(&index)
-                && first.iter().chain(&second).all(|s| s.leader == Some(leader) && s.voters.len() == SIZE)
-                && second.iter().all(|s| s.last_applied >= leader_log);
-            ok.then_some(index)
-        })
+        wait_until(
+            "all orion peers to agree on a leader",
+            &mut self.members,
+            || async {
+                let first = statuses(&kv, &running).await?;
+                let leader = first.first()?.leader?;
+                let index = usize::try_from(leader).ok()?.checked_sub(1)?;
+                let leader_log = first.iter().find(|s| s.id == leader)?.last_log_index;
+                let second = statuses(&kv, &running).await?;
+                let ok = running.contains(&index)
+                    && first
+                        .iter()
+                        .chain(&second)
+                        .all(|s| s.leader == Some(leader) && s.voters.len() == SIZE)
+                    && second.iter().all(|s| s.last_applied >= leader_log);
+                ok.then_some(index)
+            },
+        )
         .await
     }
 }

@@ -35,7 +35,13 @@ impl Probe {
     }
 }
 
-fn spawn_writers(kv: &Kv, probe: &Arc<Probe>, clients: usize, value: &Arc<str>, timeout: Duration) -> tokio::task::JoinSet<()> {
+fn spawn_writers(
+    kv: &Kv,
+    probe: &Arc<Probe>,
+    clients: usize,
+    value: &Arc<str>,
+    timeout: Duration,
+) -> tokio::task::JoinSet<()> {
     let mut tasks = tokio::task::JoinSet::new();
     for c in 0..clients {
         let (kv, probe, value) = (kv.clone(), probe.clone(), value.clone());
@@ -64,7 +70,12 @@ fn spawn_writers(kv: &Kv, probe: &Arc<Probe>, clients: usize, value: &Arc<str>, 
 }
 
 /// The windows (µs) of the trials that ended, and how many found no survivor in time.
-async fn trials(cluster: &mut Cluster, args: &FailoverArgs, value: &Arc<str>, system: System) -> anyhow::Result<(Vec<u64>, usize)> {
+async fn trials(
+    cluster: &mut Cluster,
+    args: &FailoverArgs,
+    value: &Arc<str>,
+    system: System,
+) -> anyhow::Result<(Vec<u64>, usize)> {
     let kv = cluster.kv();
     let probe = Arc::new(Probe {
         epoch: Instant::now(),
@@ -150,9 +161,18 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<Report> {
         let (windows, lost) = trials(&mut cluster, &args, &value, system).await?;
         drop(cluster);
         if lost > 0 {
-            report.notes.push(format!("{}: {lost} of {} trials saw no acknowledged write within {:?}", system.name(), args.trials, args.max_window));
+            report.notes.push(format!(
+                "{}: {lost} of {} trials saw no acknowledged write within {:?}",
+                system.name(),
+                args.trials,
+                args.max_window
+            ));
         }
-        anyhow::ensure!(!windows.is_empty(), "{}: no trial saw a survivor acknowledge a write", system.name());
+        anyhow::ensure!(
+            !windows.is_empty(),
+            "{}: no trial saw a survivor acknowledge a write",
+            system.name()
+        );
         let mut h = histogram()?;
         for w in &windows {
             h.saturating_record((*w).max(1));
@@ -160,13 +180,23 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<Report> {
         report.notes.push(format!(
             "{} windows (ms): {}",
             system.name(),
-            windows.iter().map(|w| format!("{:.0}", *w as f64 / 1000.0)).collect::<Vec<_>>().join(", ")
+            windows
+                .iter()
+                .map(|w| format!("{:.0}", *w as f64 / 1000.0))
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
         results.push((system, h));
     }
     for (label, q) in [("p50", 0.5), ("p99", 0.99), ("max", 1.0)] {
         let (o, e) = super::pair(&results, |h| h.value_at_quantile(q) as f64 / 1000.0);
-        report.figures.push(Figure::new(format!("failover.window_{label}_ms"), "ms", Better::Lower, o, e));
+        report.figures.push(Figure::new(
+            format!("failover.window_{label}_ms"),
+            "ms",
+            Better::Lower,
+            o,
+            e,
+        ));
     }
     Ok(report)
 }

@@ -45,9 +45,28 @@ pub async fn run(args: ReadArgs) -> anyhow::Result<Report> {
         let mut outcomes = Vec::new();
         for (name, mode, via_leader) in CASES {
             let leader = cluster.wait_for_leader().await?;
-            let member = if via_leader { leader } else { (leader + 1) % SIZE };
-            eprintln!("{}: {name}, {} clients, {:?}", system.name(), args.clients, args.duration);
-            let o = load::run(&kv, args.clients, &[member], args.duration, Op::Get { mode, keys: args.keys }).await?;
+            let member = if via_leader {
+                leader
+            } else {
+                (leader + 1) % SIZE
+            };
+            eprintln!(
+                "{}: {name}, {} clients, {:?}",
+                system.name(),
+                args.clients,
+                args.duration
+            );
+            let o = load::run(
+                &kv,
+                args.clients,
+                &[member],
+                args.duration,
+                Op::Get {
+                    mode,
+                    keys: args.keys,
+                },
+            )
+            .await?;
             if o.errors > 0 {
                 report.notes.push(format!(
                     "{} {name}: {} reads failed (first: {})",
@@ -62,12 +81,26 @@ pub async fn run(args: ReadArgs) -> anyhow::Result<Report> {
     }
     for (i, (case, _, _)) in CASES.iter().enumerate() {
         let name = |f: &str| format!("read.{case}.{f}");
-        let get = |f: &dyn Fn(&Outcome) -> f64| super::pair(&results, |os: &Vec<Outcome>| os.get(i).map_or(f64::NAN, f));
+        let get = |f: &dyn Fn(&Outcome) -> f64| {
+            super::pair(&results, |os: &Vec<Outcome>| os.get(i).map_or(f64::NAN, f))
+        };
         let (o, e) = get(&|o| o.per_second());
-        report.figures.push(Figure::new(name("reads_per_s"), "reads/s", Better::Higher, o, e));
+        report.figures.push(Figure::new(
+            name("reads_per_s"),
+            "reads/s",
+            Better::Higher,
+            o,
+            e,
+        ));
         for (label, q) in [("p50", 0.5), ("p99", 0.99)] {
             let (o, e) = get(&|o| o.ms(q));
-            report.figures.push(Figure::new(name(&format!("{label}_ms")), "ms", Better::Lower, o, e));
+            report.figures.push(Figure::new(
+                name(&format!("{label}_ms")),
+                "ms",
+                Better::Lower,
+                o,
+                e,
+            ));
         }
     }
     Ok(report)

@@ -41,8 +41,22 @@ pub async fn run(args: WriteArgs) -> anyhow::Result<Report> {
                 "leader" => vec![leader],
                 _ => (0..SIZE).collect(),
             };
-            eprintln!("{}: {mode}, {} clients, {:?}", system.name(), args.clients, args.duration);
-            let o = load::run(&kv, args.clients, &members, args.duration, Op::Put { value: value.clone() }).await?;
+            eprintln!(
+                "{}: {mode}, {} clients, {:?}",
+                system.name(),
+                args.clients,
+                args.duration
+            );
+            let o = load::run(
+                &kv,
+                args.clients,
+                &members,
+                args.duration,
+                Op::Put {
+                    value: value.clone(),
+                },
+            )
+            .await?;
             if o.errors > 0 {
                 report.notes.push(format!(
                     "{} {mode}: {} writes failed (first: {})",
@@ -57,12 +71,26 @@ pub async fn run(args: WriteArgs) -> anyhow::Result<Report> {
     }
     for (i, mode) in modes.iter().enumerate() {
         let name = |f: &str| format!("write.{mode}.{f}");
-        let get = |f: &dyn Fn(&Outcome) -> f64| super::pair(&results, |os: &Vec<Outcome>| os.get(i).map_or(f64::NAN, f));
+        let get = |f: &dyn Fn(&Outcome) -> f64| {
+            super::pair(&results, |os: &Vec<Outcome>| os.get(i).map_or(f64::NAN, f))
+        };
         let (o, e) = get(&|o| o.per_second());
-        report.figures.push(Figure::new(name("writes_per_s"), "writes/s", Better::Higher, o, e));
+        report.figures.push(Figure::new(
+            name("writes_per_s"),
+            "writes/s",
+            Better::Higher,
+            o,
+            e,
+        ));
         for (label, q) in [("p50", 0.5), ("p99", 0.99), ("p999", 0.999)] {
             let (o, e) = get(&|o| o.ms(q));
-            report.figures.push(Figure::new(name(&format!("{label}_ms")), "ms", Better::Lower, o, e));
+            report.figures.push(Figure::new(
+                name(&format!("{label}_ms")),
+                "ms",
+                Better::Lower,
+                o,
+                e,
+            ));
         }
     }
     Ok(report)
