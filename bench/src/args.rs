@@ -55,7 +55,7 @@ pub struct Common {
     #[arg(long, default_value = "etcd")]
     pub etcd_bin: PathBuf,
     /// Where to write the run's markdown table and JSON (created if missing).
-    #[arg(long, default_value = "bench-results")]
+    #[arg(long, default_value = "bench/results")]
     pub out_dir: PathBuf,
 }
 
