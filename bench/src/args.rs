@@ -95,7 +95,7 @@ pub struct ReadArgs {
 #[derive(Debug, Args)]
 pub struct FailoverArgs {
     /// kill -9 trials per system.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 20)]
     pub trials: usize,
     /// Writers of the steady load, spread over all peers.
     #[arg(long, default_value_t = 16)]
