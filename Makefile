@@ -41,6 +41,10 @@ install: deps
 	install -D -m 0755 $(CARGO_TARGET_DIR)/release/orion $(DESTDIR)$(PREFIX)/bin/orion
 	@echo "installed $(DESTDIR)$(PREFIX)/bin/orion"
 
+# `make bench BENCH="read --clients 64"`: one orion-bench scenario, release build (BENCHMARKS.md).
+.PHONY: bench
+bench: deps ; cargo build --release --bin orion --bin orion-bench && $(CARGO_TARGET_DIR)/release/orion-bench $(or $(BENCH),write --clients 64 --duration 10s)
+
 # Everything the build and the tests use beyond Rust is listed, with the real file each
 # must provide, in scripts/deps.txt; deps.sh installs what is missing (Debian), and
 # check-fresh.sh proves the list covers every program the code starts.

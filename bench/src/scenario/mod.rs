@@ -1,0 +1,57 @@
+//! One module per subcommand. Each measures Orion, then (when compared) etcd, one
+//! cluster at a time so they never compete for the machine, then reports.
+
+pub mod failover;
+pub mod read;
+pub mod write;
+
+use crate::args::{Common, Compare};
+use crate::cluster::Programs;
+use crate::kv::System;
+
+/// The systems a run measures, Orion first.
+fn systems(common: &Common) -> Vec<System> {
+    match common.compare {
+        Compare::Etcd => vec![System::Orion, System::Etcd],
+        Compare::None => vec![System::Orion],
+    }
+}
+
+/// The `orion` binary: `--orion-bin`, else the one next to this program (the same
+/// target directory and profile).
+fn programs(common: &Common) -> anyhow::Result<Programs> {
+    let orion = match &common.orion_bin {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .map(|d| d.join("orion"))
+            .ok_or_else(|| anyhow::anyhow!("cannot tell where orion-bench is"))?,
+    };
+    anyhow::ensure!(
+        orion.is_file(),
+        "no orion binary at {} (build it: `cargo build --release --bin orion`, or pass --orion-bin)",
+        orion.display()
+    );
+    if common.compare == Compare::Etcd {
+        // Checked before any cluster starts, so a missing etcd fails at once.
+        let runs = std::process::Command::new(&common.etcd_bin)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        anyhow::ensure!(
+            runs,
+            "cannot run etcd ({}): install Debian's etcd-server (`make deps` does), or pass --etcd-bin, or --compare none",
+            common.etcd_bin.display()
+        );
+    }
+    Ok(Programs {
+        orion,
+        etcd: common.etcd_bin.clone(),
+    })
+}
+
+/// The figures of one measured pair: Orion's value and etcd's, if measured.
+fn pair<T>(results: &[(System, T)], f: impl Fn(&T) -> f64) -> (f64, Option<f64>) {
+    let of = |s: System| results.iter().find(|(x, _)| *x == s).map(|(_, r)| f(r));
+    (of(System::Orion).unwrap_or(f64::NAN), of(System::Etcd))
+}
