@@ -51,6 +51,24 @@ fn programs(common: &Common) -> anyhow::Result<Programs> {
 }
 
 /// The figures of one measured pair: Orion's value and etcd's, if measured.
+/// Notes a run's failed requests in the report, naming the system and the case.
+fn note_errors(
+    report: &mut crate::report::Report,
+    system: System,
+    case: &str,
+    what: &str,
+    o: &crate::load::Outcome,
+) {
+    if o.errors > 0 {
+        report.notes.push(format!(
+            "{} {case}: {} {what} failed (first: {})",
+            system.name(),
+            o.errors,
+            o.first_error.as_deref().unwrap_or("?")
+        ));
+    }
+}
+
 fn pair<T>(results: &[(System, T)], f: impl Fn(&T) -> f64) -> (f64, Option<f64>) {
     let of = |s: System| results.iter().find(|(x, _)| *x == s).map(|(_, r)| f(r));
     (of(System::Orion).unwrap_or(f64::NAN), of(System::Etcd))

@@ -67,14 +67,7 @@ pub async fn run(args: ReadArgs) -> anyhow::Result<Report> {
                 },
             )
             .await?;
-            if o.errors > 0 {
-                report.notes.push(format!(
-                    "{} {name}: {} reads failed (first: {})",
-                    system.name(),
-                    o.errors,
-                    o.first_error.as_deref().unwrap_or("?")
-                ));
-            }
+            super::note_errors(&mut report, system, name, "reads", &o);
             outcomes.push(o);
         }
         results.push((system, outcomes));

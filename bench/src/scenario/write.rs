@@ -57,14 +57,7 @@ pub async fn run(args: WriteArgs) -> anyhow::Result<Report> {
                 },
             )
             .await?;
-            if o.errors > 0 {
-                report.notes.push(format!(
-                    "{} {mode}: {} writes failed (first: {})",
-                    system.name(),
-                    o.errors,
-                    o.first_error.as_deref().unwrap_or("?")
-                ));
-            }
+            super::note_errors(&mut report, system, mode, "writes", &o);
             outcomes.push(o);
         }
         results.push((system, outcomes));
