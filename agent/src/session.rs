@@ -140,13 +140,13 @@ async fn credentials(config: &AgentConfig) -> Result<orion_tls::Credentials, Ses
     // once on a refusal (a used, expired or revoked token).
     let mut backoff = Backoff::default();
     loop {
-        match orion_tls::join::exchange(&config.servers, token, &config.name, &[]).await {
+        match orion_client::join::exchange(&config.servers, token, &config.name, &[]).await {
             Ok(c) => {
                 c.save(&dir).map_err(io)?;
                 info!(node = %config.name, "joined the cluster with the token");
                 return Ok(c);
             }
-            Err(e @ orion_tls::TlsError::Refused(_)) => {
+            Err(e @ orion_client::ClientError::Refused(_)) => {
                 return Err(SessionError::Io(e.to_string()))
             }
             Err(e) => {
@@ -170,10 +170,10 @@ async fn renew_loop(
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(wait) => {}
         }
-        let renewed = orion_tls::join::renew(&config.servers, &ca_pem, &live).await;
+        let renewed = orion_client::join::renew(&config.servers, &ca_pem, &live).await;
         let saved = renewed.and_then(|c| {
             c.save(&config.data_dir.join("tls"))?;
-            live.replace(&c.cert_pem, &c.key_pem)
+            Ok(live.replace(&c.cert_pem, &c.key_pem)?)
         });
         match saved {
             Ok(()) => info!("renewed the agent certificate"),

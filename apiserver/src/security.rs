@@ -136,7 +136,7 @@ pub async fn peer_credentials(config: &ServerConfig, hosts: Vec<String>) -> Resu
                     dir.display()
                 )));
             };
-            let c = orion_tls::join::exchange(&config.join, tok, &me.name, &hosts)
+            let c = orion_client::join::exchange(&config.join, tok, &me.name, &hosts)
                 .await
                 .map_err(|e| Error::Join(e.to_string()))?;
             info!("exchanged the join token for a certificate");

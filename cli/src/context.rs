@@ -113,7 +113,7 @@ pub async fn run(command: crate::args::ContextCommand) -> anyhow::Result<()> {
             let ca = match ca_file {
                 Some(f) => std::fs::read_to_string(&f)
                     .with_context(|| format!("cannot read {}", f.display()))?,
-                None => orion_tls::join::fetch_ca(&server, &token).await?,
+                None => orion_client::join::fetch_ca(&server, &token).await?,
             };
             config.contexts.insert(
                 name.clone(),

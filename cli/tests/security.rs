@@ -228,7 +228,7 @@ async fn certificates_are_checked_on_every_port_and_junk_is_refused() {
     let urls = vec![c.url(1)];
 
     let server = peer_creds(&c, 1);
-    let agent = orion_tls::join::exchange(&urls, &c.token("agent", 600).await, "rogue", &[])
+    let agent = orion_client::join::exchange(&urls, &c.token("agent", 600).await, "rogue", &[])
         .await
         .expect("agent certificate");
     let foreign = peer_creds(&other, 1);
@@ -324,12 +324,12 @@ async fn join_tokens_are_single_use_and_expire_and_revocation_takes_effect() {
     let urls: Vec<String> = (1..=3).map(|id| c.url(id)).collect();
 
     let once = c.token("agent", 600).await;
-    orion_tls::join::exchange(&urls, &once, "n1", &[])
+    orion_client::join::exchange(&urls, &once, "n1", &[])
         .await
         .expect("first use");
-    let again = orion_tls::join::exchange(&urls, &once, "n2", &[]).await;
+    let again = orion_client::join::exchange(&urls, &once, "n2", &[]).await;
     match again {
-        Err(orion_tls::TlsError::Refused(m)) => assert!(m.contains("already used"), "{m}"),
+        Err(orion_client::ClientError::Refused(m)) => assert!(m.contains("already used"), "{m}"),
         other => panic!("a reused join token must be refused: {other:?}"),
     }
 
@@ -339,16 +339,16 @@ async fn join_tokens_are_single_use_and_expire_and_revocation_takes_effect() {
         (orion_tls::token::now() >= exp).then_some(())
     })
     .await;
-    match orion_tls::join::exchange(&urls, &short, "9", &["127.0.0.1".into()]).await {
-        Err(orion_tls::TlsError::Refused(m)) => assert!(m.contains("expired"), "{m}"),
+    match orion_client::join::exchange(&urls, &short, "9", &["127.0.0.1".into()]).await {
+        Err(orion_client::ClientError::Refused(m)) => assert!(m.contains("expired"), "{m}"),
         other => panic!("an expired join token must be refused: {other:?}"),
     }
 
     // A token of another cluster names another CA: not even the CA is trusted.
     let other = TestCluster::start(1).await;
     let foreign = other.token("agent", 600).await;
-    match orion_tls::join::exchange(&urls, &foreign, "n3", &[]).await {
-        Err(orion_tls::TlsError::Refused(m)) => assert!(m.contains("fingerprint"), "{m}"),
+    match orion_client::join::exchange(&urls, &foreign, "n3", &[]).await {
+        Err(orion_client::ClientError::Refused(m)) => assert!(m.contains("fingerprint"), "{m}"),
         other => panic!("a foreign token must be refused: {other:?}"),
     }
 
@@ -438,7 +438,7 @@ async fn an_agent_may_speak_only_for_its_own_node() {
     c.wait_for_replicas_running("web", 1).await;
 
     let gateway = format!("127.0.0.1:{}", c.peers[&1].agent_port);
-    let n2 = orion_tls::join::exchange(&[c.url(1)], &c.token("agent", 600).await, "n2", &[])
+    let n2 = orion_client::join::exchange(&[c.url(1)], &c.token("agent", 600).await, "n2", &[])
         .await
         .expect("n2 certificate");
 

@@ -1,4 +1,5 @@
-//! Orion's cluster PKI, shared by peers, agents and the CLI.
+//! Orion's cluster PKI, shared by peers, agents and the CLI. Pure PKI: no network
+//! calls live here (the join and renew exchanges are in `orion-client`).
 //!
 //! - [`cert`]: the cluster CA, and leaf certificates that name a [`Role`] and an
 //!   identity (peer id or node name) in a URI SAN `orion://<role>/<name>`.
@@ -6,12 +7,10 @@
 //! - [`config`]: rustls configs that check the chain *and* the role on every link,
 //!   with certificates that can be replaced while the process runs.
 //! - [`files`]: credentials on disk (`ca.crt`, `node.crt`, `node.key`, mode 0600).
-//! - [`join`]: trading a join token for a certificate, and renewing it.
 
 pub mod cert;
 pub mod config;
 pub mod files;
-pub mod join;
 pub mod token;
 
 pub use cert::{Identity, Role};

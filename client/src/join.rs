@@ -7,7 +7,9 @@ use std::time::Duration;
 use orion_api::security::{IssuedCert, JoinCertRequest, RenewRequest};
 use orion_api::{AgentBootstrap, ErrorBody};
 
-use crate::{cert, config, token, Credentials, LiveCert, Result, TlsError};
+use orion_tls::{cert, config, token, Credentials, LiveCert};
+
+use crate::{ClientError, Result};
 
 fn http(tls: rustls::ClientConfig) -> Result<reqwest::Client> {
     reqwest::Client::builder()
@@ -15,7 +17,7 @@ fn http(tls: rustls::ClientConfig) -> Result<reqwest::Client> {
         .connect_timeout(Duration::from_secs(2))
         .timeout(Duration::from_secs(30))
         .build()
-        .map_err(|e| TlsError::Invalid(format!("http client: {e}")))
+        .map_err(|e| ClientError::Invalid(format!("http client: {e}")))
 }
 
 async fn error_text(resp: reqwest::Response) -> String {
@@ -32,7 +34,7 @@ async fn error_text(resp: reqwest::Response) -> String {
 /// the token's fingerprint. A CA that does not match is an error at once.
 pub async fn fetch_ca(urls: &[String], tok: &str) -> Result<String> {
     let claims = token::peek(tok).map_err(|e| {
-        TlsError::Invalid(format!(
+        ClientError::Invalid(format!(
             "{e} (copy the whole token, starting with \"orion.\")"
         ))
     })?;
@@ -64,7 +66,7 @@ pub async fn fetch_ca(urls: &[String], tok: &str) -> Result<String> {
         };
         let got = cert::fingerprint(&boot.ca_pem)?;
         if got != claims.ca {
-            return Err(TlsError::Refused(format!(
+            return Err(ClientError::Refused(format!(
                 "{url} presents a CA with fingerprint {got}, but the token was made for CA {}: \
                  refusing to trust it",
                 claims.ca
@@ -72,7 +74,7 @@ pub async fn fetch_ca(urls: &[String], tok: &str) -> Result<String> {
         }
         return Ok(boot.ca_pem);
     }
-    Err(TlsError::Invalid(format!(
+    Err(ClientError::Unavailable(format!(
         "could not fetch the cluster CA: {}",
         failures.join("; ")
     )))
@@ -112,7 +114,7 @@ pub async fn exchange(
             }
         };
         if resp.status().is_client_error() {
-            return Err(TlsError::Refused(format!(
+            return Err(ClientError::Refused(format!(
                 "{url} refused the join token: {}",
                 error_text(resp).await
             )));
@@ -124,14 +126,14 @@ pub async fn exchange(
         let issued: IssuedCert = resp
             .json()
             .await
-            .map_err(|e| TlsError::Invalid(format!("{url}: unreadable certificate: {e}")))?;
+            .map_err(|e| ClientError::Unavailable(format!("{url}: unreadable certificate: {e}")))?;
         return Ok(Credentials {
             ca_pem: issued.ca_pem,
             cert_pem: issued.cert_pem,
             key_pem,
         });
     }
-    Err(TlsError::Invalid(format!(
+    Err(ClientError::Unavailable(format!(
         "no peer issued a certificate: {}",
         failures.join("; ")
     )))
@@ -161,7 +163,7 @@ pub async fn renew(
         {
             Ok(r) if r.status().is_success() => {
                 let issued: IssuedCert = r.json().await.map_err(|e| {
-                    TlsError::Invalid(format!("{url}: unreadable certificate: {e}"))
+                    ClientError::Unavailable(format!("{url}: unreadable certificate: {e}"))
                 })?;
                 return Ok(Credentials {
                     ca_pem: issued.ca_pem,
@@ -173,7 +175,7 @@ pub async fn renew(
             Err(e) => failures.push(format!("{url}: {e}")),
         }
     }
-    Err(TlsError::Invalid(format!(
+    Err(ClientError::Unavailable(format!(
         "renewal failed: {}",
         failures.join("; ")
     )))
