@@ -11,12 +11,14 @@
 //!   `ServiceSpec`, and the JSON Schema editors use.
 //! - [`cluster`]: control-plane members and cluster status as the API shows them.
 //! - [`workload`]: stored workload objects and the `apply` exchange.
+//! - [`request_id`]: client request ids, which make a retried write apply once.
 //! - [`error`]: the JSON error body every endpoint returns, and its machine-readable codes.
 
 pub mod agent_proto;
 pub mod cluster;
 pub mod error;
 pub mod event;
+pub mod request_id;
 pub mod security;
 pub mod spec;
 pub mod variable;
@@ -28,6 +30,7 @@ pub use cluster::{
 };
 pub use error::{ApiError, ErrorBody, ErrorCode};
 pub use event::{Event, EventCursor, EventKind, WatchStart};
+pub use request_id::RequestId;
 pub use variable::{
     validate_path, DeleteResponse, ListResponse, PutVariable, ReadMeta, Variable, VariableResponse,
     WriteResponse, MAX_PATH_LEN,

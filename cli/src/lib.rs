@@ -3,13 +3,12 @@
 //!
 //! # Layout
 //! - [`args`]: the command line (clap derive).
-//! - [`client`]: REST calls that fail over between the `--server` URLs.
+//! - REST calls go through `orion-client` ([`orion_client::Client`]).
 //! - [`output`]: `-o table|json|yaml`.
 //! - [`commands`]: one module per command group (`server`, `dev`, `cluster`, `var`).
 //! - [`watch`]: a watch of the cluster's changes that reconnects and resumes by itself.
 
 pub mod args;
-pub mod client;
 pub mod commands;
 pub mod context;
 pub mod output;

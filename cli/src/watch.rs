@@ -26,7 +26,7 @@ use orion_api::{ErrorBody, ErrorCode, Event, EventCursor, WatchStart};
 use reqwest::StatusCode;
 use tokio::time::Instant;
 
-use crate::client::{query_value, Client, ClientError};
+use orion_client::{query_value, Client, ClientError};
 
 /// No bytes for this long means the connection is dead (the server sends a
 /// keep-alive every 15 s).

@@ -74,7 +74,7 @@ pub async fn fetch_ca(urls: &[String], tok: &str) -> Result<String> {
         }
         return Ok(boot.ca_pem);
     }
-    Err(ClientError::Unavailable(format!(
+    Err(ClientError::Unreachable(format!(
         "could not fetch the cluster CA: {}",
         failures.join("; ")
     )))
@@ -126,14 +126,14 @@ pub async fn exchange(
         let issued: IssuedCert = resp
             .json()
             .await
-            .map_err(|e| ClientError::Unavailable(format!("{url}: unreadable certificate: {e}")))?;
+            .map_err(|e| ClientError::Unreadable(format!("{url}: unreadable certificate: {e}")))?;
         return Ok(Credentials {
             ca_pem: issued.ca_pem,
             cert_pem: issued.cert_pem,
             key_pem,
         });
     }
-    Err(ClientError::Unavailable(format!(
+    Err(ClientError::Unreachable(format!(
         "no peer issued a certificate: {}",
         failures.join("; ")
     )))
@@ -163,7 +163,7 @@ pub async fn renew(
         {
             Ok(r) if r.status().is_success() => {
                 let issued: IssuedCert = r.json().await.map_err(|e| {
-                    ClientError::Unavailable(format!("{url}: unreadable certificate: {e}"))
+                    ClientError::Unreadable(format!("{url}: unreadable certificate: {e}"))
                 })?;
                 return Ok(Credentials {
                     ca_pem: issued.ca_pem,
@@ -175,7 +175,7 @@ pub async fn renew(
             Err(e) => failures.push(format!("{url}: {e}")),
         }
     }
-    Err(ClientError::Unavailable(format!(
+    Err(ClientError::Unreachable(format!(
         "renewal failed: {}",
         failures.join("; ")
     )))

@@ -3,8 +3,8 @@
 use orion_api::{ClusterStatus, MemberRole, MembersResponse, PeerIdentity};
 
 use crate::args::{ClientOpts, ClusterCommand, Output};
-use crate::client::Client;
 use crate::output::{human_millis, print, Table};
+use orion_client::Client;
 
 fn print_members(output: Output, m: &MembersResponse) -> anyhow::Result<()> {
     print(output, m, |m| {

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::args::DevArgs;
-use crate::client::Client;
+use orion_client::Client;
 
 const PEERS: u16 = 3;
 

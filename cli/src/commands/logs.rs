@@ -18,7 +18,7 @@ use futures::StreamExt;
 use orion_api::agent_proto::{LogCursor, LogRecord, LogRecordKind, LogStreamName};
 use reqwest::StatusCode;
 
-use crate::client::{query_value, Client, ClientError};
+use orion_client::{query_value, Client, ClientError};
 
 /// Longest line of records accepted from the server (a log line is cut by the
 /// agent at 1 MiB; JSON escaping may double it).
@@ -77,7 +77,7 @@ fn transient(e: &ClientError) -> bool {
             status.is_server_error() || *status == StatusCode::TOO_MANY_REQUESTS
         }
         // Unknown is a write's outcome; a log read is never one.
-        ClientError::Other(_) | ClientError::Unknown { .. } => false,
+        _ => false,
     }
 }
 
@@ -247,7 +247,7 @@ mod tests {
         assert!(transient(&api(StatusCode::TOO_MANY_REQUESTS)));
         assert!(!transient(&api(StatusCode::NOT_FOUND)));
         assert!(!transient(&api(StatusCode::UNAUTHORIZED)));
-        assert!(!transient(&ClientError::Other("bad url".into())));
+        assert!(!transient(&ClientError::Invalid("bad url".into())));
     }
 
     #[test]

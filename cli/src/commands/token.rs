@@ -4,8 +4,8 @@ use anyhow::bail;
 use orion_api::security::{CreateToken, CreatedToken, TokenList};
 
 use crate::args::{Output, TokenCommand};
-use crate::client::Client;
 use crate::output::{human_duration, print, Table};
+use orion_client::Client;
 
 /// Parses `90s`, `30m`, `1h`, `7d` or a bare number of seconds.
 pub fn parse_ttl(s: &str) -> anyhow::Result<u64> {

@@ -3,8 +3,8 @@
 use orion_api::{DeleteResponse, ListResponse, PutVariable, VariableResponse, WriteResponse};
 
 use crate::args::{Output, VarCommand};
-use crate::client::{query_value, Client};
 use crate::output::{print, Table};
+use orion_client::{query_value, Client};
 
 fn var_url(path: &str) -> String {
     format!("/v1/variables/{}", query_value(path))

@@ -10,8 +10,8 @@ use orion_api::{
 };
 
 use crate::args::{Kind, Output};
-use crate::client::{query_value, Client};
 use crate::output::{print, Table};
+use orion_client::{query_value, Client};
 
 /// Reads the `-f` arguments: files, folders (their `.yaml`/`.yml` files, sorted) or `-`.
 fn read_sources(paths: &[PathBuf]) -> anyhow::Result<Vec<SourceFile>> {

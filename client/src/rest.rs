@@ -19,31 +19,12 @@ use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
 
-use orion_api::{ApiError, ErrorBody};
+use orion_api::{ApiError, ErrorBody, RequestId};
+
+use crate::ClientError;
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    /// The cluster answered with an error.
-    #[error("{error} ({status})")]
-    Api { status: StatusCode, error: ApiError },
-    /// No peer could be reached.
-    #[error("no Orion peer answered: {0}")]
-    Unreachable(String),
-    /// No peer answered a write within the retry budget after one may have received
-    /// it: the one case where the outcome is not known.
-    #[error(
-        "no Orion peer answered the write within {} s of retries, after one may have \
-         received it ({cause}); whether it was applied is unknown. Sending it again is \
-         safe: rerun the command with --request-id {request_id} and it applies at most once",
-        WRITE_RETRY_BUDGET.as_secs()
-    )]
-    Unknown { request_id: String, cause: String },
-    #[error("{0}")]
-    Other(String),
-}
 
 /// The header a write's request id travels in (IETF draft
 /// `draft-ietf-httpapi-idempotency-key-header`).
@@ -87,22 +68,22 @@ impl Client {
             .filter(|u| !u.is_empty())
             .collect();
         if urls.is_empty() {
-            return Err(ClientError::Other(
+            return Err(ClientError::Invalid(
                 "no server URL given (--server, ORION_SERVER or a context)".into(),
             ));
         }
         if let Some(bad) = urls.iter().find(|u| !u.starts_with("https://")) {
-            return Err(ClientError::Other(format!(
+            return Err(ClientError::Invalid(format!(
                 "server URL {bad:?} must start with https:// (the API is served over TLS)"
             )));
         }
         let tls = orion_tls::config::client_config(ca_pem, None)
-            .map_err(|e| ClientError::Other(format!("the CA certificate: {e}")))?;
+            .map_err(|e| ClientError::Invalid(format!("the CA certificate: {e}")))?;
         let mut headers = reqwest::header::HeaderMap::new();
         if let Some(t) = token {
             let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", t.trim()))
                 .map_err(|_| {
-                    ClientError::Other("the token holds characters a header cannot".into())
+                    ClientError::Invalid("the token holds characters a header cannot".into())
                 })?;
             v.set_sensitive(true);
             headers.insert(reqwest::header::AUTHORIZATION, v);
@@ -113,12 +94,12 @@ impl Client {
             .connect_timeout(Duration::from_secs(2))
             .timeout(Duration::from_secs(330))
             .build()
-            .map_err(|e| ClientError::Other(e.to_string()))?;
+            .map_err(|e| ClientError::Invalid(e.to_string()))?;
         Ok(Client {
             urls,
             http,
             preferred: AtomicUsize::new(0),
-            request_id: orion_raft::RequestId::random().to_string(),
+            request_id: RequestId::random().to_string(),
             writes: AtomicU32::new(0),
         })
     }
@@ -127,11 +108,11 @@ impl Client {
     /// whose outcome was unknown) instead of a new random id.
     pub fn with_request_id(mut self, id: Option<&str>) -> Result<Self, ClientError> {
         let Some(id) = id else { return Ok(self) };
-        let bad = |why: String| ClientError::Other(format!("--request-id {id:?}: {why}"));
+        let bad = |why: String| ClientError::Invalid(format!("--request-id {id:?}: {why}"));
         if id.len() > MAX_REQUEST_ID_LEN {
             return Err(bad(format!("longer than {MAX_REQUEST_ID_LEN} bytes")));
         }
-        self.request_id = orion_apiserver::idempotency::parse_key(id).map_err(bad)?;
+        self.request_id = RequestId::parse(id.trim()).map_err(bad)?.to_string();
         Ok(self)
     }
 
@@ -149,7 +130,7 @@ impl Client {
             urls: vec![url.trim_end_matches('/').to_string()],
             http: self.http.clone(),
             preferred: AtomicUsize::new(0),
-            request_id: orion_raft::RequestId::random().to_string(),
+            request_id: RequestId::random().to_string(),
             writes: AtomicU32::new(0),
         }
     }
@@ -245,7 +226,7 @@ impl Client {
         };
         resp.json()
             .await
-            .map_err(|e| ClientError::Other(format!("unreadable answer from {url}: {e}")))
+            .map_err(|e| ClientError::Unreadable(format!("unreadable answer from {url}: {e}")))
     }
 
     /// Sends one call, failing over to the next URL on a connection error or a 503,
@@ -259,7 +240,7 @@ impl Client {
         let (url, resp) = self.send(method, path, body, None).await?;
         resp.json()
             .await
-            .map_err(|e| ClientError::Other(format!("unreadable answer from {url}: {e}")))
+            .map_err(|e| ClientError::Unreadable(format!("unreadable answer from {url}: {e}")))
     }
 
     /// A GET whose body is copied to `out` as it arrives (logs), with no time limit.
@@ -275,10 +256,11 @@ impl Client {
             .await?;
         let mut body = resp.bytes_stream();
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| ClientError::Other(format!("the stream broke: {e}")))?;
+            let chunk =
+                chunk.map_err(|e| ClientError::Unreachable(format!("the stream broke: {e}")))?;
             out.write_all(&chunk)
                 .and_then(|()| out.flush())
-                .map_err(|e| ClientError::Other(e.to_string()))?;
+                .map_err(|e| ClientError::Output(e.to_string()))?;
         }
         Ok(())
     }
