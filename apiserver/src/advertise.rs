@@ -125,7 +125,7 @@ async fn update(cluster: &ClusterRef) -> Result<(), Failure> {
     if cluster.node.is_leader() {
         return match cluster.execute_local(req).await {
             Ok(_) => Ok(()),
-            Err(LeaderError::Rejected(e)) => Err(Failure::Refused(e.message)),
+            Err(LeaderError::Rejected(e)) => Err(Failure::Refused(e.to_string())),
             Err(e) => Err(Failure::Unreachable(e.to_string())),
         };
     }

@@ -248,7 +248,9 @@ impl Cluster {
             // next leader, and the retry with the same id then returns its result.
             Err(LeaderError::NotLeader { .. }) if idempotent => Attempt::Lost,
             Err(LeaderError::NotLeader { .. } | LeaderError::Busy) => Attempt::Retry,
-            Err(LeaderError::Rejected(e)) => Attempt::Done(Err(e)),
+            Err(LeaderError::Rejected(e)) => {
+                Attempt::Done(Err(crate::error::membership_refusal(e)))
+            }
             Err(LeaderError::Fatal(m)) => Attempt::Done(Err(ApiError::unavailable(format!(
                 "this peer is shutting down: {m}"
             )))),
@@ -406,6 +408,6 @@ pub async fn internal_leader(
         )
             .into_response(),
         Err(LeaderError::Rejected(e)) => return Err(e.into()),
-        Err(LeaderError::Fatal(m)) => return Err(ApiError::unavailable(m).into()),
+        Err(LeaderError::Fatal(m)) => return Err(ApiError::unavailable(m.to_string()).into()),
     })
 }

@@ -22,6 +22,9 @@
 //! - [`leadership`]: starts the [`controllers`] when this peer leads, stops them when it does not.
 //! - [`gateway`]: the QUIC agent gateway (agent certificates only, NodeRestriction).
 //! - [`auth`], [`https`], [`security`]: route policy, the TLS listener, tokens and certificates.
+//! - [`peer_grpc`]: hosts `orion-raft`'s peer gRPC service on the peer port (mutual
+//!   TLS, the caller's peer id from its certificate); [`accept`] is the TCP accept
+//!   loop both listeners use.
 //! - [`join`]: joining an existing cluster at start-up.
 //! - [`advertise`]: after a restart with other addresses, getting the membership
 //!   record (what peers, agents and `GET /v1/cluster/ca` use) to follow them.
@@ -29,6 +32,7 @@
 //! - [`variables`], [`workloads`], [`cluster`], [`watch`], [`health`]: the HTTP handlers.
 //! - [`error`]: mapping errors to JSON responses; the body extractor with clear errors.
 
+pub mod accept;
 pub mod advertise;
 pub mod auth;
 pub mod cluster;
@@ -42,6 +46,7 @@ pub mod idempotency;
 pub mod join;
 pub mod leader;
 pub mod leadership;
+pub mod peer_grpc;
 pub mod scheduler;
 pub mod security;
 pub mod server;
@@ -67,6 +72,8 @@ pub enum Error {
     Join(String),
     #[error(transparent)]
     Raft(#[from] orion_raft::Error),
+    #[error("peer transport: {0}")]
+    PeerTransport(#[from] tonic::transport::Error),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }

@@ -325,7 +325,7 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
         let token = peer_shutdown.clone();
         let fatal = shutdown.clone();
         tokio::spawn(async move {
-            if let Err(e) = node.serve_peers(peer_listener, token).await {
+            if let Err(e) = crate::peer_grpc::serve(&node, peer_listener, token).await {
                 error!(cause = %e, "peer service stopped");
                 fatal.cancel();
             }
