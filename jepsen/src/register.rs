@@ -221,3 +221,50 @@ pub async fn process(
         tokio::time::sleep(Duration::from_millis(rand::random_range(0..20))).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use orion_api::ApiError;
+    use orion_client::StatusCode;
+
+    use super::*;
+
+    fn api(status: StatusCode) -> Result<(), ClientError> {
+        Err(ClientError::Api {
+            status,
+            error: ApiError::internal("x"),
+        })
+    }
+
+    #[test]
+    fn only_a_write_that_may_have_landed_is_indeterminate() {
+        assert_eq!(change_outcome(&Ok::<(), ClientError>(())), OpKind::Ok);
+        assert_eq!(
+            change_outcome::<()>(&Err(ClientError::Unreadable("body cut".into()))),
+            OpKind::Ok,
+            "a 2xx is an ack even if its body is lost"
+        );
+        assert_eq!(change_outcome(&api(StatusCode::CONFLICT)), OpKind::Fail);
+        assert_eq!(change_outcome(&api(StatusCode::BAD_REQUEST)), OpKind::Fail);
+        assert_eq!(
+            change_outcome(&api(StatusCode::INTERNAL_SERVER_ERROR)),
+            OpKind::Info
+        );
+        assert_eq!(
+            change_outcome(&api(StatusCode::SERVICE_UNAVAILABLE)),
+            OpKind::Info
+        );
+        let lost = ClientError::Unknown {
+            request_id: "r".into(),
+            cause: "timed out".into(),
+            budget: None,
+        };
+        assert_eq!(change_outcome::<()>(&Err(lost)), OpKind::Info);
+        assert_eq!(
+            change_outcome::<()>(&Err(ClientError::Unreachable(
+                "connection refused; nothing was sent".into()
+            ))),
+            OpKind::Fail
+        );
+    }
+}
