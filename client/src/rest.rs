@@ -118,9 +118,10 @@ impl ClientBuilder {
         self
     }
 
-    /// Use this HTTP client (its TLS, default headers, pool) instead of building
-    /// one from [`ClientBuilder::ca`] and [`ClientBuilder::token`]; see
-    /// [`http_builder`].
+    /// Use this HTTP client (its TLS, default headers, pool, timeouts) instead of
+    /// building one: [`ClientBuilder::ca`], [`ClientBuilder::token`] and
+    /// [`ClientBuilder::connect_timeout`] are then not used. [`http_builder`] is
+    /// the setup to start it from; [`ClientBuilder::timeout`] still limits each call.
     pub fn http(mut self, http: reqwest::Client) -> Self {
         self.http = Some(http);
         self
@@ -271,7 +272,9 @@ pub(crate) fn refusal(url: &str, status: StatusCode, body: &[u8]) -> ApiError {
 }
 
 /// The calls to one cluster: see the module docs. Typed calls, one per endpoint,
-/// are in [`crate::api`]; the methods here are the lower level they are built on.
+/// are in [`crate::api`]; the methods here are the lower level they are built on
+/// (only [`Client::get`] and [`Client::post`] on a raw path are public, for
+/// callers not yet moved to the typed calls).
 pub struct Client {
     urls: Vec<String>,
     http: reqwest::Client,
