@@ -292,7 +292,9 @@ impl Cluster {
 
     fn insert(&mut self, slot: u64, spec: PeerSpec) -> Result<()> {
         if self.peers.contains_key(&slot) {
-            return Err(LaunchError::Usage(format!("slot {slot} already has a peer")));
+            return Err(LaunchError::Usage(format!(
+                "slot {slot} already has a peer"
+            )));
         }
         let dir = &self.opts.dir;
         self.peers.insert(
@@ -502,7 +504,13 @@ impl Cluster {
     /// data, in the stopped (and emptied) `slot`, joining through `via`. Returns
     /// its id once it listens.
     pub async fn replace(&mut self, slot: u64, via: u64) -> Result<u64> {
-        let next = self.peers.values().map(|p| p.id.max(p.slot)).max().unwrap_or(0) + 1;
+        let next = self
+            .peers
+            .values()
+            .map(|p| p.id.max(p.slot))
+            .max()
+            .unwrap_or(0)
+            + 1;
         let next = next.max(self.retired_max() + 1);
         let p = self.peer_mut(slot)?;
         if p.is_running() {
@@ -543,9 +551,13 @@ impl Cluster {
         };
         let mut env = Vec::new();
         if !spec.data_dir.join("tls").exists() {
-            env.push(("ORION_JOIN_TOKEN".to_string(), self.mint("agent", None).await?));
+            env.push((
+                "ORION_JOIN_TOKEN".to_string(),
+                self.mint("agent", None).await?,
+            ));
         }
-        let mut args: Vec<OsString> = vec!["agent".into(), "--servers".into(), servers.join(",").into()];
+        let mut args: Vec<OsString> =
+            vec!["agent".into(), "--servers".into(), servers.join(",").into()];
         if let Some(name) = &spec.name {
             args.extend(["--name".into(), name.into()]);
         }
@@ -788,7 +800,12 @@ impl Cluster {
 
     /// Polls `cond` until it gives `Some`, for up to `timeout`; fails early, naming
     /// the process and its log, when a started peer exits.
-    pub async fn wait_until<T, F, Fut>(&self, what: &str, timeout: Duration, mut cond: F) -> Result<T>
+    pub async fn wait_until<T, F, Fut>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut cond: F,
+    ) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Option<T>>,
@@ -815,7 +832,11 @@ impl Cluster {
     /// is running too.
     pub async fn agreed_leader(&self) -> Option<u64> {
         let running = self.running();
-        let ids: Vec<u64> = running.iter().filter_map(|s| self.peer(*s)).map(|p| p.id).collect();
+        let ids: Vec<u64> = running
+            .iter()
+            .filter_map(|s| self.peer(*s))
+            .map(|p| p.id)
+            .collect();
         let mut leader = None;
         for slot in &running {
             let l = self.status(*slot).await.ok()?.leader?;
@@ -829,11 +850,9 @@ impl Cluster {
 
     /// Waits until every running peer names the same running leader; returns its id.
     pub async fn wait_for_leader(&self, timeout: Duration) -> Result<u64> {
-        self.wait_until(
-            "all running peers to agree on a leader",
-            timeout,
-            || self.agreed_leader(),
-        )
+        self.wait_until("all running peers to agree on a leader", timeout, || {
+            self.agreed_leader()
+        })
         .await
     }
 
@@ -888,7 +907,8 @@ impl Drop for Cluster {
 pub fn read_ports(file: &Path) -> Option<Ports> {
     let text = std::fs::read_to_string(file).ok()?;
     let map: BTreeMap<String, String> = serde_json::from_str(&text).ok()?;
-    let port = |k: &str| -> Option<u16> { map.get(k)?.parse::<SocketAddr>().ok().map(|a| a.port()) };
+    let port =
+        |k: &str| -> Option<u16> { map.get(k)?.parse::<SocketAddr>().ok().map(|a| a.port()) };
     Some(Ports {
         api: port("api")?,
         peer: port("peer")?,
