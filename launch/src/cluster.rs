@@ -267,6 +267,20 @@ impl Cluster {
         }
         let ids: Vec<u64> = self.peers.values().map(|p| p.id).collect();
         self.wait_for_voters(&ids, self.opts.timeout).await?;
+        self.refresh_admin()
+    }
+
+    /// Aims the admin client at every peer (it fails over between them).
+    fn refresh_admin(&mut self) -> Result<()> {
+        let urls = self.urls();
+        if let Some(a) = &mut self.admin {
+            a.client = Client::new(&urls, &a.ca_pem, Some(a.token.clone())).map_err(|source| {
+                LaunchError::Http {
+                    what: "the admin client".into(),
+                    source,
+                }
+            })?;
+        }
         Ok(())
     }
 
@@ -654,7 +668,9 @@ impl Cluster {
         self.admin.as_ref().map(|a| a.token.as_str())
     }
 
-    /// An admin client for every peer, once a peer bootstrapped.
+    /// An admin client, once a peer bootstrapped: it fails over between the peers
+    /// there were when [`Cluster::open`] returned (or the bootstrap peer); aim it
+    /// at one peer with [`Client::at`].
     pub fn admin(&self) -> Result<&Client> {
         self.admin
             .as_ref()
@@ -914,4 +930,53 @@ pub fn read_ports(file: &Path) -> Option<Ports> {
         peer: port("peer")?,
         agent: port("agent")?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_are_read_from_a_complete_listen_file_only() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join(LISTEN_FILE);
+        assert_eq!(read_ports(&file), None);
+        std::fs::write(&file, r#"{"api": "127.0.0.1:7401"}"#).expect("write");
+        assert_eq!(read_ports(&file), None);
+        std::fs::write(
+            &file,
+            r#"{"agent": "10.77.0.11:7600", "api": "10.77.0.11:7400", "peer": "10.77.0.11:7500"}"#,
+        )
+        .expect("write");
+        assert_eq!(
+            read_ports(&file),
+            Some(Ports {
+                api: 7400,
+                peer: 7500,
+                agent: 7600
+            })
+        );
+    }
+
+    #[test]
+    fn a_peer_is_reached_at_its_address_and_api_port() {
+        let mut c = Cluster::new(Options::new("/bin/false", "/tmp/none"));
+        let spec = PeerSpec {
+            ip: "10.77.0.12".parse().expect("ip"),
+            ports: Ports {
+                api: 7400,
+                peer: 7500,
+                agent: 7600,
+            },
+            config_toml: None,
+            wrapper: Wrapper::default(),
+        };
+        c.insert(2, spec).expect("insert");
+        let p = c.peer(2).expect("peer");
+        assert_eq!(p.url(), "https://10.77.0.12:7400");
+        assert_eq!(p.data, Path::new("/tmp/none/peer-2"));
+        assert_eq!(p.config_path(), Path::new("/tmp/none/peer-2.toml"));
+        assert!(c.insert(2, PeerSpec::loopback()).is_err());
+        assert!(c.running().is_empty());
+    }
 }

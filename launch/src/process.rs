@@ -239,3 +239,107 @@ pub fn log_tail(path: &Path, n: usize) -> String {
     let lines: Vec<&str> = text.lines().rev().take(n).collect();
     lines.into_iter().rev().collect::<Vec<_>>().join("\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(dir: &Path, script: &str, wrapper: &Wrapper) -> Result<Process> {
+        Process::spawn(
+            "test process",
+            Path::new("sh"),
+            &["-c".into(), script.into()],
+            &[("FROM_LAUNCHER".into(), "1".into())],
+            wrapper,
+            &dir.join("p.log"),
+        )
+    }
+
+    #[tokio::test]
+    async fn an_early_exit_names_the_status_and_the_log_tail() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let p = sh(
+            dir.path(),
+            "echo starting; echo broken >&2; exit 3",
+            &Wrapper::default(),
+        )
+        .expect("spawn");
+        let err = p.wait(Duration::from_secs(10)).await.map(|s| s.code());
+        assert_eq!(err.ok().flatten(), Some(3));
+        let p = sh(dir.path(), "exit 4", &Wrapper::default()).expect("spawn");
+        while p.is_running() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        match p.check_alive() {
+            Err(LaunchError::Exited { status, tail, .. }) => {
+                assert_eq!(status.code(), Some(4));
+                assert!(
+                    tail.contains("starting") && tail.contains("broken"),
+                    "{tail}"
+                );
+            }
+            other => panic!("expected an exit, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_wrapper_prefixes_the_program_and_adds_env_and_args() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // `env` runs the program with the wrapper's variable, as `ip netns exec` would.
+        let wrapper = Wrapper::default()
+            .prefix(["env", "WRAPPED=yes"])
+            .env("ALSO", "set")
+            .arg("extra");
+        let p = sh(
+            dir.path(),
+            "echo \"$WRAPPED $ALSO $FROM_LAUNCHER $0\"",
+            &wrapper,
+        )
+        .expect("spawn");
+        let status = p.wait(Duration::from_secs(10)).await.expect("exit");
+        assert!(status.success());
+        let log = std::fs::read_to_string(dir.path().join("p.log")).expect("log");
+        assert_eq!(log.trim(), "yes set 1 extra");
+    }
+
+    #[tokio::test]
+    async fn stop_sends_sigterm_and_kills_after_the_grace_period() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let p = sh(dir.path(), "exec sleep 30", &Wrapper::default()).expect("spawn");
+        let status = p.stop(Duration::from_secs(10)).await.expect("stopped");
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(15)
+        );
+        let p = sh(dir.path(), "trap '' TERM; sleep 30", &Wrapper::default()).expect("spawn");
+        let pid = p.pid();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        match p.stop(Duration::from_millis(300)).await {
+            Err(LaunchError::StopTimeout { pid: p, .. }) => assert_eq!(p, pid),
+            other => panic!("expected a timeout, got {other:?}"),
+        }
+        // Killed on the way out: signal 0 finds no such process.
+        let gone = kill(Pid::from_raw(pid as i32), None).is_err();
+        assert!(gone, "pid {pid} still exists");
+    }
+
+    #[test]
+    fn a_missing_program_is_a_spawn_error_naming_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let r = Process::spawn(
+            "peer 1",
+            Path::new("/no/such/orion"),
+            &[],
+            &[],
+            &Wrapper::default(),
+            &dir.path().join("p.log"),
+        );
+        match r {
+            Err(e @ LaunchError::Spawn { .. }) => {
+                assert!(e.to_string().contains("/no/such/orion"), "{e}")
+            }
+            Err(e) => panic!("expected a spawn error, got {e}"),
+            Ok(_) => panic!("started a missing program"),
+        }
+    }
+}
