@@ -14,7 +14,7 @@ use crate::kv::{http_client, Kv, System};
 pub struct OrionCluster {
     pub kv: Kv,
     /// Declared before `dir` so the processes die before their data is removed.
-    launcher: orion_launch::Cluster,
+    launcher: Box<orion_launch::Cluster>,
     dir: tempfile::TempDir,
 }
 
@@ -39,7 +39,11 @@ impl OrionCluster {
             http: http_client(ca, Some(token), clients)?,
             urls: launcher.urls(),
         };
-        let mut c = OrionCluster { kv, launcher, dir };
+        let mut c = OrionCluster {
+            kv,
+            launcher: Box::new(launcher),
+            dir,
+        };
         c.wait_healthy().await?;
         Ok(c)
     }
