@@ -41,6 +41,9 @@ mapfile -t programs < <(
             'Command::new\("[^"]+"\)|in_ns\([^,()]+, "[a-z0-9_.-]+"' . \
             | grep -oE '"[^"]+"\)?$' | tr -d ')'
         grep -rhoE --include='*.rs' '\brun\("[a-z0-9_.-]+",' jepsen/src | grep -oE '"[^"]+"'
+        # orion-launch runs a process under a caller's wrapper: Wrapper::prefix(["prog", ..])
+        grep -rhoE --include='*.rs' --exclude-dir=target --exclude-dir=.git \
+            '\.prefix\(\[\s*"[a-z0-9_.-]+"' . | grep -oE '"[^"]+"'
         # Command::new(CONST) with `const CONST: &str = "/path/prog"` in the same file.
         grep -rlE --include='*.rs' --exclude-dir=target 'Command::new\([A-Z_]+\)' . | while read -r f; do
             grep -oE 'Command::new\([A-Z_]+\)' "$f" | grep -oE '[A-Z_]+' | sort -u | while read -r c; do

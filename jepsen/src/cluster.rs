@@ -2,7 +2,9 @@
 //! namespace), with real TLS: slot 1 bootstraps, the others join with join tokens
 //! minted through the API. Every call here must run on a thread inside the client
 //! namespace (see [`Net::enter_client_ns`]). Dropping the cluster kills its
-//! processes.
+//! processes. The processes, tokens and waits are `orion-launch`'s; what is
+//! particular here is where peers run (a namespace per host, through
+//! `ip netns exec`) and their clocks.
 //!
 //! A slot is a host; the peer in it has an id. Membership changes replace the peer
 //! of a slot by a fresh one with a new id and empty data, on the same address, so
@@ -12,16 +14,19 @@
 //! that [`crate::nemesis::clock`] rewrites, so its wall clock can be skewed while it
 //! runs; its monotonic clock is left alone.
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use tokio::time::Instant;
+use orion_launch::{Options, PeerSpec, Ports, Wrapper};
 
 use crate::hosts::{Host, Net};
 
 pub const API_PORT: u16 = 7400;
+/// The Raft and agent-gateway ports of every peer.
+pub const PEER_PORT: u16 = 7500;
+pub const AGENT_PORT: u16 = 7600;
 
 /// libfaketime's multi-threaded build, as Debian's `faketime` package installs it.
 pub const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
@@ -31,9 +36,10 @@ pub struct Peer {
     pub slot: usize,
     pub id: u64,
     pub host: Host,
-    pub child: Option<Child>,
     pub data: PathBuf,
     pub log: PathBuf,
+    /// The process id while the launcher holds a process for this slot.
+    process_id: Option<u32>,
 }
 
 impl Peer {
@@ -41,7 +47,7 @@ impl Peer {
         format!("https://{}:{API_PORT}", self.host.ip)
     }
     pub fn pid(&self) -> Option<i32> {
-        self.child.as_ref().and_then(|c| i32::try_from(c.id()).ok())
+        self.process_id.and_then(|p| i32::try_from(p).ok())
     }
     /// The file libfaketime reads this peer's clock offset from.
     pub fn clock_file(&self) -> PathBuf {
@@ -52,13 +58,11 @@ impl Peer {
 pub struct Cluster {
     pub orion: PathBuf,
     pub dir: PathBuf,
+    /// A view of the launcher's slots, in slot order.
     pub peers: Vec<Peer>,
-    /// An admin client trusting the cluster CA.
-    pub http: reqwest::Client,
     pub ca_pem: String,
     pub admin_token: String,
-    /// The id the next fresh peer gets.
-    next_id: u64,
+    launcher: orion_launch::Cluster,
 }
 
 /// A client that trusts `ca_pem` and sends `token`.
@@ -81,39 +85,38 @@ pub fn faketime_available() -> bool {
     Path::new(LIBFAKETIME).is_file()
 }
 
-fn spawn(net: &Net, orion: &Path, peer: &Peer, extra: &[String]) -> anyhow::Result<Child> {
-    let config = peer.log.with_extension("toml");
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&peer.log)?;
-    let ip = &peer.host.ip;
-    let mut cmd = net.command(&peer.host, &orion.to_string_lossy());
-    cmd.arg("server")
-        .arg("--config")
-        .arg(&config)
-        .args(["--id", &peer.id.to_string()])
-        .arg("--data-dir")
-        .arg(&peer.data)
-        .args(["--api-addr", &format!("{ip}:{API_PORT}")])
-        .args(["--peer-addr", &format!("{ip}:7500")])
-        .args(["--agent-addr", &format!("{ip}:7600")])
-        .args(extra)
-        .env("ORION_LOG", "info,openraft=warn")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log);
+/// How the peer on `host` runs: in the host's namespace, on its address, under
+/// libfaketime (reading its offset from the clock file next to `log`) when
+/// installed.
+fn spec(host: &Host, log: &Path, config_toml: &str) -> anyhow::Result<PeerSpec> {
+    let ip: IpAddr = host
+        .ip
+        .parse()
+        .with_context(|| format!("host address {:?}", host.ip))?;
+    let mut wrapper = Wrapper::default()
+        .prefix(["ip", "netns", "exec", host.ns.as_str()])
+        .env("ORION_LOG", "info,openraft=warn");
     if faketime_available() {
-        let clock = peer.clock_file();
+        let clock = log.with_extension("faketime");
         if !clock.exists() {
             std::fs::write(&clock, "+0\n")?;
         }
-        cmd.env("LD_PRELOAD", LIBFAKETIME)
+        wrapper = wrapper
+            .env("LD_PRELOAD", LIBFAKETIME)
             .env("FAKETIME_TIMESTAMP_FILE", &clock)
             .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
             .env("FAKETIME_CACHE_DURATION", "1");
     }
-    cmd.spawn().context("cannot start orion server")
+    Ok(PeerSpec {
+        ip,
+        ports: Ports {
+            api: API_PORT,
+            peer: PEER_PORT,
+            agent: AGENT_PORT,
+        },
+        config_toml: Some(config_toml.to_string()),
+        wrapper,
+    })
 }
 
 pub async fn until<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> anyhow::Result<T>
@@ -121,36 +124,14 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f().await {
-            return Ok(v);
-        }
-        if Instant::now() > deadline {
-            bail!("timed out after {timeout:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Sends the request made by `req` until it succeeds; a 503 (no leader within
-/// the peer's hold time) is retried for up to 30 s, anything else fails, naming
-/// `what` and the answer.
-async fn retry_unavailable(
-    what: &str,
-    req: impl Fn() -> reqwest::RequestBuilder,
-) -> anyhow::Result<reqwest::Response> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let r = req().send().await.with_context(|| what.to_string())?;
-        let status = r.status();
-        if status.is_success() {
-            return Ok(r);
-        }
-        if status != reqwest::StatusCode::SERVICE_UNAVAILABLE || Instant::now() > deadline {
-            bail!("{what}: {status} {}", r.text().await.unwrap_or_default());
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    let got = orion_launch::wait::poll(timeout, || {
+        let fut = f();
+        async move { Ok(fut.await) }
+    })
+    .await?;
+    match got {
+        Some(v) => Ok(v),
+        None => bail!("timed out after {timeout:?} waiting for {what}"),
     }
 }
 
@@ -166,122 +147,78 @@ impl Cluster {
         config_toml: &str,
     ) -> anyhow::Result<Self> {
         let hosts = net.hosts.get(..n).context("fewer hosts than peers")?;
-        let mut peers: Vec<Peer> = hosts
-            .iter()
-            .map(|h| Peer {
+        anyhow::ensure!(!hosts.is_empty(), "no hosts");
+        let mut specs = Vec::new();
+        let mut peers = Vec::new();
+        for h in hosts {
+            let log = dir.join(format!("peer-{}.log", h.index));
+            specs.push((h.index as u64, spec(h, &log, config_toml)?));
+            peers.push(Peer {
                 slot: h.index,
                 id: h.index as u64,
                 host: h.clone(),
-                child: None,
                 data: dir.join(format!("peer-{}", h.index)),
-                log: dir.join(format!("peer-{}.log", h.index)),
-            })
-            .collect();
-        for p in &peers {
-            std::fs::write(p.log.with_extension("toml"), config_toml)?;
+                log,
+                process_id: None,
+            });
         }
-        let first = peers.first().context("no hosts")?;
-        let child = spawn(net, orion, first, &["--bootstrap".into()])?;
-        let data = first.data.clone();
-        if let Some(p) = peers.first_mut() {
-            p.child = Some(child);
-        }
-        let (ca_pem, admin_token) =
-            until("the bootstrap admin token", Duration::from_secs(30), || {
-                let data = data.clone();
-                async move {
-                    let ca = std::fs::read_to_string(data.join("tls/ca.crt")).ok()?;
-                    let token = std::fs::read_to_string(data.join("admin.token")).ok()?;
-                    Some((ca, token.trim().to_string()))
-                }
-            })
-            .await?;
-        let http = client(&ca_pem, &admin_token, Duration::from_secs(10))?;
+        let mut opts = Options::new(orion, dir);
+        opts.token_description = "orion-jepsen".into();
+        let launcher = orion_launch::Cluster::start(opts, specs).await?;
+        let (Some(ca), Some(token)) = (launcher.ca_pem(), launcher.admin_token()) else {
+            bail!("the cluster has no admin credentials");
+        };
         let mut cluster = Cluster {
             orion: orion.to_path_buf(),
             dir: dir.to_path_buf(),
-            peers: Vec::new(),
-            http,
-            ca_pem,
-            admin_token,
-            next_id: n as u64 + 1,
+            peers,
+            ca_pem: ca.to_string(),
+            admin_token: token.to_string(),
+            launcher,
         };
-        let join = peers[0].url();
-        for p in peers.iter_mut().skip(1) {
-            let token = cluster.mint("server", &join).await?;
-            p.child = Some(spawn(
-                net,
-                orion,
-                p,
-                &["--join".into(), join.clone(), "--token".into(), token],
-            )?);
-        }
-        cluster.peers = peers;
+        cluster.sync();
         cluster.settled(Duration::from_secs(60)).await?;
         Ok(cluster)
+    }
+
+    /// Refreshes the view of the slots (ids, processes) from the launcher.
+    fn sync(&mut self) {
+        for p in &mut self.peers {
+            if let Some(l) = self.launcher.peer(p.slot as u64) {
+                p.id = l.id;
+                p.process_id = l.pid();
+            }
+        }
+    }
+
+    /// The launcher underneath, for what this wrapper does not name.
+    pub fn launcher(&self) -> &orion_launch::Cluster {
+        &self.launcher
     }
 
     /// Waits until every peer answers, sees every peer as a voter and names the
     /// same leader. A peer that still thinks it is a learner would not stand for
     /// election, so faults start only after this.
     pub async fn settled(&self, timeout: Duration) -> anyhow::Result<u64> {
-        let mut ids: Vec<u64> = self.peers.iter().map(|p| p.id).collect();
-        ids.sort_unstable();
-        self.wait_for(
-            "every peer to see every voter and one leader",
-            timeout,
-            |c| {
-                let ids = ids.clone();
-                async move {
-                    let mut leaders = Vec::new();
-                    for p in &c.peers {
-                        let s = c.get(&p.url(), "/v1/cluster/status").await?;
-                        let mut voters: Vec<u64> = s["voters"]
-                            .as_array()?
-                            .iter()
-                            .filter_map(serde_json::Value::as_u64)
-                            .collect();
-                        voters.sort_unstable();
-                        if voters != ids {
-                            return None;
-                        }
-                        leaders.push(s["leader"].as_u64()?);
-                    }
-                    let first = *leaders.first()?;
-                    leaders.iter().all(|l| *l == first).then_some(first)
-                }
-            },
-        )
-        .await
+        let ids: Vec<u64> = self.peers.iter().map(|p| p.id).collect();
+        let m = self.launcher.wait_for_voters(&ids, timeout).await?;
+        m.leader.context("the settled membership names no leader")
     }
 
     /// Mints a join token through `url`. A 503 (no leader within the peer's
-    /// hold time, as during an election) is retried for up to 30 s.
+    /// hold time, as during an election) is retried.
     pub async fn mint(&self, role: &str, url: &str) -> anyhow::Result<String> {
-        let body = serde_json::json!({"role": role, "ttl_seconds": 600});
-        let req = || self.http.post(format!("{url}/v1/tokens")).json(&body);
-        let v: serde_json::Value = retry_unavailable("minting a join token", req)
-            .await?
-            .json()
-            .await?;
-        v["token"]
-            .as_str()
-            .map(str::to_string)
-            .context("no token in the answer")
+        let slot = self
+            .peers
+            .iter()
+            .find(|p| p.url() == url)
+            .with_context(|| format!("{url} is no peer of this cluster"))?
+            .slot;
+        Ok(self.launcher.mint(role, Some(slot as u64)).await?)
     }
 
     pub async fn get(&self, base: &str, path: &str) -> Option<serde_json::Value> {
-        let r = self
-            .http
-            .get(format!("{base}{path}"))
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await
-            .ok()?;
-        if !r.status().is_success() {
-            return None;
-        }
-        r.json().await.ok()
+        self.launcher.get(base, path).await.ok()
     }
 
     pub async fn wait_for<'a, T, F, Fut>(
@@ -299,9 +236,7 @@ impl Cluster {
 
     /// The leader as the peer in `slot` sees it.
     pub async fn leader_seen_by(&self, slot: usize) -> Option<u64> {
-        let p = self.peer(slot)?;
-        let s = self.get(&p.url(), "/v1/cluster/status").await?;
-        s["leader"].as_u64()
+        self.launcher.status(slot as u64).await.ok()?.leader
     }
 
     /// The slot of the leader, as the first peer that names one sees it.
@@ -320,74 +255,39 @@ impl Cluster {
         self.peers.get(slot.checked_sub(1)?)
     }
 
-    fn peer_mut(&mut self, slot: usize) -> anyhow::Result<&mut Peer> {
-        self.peers
-            .get_mut(slot.wrapping_sub(1))
-            .with_context(|| format!("no peer in slot {slot}"))
-    }
-
-    /// SIGKILL the peer in `slot`.
+    /// SIGKILL the peer in `slot` (works on a paused one too).
     pub fn kill(&mut self, slot: usize) {
-        if let Some(mut c) = self.peer_mut(slot).ok().and_then(|p| p.child.take()) {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.launcher.kill(slot as u64);
+        self.sync();
     }
 
     /// Starts a killed peer again on its data.
-    pub fn restart(&mut self, net: &Net, slot: usize) -> anyhow::Result<()> {
-        let orion = self.orion.clone();
-        let p = self.peer_mut(slot)?;
-        if p.child.is_none() {
-            p.child = Some(spawn(net, &orion, p, &[])?);
+    pub fn restart(&mut self, _net: &Net, slot: usize) -> anyhow::Result<()> {
+        let running = self
+            .launcher
+            .peer(slot as u64)
+            .with_context(|| format!("no peer in slot {slot}"))?
+            .is_running();
+        if !running {
+            self.launcher.restart(slot as u64, &[])?;
         }
+        self.sync();
         Ok(())
     }
 
     /// Removes the peer in `slot` from the membership (through `via`), stops it
     /// and throws its data away. Returns the removed id.
     pub async fn remove(&mut self, slot: usize, via: usize) -> anyhow::Result<u64> {
-        let id = self.peer(slot).context("no such slot")?.id;
-        let url = self.peer(via).context("no such slot")?.url();
-        let req = || self.http.delete(format!("{url}/v1/cluster/members/{id}"));
-        retry_unavailable(&format!("removing peer {id} through slot {via}"), req).await?;
-        self.kill(slot);
-        let p = self.peer_mut(slot)?;
-        let gone = p.data.with_extension(format!("removed-{id}"));
-        std::fs::rename(&p.data, &gone)
-            .with_context(|| format!("cannot move {} away", p.data.display()))?;
-        Ok(id)
+        let id = self.launcher.remove(slot as u64, via as u64).await;
+        self.sync();
+        Ok(id?)
     }
 
     /// Starts a fresh peer with a new id and no data in the (emptied) `slot`,
     /// joining through `via`. Returns its id.
-    pub async fn add_fresh(&mut self, net: &Net, slot: usize, via: usize) -> anyhow::Result<u64> {
-        let url = self.peer(via).context("no such slot")?.url();
-        let token = self.mint("server", &url).await?;
-        let id = self.next_id;
-        self.next_id += 1;
-        let orion = self.orion.clone();
-        let p = self.peer_mut(slot)?;
-        anyhow::ensure!(p.child.is_none(), "slot {slot} still runs a peer");
-        p.id = id;
-        p.child = Some(spawn(
-            net,
-            &orion,
-            p,
-            &["--join".into(), url, "--token".into(), token],
-        )?);
-        Ok(id)
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for p in &mut self.peers {
-            if let Some(mut c) = p.child.take() {
-                // SIGKILL works on stopped (paused) processes too.
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-        }
+    pub async fn add_fresh(&mut self, _net: &Net, slot: usize, via: usize) -> anyhow::Result<u64> {
+        let id = self.launcher.replace(slot as u64, via as u64).await;
+        self.sync();
+        Ok(id?)
     }
 }

@@ -65,24 +65,25 @@ impl Cluster {
         }
     }
 
-    fn members(&mut self) -> &mut [Member] {
-        match self {
-            Cluster::Orion(c) => &mut c.members,
-            Cluster::Etcd(c) => &mut c.members,
-        }
-    }
-
     pub fn kill9(&mut self, member: usize) {
-        if let Some(m) = self.members().get_mut(member) {
-            m.kill9();
+        match self {
+            Cluster::Orion(c) => c.kill9(member),
+            Cluster::Etcd(c) => {
+                if let Some(m) = c.members.get_mut(member) {
+                    m.kill9();
+                }
+            }
         }
     }
 
     /// Starts a killed member again on its ports and data.
     pub fn restart(&mut self, member: usize) -> anyhow::Result<()> {
-        match self.members().get_mut(member) {
-            Some(m) => m.start(),
-            None => bail!("no member {member}"),
+        match self {
+            Cluster::Orion(c) => c.restart(member),
+            Cluster::Etcd(c) => match c.members.get_mut(member) {
+                Some(m) => m.start(),
+                None => bail!("no member {member}"),
+            },
         }
     }
 }
