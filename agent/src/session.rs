@@ -19,15 +19,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use orion_api::agent_proto::{
-    decode_frame, encode_frame, frame_len, AgentMessage, DesiredReplica, ExecResult, LogCursor,
-    LogRecord, LogRecordKind, LogStreamName, NodeUsage, ReplicaReport, ServerMessage,
-    StreamRequest, ALPN,
+    self, write_frame, AgentMessage, DesiredReplica, ExecResult, FrameReader, LogCursor, LogRecord,
+    LogRecordKind, LogStreamName, NodeUsage, ReplicaReport, ServerMessage, StreamRequest, ALPN,
 };
 use orion_api::spec::Resources;
 use orion_api::AgentBootstrap;
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::logs::{self, LogEvent, LogStream};
 use crate::supervisor::{ReplicaSpec, ReplicaState, Supervisor};
@@ -257,16 +256,17 @@ async fn connect_once(
             .map_err(|e| e.to_string())?
             .await
             .map_err(|e| e.to_string())?;
-        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+        let (mut send, recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
         let hello = AgentMessage::Hello {
             node: config.name.clone(),
             labels: config.labels.clone(),
             capacity: config.capacity,
         };
-        send.write_all(&encode_frame(&hello))
+        write_frame(&mut send, &hello)
             .await
             .map_err(|e| e.to_string())?;
-        match read_frame::<ServerMessage>(&mut recv).await? {
+        let mut frames = FrameReader::<_, ServerMessage>::new(recv);
+        match frames.next().await.map_err(|e| e.to_string())? {
             Some(ServerMessage::Redirect { agent_addr }) => {
                 conn.close(0u32.into(), b"redirected");
                 return Ok(Outcome::Redirect(agent_addr));
@@ -276,7 +276,7 @@ async fn connect_once(
         }
         info!(%addr, "connected to the leader");
         let streams = tokio::spawn(accept_streams(conn.clone(), supervisor.clone()));
-        let ended = serve(send, recv, supervisor, ports, shutdown).await;
+        let ended = serve(send, frames, supervisor, ports, shutdown).await;
         streams.abort();
         conn.close(0u32.into(), b"bye");
         endpoint.wait_idle().await;
@@ -296,59 +296,46 @@ async fn connect_once(
 /// reconcile on every desired set.
 async fn serve(
     mut send: quinn::SendStream,
-    mut recv: quinn::RecvStream,
+    mut frames: FrameReader<quinn::RecvStream, ServerMessage>,
     supervisor: &Supervisor,
     ports: &mut PortBook,
     shutdown: &CancellationToken,
 ) -> Result<(), String> {
-    let (frames_tx, mut frames) =
-        tokio::sync::mpsc::channel::<Result<Option<ServerMessage>, String>>(4);
-    // Reading is not cancel-safe, so it runs on its own task.
-    let reader = tokio::spawn(async move {
-        loop {
-            let frame = read_frame::<ServerMessage>(&mut recv).await;
-            let end = !matches!(frame, Ok(Some(_)));
-            if frames_tx.send(frame).await.is_err() || end {
-                return;
-            }
-        }
-    });
     let mut changes = supervisor.subscribe();
     let mut beat = tokio::time::interval(Duration::from_secs(1));
     // A new leader knows nothing of this node's replicas yet: report them at once.
     let hello_status = AgentMessage::Status {
         replicas: reports(supervisor),
     };
-    send.write_all(&encode_frame(&hello_status))
+    write_frame(&mut send, &hello_status)
         .await
         .map_err(|e| e.to_string())?;
-    let result = loop {
+    loop {
         tokio::select! {
             () = shutdown.cancelled() => break Ok(()),
             _ = beat.tick() => {
                 let running = supervisor.statuses().iter().filter(|s| s.pid.is_some()).count() as u32;
                 let msg = AgentMessage::Heartbeat { replicas_running: running, usage: usage() };
-                if let Err(e) = send.write_all(&encode_frame(&msg)).await { break Err(e.to_string()) }
+                if let Err(e) = write_frame(&mut send, &msg).await { break Err(e.to_string()) }
             }
             changed = changes.changed() => {
                 if changed.is_err() { break Ok(()) }
                 let msg = AgentMessage::Status { replicas: reports(supervisor) };
-                if let Err(e) = send.write_all(&encode_frame(&msg)).await { break Err(e.to_string()) }
+                if let Err(e) = write_frame(&mut send, &msg).await { break Err(e.to_string()) }
             }
-            frame = frames.recv() => match frame {
-                Some(Ok(Some(ServerMessage::Desired { revision, replicas }))) => {
+            // Reading a frame is cancel-safe.
+            frame = frames.next() => match frame {
+                Ok(Some(ServerMessage::Desired { revision, replicas })) => {
                     info!(revision, replicas = replicas.len(), "desired replica set");
                     let specs = ports.specs(replicas);
                     supervisor.reconcile(specs).await;
                 }
-                Some(Ok(Some(other))) => break Err(format!("unexpected message {other:?}")),
-                Some(Ok(None)) | None => break Ok(()),
-                Some(Err(e)) => break Err(e),
+                Ok(Some(other)) => break Err(format!("unexpected message {other:?}")),
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e.to_string()),
             },
         }
-    };
-    reader.abort();
-    result
+    }
 }
 
 /// Serves the leader's log and exec requests, each on its own stream.
@@ -360,14 +347,15 @@ async fn accept_streams(conn: quinn::Connection, supervisor: Arc<Supervisor>) {
 
 async fn handle_stream(
     mut send: quinn::SendStream,
-    mut recv: quinn::RecvStream,
+    recv: quinn::RecvStream,
     supervisor: Arc<Supervisor>,
 ) {
-    let request = match read_frame::<StreamRequest>(&mut recv).await {
+    let request = match FrameReader::<_, StreamRequest>::new(recv).next().await {
         Ok(Some(r)) => r,
         Ok(None) => return,
         Err(e) => {
-            warn!(cause = %e, "bad stream request from the leader");
+            warn!(cause = %e, "closing a bad log or exec stream from the leader");
+            let _ = send.reset(1u32.into());
             return;
         }
     };
@@ -392,8 +380,12 @@ async fn handle_stream(
                     error: Some(e),
                 },
             };
-            let _ = send.write_all(&encode_frame(&result)).await;
-            let _ = send.finish();
+            match write_frame(&mut send, &result).await {
+                Ok(()) => {
+                    let _ = send.finish();
+                }
+                Err(e) => debug!(%replica, cause = %e, "cannot answer an exec request"),
+            }
         }
         StreamRequest::Logs {
             replica,
@@ -587,16 +579,15 @@ fn reports(supervisor: &Supervisor) -> Vec<ReplicaReport> {
         .into_iter()
         .map(|s| ReplicaReport {
             state: match &s.state {
-                ReplicaState::Starting => "starting",
-                ReplicaState::Running => "running",
-                ReplicaState::Healthy => "healthy",
-                ReplicaState::Unhealthy => "unhealthy",
-                ReplicaState::Backoff => "backoff",
-                ReplicaState::Exited { .. } => "exited",
-                ReplicaState::Failed { .. } => "failed",
-                ReplicaState::Stopped => "stopped",
-            }
-            .to_string(),
+                ReplicaState::Starting => agent_proto::ReplicaState::Starting,
+                ReplicaState::Running => agent_proto::ReplicaState::Running,
+                ReplicaState::Healthy => agent_proto::ReplicaState::Healthy,
+                ReplicaState::Unhealthy => agent_proto::ReplicaState::Unhealthy,
+                ReplicaState::Backoff => agent_proto::ReplicaState::Backoff,
+                ReplicaState::Exited { .. } => agent_proto::ReplicaState::Exited,
+                ReplicaState::Failed { .. } => agent_proto::ReplicaState::Failed,
+                ReplicaState::Stopped => agent_proto::ReplicaState::Stopped,
+            },
             ports: ports.remove(&s.id).unwrap_or_default(),
             id: s.id,
             pid: s.pid,
@@ -604,23 +595,6 @@ fn reports(supervisor: &Supervisor) -> Vec<ReplicaReport> {
             reason: s.reason,
         })
         .collect()
-}
-
-async fn read_frame<T: serde::de::DeserializeOwned>(
-    recv: &mut quinn::RecvStream,
-) -> Result<Option<T>, String> {
-    let mut len = [0u8; 4];
-    match recv.read_exact(&mut len).await {
-        Ok(()) => {}
-        Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
-        Err(e) => return Err(e.to_string()),
-    }
-    let len = frame_len(len)?;
-    let mut body = vec![0u8; len];
-    recv.read_exact(&mut body)
-        .await
-        .map_err(|e| e.to_string())?;
-    decode_frame(&body).map(Some)
 }
 
 /// Named ports per replica, allocated once and kept on disk, so an agent restart
