@@ -54,7 +54,7 @@ async fn write_frame(send: &mut quinn::SendStream, msg: &ServerMessage) -> Resul
         .map_err(|e| e.to_string())
 }
 
-/// The gateway's QUIC config: TLS 1.3, ALPN `orion/1`, agent certificates only,
+/// The gateway's QUIC config: TLS 1.3, ALPN `orion/2`, agent certificates only,
 /// at most 8 concurrent streams per agent, 2 s idle timeout.
 fn quic_config(cluster: &ClusterRef) -> Result<quinn::ServerConfig, String> {
     let tls = cluster
