@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use orion_api::agent_proto::{
-    self, write_frame, AgentMessage, FrameReader, ReplicaReport, ServerMessage, ALPN,
+    self, write_frame, AgentMessage, FrameError, FrameReader, ReplicaReport, ServerMessage, ALPN,
 };
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::error::{LinkError, SessionError};
 use crate::ports::PortBook;
@@ -116,15 +116,29 @@ pub(crate) async fn connect_once(
         conn.close(0u32.into(), b"bye");
         endpoint.wait_idle().await;
         if let Err(e) = ended {
-            faults.report("the session with the leader ended", addr, &e);
+            if is_bad_frame(&e) {
+                warn!(%addr, cause = %e, "closed the session: the leader sent a bad frame");
+            } else {
+                faults.report("the session with the leader ended", addr, &e);
+            }
         }
         Ok::<_, LinkError>(Outcome::SessionEnded)
     }
     .await;
     result.unwrap_or_else(|e| {
-        faults.report("cannot reach an agent gateway", addr, &e);
+        if is_bad_frame(&e) {
+            warn!(%addr, cause = %e, "closed the link: the gateway sent a bad frame");
+        } else {
+            faults.report("cannot reach an agent gateway", addr, &e);
+        }
         Outcome::Failed
     })
+}
+
+/// A frame that breaks the protocol, as opposed to a stream that broke: not an
+/// ordinary fault, so always worth a warning.
+fn is_bad_frame(e: &LinkError) -> bool {
+    matches!(e, LinkError::Frame(f) if !matches!(f, FrameError::Io(_)))
 }
 
 /// The session: heartbeats every second, status on every supervisor change, and a

@@ -250,7 +250,10 @@ pub async fn exec(
     let result = FrameReader::<_, ExecResult>::new(recv)
         .next()
         .await
-        .map_err(|e| ApiError::unavailable(format!("the agent's exec answer: {e}")))?
+        .map_err(|e| {
+            tracing::warn!(replica = %id, cause = %e, "bad exec answer from the agent");
+            ApiError::unavailable(format!("the agent's exec answer: {e}"))
+        })?
         .ok_or_else(|| {
             ApiError::unavailable("the agent closed the exec stream without an answer")
         })?;
