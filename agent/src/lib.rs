@@ -13,15 +13,27 @@
 //! ```
 //!
 //! # Layout
-//! - [`supervisor`]: [`Supervisor`], the per-replica task (spawn, restart policy with
-//!   backoff, stop = SIGTERM then SIGKILL to the process group) and the status types.
-//! - [`health`]: HTTP / TCP / exec health probes and the consecutive-result counting.
-//! - [`state`]: the on-disk record of each running replica, so a restarted agent
-//!   adopts its processes instead of orphaning or duplicating them.
+//! Imports point one way, from the session down to the leaves:
+//! ```text
+//! session ─► credentials ─► retry
+//!    │ └───► link ─► streams ─► supervisor ─► task ─► health ─► process ─► replica, logs, error
+//!    └─► ports     └► usage                        └► records ─┘
+//! ```
+//! - [`session`]: [`session::run`], the agent's main loop: credentials, discovery
+//!   through the API, one link at a time with backoff.
+//! - `credentials`: load the certificate or trade the join token for it; renewal.
+//! - `link`: one QUIC link to a gateway: hello, redirect, the control stream.
+//! - `streams`: the log and exec streams the leader opens.
+//! - `ports`: the port book, where the agent picks and keeps each replica's ports.
+//! - `usage`: the node's load and memory for the heartbeat.
+//! - `retry`: the one backoff (`backon`) and WARN-once logging of retried faults.
+//! - [`supervisor`]: [`Supervisor`] and `reconcile`; `supervisor/task.rs` is one
+//!   replica's loop with its restart policy, `supervisor/health.rs` the probes,
+//!   `supervisor/records.rs` the on-disk records for adoption,
+//!   `supervisor/process.rs` environment, spawn, signals and `/proc`.
+//! - [`replica`]: [`ReplicaSpec`], [`ReplicaStatus`], [`ReplicaState`].
 //! - [`logs`]: per-replica stdout/stderr files, size-bounded rotation, `tail` and `follow`.
-//! - [`session`]: the QUIC link to the leader (CA from the API, redirects, heartbeats,
-//!   desired sets into the supervisor, status back), with reconnect backoff.
-//! - [`error`]: the crate's [`Error`] and [`Result`].
+//! - [`error`]: the crate's error types.
 //!
 //! Files under the supervisor's root:
 //! ```text
@@ -30,16 +42,20 @@
 //! root/work/<id>/                default working directory of the replica
 //! ```
 
+mod credentials;
 pub mod error;
-pub mod health;
+mod link;
 pub mod logs;
+mod ports;
+pub mod replica;
+mod retry;
 pub mod session;
-pub mod state;
+mod streams;
 pub mod supervisor;
+mod usage;
 
-pub use error::{Error, Result};
+pub use error::{Error, ExecError, LaunchError, Result, SessionError};
 pub use logs::{LogConfig, LogStream};
-pub use session::{AgentConfig, SessionError};
-pub use supervisor::{
-    ExecOutput, ReplicaSpec, ReplicaState, ReplicaStatus, Supervisor, SupervisorConfig,
-};
+pub use replica::{ExecOutput, ReplicaSpec, ReplicaState, ReplicaStatus};
+pub use session::AgentConfig;
+pub use supervisor::{Supervisor, SupervisorConfig};

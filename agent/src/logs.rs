@@ -1,7 +1,7 @@
 //! Replica logs: `root/logs/<id>/{stdout,stderr}.log`, rotated by size.
 //!
 //! # Why the child writes the file itself (copy-truncate rotation)
-//! A replica must survive an agent restart (see [`crate::state`]). If its output
+//! A replica must survive an agent restart (see `supervisor/records.rs`). If its output
 //! went through a pipe to the agent, the pipe would break when the agent exits and
 //! the next write would kill the replica with `SIGPIPE`. So the child's stdout and
 //! stderr are the log files themselves, opened with `O_APPEND`, and the agent

@@ -57,7 +57,6 @@ impl Fixture {
             id: self.id(name),
             service,
             ports: BTreeMap::new(),
-            env: BTreeMap::new(),
         }
     }
 
@@ -233,7 +232,7 @@ async fn replicas_run_in_own_groups_and_are_stopped_by_reconcile() {
 
     // A changed spec replaces the process; an unchanged one is left alone.
     let mut b2 = b.clone();
-    b2.env.insert("VERSION".into(), "2".into());
+    b2.service.env.insert("VERSION".into(), "2".into());
     sup.reconcile(vec![a.clone(), b2.clone()]).await;
     let pb2 = wait_status(&sup, "b replaced", WAIT, |st| {
         status_of(st, &b.id)

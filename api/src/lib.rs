@@ -4,7 +4,8 @@
 //! how input is validated, so every caller rejects bad input the same way.
 //!
 //! # Layout
-//! - [`agent_proto`]: the agent ↔ leader messages on the QUIC link.
+//! - [`agent_proto`]: the agent ↔ leader protocol on the QUIC link (`proto/agent.proto`)
+//!   and its one framed codec.
 //! - [`variable`]: the `Variable` kind (small CAS-able config values) and path rules.
 //! - [`event`]: the change records kept in the watch window, and watch cursors.
 //! - [`spec`]: `orion.yaml` — parsing with `file:line:column` errors, the typed

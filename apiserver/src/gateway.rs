@@ -12,12 +12,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use orion_api::agent_proto::{
-    decode_frame, encode_frame, frame_len, AgentMessage, DesiredReplica, ReplicaReport,
-    ServerMessage,
+    AgentMessage, DesiredReplica, FrameError, FrameReader, ReplicaReport, ServerMessage,
 };
 use orion_api::{NodeObject, NodeStatus};
 use orion_raft::{read, Command};
-use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -36,31 +34,27 @@ pub struct AgentTable {
     pub conns: BTreeMap<String, quinn::Connection>,
 }
 
-/// Reads one frame; `None` when the stream ended cleanly.
-pub async fn read_frame<T: DeserializeOwned>(
-    recv: &mut quinn::RecvStream,
-) -> Result<Option<T>, String> {
-    let mut len = [0u8; 4];
-    match recv.read_exact(&mut len).await {
-        Ok(()) => {}
-        Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
-        Err(e) => return Err(e.to_string()),
-    }
-    let len = frame_len(len)?;
-    let mut body = vec![0u8; len];
-    recv.read_exact(&mut body)
-        .await
-        .map_err(|e| e.to_string())?;
-    decode_frame(&body).map(Some)
+/// An agent's control stream, read frame by frame (cancel-safe).
+type Frames = FrameReader<quinn::RecvStream, AgentMessage>;
+
+/// Reads one frame of the `node`'s control stream; `None` when it ended cleanly.
+/// A bad frame is logged with what was wrong and ends the session.
+async fn read_frame(frames: &mut Frames, node: &str) -> Result<Option<AgentMessage>, String> {
+    frames.next().await.map_err(|e| {
+        if !matches!(e, FrameError::Io(_)) {
+            warn!(node = %node, cause = %e, "closing the session of an agent that sent a bad frame");
+        }
+        e.to_string()
+    })
 }
 
 async fn write_frame(send: &mut quinn::SendStream, msg: &ServerMessage) -> Result<(), String> {
-    send.write_all(&encode_frame(msg))
+    orion_api::agent_proto::write_frame(send, msg)
         .await
         .map_err(|e| e.to_string())
 }
 
-/// The gateway's QUIC config: TLS 1.3, ALPN `orion/1`, agent certificates only,
+/// The gateway's QUIC config: TLS 1.3, ALPN `orion/2`, agent certificates only,
 /// at most 8 concurrent streams per agent, 2 s idle timeout.
 fn quic_config(cluster: &ClusterRef) -> Result<quinn::ServerConfig, String> {
     let tls = cluster
@@ -134,12 +128,14 @@ async fn session(
     conn: quinn::Connection,
     shutdown: CancellationToken,
 ) -> Result<(), String> {
-    let (mut send, mut recv) = conn.accept_bi().await.map_err(|e| e.to_string())?;
+    let (mut send, recv) = conn.accept_bi().await.map_err(|e| e.to_string())?;
+    let mut frames = Frames::new(recv);
+    let remote = conn.remote_address().to_string();
     let Some(AgentMessage::Hello {
         node,
         labels,
         capacity,
-    }) = read_frame(&mut recv).await?
+    }) = read_frame(&mut frames, &remote).await?
     else {
         return Err("the first message must be hello".into());
     };
@@ -181,7 +177,7 @@ async fn session(
         t.last_seen.insert(node.clone(), Instant::now());
         t.conns.insert(node.clone(), conn.clone());
     }
-    let result = control_loop(&cluster, &node, &mut send, recv, &shutdown).await;
+    let result = control_loop(&cluster, &node, &mut send, frames, &shutdown).await;
     if let Ok(mut t) = cluster.agents.lock() {
         if t.conns
             .get(&node)
@@ -197,25 +193,13 @@ async fn control_loop(
     cluster: &ClusterRef,
     node: &str,
     send: &mut quinn::SendStream,
-    recv: quinn::RecvStream,
+    mut frames: Frames,
     shutdown: &CancellationToken,
 ) -> Result<(), String> {
     let node = node.to_string();
     let mut metrics = cluster.node.raft.metrics();
     let mut last_sent: Option<Vec<DesiredReplica>> = None;
-    // Reading a frame is not cancel-safe, so frames come through a channel.
-    let (tx, mut frames) = tokio::sync::mpsc::channel(8);
-    let reader = tokio::spawn(async move {
-        let mut recv = recv;
-        loop {
-            let frame = read_frame::<AgentMessage>(&mut recv).await;
-            let end = !matches!(frame, Ok(Some(_)));
-            if tx.send(frame).await.is_err() || end {
-                return;
-            }
-        }
-    });
-    let result = loop {
+    loop {
         if !cluster.node.is_leader() {
             break Err("no longer the leader".into());
         }
@@ -236,16 +220,17 @@ async fn control_loop(
         tokio::select! {
             () = shutdown.cancelled() => break Ok(()),
             changed = metrics.changed() => if changed.is_err() { break Ok(()) },
-            msg = frames.recv() => match msg {
-                None | Some(Ok(None)) => break Ok(()),
-                Some(Err(e)) => break Err(e),
-                Some(Ok(Some(AgentMessage::Heartbeat { usage, .. }))) => {
+            // Reading a frame is cancel-safe.
+            msg = read_frame(&mut frames, &node) => match msg {
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+                Ok(Some(AgentMessage::Heartbeat { usage, .. })) => {
                     if let Ok(mut t) = cluster.agents.lock() {
                         t.last_seen.insert(node.clone(), Instant::now());
                         t.usage.insert(node.clone(), usage);
                     }
                 }
-                Some(Ok(Some(AgentMessage::Status { replicas }))) => {
+                Ok(Some(AgentMessage::Status { replicas })) => {
                     let mine: std::collections::BTreeSet<&str> =
                         last_sent.iter().flatten().map(|d| d.id.as_str()).collect();
                     let (own, strays): (Vec<_>, Vec<_>) =
@@ -259,12 +244,10 @@ async fn control_loop(
                         refuse_strays(cluster, &node, &strays);
                     }
                 }
-                Some(Ok(Some(AgentMessage::Hello { .. }))) => break Err("hello sent twice".into()),
+                Ok(Some(AgentMessage::Hello { .. })) => break Err("hello sent twice".into()),
             },
         }
-    };
-    reader.abort();
-    result
+    }
 }
 
 /// Reports about replicas not in the node's desired set are dropped: logged as

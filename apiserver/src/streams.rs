@@ -12,13 +12,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::StreamExt;
-use orion_api::agent_proto::{encode_frame, ExecResult, LogCursor, StreamRequest};
+use orion_api::agent_proto::{write_frame, ExecResult, FrameReader, LogCursor, StreamRequest};
 use orion_api::ApiError;
 use orion_raft::read;
 use serde::Deserialize;
 
 use crate::error::{HttpResult, JsonBody};
-use crate::gateway::read_frame;
 use crate::leader::ClusterRef;
 
 const FORWARDED: &str = "x-orion-forwarded";
@@ -131,7 +130,7 @@ async fn open(
     let (mut send, recv) = conn.open_bi().await.map_err(|e| {
         ApiError::unavailable(format!("cannot reach the agent of node {node:?}: {e}"))
     })?;
-    send.write_all(&encode_frame(request))
+    write_frame(&mut send, request)
         .await
         .map_err(|e| ApiError::unavailable(format!("agent of node {node:?}: {e}")))?;
     Ok((send, recv))
@@ -247,10 +246,14 @@ pub async fn exec(
         command: body.command,
     };
     let _permit = session_permit(&cluster)?;
-    let (_send, mut recv) = open(&cluster, &id, &request).await?;
-    let result: ExecResult = read_frame(&mut recv)
+    let (_send, recv) = open(&cluster, &id, &request).await?;
+    let result = FrameReader::<_, ExecResult>::new(recv)
+        .next()
         .await
-        .map_err(ApiError::unavailable)?
+        .map_err(|e| {
+            tracing::warn!(replica = %id, cause = %e, "bad exec answer from the agent");
+            ApiError::unavailable(format!("the agent's exec answer: {e}"))
+        })?
         .ok_or_else(|| {
             ApiError::unavailable("the agent closed the exec stream without an answer")
         })?;

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use fixture::TestCluster;
+use orion_api::agent_proto::ReplicaState;
 use orion_api::{ApplyRequest, NodeList, ReplicaList, SourceFile};
 use orion_client::{Client, Consistency, LogQuery};
 
@@ -45,7 +46,7 @@ async fn healthy(c: &TestCluster) -> Option<BTreeMap<String, (String, u32)>> {
     let mut out = BTreeMap::new();
     for item in &list.items {
         let seen = list.observed.get(&item.id())?;
-        if seen.state != "healthy" {
+        if seen.state != ReplicaState::Healthy {
             return None;
         }
         out.insert(item.id(), (item.node.clone(), seen.pid?));
@@ -215,7 +216,7 @@ async fn a_killed_replica_restarts_and_a_missing_command_says_why() {
         .wait_for("web-0 healthy", Duration::from_secs(60), || async {
             observed(&c, "web-0")
                 .await
-                .filter(|r| r.state == "healthy" && r.pid.is_some())
+                .filter(|r| r.state == ReplicaState::Healthy && r.pid.is_some())
         })
         .await;
     let pid = first.pid.expect("pid");
@@ -230,7 +231,9 @@ async fn a_killed_replica_restarts_and_a_missing_command_says_why() {
             Duration::from_secs(60),
             || async {
                 observed(&c, "web-0").await.filter(|r| {
-                    r.state == "healthy" && r.restarts >= 1 && r.pid.is_some_and(|p| p != pid)
+                    r.state == ReplicaState::Healthy
+                        && r.restarts >= 1
+                        && r.pid.is_some_and(|p| p != pid)
                 })
             },
         )
@@ -241,7 +244,7 @@ async fn a_killed_replica_restarts_and_a_missing_command_says_why() {
         .wait_for("broken-0 failed with a reason", fixture::WAIT, || async {
             observed(&c, "broken-0")
                 .await
-                .filter(|r| r.state == "failed")
+                .filter(|r| r.state == ReplicaState::Failed)
         })
         .await;
     let reason = failed.reason.unwrap_or_default();

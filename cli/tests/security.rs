@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fixture::{http_client, TestCluster, WAIT};
-use orion_api::agent_proto::{encode_frame, AgentMessage, ReplicaReport, ALPN};
+use orion_api::agent_proto::{write_frame, AgentMessage, ReplicaReport, ReplicaState, ALPN};
 use orion_api::{ApplyRequest, SourceFile};
 use orion_client::{Client, Consistency, StatusCode, VariableQuery};
 use orion_tls::{Credentials, LiveCert};
@@ -421,7 +421,7 @@ async fn rogue_session(
             memory_bytes: 1 << 30,
         },
     };
-    send.write_all(&encode_frame(&hello)).await.expect("hello");
+    write_frame(&mut send, &hello).await.expect("hello");
     (endpoint, conn, send, recv)
 }
 
@@ -463,13 +463,13 @@ async fn an_agent_may_speak_only_for_its_own_node() {
         replicas: vec![ReplicaReport {
             id: "web-0".into(),
             pid: Some(1),
-            state: "failed".into(),
+            state: ReplicaState::Failed,
             restarts: 99,
             reason: Some("forged".into()),
             ports: Default::default(),
         }],
     };
-    send.write_all(&encode_frame(&lie)).await.expect("status");
+    write_frame(&mut send, &lie).await.expect("status");
     c.wait_for_log(1, "refused a status report for another node's replica")
         .await;
     ep.close(0u32.into(), b"");
@@ -482,6 +482,22 @@ async fn an_agent_may_speak_only_for_its_own_node() {
         !replicas.contains("forged"),
         "the forged report changed nothing: {replicas}"
     );
+
+    // A frame that breaks the protocol (a length over the limit) ends the session,
+    // and the gateway says why and whose it was.
+    let (ep, conn, mut send, _recv) = rogue_session(&gateway, &n2, &c.ca_pem, "n2").await;
+    send.write_all(&u32::MAX.to_be_bytes())
+        .await
+        .expect("garbage");
+    let closed = tokio::time::timeout(WAIT, conn.closed()).await;
+    assert!(
+        closed.is_ok(),
+        "the gateway closes a session with a bad frame"
+    );
+    ep.close(0u32.into(), b"");
+    c.wait_for_log(1, "closing the session of an agent that sent a bad frame")
+        .await;
+    c.wait_for_log(1, "over the 16777216-byte limit").await;
 }
 
 /// `orion dev` in its own process group; on drop it gets SIGTERM, then the group

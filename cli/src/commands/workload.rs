@@ -178,7 +178,7 @@ pub async fn get(
                     let mut row = vec![
                         x.id(),
                         x.node.clone(),
-                        seen.map_or("pending".into(), |s| s.state.clone()),
+                        seen.map_or("pending".into(), |s| s.state.to_string()),
                         seen.and_then(|s| s.pid)
                             .map_or("-".into(), |p| p.to_string()),
                         seen.map_or("-".into(), |s| s.restarts.to_string()),
@@ -299,7 +299,7 @@ pub async fn describe(client: &Client, kind: Kind, name: &str) -> anyhow::Result
         t.row(vec![
             format!("  {}", r.id()),
             r.node.clone(),
-            seen.map_or("pending".into(), |s| s.state.clone()),
+            seen.map_or("pending".into(), |s| s.state.to_string()),
             seen.and_then(|s| s.pid)
                 .map_or("-".into(), |p| p.to_string()),
             seen.map_or("-".into(), |s| s.restarts.to_string()),

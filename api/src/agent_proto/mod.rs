@@ -1,25 +1,51 @@
-//! The agent ↔ leader protocol carried on the QUIC control stream (ALPN `orion/1`).
+//! The agent ↔ leader protocol carried on the QUIC streams (ALPN [`ALPN`]).
 //!
-//! Each message is one frame: a 4-byte big-endian length, then the message as JSON.
+//! The wire schema is `api/proto/agent.proto` (protobuf, package `orion.agent.v1`,
+//! generated into [`wire`]); the types here are what the code on both ends handles.
+//! [`codec`] is the one place frames are read and written: each is a 4-byte
+//! big-endian length, then one protobuf message, at most [`MAX_FRAME`] bytes. A
+//! decoded frame is checked while it becomes one of these types, so a frame the
+//! peer got wrong is a [`FrameError`] that names the problem, never a default.
+//!
 //! The agent speaks first ([`AgentMessage::Hello`]); a follower answers
 //! [`ServerMessage::Redirect`] and closes, the leader answers
 //! [`ServerMessage::Welcome`] and from then on sends the node's full desired replica
 //! set ([`ServerMessage::Desired`]) whenever it changes: level-triggered, never deltas.
+//!
+//! [`ReplicaReport`], [`NodeUsage`], [`ExecResult`], [`LogCursor`] and [`LogRecord`]
+//! are also part of the REST API (as JSON), so they keep their serde forms.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
 use crate::spec::{Resources, ServiceSpec};
 
-/// ALPN protocol id of the agent link.
-pub const ALPN: &[u8] = b"orion/1";
+pub mod codec;
+mod convert;
 
-/// Largest frame either side accepts.
+pub use codec::{write_frame, Frame, FrameCodec, FrameError, FrameReader};
+
+/// The messages as protobuf generates them from `api/proto/agent.proto`. Only the
+/// codec and the conversions use them.
+pub mod wire {
+    #![allow(clippy::all, missing_docs)]
+    include!(concat!(env!("OUT_DIR"), "/orion.agent.v1.rs"));
+}
+
+/// ALPN protocol id of the agent link: `orion/1` spoke JSON frames, `orion/2` the
+/// protobuf frames of `agent.proto`.
+pub const ALPN: &[u8] = b"orion/2";
+
+/// The version of `agent.proto` this build speaks, sent in hello and welcome.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Largest frame either side accepts or sends, in bytes (without the length prefix).
 pub const MAX_FRAME: usize = 16 << 20;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+/// What an agent sends on its control stream (`AgentFrame` on the wire).
+#[derive(Debug, Clone, PartialEq)]
 pub enum AgentMessage {
     Hello {
         node: String,
@@ -29,15 +55,14 @@ pub enum AgentMessage {
     /// Sent every second; liveness is kept in the leader's memory, never in Raft.
     Heartbeat {
         replicas_running: u32,
-        #[serde(default)]
         usage: NodeUsage,
     },
     /// The state of every replica the agent runs.
     Status { replicas: Vec<ReplicaReport> },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+/// What the gateway sends on an agent's control stream (`ServerFrame` on the wire).
+#[derive(Debug, Clone, PartialEq)]
 pub enum ServerMessage {
     /// Not the leader: connect to `agent_addr` instead (absent while no leader is known).
     Redirect {
@@ -54,7 +79,7 @@ pub enum ServerMessage {
 }
 
 /// One replica the node should run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DesiredReplica {
     /// `service-ordinal`.
     pub id: String,
@@ -76,8 +101,7 @@ pub struct NodeUsage {
 pub struct ReplicaReport {
     pub id: String,
     pub pid: Option<u32>,
-    /// `running`, `healthy`, `unhealthy`, `backoff`, `exited`, `failed`, ...
-    pub state: String,
+    pub state: ReplicaState,
     pub restarts: u32,
     pub reason: Option<String>,
     /// The port allocated for each named port of the service (`ORION_PORT_<NAME>`).
@@ -85,10 +109,53 @@ pub struct ReplicaReport {
     pub ports: BTreeMap<String, u16>,
 }
 
+/// What a replica is doing, as its agent reports it (in JSON, the snake_case name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplicaState {
+    /// About to be spawned (or waiting for a previous instance to stop).
+    Starting,
+    /// Alive; no health check, or the check has not passed yet.
+    Running,
+    /// The health check passed.
+    Healthy,
+    /// The health check failed; it is being killed.
+    Unhealthy,
+    /// Exited and waiting to be restarted.
+    Backoff,
+    /// Exited and, by its restart policy, not restarted.
+    Exited,
+    /// Could not be started; retried with backoff.
+    Failed,
+    /// Stopped on request.
+    Stopped,
+}
+
+impl ReplicaState {
+    /// The name shown by the API and the CLI, e.g. `healthy`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ReplicaState::Starting => "starting",
+            ReplicaState::Running => "running",
+            ReplicaState::Healthy => "healthy",
+            ReplicaState::Unhealthy => "unhealthy",
+            ReplicaState::Backoff => "backoff",
+            ReplicaState::Exited => "exited",
+            ReplicaState::Failed => "failed",
+            ReplicaState::Stopped => "stopped",
+        }
+    }
+}
+
+impl fmt::Display for ReplicaState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A request the leader sends on a new bidirectional stream of an agent's
 /// connection, so a busy log never delays the control stream.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StreamRequest {
     /// Answered with raw log bytes (stdout and stderr merged by line) until the
     /// stream ends; with `follow`, new lines keep coming until the reader goes away.
@@ -99,9 +166,7 @@ pub enum StreamRequest {
         tail: usize,
         follow: bool,
         /// Resume after these offsets of the live files (no tail is sent then).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         from: Option<LogCursor>,
-        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         records: bool,
     },
     /// Answered with one [`ExecResult`] frame.
@@ -172,29 +237,4 @@ pub struct ExecResult {
     pub stderr: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-}
-
-/// The body length a frame header announces, refused above [`MAX_FRAME`].
-pub fn frame_len(header: [u8; 4]) -> Result<usize, String> {
-    let len = u32::from_be_bytes(header) as usize;
-    if len > MAX_FRAME {
-        return Err(format!(
-            "frame of {len} bytes is over the {MAX_FRAME}-byte limit"
-        ));
-    }
-    Ok(len)
-}
-
-/// Decodes a frame body.
-pub fn decode_frame<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
-    serde_json::from_slice(body).map_err(|e| format!("undecodable frame: {e}"))
-}
-
-/// Encodes one frame.
-pub fn encode_frame<T: Serialize>(msg: &T) -> Vec<u8> {
-    let body = serde_json::to_vec(msg).unwrap_or_default();
-    let mut out = Vec::with_capacity(body.len() + 4);
-    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
-    out.extend_from_slice(&body);
-    out
 }

@@ -3,8 +3,8 @@
 //!
 //! # Re-adoption
 //! Replica processes are not killed when the agent stops or crashes: each runs in
-//! its own process group and writes its logs straight to files (see [`crate::logs`]),
-//! so it does not depend on the agent being alive. When a new [`crate::Supervisor`]
+//! its own process group and writes its logs straight to files (see the `logs` module),
+//! so it does not depend on the agent being alive. When a new `Supervisor`
 //! starts on the same root it reads these records and, for each one:
 //! - if `/proc/<pid>` exists, is not a zombie, and its start time (field 22 of
 //!   `/proc/<pid>/stat`, clock ticks since boot) equals the recorded one, the process
@@ -26,7 +26,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{io_at, Error, Result};
-use crate::supervisor::ReplicaSpec;
+use crate::replica::ReplicaSpec;
+use crate::supervisor::process::is_same_process;
 
 /// The record of one replica process, written when it starts and removed when it
 /// is gone.
@@ -122,51 +123,11 @@ pub fn load_live(root: &Path) -> Vec<ReplicaRecord> {
     live
 }
 
-/// `(state, start_time)` from `/proc/<pid>/stat`, or `None` if there is no such process.
-pub fn proc_stat(pid: u32) -> Option<(char, u64)> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // `pid (comm) state ...`: comm may hold spaces and parentheses, so split after the last ')'.
-    let rest = &text[text.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let state = fields.first()?.chars().next()?;
-    // Field 22 overall; field 3 (state) is index 0 here.
-    let start = fields.get(19)?.parse().ok()?;
-    Some((state, start))
-}
-
-/// The start time of a live (non-zombie) process.
-pub fn start_time(pid: u32) -> Option<u64> {
-    match proc_stat(pid)? {
-        ('Z' | 'X', _) => None,
-        (_, start) => Some(start),
-    }
-}
-
-/// Whether `pid` is alive, not a zombie, and started at `start_time`.
-pub fn is_same_process(pid: u32, start_time: u64) -> bool {
-    self::start_time(pid) == Some(start_time)
-}
-
 /// A stable FNV-1a hash of the spec's JSON form (maps are ordered, so it is
 /// deterministic and does not change between Rust releases, unlike `DefaultHasher`).
-pub fn spec_hash(spec: &ReplicaSpec) -> u64 {
-    let bytes = serde_json::to_vec(spec).unwrap_or_default();
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
+pub fn spec_hash(spec: &ReplicaSpec) -> std::result::Result<u64, serde_json::Error> {
+    let bytes = serde_json::to_vec(spec)?;
+    Ok(bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn own_process_is_alive_with_stable_start_time() {
-        let me = std::process::id();
-        let start = start_time(me);
-        assert!(start.is_some());
-        assert_eq!(start, start_time(me));
-        assert!(is_same_process(me, start.unwrap_or_default()));
-        assert!(!is_same_process(me, start.unwrap_or_default() + 1));
-    }
+    }))
 }

@@ -19,6 +19,44 @@ use orion_api::spec::service::{HealthCheck, Probe};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::error::LaunchError;
+use crate::supervisor::process::{signal_group, ExitInfo};
+
+/// Why one probe failed; the message becomes the replica's reason when the check
+/// fails often enough.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("port `{0}` was not allocated to this replica")]
+    NoPort(String),
+    #[error("connect to 127.0.0.1:{port}: {source}")]
+    Connect {
+        port: u16,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("send request: {0}")]
+    Send(#[source] std::io::Error),
+    #[error("read response: {0}")]
+    Read(#[source] std::io::Error),
+    #[error("bad status line `{0}`")]
+    StatusLine(String),
+    #[error("GET {path} answered {status}")]
+    Status { path: String, status: u16 },
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    /// The exec probe's command could not be started.
+    #[error(transparent)]
+    Launch(LaunchError),
+    #[error("wait for `{program}`: {source}")]
+    Wait {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{command}` {exit}")]
+    Failed { command: String, exit: ExitInfo },
+}
+
 /// A change of health worth reporting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transition {
@@ -94,28 +132,26 @@ pub async fn watch(
         ticks.tick().await;
         let result = match tokio::time::timeout(timeout, probe(&check.probe, &target)).await {
             Ok(r) => r,
-            Err(_) => Err(format!("timed out after {timeout:?}")),
+            Err(_) => Err(ProbeError::Timeout(timeout)),
         };
-        let reason = result.as_ref().err().cloned();
-        match tracker.record(result.is_ok()) {
-            Some(Transition::Healthy) => on_healthy(),
-            Some(Transition::Unhealthy) => {
-                return format!(
-                    "health check failed {} times in a row: {}",
-                    check.failures,
-                    reason.unwrap_or_default()
-                )
+        match result {
+            Ok(()) => {
+                if tracker.record(true) == Some(Transition::Healthy) {
+                    on_healthy();
+                }
             }
-            None => {}
-        }
-        if let Some(reason) = reason {
-            tracing::debug!(cause = %reason, "health probe failed");
+            Err(e) => {
+                if tracker.record(false) == Some(Transition::Unhealthy) {
+                    return format!("health check failed {} times in a row: {e}", check.failures);
+                }
+                tracing::debug!(cause = %e, "health probe failed");
+            }
         }
     }
 }
 
 /// One probe, without the timeout (the caller applies it).
-pub async fn probe(probe: &Probe, target: &Target<'_>) -> Result<(), String> {
+pub async fn probe(probe: &Probe, target: &Target<'_>) -> Result<(), ProbeError> {
     match probe {
         Probe::Http { port, path } => http_get(port_of(target, port)?, path).await,
         Probe::Tcp { port } => {
@@ -123,40 +159,37 @@ pub async fn probe(probe: &Probe, target: &Target<'_>) -> Result<(), String> {
             TcpStream::connect(("127.0.0.1", port))
                 .await
                 .map(drop)
-                .map_err(|e| format!("connect to 127.0.0.1:{port}: {e}"))
+                .map_err(|source| ProbeError::Connect { port, source })
         }
         Probe::Exec { command } => exec(command, target).await,
     }
 }
 
-fn port_of(target: &Target<'_>, name: &str) -> Result<u16, String> {
+fn port_of(target: &Target<'_>, name: &str) -> Result<u16, ProbeError> {
     target
         .ports
         .get(name)
         .copied()
-        .ok_or_else(|| format!("port `{name}` was not allocated to this replica"))
+        .ok_or_else(|| ProbeError::NoPort(name.to_owned()))
 }
 
 /// `GET path` on 127.0.0.1:port; Ok for a 2xx or 3xx status.
-pub async fn http_get(port: u16, path: &str) -> Result<(), String> {
+pub async fn http_get(port: u16, path: &str) -> Result<(), ProbeError> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))
         .await
-        .map_err(|e| format!("connect to 127.0.0.1:{port}: {e}"))?;
+        .map_err(|source| ProbeError::Connect { port, source })?;
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: orion-agent\r\nAccept: */*\r\nConnection: close\r\n\r\n"
     );
     stream
         .write_all(request.as_bytes())
         .await
-        .map_err(|e| format!("send request: {e}"))?;
+        .map_err(ProbeError::Send)?;
     // Only the status line matters; read until it is complete (bounded).
     let mut head = Vec::with_capacity(256);
     let mut buf = [0u8; 256];
     while !head.windows(2).any(|w| w == b"\r\n") && head.len() < 4096 {
-        let n = stream
-            .read(&mut buf)
-            .await
-            .map_err(|e| format!("read response: {e}"))?;
+        let n = stream.read(&mut buf).await.map_err(ProbeError::Read)?;
         if n == 0 {
             break;
         }
@@ -170,23 +203,27 @@ pub async fn http_get(port: u16, path: &str) -> Result<(), String> {
     let status: u16 = match line.split_whitespace().collect::<Vec<_>>().as_slice() {
         [version, code, ..] if version.starts_with("HTTP/1.") => code
             .parse()
-            .map_err(|_| format!("bad status line `{line}`"))?,
-        _ => return Err(format!("bad status line `{line}`")),
+            .map_err(|_| ProbeError::StatusLine(line.to_string()))?,
+        _ => return Err(ProbeError::StatusLine(line.to_string())),
     };
     if (200..400).contains(&status) {
         Ok(())
     } else {
-        Err(format!("GET {path} answered {status}"))
+        Err(ProbeError::Status {
+            path: path.to_owned(),
+            status,
+        })
     }
 }
 
-async fn exec(command: &[String], target: &Target<'_>) -> Result<(), String> {
+async fn exec(command: &[String], target: &Target<'_>) -> Result<(), ProbeError> {
     let argv = command
         .iter()
         .map(|part| orion_api::spec::expand::expand(part, target.env))
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ProbeError::Launch(LaunchError::Expand(e)))?;
     let Some((program, args)) = argv.split_first() else {
-        return Err("empty exec command".to_owned());
+        return Err(ProbeError::Launch(LaunchError::EmptyCommand));
     };
     let mut child = tokio::process::Command::new(program)
         .args(args)
@@ -199,22 +236,21 @@ async fn exec(command: &[String], target: &Target<'_>) -> Result<(), String> {
         .process_group(0)
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| crate::supervisor::describe_spawn_error(program, &e))?;
+        .map_err(|e| ProbeError::Launch(LaunchError::spawn(program, e)))?;
     // If the caller's timeout drops this future, kill_on_drop kills the leader;
     // the guard kills the rest of its group.
     let _group = GroupGuard(child.id());
-    let status = child
-        .wait()
-        .await
-        .map_err(|e| format!("wait for `{program}`: {e}"))?;
+    let status = child.wait().await.map_err(|source| ProbeError::Wait {
+        program: program.clone(),
+        source,
+    })?;
     if status.success() {
         Ok(())
     } else {
-        Err(format!(
-            "`{}` {}",
-            argv.join(" "),
-            crate::supervisor::ExitInfo::from(status)
-        ))
+        Err(ProbeError::Failed {
+            command: argv.join(" "),
+            exit: ExitInfo::from(status),
+        })
     }
 }
 
@@ -224,7 +260,7 @@ struct GroupGuard(Option<u32>);
 impl Drop for GroupGuard {
     fn drop(&mut self) {
         if let Some(pgid) = self.0 {
-            crate::supervisor::signal_group(pgid, nix::sys::signal::Signal::SIGKILL);
+            signal_group(pgid, nix::sys::signal::Signal::SIGKILL);
         }
     }
 }
@@ -277,9 +313,13 @@ mod tests {
                 }
             }
         });
-        assert_eq!(http_get(port, "/ok").await, Ok(()));
+        let ok = http_get(port, "/ok").await;
+        assert!(ok.is_ok(), "{ok:?}");
         let err = http_get(port, "/busy").await;
-        assert!(matches!(&err, Err(e) if e.contains("503")), "{err:?}");
+        assert!(
+            matches!(&err, Err(e) if e.to_string().contains("503")),
+            "{err:?}"
+        );
         let _ = server.await;
     }
 }

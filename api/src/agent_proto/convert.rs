@@ -1,0 +1,561 @@
+//! The messages of [`super`] to and from their [`wire`] forms.
+//!
+//! Going to the wire cannot fail. Coming from it checks what protobuf cannot: a
+//! frame kind, a message field or an enum value that must be set, numbers that
+//! must fit. Each failure is a [`FrameError::Invalid`] naming the field.
+
+use std::collections::BTreeMap;
+
+use super::codec::{Frame, FrameError};
+use super::{
+    wire, AgentMessage, DesiredReplica, ExecResult, LogCursor, NodeUsage, ReplicaReport,
+    ReplicaState, ServerMessage, StreamRequest, PROTOCOL_VERSION,
+};
+use crate::spec::constraint::Constraint;
+use crate::spec::service::{
+    Backoff, HealthCheck, Placement, Probe, Resources, RestartMode, RestartPolicy, ServiceSpec,
+    UpdateStrategy,
+};
+
+type Checked<T> = Result<T, String>;
+
+fn required<T>(value: Option<T>, field: &str) -> Checked<T> {
+    value.ok_or_else(|| format!("{field} is missing"))
+}
+
+/// The sender's protocol version; 0 is a peer that did not say.
+fn protocol(version: u32) -> Checked<()> {
+    if version == 0 {
+        return Err("protocol version is missing (a peer older than orion.agent.v1?)".into());
+    }
+    Ok(())
+}
+
+impl Frame for AgentMessage {
+    type Wire = wire::AgentFrame;
+    const NAME: &'static str = "AgentFrame";
+
+    fn to_wire(&self) -> wire::AgentFrame {
+        use wire::agent_frame::Kind;
+        let kind = match self {
+            AgentMessage::Hello {
+                node,
+                labels,
+                capacity,
+            } => Kind::Hello(wire::Hello {
+                protocol: PROTOCOL_VERSION,
+                node: node.clone(),
+                labels: labels.clone(),
+                capacity: Some(resources_to_wire(capacity)),
+            }),
+            AgentMessage::Heartbeat {
+                replicas_running,
+                usage,
+            } => Kind::Heartbeat(wire::Heartbeat {
+                replicas_running: *replicas_running,
+                usage: Some(wire::NodeUsage {
+                    load_milli: usage.load_milli,
+                    memory_total_bytes: usage.memory_total_bytes,
+                    memory_available_bytes: usage.memory_available_bytes,
+                }),
+            }),
+            AgentMessage::Status { replicas } => Kind::Status(wire::Status {
+                replicas: replicas.iter().map(report_to_wire).collect(),
+            }),
+        };
+        wire::AgentFrame { kind: Some(kind) }
+    }
+
+    fn from_wire(frame: wire::AgentFrame) -> Result<Self, FrameError> {
+        use wire::agent_frame::Kind;
+        let checked = match required(frame.kind, "the frame kind") {
+            Err(e) => Err(e),
+            Ok(Kind::Hello(h)) => protocol(h.protocol).and_then(|()| {
+                Ok(AgentMessage::Hello {
+                    node: h.node,
+                    labels: h.labels,
+                    capacity: resources_from_wire(required(h.capacity, "hello.capacity")?),
+                })
+            }),
+            Ok(Kind::Heartbeat(h)) => {
+                required(h.usage, "heartbeat.usage").map(|u| AgentMessage::Heartbeat {
+                    replicas_running: h.replicas_running,
+                    usage: NodeUsage {
+                        load_milli: u.load_milli,
+                        memory_total_bytes: u.memory_total_bytes,
+                        memory_available_bytes: u.memory_available_bytes,
+                    },
+                })
+            }
+            Ok(Kind::Status(s)) => s
+                .replicas
+                .into_iter()
+                .map(report_from_wire)
+                .collect::<Checked<_>>()
+                .map(|replicas| AgentMessage::Status { replicas }),
+        };
+        checked.map_err(FrameError::invalid::<Self>)
+    }
+}
+
+fn report_to_wire(r: &ReplicaReport) -> wire::ReplicaReport {
+    use wire::ReplicaState as W;
+    let state = match r.state {
+        ReplicaState::Starting => W::Starting,
+        ReplicaState::Running => W::Running,
+        ReplicaState::Healthy => W::Healthy,
+        ReplicaState::Unhealthy => W::Unhealthy,
+        ReplicaState::Backoff => W::Backoff,
+        ReplicaState::Exited => W::Exited,
+        ReplicaState::Failed => W::Failed,
+        ReplicaState::Stopped => W::Stopped,
+    };
+    wire::ReplicaReport {
+        id: r.id.clone(),
+        pid: r.pid,
+        state: state.into(),
+        restarts: r.restarts,
+        reason: r.reason.clone(),
+        ports: r
+            .ports
+            .iter()
+            .map(|(name, port)| (name.clone(), u32::from(*port)))
+            .collect(),
+    }
+}
+
+fn report_from_wire(r: wire::ReplicaReport) -> Checked<ReplicaReport> {
+    use wire::ReplicaState as W;
+    let state = match W::try_from(r.state) {
+        Ok(W::Starting) => ReplicaState::Starting,
+        Ok(W::Running) => ReplicaState::Running,
+        Ok(W::Healthy) => ReplicaState::Healthy,
+        Ok(W::Unhealthy) => ReplicaState::Unhealthy,
+        Ok(W::Backoff) => ReplicaState::Backoff,
+        Ok(W::Exited) => ReplicaState::Exited,
+        Ok(W::Failed) => ReplicaState::Failed,
+        Ok(W::Stopped) => ReplicaState::Stopped,
+        Ok(W::Unspecified) => return Err(format!("replica {:?} has no state", r.id)),
+        Err(_) => {
+            return Err(format!(
+                "replica {:?} has state {}, unknown to this version",
+                r.id, r.state
+            ))
+        }
+    };
+    let ports = r
+        .ports
+        .into_iter()
+        .map(|(name, port)| match u16::try_from(port) {
+            Ok(p) => Ok((name, p)),
+            Err(_) => Err(format!(
+                "replica {:?}: port {name} = {port} is not a port number",
+                r.id
+            )),
+        })
+        .collect::<Checked<BTreeMap<_, _>>>()?;
+    Ok(ReplicaReport {
+        id: r.id,
+        pid: r.pid,
+        state,
+        restarts: r.restarts,
+        reason: r.reason,
+        ports,
+    })
+}
+
+impl Frame for ServerMessage {
+    type Wire = wire::ServerFrame;
+    const NAME: &'static str = "ServerFrame";
+
+    fn to_wire(&self) -> wire::ServerFrame {
+        use wire::server_frame::Kind;
+        let kind = match self {
+            ServerMessage::Redirect { agent_addr } => Kind::Redirect(wire::Redirect {
+                agent_addr: agent_addr.clone(),
+            }),
+            ServerMessage::Welcome { node } => Kind::Welcome(wire::Welcome {
+                protocol: PROTOCOL_VERSION,
+                node: node.clone(),
+            }),
+            ServerMessage::Desired { revision, replicas } => Kind::Desired(wire::Desired {
+                revision: *revision,
+                replicas: replicas
+                    .iter()
+                    .map(|d| wire::DesiredReplica {
+                        id: d.id.clone(),
+                        generation: d.generation,
+                        service: Some(service_to_wire(&d.service)),
+                    })
+                    .collect(),
+            }),
+        };
+        wire::ServerFrame { kind: Some(kind) }
+    }
+
+    fn from_wire(frame: wire::ServerFrame) -> Result<Self, FrameError> {
+        use wire::server_frame::Kind;
+        let checked = match required(frame.kind, "the frame kind") {
+            Err(e) => Err(e),
+            Ok(Kind::Redirect(r)) => Ok(ServerMessage::Redirect {
+                agent_addr: r.agent_addr,
+            }),
+            Ok(Kind::Welcome(w)) => {
+                protocol(w.protocol).map(|()| ServerMessage::Welcome { node: w.node })
+            }
+            Ok(Kind::Desired(d)) => d
+                .replicas
+                .into_iter()
+                .map(|r| {
+                    let service = required(r.service, "desired replica service")
+                        .and_then(service_from_wire)
+                        .map_err(|e| format!("replica {:?}: {e}", r.id))?;
+                    Ok(DesiredReplica {
+                        id: r.id,
+                        generation: r.generation,
+                        service,
+                    })
+                })
+                .collect::<Checked<_>>()
+                .map(|replicas| ServerMessage::Desired {
+                    revision: d.revision,
+                    replicas,
+                }),
+        };
+        checked.map_err(FrameError::invalid::<Self>)
+    }
+}
+
+impl Frame for StreamRequest {
+    type Wire = wire::StreamRequest;
+    const NAME: &'static str = "StreamRequest";
+
+    fn to_wire(&self) -> wire::StreamRequest {
+        use wire::stream_request::Kind;
+        let kind = match self {
+            StreamRequest::Logs {
+                replica,
+                tail,
+                follow,
+                from,
+                records,
+            } => Kind::Logs(wire::LogsRequest {
+                replica: replica.clone(),
+                tail: *tail as u64,
+                follow: *follow,
+                from: from.map(|c| wire::LogCursor {
+                    stdout: c.stdout,
+                    stderr: c.stderr,
+                }),
+                records: *records,
+            }),
+            StreamRequest::Exec { replica, command } => Kind::Exec(wire::ExecRequest {
+                replica: replica.clone(),
+                command: command.clone(),
+            }),
+        };
+        wire::StreamRequest { kind: Some(kind) }
+    }
+
+    fn from_wire(request: wire::StreamRequest) -> Result<Self, FrameError> {
+        use wire::stream_request::Kind;
+        let checked = match required(request.kind, "the request kind") {
+            Err(e) => Err(e),
+            Ok(Kind::Logs(l)) => usize::try_from(l.tail)
+                .map_err(|_| format!("tail {} is too large", l.tail))
+                .map(|tail| StreamRequest::Logs {
+                    replica: l.replica,
+                    tail,
+                    follow: l.follow,
+                    from: l.from.map(|c| LogCursor {
+                        stdout: c.stdout,
+                        stderr: c.stderr,
+                    }),
+                    records: l.records,
+                }),
+            Ok(Kind::Exec(e)) => Ok(StreamRequest::Exec {
+                replica: e.replica,
+                command: e.command,
+            }),
+        };
+        checked.map_err(FrameError::invalid::<Self>)
+    }
+}
+
+impl Frame for ExecResult {
+    type Wire = wire::ExecResult;
+    const NAME: &'static str = "ExecResult";
+
+    fn to_wire(&self) -> wire::ExecResult {
+        wire::ExecResult {
+            exit_code: self.exit_code,
+            signal: self.signal,
+            stdout: self.stdout.clone(),
+            stderr: self.stderr.clone(),
+            error: self.error.clone(),
+        }
+    }
+
+    fn from_wire(r: wire::ExecResult) -> Result<Self, FrameError> {
+        Ok(ExecResult {
+            exit_code: r.exit_code,
+            signal: r.signal,
+            stdout: r.stdout,
+            stderr: r.stderr,
+            error: r.error,
+        })
+    }
+}
+
+fn resources_to_wire(r: &Resources) -> wire::Resources {
+    wire::Resources {
+        cpu_millis: r.cpu_millis,
+        memory_bytes: r.memory_bytes,
+    }
+}
+
+fn resources_from_wire(r: wire::Resources) -> Resources {
+    Resources {
+        cpu_millis: r.cpu_millis,
+        memory_bytes: r.memory_bytes,
+    }
+}
+
+fn service_to_wire(s: &ServiceSpec) -> wire::ServiceSpec {
+    wire::ServiceSpec {
+        name: s.name.clone(),
+        replicas: s.replicas,
+        command: s.command.clone(),
+        args: s.args.clone(),
+        env: s.env.clone(),
+        working_dir: s.working_dir.clone(),
+        ports: s.ports.clone(),
+        resources: Some(resources_to_wire(&s.resources)),
+        health: s.health.as_ref().map(|h| {
+            use wire::health_check::Probe as P;
+            wire::HealthCheck {
+                probe: Some(match &h.probe {
+                    Probe::Http { port, path } => P::Http(wire::HttpProbe {
+                        port: port.clone(),
+                        path: path.clone(),
+                    }),
+                    Probe::Tcp { port } => P::Tcp(wire::TcpProbe { port: port.clone() }),
+                    Probe::Exec { command } => P::Exec(wire::ExecProbe {
+                        command: command.clone(),
+                    }),
+                }),
+                interval_ms: h.interval_ms,
+                timeout_ms: h.timeout_ms,
+                failures: h.failures,
+                successes: h.successes,
+                initial_delay_ms: h.initial_delay_ms,
+            }
+        }),
+        restart: Some(wire::RestartPolicy {
+            policy: match s.restart.policy {
+                RestartMode::Always => wire::RestartMode::Always,
+                RestartMode::OnFailure => wire::RestartMode::OnFailure,
+                RestartMode::Never => wire::RestartMode::Never,
+            }
+            .into(),
+            backoff_initial_ms: s.restart.backoff.initial_ms,
+            backoff_max_ms: s.restart.backoff.max_ms,
+        }),
+        placement: Some(wire::Placement {
+            constraints: s
+                .placement
+                .constraints
+                .iter()
+                .map(constraint_to_wire)
+                .collect(),
+        }),
+        strategy: Some(wire::UpdateStrategy {
+            max_unavailable: s.strategy.max_unavailable,
+            max_surge: s.strategy.max_surge,
+        }),
+    }
+}
+
+fn service_from_wire(s: wire::ServiceSpec) -> Checked<ServiceSpec> {
+    let health = match s.health {
+        None => None,
+        Some(h) => {
+            use wire::health_check::Probe as P;
+            let probe = match required(h.probe, "health.probe")? {
+                P::Http(p) => Probe::Http {
+                    port: p.port,
+                    path: p.path,
+                },
+                P::Tcp(p) => Probe::Tcp { port: p.port },
+                P::Exec(p) => Probe::Exec { command: p.command },
+            };
+            Some(HealthCheck {
+                probe,
+                interval_ms: h.interval_ms,
+                timeout_ms: h.timeout_ms,
+                failures: h.failures,
+                successes: h.successes,
+                initial_delay_ms: h.initial_delay_ms,
+            })
+        }
+    };
+    let restart = required(s.restart, "restart")?;
+    let policy = match wire::RestartMode::try_from(restart.policy) {
+        Ok(wire::RestartMode::Always) => RestartMode::Always,
+        Ok(wire::RestartMode::OnFailure) => RestartMode::OnFailure,
+        Ok(wire::RestartMode::Never) => RestartMode::Never,
+        Ok(wire::RestartMode::Unspecified) => return Err("restart.policy is missing".into()),
+        Err(_) => {
+            return Err(format!(
+                "restart.policy {} is unknown to this version",
+                restart.policy
+            ))
+        }
+    };
+    let strategy = required(s.strategy, "strategy")?;
+    Ok(ServiceSpec {
+        name: s.name,
+        replicas: s.replicas,
+        command: s.command,
+        args: s.args,
+        env: s.env,
+        working_dir: s.working_dir,
+        ports: s.ports,
+        resources: resources_from_wire(required(s.resources, "resources")?),
+        health,
+        restart: RestartPolicy {
+            policy,
+            backoff: Backoff {
+                initial_ms: restart.backoff_initial_ms,
+                max_ms: restart.backoff_max_ms,
+            },
+        },
+        placement: Placement {
+            constraints: required(s.placement, "placement")?
+                .constraints
+                .into_iter()
+                .map(constraint_from_wire)
+                .collect::<Checked<_>>()?,
+        },
+        strategy: UpdateStrategy {
+            max_unavailable: strategy.max_unavailable,
+            max_surge: strategy.max_surge,
+        },
+    })
+}
+
+fn constraint_to_wire(c: &Constraint) -> wire::Constraint {
+    use wire::constraint::Op;
+    let op = match c {
+        Constraint::Equals { value, .. } => Op::Equals(value.clone()),
+        Constraint::NotEquals { value, .. } => Op::NotEquals(value.clone()),
+        Constraint::In { values, .. } => Op::OneOf(wire::ValueList {
+            values: values.clone(),
+        }),
+        Constraint::Exists { .. } => Op::Exists(true),
+    };
+    wire::Constraint {
+        label: c.label().to_owned(),
+        op: Some(op),
+    }
+}
+
+fn constraint_from_wire(c: wire::Constraint) -> Checked<Constraint> {
+    use wire::constraint::Op;
+    let label = c.label;
+    Ok(match c.op {
+        Some(Op::Equals(value)) => Constraint::Equals { label, value },
+        Some(Op::NotEquals(value)) => Constraint::NotEquals { label, value },
+        Some(Op::OneOf(list)) => Constraint::In {
+            label,
+            values: list.values,
+        },
+        Some(Op::Exists(true)) => Constraint::Exists { label },
+        Some(Op::Exists(false)) | None => {
+            return Err(format!("placement constraint on {label:?} has no operator"))
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_service_spec_survives_the_wire() {
+        let spec = ServiceSpec {
+            name: "web".into(),
+            replicas: 1,
+            command: vec!["python3".into(), "-m".into(), "http.server".into()],
+            args: vec!["${PORT}".into()],
+            env: BTreeMap::from([("A".into(), "b".into())]),
+            working_dir: Some("site".into()),
+            ports: vec!["http".into()],
+            resources: Resources {
+                cpu_millis: 250,
+                memory_bytes: 1 << 20,
+            },
+            health: Some(HealthCheck {
+                probe: Probe::Http {
+                    port: "http".into(),
+                    path: "/".into(),
+                },
+                interval_ms: 100,
+                timeout_ms: 50,
+                failures: 3,
+                successes: 1,
+                initial_delay_ms: 0,
+            }),
+            restart: RestartPolicy {
+                policy: RestartMode::OnFailure,
+                backoff: Backoff {
+                    initial_ms: 10,
+                    max_ms: 20,
+                },
+            },
+            placement: Placement {
+                constraints: vec![
+                    Constraint::Equals {
+                        label: "zone".into(),
+                        value: "a".into(),
+                    },
+                    Constraint::NotEquals {
+                        label: "os".into(),
+                        value: "bsd".into(),
+                    },
+                    Constraint::In {
+                        label: "arch".into(),
+                        values: vec!["x86".into(), "arm".into()],
+                    },
+                    Constraint::Exists {
+                        label: "gpu".into(),
+                    },
+                ],
+            },
+            strategy: UpdateStrategy {
+                max_unavailable: 2,
+                max_surge: 0,
+            },
+        };
+        assert_eq!(service_from_wire(service_to_wire(&spec)), Ok(spec));
+    }
+
+    #[test]
+    fn an_unknown_state_is_refused_with_the_replica_named() {
+        let mut r = report_to_wire(&ReplicaReport {
+            id: "web-0".into(),
+            pid: None,
+            state: ReplicaState::Running,
+            restarts: 0,
+            reason: None,
+            ports: BTreeMap::from([("http".into(), 1)]),
+        });
+        r.state = 99;
+        let err = report_from_wire(r.clone()).expect_err("unknown state");
+        assert!(err.contains("\"web-0\"") && err.contains("99"), "{err}");
+        r.state = wire::ReplicaState::Running.into();
+        r.ports.insert("big".into(), 70_000);
+        let err = report_from_wire(r).expect_err("port out of range");
+        assert!(err.contains("70000"), "{err}");
+    }
+}
