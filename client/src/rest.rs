@@ -62,6 +62,26 @@ pub struct Client {
 impl Client {
     /// A client for `urls` that trusts only the cluster CA `ca_pem` and sends `token`.
     pub fn new(urls: &[String], ca_pem: &str, token: Option<String>) -> Result<Self, ClientError> {
+        Self::build(urls, ca_pem, None, token)
+    }
+
+    /// A client for `urls` that trusts only the cluster CA `ca_pem` and presents
+    /// `cert` (a peer's own calls, such as asking to join, where the certificate
+    /// is the credential).
+    pub fn with_certificate(
+        urls: &[String],
+        ca_pem: &str,
+        cert: std::sync::Arc<orion_tls::LiveCert>,
+    ) -> Result<Self, ClientError> {
+        Self::build(urls, ca_pem, Some(cert), None)
+    }
+
+    fn build(
+        urls: &[String],
+        ca_pem: &str,
+        cert: Option<std::sync::Arc<orion_tls::LiveCert>>,
+        token: Option<String>,
+    ) -> Result<Self, ClientError> {
         let urls: Vec<String> = urls
             .iter()
             .map(|u| u.trim().trim_end_matches('/').to_string())
@@ -77,7 +97,7 @@ impl Client {
                 "server URL {bad:?} must start with https:// (the API is served over TLS)"
             )));
         }
-        let tls = orion_tls::config::client_config(ca_pem, None)
+        let tls = orion_tls::config::client_config(ca_pem, cert)
             .map_err(|e| ClientError::Invalid(format!("the CA certificate: {e}")))?;
         let mut headers = reqwest::header::HeaderMap::new();
         if let Some(t) = token {
