@@ -225,7 +225,9 @@ async fn control_loop(
     let mut last_sent: Option<Vec<DesiredReplica>> = None;
     // Reading a frame is not cancel-safe, so frames come through a channel.
     let (tx, mut frames) = tokio::sync::mpsc::channel(8);
-    let reader = tokio::spawn(async move {
+    // In a set of its own: it ends with this loop, however the loop ends.
+    let mut reader = tokio::task::JoinSet::new();
+    reader.spawn(async move {
         let mut recv = recv;
         loop {
             let frame = read_frame::<AgentMessage>(&mut recv).await;
@@ -276,8 +278,7 @@ async fn control_loop(
             },
         }
     };
-    reader.abort();
-    let _ = reader.await;
+    reader.shutdown().await;
     result
 }
 

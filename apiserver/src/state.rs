@@ -11,7 +11,7 @@
 //! | [`Tokens`] | `crate::auth` | checking bearer tokens |
 //! | [`AgentRegistry`] | `crate::gateway` | what connected agents report, and their connections |
 //! | [`Unplaced`] | `crate::controllers::replicas` | replicas no node can take now |
-//! | [`Sessions`] | `crate::api::streams` | the bound on log and exec relays |
+//! | [`Sessions`], [`AgentStreams`] | `crate::api::streams` | the bound on log and exec relays; what a relay takes |
 //! | [`StaleReads`] | `crate::api::variables` | `debug-stale-reads` |
 //! | [`Draining`] | `crate::https` | cancelled when the API stops accepting |
 //! | [`PeerIdentity`] | `crate::server` | this peer as it advertises itself |
@@ -22,7 +22,7 @@ use axum::extract::FromRef;
 use orion_api::PeerIdentity;
 use orion_raft::RaftNode;
 
-use crate::api::streams::Sessions;
+use crate::api::streams::{AgentStreams, Sessions};
 use crate::api::variables::StaleReads;
 use crate::auth::Tokens;
 use crate::controllers::replicas::Unplaced;
@@ -71,7 +71,11 @@ part!(Arc<PeerCreds>, |s| s.security.creds().clone());
 part!(Tokens, |s| s.tokens());
 part!(Arc<AgentRegistry>, |s| s.agents.clone());
 part!(Arc<Unplaced>, |s| s.unplaced.clone());
-part!(Sessions, |s| s.sessions.clone());
+part!(AgentStreams, |s| AgentStreams {
+    node: s.node.clone(),
+    agents: s.agents.clone(),
+    sessions: s.sessions.clone(),
+});
 part!(StaleReads, |s| s.stale_reads);
 part!(Draining, |s| s.draining.clone());
 part!(PeerIdentity, |s| s.me.clone());

@@ -102,39 +102,47 @@ impl Sessions {
     }
 }
 
-/// Opens a stream to the agent running replica `id` and sends `request`.
-async fn open(
-    node: &RaftNode,
-    agents: &AgentRegistry,
-    id: &str,
-    request: &StreamRequest,
-) -> Result<(quinn::SendStream, quinn::RecvStream), ApiError> {
-    let placed_on = node
-        .reader
-        .with_view(read::replicas)
-        .map_err(|e| ApiError::internal(e.to_string()))?
-        .into_iter()
-        .find(|r| r.id() == id)
-        .map(|r| r.node)
-        .ok_or_else(|| ApiError::not_found(format!("replica {id:?} does not exist")))?;
-    let conn = agents.connection(&placed_on).ok_or_else(|| {
-        ApiError::unavailable(format!("the agent of node {placed_on:?} is not connected"))
-    })?;
-    open_stream(&conn, request).await.map_err(|e| {
-        ApiError::unavailable(format!("cannot reach the agent of node {placed_on:?}: {e}"))
-    })
+/// What relaying a session to an agent takes: where replicas are placed, the
+/// agents' connections, and the bound on sessions.
+#[derive(Clone)]
+pub struct AgentStreams {
+    pub node: RaftNode,
+    pub agents: Arc<AgentRegistry>,
+    pub sessions: Sessions,
+}
+
+impl AgentStreams {
+    /// Opens a stream to the agent running replica `id` and sends `request`.
+    async fn open(
+        &self,
+        id: &str,
+        request: &StreamRequest,
+    ) -> Result<(quinn::SendStream, quinn::RecvStream), ApiError> {
+        let placed_on = self
+            .node
+            .reader
+            .with_view(read::replicas)
+            .map_err(|e| ApiError::internal(e.to_string()))?
+            .into_iter()
+            .find(|r| r.id() == id)
+            .map(|r| r.node)
+            .ok_or_else(|| ApiError::not_found(format!("replica {id:?} does not exist")))?;
+        let conn = self.agents.connection(&placed_on).ok_or_else(|| {
+            ApiError::unavailable(format!("the agent of node {placed_on:?} is not connected"))
+        })?;
+        open_stream(&conn, request).await.map_err(|e| {
+            ApiError::unavailable(format!("cannot reach the agent of node {placed_on:?}: {e}"))
+        })
+    }
 }
 
 /// `GET /v1/replicas/{id}/logs?tail=N&follow=true`: plain text, one line per line;
 /// with `records=true`, one JSON record per line carrying the stream's offset, and
 /// `stdout_offset=A&stderr_offset=B` resumes after a record (`orion logs -f` does
 /// both, to reconnect through a leader change without losing or repeating a line).
-#[allow(clippy::too_many_arguments)]
 pub async fn logs(
     State(leader): State<Arc<Forwarder>>,
-    State(node): State<RaftNode>,
-    State(agents): State<Arc<AgentRegistry>>,
-    State(sessions): State<Sessions>,
+    State(streams): State<AgentStreams>,
     State(Draining(draining)): State<Draining>,
     Path(id): Path<String>,
     Query(params): Query<LogParams>,
@@ -152,8 +160,8 @@ pub async fn logs(
         from,
         records: params.records,
     };
-    let permit = sessions.permit()?;
-    let (send, recv) = open(&node, &agents, &id, &request).await?;
+    let permit = streams.sessions.permit()?;
+    let (send, recv) = streams.open(&id, &request).await?;
     // The permit lives as long as the stream does; `None` once it ended.
     let state = Some((send, recv, permit, draining));
     let chunks = futures::stream::unfold(state, |state| async move {
@@ -194,9 +202,7 @@ pub async fn logs(
 /// `POST /v1/replicas/{id}/exec` with `{"command": [...]}`.
 pub async fn exec(
     State(leader): State<Arc<Forwarder>>,
-    State(node): State<RaftNode>,
-    State(agents): State<Arc<AgentRegistry>>,
-    State(sessions): State<Sessions>,
+    State(streams): State<AgentStreams>,
     Path(id): Path<String>,
     headers: HeaderMap,
     JsonBody(body): JsonBody<ExecRequest>,
@@ -216,8 +222,8 @@ pub async fn exec(
         replica: id.clone(),
         command: body.command,
     };
-    let _permit = sessions.permit()?;
-    let (_send, mut recv) = open(&node, &agents, &id, &request).await?;
+    let _permit = streams.sessions.permit()?;
+    let (_send, mut recv) = streams.open(&id, &request).await?;
     let result: ExecResult = read_frame(&mut recv)
         .await
         .map_err(ApiError::unavailable)?
