@@ -1,5 +1,5 @@
 //! Who may call what. Every route is declared once, with its [`Access`], in
-//! [`crate::routes`]; the router is built from that table and this middleware
+//! `routes.rs`; the router is built from that table and this middleware
 //! enforces it, so a route cannot exist without a policy.
 //!
 //! Callers are identified by a bearer token (`Authorization: Bearer orion.…`) or,

@@ -1,4 +1,4 @@
-//! Who is calling: the identity the auth middleware ([`crate::auth`]) established
+//! Who is calling: the identity the auth middleware (`auth.rs`) established
 //! for a request, handed to handlers as a request extension.
 
 use orion_tls::{Identity, TokenRole};

@@ -11,7 +11,7 @@
 //! listener on every interface (`0.0.0.0`, `::`) has no address to advertise, so
 //! it needs `advertise-<name>-addr`, or `advertise-api-addr`, whose host it then
 //! uses with its own port. The advertised addresses may change from one start to
-//! the next: the peer updates its membership record (see `crate::advertise`).
+//! the next: the peer updates its membership record (see `advertise.rs`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};

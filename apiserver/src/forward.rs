@@ -4,7 +4,7 @@
 //! Any peer accepts any call. A write, a linearizable read's read-index, or a
 //! membership change is a [`LeaderRequest`]. [`Forwarder::on_leader`] runs it
 //! locally when this peer is the leader, or sends it to the leader's
-//! `POST /v1/internal/leader` (`crate::api::internal`), which only ever executes
+//! `POST /v1/internal/leader` (`api/internal.rs`), which only ever executes
 //! locally (one hop, no loops). While no leader is known (an election), the call is
 //! held until one is, for at most `leader-hold-ms`; only then does the client get `503`.
 //!
@@ -245,7 +245,7 @@ impl Forwarder {
                 self.node.add_peer(&peer).await?;
                 Ok(LeaderReply::Members(self.node.members()))
             }
-            // A member restarted with other addresses (`crate::advertise`).
+            // A member restarted with other addresses (`advertise.rs`).
             LeaderRequest::UpdateMember { peer } => {
                 self.node.update_member(&peer).await?;
                 Ok(LeaderReply::Members(self.node.members()))

@@ -1,8 +1,8 @@
 //! A peer's credentials and the cluster PKI: [`PeerCreds`] (this peer's CA,
 //! certificate and key, shared by every listener and client) and [`Security`]
 //! (the replicated CA and token keys: signing certificates, minting tokens,
-//! renewing this peer's certificate). The endpoints are in `crate::api::tokens`
-//! and `crate::api::certificates`.
+//! renewing this peer's certificate). The endpoints are in `api/tokens.rs`
+//! and `api/certificates.rs`.
 //!
 //! - `--bootstrap` creates the CA, a token signing key and this peer's certificate;
 //!   the first leadership term records CA and key in the replicated state and

@@ -72,9 +72,9 @@ fn write_listen_file(dir: &std::path::Path, addrs: &[(&str, std::net::SocketAddr
     Ok(())
 }
 
-/// Waits for one stage's task, for at most [`DRAIN_DEADLINE`].
-async fn stopped(what: &str, task: JoinHandle<()>) {
-    match tokio::time::timeout(DRAIN_DEADLINE, task).await {
+/// Waits for one stage's task, for at most `deadline`.
+async fn stopped(what: &str, task: JoinHandle<()>, deadline: Duration) {
+    match tokio::time::timeout(deadline, task).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => error!(cause = %e, "{what} failed while stopping"),
         Err(_) => warn!("{what} did not stop in time"),
@@ -274,16 +274,17 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
     info!("shutting down");
     // 1. Stop accepting API calls; in-flight ones get the drain deadline.
     api.cancel();
-    stopped("the API", api_task).await;
+    // (Each connection gets the drain deadline, counted from the cancel.)
+    stopped("the API", api_task, 2 * DRAIN_DEADLINE).await;
     // 2. Leader-only work, the agent gateway and its sessions, renewal.
     work.cancel();
     for (what, task) in work_tasks {
-        stopped(what, task).await;
+        stopped(what, task, DRAIN_DEADLINE).await;
     }
     // 3. Raft, then its transport.
     node.shutdown().await;
     peers.cancel();
-    stopped("the peer transport", peer_task).await;
+    stopped("the peer transport", peer_task, DRAIN_DEADLINE).await;
     // Nothing should be left; whatever is, is cancelled with the root.
     root.cancel();
     tasks.close();

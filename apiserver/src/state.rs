@@ -6,15 +6,15 @@
 //! | part | owner | what it is |
 //! |---|---|---|
 //! | [`RaftNode`] | `orion_raft` | the Raft node and its state machine's reader |
-//! | [`Forwarder`] | `crate::forward` | the way to the leader, held through elections |
-//! | [`Security`], [`PeerCreds`] | `crate::security` | this peer's credentials, the replicated CA and token keys |
-//! | [`Tokens`] | `crate::auth` | checking bearer tokens |
-//! | [`AgentRegistry`] | `crate::gateway` | what connected agents report, and their connections |
-//! | [`Unplaced`] | `crate::controllers::replicas` | replicas no node can take now |
-//! | [`Sessions`], [`AgentStreams`] | `crate::api::streams` | the bound on log and exec relays; what a relay takes |
-//! | [`StaleReads`] | `crate::api::variables` | `debug-stale-reads` |
-//! | [`Draining`] | `crate::https` | cancelled when the API stops accepting |
-//! | [`PeerIdentity`] | `crate::server` | this peer as it advertises itself |
+//! | [`Forwarder`] | `forward.rs` | the way to the leader, held through elections |
+//! | [`Security`], [`PeerCreds`] | `security.rs` | this peer's credentials, the replicated CA and token keys |
+//! | [`Tokens`] | `auth.rs` | checking bearer tokens |
+//! | [`AgentRegistry`] | `gateway/registry.rs` | what connected agents report, and their connections |
+//! | [`Unplaced`] | `controllers/replicas.rs` | replicas no node can take now |
+//! | [`Sessions`], [`AgentStreams`] | `api/streams.rs` | the bound on log and exec relays; what a relay takes |
+//! | [`StaleReads`] | `api/variables.rs` | `debug-stale-reads` |
+//! | [`Draining`] | `https.rs` | cancelled when the API stops accepting |
+//! | [`PeerIdentity`] | `server.rs` | this peer as it advertises itself |
 
 use std::sync::Arc;
 

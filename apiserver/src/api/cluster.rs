@@ -81,7 +81,7 @@ pub async fn agent_bootstrap(
     State(creds): State<Arc<PeerCreds>>,
 ) -> HttpResult<Json<AgentBootstrap>> {
     // The membership this peer has applied: a member that restarted with another
-    // agent address shows it once its record is updated (`crate::advertise`).
+    // agent address shows it once its record is updated (`advertise.rs`).
     let agent_addrs = node
         .members()
         .members

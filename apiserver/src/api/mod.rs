@@ -1,5 +1,5 @@
 //! The HTTP handlers, one module per resource. Each takes only the parts of the
-//! peer's state it uses (axum sub-states, see `crate::state`).
+//! peer's state it uses (axum sub-states, see `state.rs`).
 
 pub mod certificates;
 pub mod cluster;

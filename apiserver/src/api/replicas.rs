@@ -1,5 +1,5 @@
 //! `GET /v1/replicas`: placed replicas, what their agents report, and those that
-//! cannot be placed. (Their logs and exec: `crate::api::streams`.)
+//! cannot be placed. (Their logs and exec: `api/streams.rs`.)
 
 use std::sync::Arc;
 
