@@ -27,6 +27,7 @@ jepsen: deps
 
 lint: deps
 	scripts/check-architecture.sh
+	scripts/check-layers.py
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 

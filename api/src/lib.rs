@@ -36,7 +36,7 @@ pub use variable::{
     WriteResponse, MAX_PATH_LEN,
 };
 pub use workload::{
-    ApplyRequest, ApplyResponse, ApplyResult, Change, DeletedService, NodeList, NodeObject,
-    NodeStatus, ReplicaList, ReplicaObject, ServiceList, ServiceObject, ServiceResponse,
-    SourceFile, UnplacedReplicas,
+    ApplyRequest, ApplyResponse, ApplyResult, Change, DeletedService, ExecRequest, NodeList,
+    NodeObject, NodeStatus, ReplicaList, ReplicaObject, ServiceList, ServiceObject,
+    ServiceResponse, SourceFile, UnplacedReplicas,
 };

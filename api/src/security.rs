@@ -43,6 +43,12 @@ pub struct TokenList {
     pub tokens: Vec<TokenRecord>,
 }
 
+/// Answer of `DELETE /v1/tokens/{id}`: the id of the token revoked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokedToken {
+    pub revoked: String,
+}
+
 /// `POST /v1/join`: a join token and a CSR, exchanged for a certificate.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -31,6 +31,13 @@ pub struct ApplyRequest {
     pub files: Vec<SourceFile>,
 }
 
+/// Body of `POST /v1/replicas/{id}/exec`: the program and its arguments.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecRequest {
+    pub command: Vec<String>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Change {

@@ -125,7 +125,7 @@ impl Advertiser {
         if self.node.is_leader() {
             return match self.leader.execute_local(req).await {
                 Ok(_) => Ok(()),
-                Err(LeaderError::Rejected(e)) => Err(Failure::Refused(e.message)),
+                Err(LeaderError::Rejected(e)) => Err(Failure::Refused(e.to_string())),
                 Err(e) => Err(Failure::Unreachable(e.to_string())),
             };
         }

@@ -233,7 +233,9 @@ impl ServerConfig {
                 "node-ttl-ms must be at least 1000 (agents heartbeat every second)".into(),
             );
         }
-        self.raft.validate().map_err(Error::Config)
+        self.raft
+            .validate()
+            .map_err(|e| Error::Config(e.to_string()))
     }
 }
 

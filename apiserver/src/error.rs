@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use orion_api::{ApiError, ErrorBody, ErrorCode};
+use orion_raft::MembershipRefusal;
 use serde::de::DeserializeOwned;
 
 /// An [`ApiError`] on its way out as an HTTP response.
@@ -29,6 +30,22 @@ impl IntoResponse for HttpError {
 }
 
 pub type HttpResult<T> = std::result::Result<T, HttpError>;
+
+/// A refused membership change as the API reports it: `409` when an id or address
+/// is already taken, `404` for an unknown member, `400` for an impossible change.
+pub fn membership_refusal(r: MembershipRefusal) -> ApiError {
+    match r {
+        MembershipRefusal::UnknownMember { .. } => ApiError::not_found(r.to_string()),
+        r if r.is_conflict() => ApiError::conflict(r.to_string(), 0),
+        r => ApiError::invalid(r.to_string()),
+    }
+}
+
+impl From<MembershipRefusal> for HttpError {
+    fn from(r: MembershipRefusal) -> Self {
+        HttpError(membership_refusal(r))
+    }
+}
 
 /// A JSON request body. Unlike axum's `Json`, every failure is a JSON error body:
 /// 413 over the size limit, 400 with line and column for malformed JSON or a wrong field.
@@ -131,6 +148,8 @@ pub enum Error {
     Join(String),
     #[error(transparent)]
     Raft(#[from] orion_raft::Error),
+    #[error("peer transport: {0}")]
+    PeerTransport(#[from] tonic::transport::Error),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }

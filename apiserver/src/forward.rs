@@ -168,6 +168,12 @@ impl Forwarder {
         self.hold
     }
 
+    /// The HTTP client this peer calls other peers with, presenting its own
+    /// certificate (joining a cluster goes through `orion_client` on it).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     /// Runs `req` on the leader, holding through elections for up to the hold time.
     /// A write whose leader was lost after it was sent is sent again (with the same
     /// request id) for up to one more hold time from that loss.
@@ -270,7 +276,9 @@ impl Forwarder {
             // next leader, and the retry with the same id then returns its result.
             Err(LeaderError::NotLeader { .. }) if idempotent => Attempt::Lost,
             Err(LeaderError::NotLeader { .. } | LeaderError::Busy) => Attempt::Retry,
-            Err(LeaderError::Rejected(e)) => Attempt::Done(Err(e)),
+            Err(LeaderError::Rejected(e)) => {
+                Attempt::Done(Err(crate::error::membership_refusal(e)))
+            }
             Err(LeaderError::Fatal(m)) => Attempt::Done(Err(ApiError::unavailable(format!(
                 "this peer is shutting down: {m}"
             )))),

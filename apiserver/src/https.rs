@@ -75,7 +75,7 @@ pub async fn serve(
         let Ok(permit) = permits.clone().acquire_owned().await else {
             break;
         };
-        let Some((tcp, remote)) = orion_raft::tls::accept(&listener, &shutdown, "API").await else {
+        let Some((tcp, remote)) = crate::accept::accept(&listener, &shutdown, "API").await else {
             break;
         };
         let acceptor = acceptor.clone();

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use orion_api::{MembersResponse, PeerIdentity};
+use orion_api::PeerIdentity;
 use orion_client::ClientError;
 use orion_raft::RaftNode;
 use tracing::{debug, info, warn};
@@ -21,10 +21,7 @@ pub async fn join(client: &orion_client::Client, node: &RaftNode, me: &PeerIdent
             info!("joined the cluster (found this peer among the voters)");
             return Ok(());
         }
-        match client
-            .post::<_, MembersResponse>("/v1/cluster/members", me)
-            .await
-        {
+        match client.add_member(me).await {
             Ok(_) => {
                 info!(via = ?client.urls(), "joined the cluster");
                 return Ok(());

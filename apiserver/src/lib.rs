@@ -19,6 +19,7 @@
 //! - [`idempotency`]: a write's client request id (`Idempotency-Key`), so a retry applies once.
 //! - [`scheduler`]: the pure placement function (nodes + pending replicas → plan):
 //!   feasibility, then spread or bin-pack scoring, round-robin among equals.
+//! - [`accept`]: the TCP accept loop of the API and peer listeners.
 //! - [`https`]: the TLS listener, its limits and its connection tasks.
 //! - [`forward`]: the one way to the leader ([`forward::Forwarder`]): leader-only
 //!   operations executed here or forwarded, held through elections for a bounded
@@ -28,6 +29,8 @@
 //! - [`gateway`]: the QUIC agent gateway (agent certificates only, NodeRestriction),
 //!   owning the registry of connected agents.
 //! - [`controllers`], [`leadership`]: leader-only work, started while this peer leads.
+//! - [`peer_grpc`]: hosts `orion-raft`'s peer gRPC service on the peer port (mutual
+//!   TLS, the caller's peer id from its certificate).
 //! - [`advertise`]: after a restart with other addresses, getting the membership
 //!   record (what peers, agents and `GET /v1/cluster/ca` use) to follow them.
 //! - [`join`]: joining an existing cluster at start-up.
@@ -37,6 +40,7 @@
 //! - [`routes`]: the route × credential table the router is built from.
 //! - [`server`]: `run(config, shutdown)`: bind, start Raft, serve, shut down in order.
 
+pub mod accept;
 pub mod advertise;
 pub mod api;
 pub mod auth;
@@ -50,6 +54,7 @@ pub mod https;
 pub mod idempotency;
 pub mod join;
 pub mod leadership;
+pub mod peer_grpc;
 pub mod routes;
 pub mod scheduler;
 pub mod security;

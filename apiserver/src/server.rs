@@ -223,7 +223,7 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
         let token = peers.clone();
         let fatal = stop.clone();
         tasks.spawn(async move {
-            if let Err(e) = node.serve_peers(peer_listener, token).await {
+            if let Err(e) = crate::peer_grpc::serve(&node, peer_listener, token).await {
                 error!(cause = %e, "peer service stopped");
                 fatal.cancel();
             }
@@ -248,11 +248,13 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
         }
     } else if !config.join.is_empty() && !node.is_initialized().await? {
         // Joining waits until the cluster has added us; a refusal is fatal.
-        match orion_client::Client::with_certificate(
-            &config.join,
-            &creds.ca_pem,
-            creds.live.clone(),
-        ) {
+        // This peer's certificate is the credential; adding a peer waits until
+        // it has caught up, which may mean a large snapshot.
+        let client = orion_client::Client::builder(&config.join)
+            .http(leader.http().clone())
+            .timeout(Duration::from_secs(300))
+            .build();
+        match client {
             Ok(client) => tokio::select! {
                 joined = join::join(&client, &node, &me) => outcome = joined,
                 () = stop.cancelled() => {}

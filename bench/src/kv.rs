@@ -1,12 +1,15 @@
 //! The one client stack both systems are measured with: reqwest over rustls (the
-//! cluster CA, TLS 1.3, HTTP/1.1, one pooled connection per client), JSON bodies. Orion
-//! is spoken to through its REST API, etcd through its v3 JSON gateway
+//! cluster CA, TLS 1.3, HTTP/1.1, one pooled connection per client, built by
+//! [`orion_client::http_builder`]), JSON bodies. Orion is spoken to through
+//! `orion-client`'s typed calls, one attempt at one member (no failover, no retry:
+//! the bench measures what one request does); etcd through its v3 JSON gateway
 //! (`/v3/kv/put`, `/v3/kv/range`, base64 keys and values) on the same TLS port.
 
 use std::time::Duration;
 
 use anyhow::Context;
 use base64::Engine;
+use orion_client::{Consistency, WriteRetry};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,19 +51,8 @@ pub fn http_client(
     token: Option<&str>,
     clients: usize,
 ) -> anyhow::Result<reqwest::Client> {
-    let tls = orion_tls::config::client_config(ca_pem, None).context("client TLS config")?;
-    let mut headers = reqwest::header::HeaderMap::new();
-    if let Some(t) = token {
-        headers.insert(
-            reqwest::header::AUTHORIZATION,
-            format!("Bearer {}", t.trim())
-                .parse()
-                .context("the admin token is not a valid header value")?,
-        );
-    }
-    reqwest::Client::builder()
-        .use_preconfigured_tls(tls)
-        .default_headers(headers)
+    orion_client::http_builder(ca_pem, token)
+        .context("client TLS config")?
         .pool_max_idle_per_host(clients)
         .tcp_nodelay(true)
         .connect_timeout(Duration::from_secs(2))
@@ -89,10 +81,15 @@ impl Kv {
     ) -> anyhow::Result<()> {
         let url = self.url(member)?;
         let req = match self.system {
-            System::Orion => self
-                .http
-                .put(format!("{url}/v1/variables/{key}"))
-                .json(&serde_json::json!({ "value": value })),
+            System::Orion => {
+                let body = orion_api::PutVariable {
+                    value: value.to_string(),
+                    expected_revision: None,
+                    secret: false,
+                };
+                self.orion(url, timeout)?.put_variable(key, &body).await?;
+                return Ok(());
+            }
             System::Etcd => self.http.post(format!("{url}/v3/kv/put")).json(
                 &serde_json::json!({ "key": b64(key.as_bytes()), "value": b64(value.as_bytes()) }),
             ),
@@ -110,12 +107,14 @@ impl Kv {
     ) -> anyhow::Result<()> {
         let url = self.url(member)?;
         let req = match (self.system, mode) {
-            (System::Orion, ReadMode::Linearizable) => {
-                self.http.get(format!("{url}/v1/variables/{key}"))
+            (System::Orion, mode) => {
+                let consistency = match mode {
+                    ReadMode::Linearizable => Consistency::Linearizable,
+                    ReadMode::Stale => Consistency::Stale,
+                };
+                self.orion(url, timeout)?.variable(key, consistency).await?;
+                return Ok(());
             }
-            (System::Orion, ReadMode::Stale) => self
-                .http
-                .get(format!("{url}/v1/variables/{key}?stale=true")),
             (System::Etcd, mode) => {
                 self.http
                     .post(format!("{url}/v3/kv/range"))
@@ -126,6 +125,18 @@ impl Kv {
             }
         };
         send(req, timeout).await
+    }
+
+    /// An Orion client of member `url` over the shared HTTP client: one attempt,
+    /// no failover, no retry, within `timeout` if given.
+    fn orion(&self, url: &str, timeout: Option<Duration>) -> anyhow::Result<orion_client::Client> {
+        let mut b = orion_client::Client::builder(&[url.to_string()])
+            .http(self.http.clone())
+            .write_retry(WriteRetry::Never);
+        if let Some(t) = timeout {
+            b = b.timeout(t);
+        }
+        Ok(b.build()?)
     }
 
     fn url(&self, member: usize) -> anyhow::Result<&str> {

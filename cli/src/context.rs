@@ -97,7 +97,13 @@ pub fn client(opts: &ClientOpts) -> anyhow::Result<Client> {
         .clone()
         .or_else(|| ctx.and_then(|c| c.token))
         .filter(|t| !t.trim().is_empty());
-    Ok(Client::new(&servers, &ca, token)?.with_request_id(opts.request_id.as_deref())?)
+    Ok(Client::builder(&servers)
+        .ca(&ca)
+        .token(token)
+        .request_id(opts.request_id.as_deref())
+        // The client's notes (a write sent again, and why) are for the user.
+        .on_note(|note| eprintln!("note: {note}"))
+        .build()?)
 }
 
 pub async fn run(command: crate::args::ContextCommand) -> anyhow::Result<()> {

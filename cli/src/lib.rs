@@ -1,5 +1,5 @@
-//! The library behind the `orion` binary: argument types, the HTTP client with
-//! failover, output formatting, and the commands themselves.
+//! The library behind the `orion` binary: argument types, contexts, output
+//! formatting, and the commands themselves (their REST calls are `orion-client`'s).
 //!
 //! # Layout
 //! - [`args`]: the command line (clap derive).

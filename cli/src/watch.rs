@@ -23,10 +23,9 @@ use std::time::Duration;
 use anyhow::Context;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use orion_api::{ErrorBody, ErrorCode, Event, EventCursor, WatchStart};
-use reqwest::StatusCode;
 use tokio::time::Instant;
 
-use orion_client::{query_value, Client, ClientError};
+use orion_client::{Client, ClientError, StatusCode, WatchQuery};
 
 /// No bytes for this long means the connection is dead (the server sends a
 /// keep-alive every 15 s).
@@ -84,15 +83,14 @@ pub async fn follow(
                 }
             }
         }
-        let path = format!(
-            "/v1/watch?from={}&prefix={}",
-            position_text(position),
-            query_value(prefix)
-        );
+        let query = WatchQuery {
+            from: Some(position),
+            prefix: prefix.to_string(),
+        };
         let activity = Cell::new(Instant::now());
         let mut sink = SseSink::new(handler, position, &activity, outage);
         let result = tokio::select! {
-            r = client.stream(&path, &mut sink) => r.map_err(Broke::Client),
+            r = client.watch(&query, &mut sink) => r.map_err(Broke::Client),
             () = idle(&activity) => Err(Broke::Idle),
         };
         let SseSink {

@@ -7,31 +7,36 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use fixture::TestCluster;
-use orion_api::{NodeList, ReplicaList};
+use orion_api::{ApplyRequest, NodeList, ReplicaList, SourceFile};
+use orion_client::{Client, Consistency, LogQuery};
+
+/// A typed client of `url`, as the admin, each call within 20 s.
+fn client(c: &TestCluster, url: &str) -> Client {
+    Client::new(&[url.to_string()], &c.ca_pem, Some(c.admin_token.clone()))
+        .expect("client")
+        .with_timeout(Duration::from_secs(20))
+}
 
 const WEB: &str = "kind: Service\nname: web\nreplicas: 3\ncommand: [\"python3\", \"-m\", \"http.server\", \"${PORT}\", \"--bind\", \"127.0.0.1\"]\nports: [http]\nresources: {cpu: 100m, memory: 32Mi}\nhealth: {http: {port: http, path: /}, interval: 500ms, timeout: 1s, failures: 3}\n";
 
 async fn apply(c: &TestCluster, via: u64, text: &str) {
-    let r = c
-        .http
-        .post(format!("{}/v1/apply", c.url(via)))
-        .json(&serde_json::json!({"files": [{"name": "orion.yaml", "content": text}]}))
-        .send()
-        .await
-        .expect("apply");
-    assert!(r.status().is_success(), "apply: {}", r.status());
+    let request = ApplyRequest {
+        files: vec![SourceFile {
+            name: "orion.yaml".into(),
+            content: text.to_string(),
+        }],
+    };
+    let r = client(c, &c.url(via)).apply(&request).await;
+    assert!(r.is_ok(), "apply: {r:?}");
 }
 
 /// The leader's replica list, with what the agents report.
 async fn replica_list(c: &TestCluster) -> Option<ReplicaList> {
     let leader = c.wait_for_leader().await;
-    let r = c
-        .http
-        .get(format!("{}/v1/replicas", c.url(leader)))
-        .send()
+    client(c, &c.url(leader))
+        .replicas(Consistency::Linearizable)
         .await
-        .ok()?;
-    r.json().await.ok()
+        .ok()
 }
 
 /// Replica id → (node, pid) for replicas the leader reports healthy.
@@ -67,13 +72,10 @@ async fn agents_run_replicas_across_nodes_and_keep_them_through_a_leader_failove
         "both agents registered and heartbeating with usage",
         fixture::WAIT,
         || async {
-            let r = c
-                .http
-                .get(format!("{}/v1/nodes", c.url(1)))
-                .send()
+            let nodes: NodeList = client(&c, &c.url(1))
+                .nodes(Consistency::Linearizable)
                 .await
                 .ok()?;
-            let nodes: NodeList = r.json().await.ok()?;
             let reporting = nodes
                 .usage
                 .values()
@@ -112,13 +114,16 @@ async fn agents_run_replicas_across_nodes_and_keep_them_through_a_leader_failove
             "a health-check request in web-0's log",
             fixture::WAIT,
             || async {
-                let r = c
-                    .http
-                    .get(format!("{follower}/v1/replicas/web-0/logs?tail=50"))
-                    .send()
+                let query = LogQuery {
+                    tail: 50,
+                    ..LogQuery::default()
+                };
+                let mut out = Vec::new();
+                client(&c, &follower)
+                    .logs("web-0", &query, &mut out)
                     .await
                     .ok()?;
-                let text = r.text().await.ok()?;
+                let text = String::from_utf8(out).ok()?;
                 text.contains("GET / HTTP/1.1").then_some(text)
             },
         )

@@ -2,7 +2,17 @@
 
 mod fixture;
 
+use std::time::Duration;
+
 use fixture::TestCluster;
+use orion_client::{Client, Consistency};
+
+/// A typed client of peer `via`, as the admin, each call within 20 s.
+fn client(c: &TestCluster, via: u64) -> Client {
+    Client::new(&[c.url(via)], &c.ca_pem, Some(c.admin_token.clone()))
+        .expect("client")
+        .with_timeout(Duration::from_secs(20))
+}
 
 /// Runs the `orion` CLI against `server`; returns (success, stdout, stderr).
 fn orion(c: &TestCluster, server: &str, args: &[&str]) -> (bool, String, String) {
@@ -81,30 +91,30 @@ async fn an_invalid_document_applies_nothing_and_names_file_line_column() {
 }
 
 async fn replicas(c: &TestCluster, via: u64) -> Option<orion_api::ReplicaList> {
-    let r = c
-        .http
-        .get(format!("{}/v1/replicas", c.url(via)))
-        .send()
+    client(c, via)
+        .replicas(Consistency::Linearizable)
         .await
-        .ok()?;
-    r.json().await.ok()
+        .ok()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_places_replicas_across_nodes_and_follows_scale_through_a_failover() {
     let mut c = TestCluster::start(3).await;
     for name in ["node-a", "node-b"] {
-        let r = c
-            .http
-            .put(format!("{}/v1/nodes/{name}", c.url(2)))
-            .json(&serde_json::json!({
-                "name": name,
-                "capacity": {"cpu_millis": 2000, "memory_bytes": 1u64 << 30},
-            }))
-            .send()
-            .await
-            .expect("register node");
-        assert!(r.status().is_success(), "register {name}: {}", r.status());
+        let node = orion_api::NodeObject {
+            name: name.to_string(),
+            labels: Default::default(),
+            capacity: orion_api::spec::Resources {
+                cpu_millis: 2000,
+                memory_bytes: 1u64 << 30,
+            },
+            status: Default::default(),
+            draining: false,
+            agent: false,
+            mod_revision: 0,
+        };
+        let r = client(&c, 2).put_node(&node).await;
+        assert!(r.is_ok(), "register {name}: {r:?}");
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("orion.yaml");

@@ -30,15 +30,20 @@ fn orion(c: &TestCluster, server: &str, args: &[&str]) -> (bool, String, String)
     )
 }
 
-/// A client that trusts the cluster CA and resolves `LB_NAME` to the load balancer.
-fn client_by_name(c: &TestCluster, lb: SocketAddr) -> reqwest::Client {
-    let tls = orion_tls::config::client_config(&c.ca_pem, None).expect("client TLS config");
-    reqwest::Client::builder()
-        .use_preconfigured_tls(tls)
+/// A client of the load balancer by its DNS name: it trusts the cluster CA, sends
+/// the admin token, and resolves `LB_NAME` to the load balancer (an HTTP client
+/// setting, so it is built from `orion-client`'s HTTP setup and handed over).
+fn client_by_name(c: &TestCluster, lb: SocketAddr) -> orion_client::Client {
+    let http = orion_client::http_builder(&c.ca_pem, Some(&c.admin_token))
+        .expect("client TLS config")
         .resolve(LB_NAME, lb)
         .timeout(Duration::from_secs(20))
         .build()
-        .expect("http client")
+        .expect("http client");
+    orion_client::Client::builder(&[format!("https://{LB_NAME}:{}", lb.port())])
+        .http(http)
+        .build()
+        .expect("client")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -84,19 +89,14 @@ async fn the_cli_works_through_haproxy_once_peers_carry_its_name() {
     assert!(ok, "get services through the LB: {err}");
 
     // By DNS name too (resolved by the client to HAProxy).
-    let http = client_by_name(&c, lb.addr());
-    let url = format!(
-        "https://{LB_NAME}:{}/v1/variables/lb/greeting",
-        lb.addr().port()
-    );
-    let r = http
-        .get(&url)
-        .bearer_auth(&c.admin_token)
-        .send()
-        .await
-        .expect("GET by the LB's DNS name");
-    assert!(r.status().is_success(), "{}", r.status());
-    let v: orion_api::VariableResponse = r.json().await.expect("variable");
+    let by_name = client_by_name(&c, lb.addr());
+    let v = by_name
+        .variable("lb/greeting", orion_client::Consistency::Linearizable)
+        .await;
+    let v: orion_api::VariableResponse = match v {
+        Ok(v) => v,
+        Err(e) => panic!("GET by the LB's DNS name: {e}"),
+    };
     assert_eq!(v.variable.value, "hello");
 
     // Each peer's own address still verifies (the fixture's client dials them).

@@ -5,21 +5,37 @@
 
 mod fixture;
 
-use fixture::{http_client, TestCluster};
-use orion_api::security::{JoinCertRequest, TokenList};
-use orion_api::{ErrorBody, ReplicaList};
-use reqwest::StatusCode;
+use std::time::Duration;
 
+use fixture::TestCluster;
+use orion_api::security::{JoinCertRequest, TokenList};
+use orion_api::{ApplyRequest, ReplicaList, SourceFile};
+use orion_client::{Client, ClientError, Consistency, StatusCode};
+
+/// A typed client of peer `via` sending `token`, each call within 20 s.
+fn client(c: &TestCluster, via: u64, token: Option<String>) -> Client {
+    Client::new(&[c.url(via)], &c.ca_pem, token)
+        .expect("client")
+        .with_timeout(Duration::from_secs(20))
+}
+
+fn admin(c: &TestCluster) -> Client {
+    client(c, 1, Some(c.admin_token.clone()))
+}
+
+/// An apply of `text` as `orion.yaml`: its status, and its answer or error message.
 async fn apply(c: &TestCluster, text: &str) -> (StatusCode, String) {
-    let r = c
-        .http
-        .post(format!("{}/v1/apply", c.url(1)))
-        .json(&serde_json::json!({"files": [{"name": "orion.yaml", "content": text}]}))
-        .send()
-        .await
-        .expect("apply reached the peer");
-    let status = r.status();
-    (status, r.text().await.unwrap_or_default())
+    let request = ApplyRequest {
+        files: vec![SourceFile {
+            name: "orion.yaml".into(),
+            content: text.to_string(),
+        }],
+    };
+    match admin(c).apply(&request).await {
+        Ok(r) => (StatusCode::OK, format!("{r:?}")),
+        Err(ClientError::Api { status, error }) => (status, error.message),
+        Err(e) => panic!("apply reached no peer: {e}"),
+    }
 }
 
 fn service(name: &str, replicas: u64) -> String {
@@ -48,16 +64,11 @@ async fn replicas_and_resources_per_apply_are_bounded_and_unplaced_replicas_summ
         body.contains("101 resources in one apply is above the limit of 100"),
         "{body}"
     );
-    let services: serde_json::Value = c
-        .http
-        .get(format!("{}/v1/services", c.url(1)))
-        .send()
+    let services = admin(&c)
+        .services(Consistency::Linearizable)
         .await
-        .expect("list")
-        .json()
-        .await
-        .expect("json");
-    assert_eq!(services["items"], serde_json::json!([]), "nothing applied");
+        .expect("list");
+    assert!(services.items.is_empty(), "nothing applied");
 
     // The limits themselves are fine: 1000 replicas, with no node to run them,
     // are one line per service and reason, with a count.
@@ -69,13 +80,7 @@ async fn replicas_and_resources_per_apply_are_bounded_and_unplaced_replicas_summ
     assert_eq!(status, StatusCode::OK, "{body}");
     let list = c
         .wait_for("both services reported unplaced", fixture::WAIT, || async {
-            let r = c
-                .http
-                .get(format!("{}/v1/replicas", c.url(1)))
-                .send()
-                .await
-                .ok()?;
-            let list: ReplicaList = r.json().await.ok()?;
+            let list: ReplicaList = admin(&c).replicas(Consistency::Linearizable).await.ok()?;
             (list.unplaced.len() == 2).then_some(list)
         })
         .await;
@@ -117,38 +122,34 @@ async fn a_join_refused_for_a_taken_member_id_signs_nothing_and_keeps_the_token(
     let c = TestCluster::start(1).await;
     let token = c.token("server", 600).await;
     let id = orion_tls::token::peek(&token).expect("claims").id;
-    let public = http_client(&c.ca_pem, None);
+    let public = client(&c, 1, None);
+    // The status of a join for `name`: the answer's, or 200.
     let join = |name: &str| {
         let (_key, csr) = orion_tls::cert::new_csr().expect("csr");
-        public
-            .post(format!("{}/v1/join", c.url(1)))
-            .json(&JoinCertRequest {
-                token: token.clone(),
-                csr,
-                name: name.to_string(),
-                hosts: vec!["127.0.0.1".into()],
-            })
-            .send()
+        let request = JoinCertRequest {
+            token: token.clone(),
+            csr,
+            name: name.to_string(),
+            hosts: vec!["127.0.0.1".into()],
+        };
+        let public = &public;
+        async move {
+            match public.join_certificate(&request).await {
+                Ok(_) => (StatusCode::OK, String::new()),
+                Err(ClientError::Api { status, error }) => (status, error.message),
+                Err(e) => panic!("join reached no peer: {e}"),
+            }
+        }
     };
 
     // Peer id 1 is a member: 409, no certificate, and the token is not spent.
-    let r = join("1").await.expect("join reached the peer");
-    assert_eq!(r.status(), StatusCode::CONFLICT);
-    let body: ErrorBody = r.json().await.expect("error body");
+    let (status, message) = join("1").await;
+    assert_eq!(status, StatusCode::CONFLICT);
     assert!(
-        body.error.message.contains("member id 1 is already in use"),
-        "{}",
-        body.error.message
+        message.contains("member id 1 is already in use"),
+        "{message}"
     );
-    let tokens: TokenList = c
-        .http
-        .get(format!("{}/v1/tokens", c.url(1)))
-        .send()
-        .await
-        .expect("tokens")
-        .json()
-        .await
-        .expect("token list");
+    let tokens: TokenList = admin(&c).tokens().await.expect("token list");
     let record = tokens
         .tokens
         .iter()
@@ -157,9 +158,11 @@ async fn a_join_refused_for_a_taken_member_id_signs_nothing_and_keeps_the_token(
     assert!(!record.used, "a refused join leaves the token unused");
 
     // The same token still works once, for a free id.
-    let r = join("2").await.expect("join reached the peer");
-    assert_eq!(r.status(), StatusCode::OK);
-    let r = join("3").await.expect("join reached the peer");
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "spent by its one use");
+    assert_eq!(join("2").await.0, StatusCode::OK);
+    assert_eq!(
+        join("3").await.0,
+        StatusCode::UNAUTHORIZED,
+        "spent by its one use"
+    );
     c.assert_no_unexpected_errors(&[]);
 }

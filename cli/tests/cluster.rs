@@ -8,8 +8,44 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fixture::{TestCluster, WAIT};
-use orion_api::{ErrorBody, ErrorCode};
+use orion_api::{ErrorBody, ErrorCode, PeerIdentity, PutVariable};
+use orion_client::{Client, Consistency, StatusCode, VariableQuery, WriteRetry};
 use tokio::time::Instant;
+
+/// A typed client of peer `via`, as the admin: each call within 20 s, and a write
+/// sent once (these tests check what one request does).
+fn client(c: &TestCluster, via: u64) -> Client {
+    Client::builder(&[c.url(via)])
+        .ca(&c.ca_pem)
+        .token(Some(c.admin_token.clone()))
+        .timeout(Duration::from_secs(20))
+        .write_retry(WriteRetry::Never)
+        .build()
+        .expect("client")
+}
+
+fn value(v: &str) -> PutVariable {
+    PutVariable {
+        value: v.to_string(),
+        expected_revision: None,
+        secret: false,
+    }
+}
+
+/// Asking to add member `id` back, which must be refused: the status.
+async fn rejoin_status(client: &Client, id: u64) -> Option<StatusCode> {
+    let peer = PeerIdentity {
+        id,
+        api_addr: "127.0.0.1:1".into(),
+        peer_addr: "127.0.0.1:2".into(),
+        agent_addr: String::new(),
+    };
+    client
+        .add_member(&peer)
+        .await
+        .err()
+        .and_then(|e| e.status())
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn write_via_follower_is_readable_from_every_peer() {
@@ -148,21 +184,18 @@ async fn stopped_follower_catches_up_by_snapshot_install() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peer_joins_while_writes_flow_and_a_peer_is_removed_both_survive_restart() {
     let mut c = TestCluster::start(3).await;
-    let writer_urls: Vec<String> = [1, 3].iter().map(|id| c.url(*id)).collect();
-    let http = c.http.clone();
+    let writers = [client(&c, 1), client(&c, 3)];
     let stop = tokio_util::sync::CancellationToken::new();
     let writer = {
         let stop = stop.clone();
         tokio::spawn(async move {
             let mut acked = 0u32;
             while !stop.is_cancelled() {
-                let url = &writer_urls[acked as usize % 2];
-                let r = http
-                    .put(format!("{url}/v1/variables/flow/{acked}"))
-                    .json(&serde_json::json!({"value": "x"}))
-                    .send()
+                let writer = &writers[acked as usize % 2];
+                let r = writer
+                    .put_variable(&format!("flow/{acked}"), &value("x"))
                     .await;
-                if r.is_ok_and(|r| r.status().is_success()) {
+                if r.is_ok() {
                     acked += 1;
                 }
             }
@@ -172,13 +205,8 @@ async fn peer_joins_while_writes_flow_and_a_peer_is_removed_both_survive_restart
 
     c.spawn_new(4).await;
     c.wait_for_voters(&[1, 2, 3, 4]).await;
-    let r = c
-        .http
-        .delete(format!("{}/v1/cluster/members/2", c.url(1)))
-        .send()
-        .await
-        .expect("remove reached peer 1");
-    assert!(r.status().is_success(), "remove: {}", r.status());
+    let r = client(&c, 1).remove_member(2).await;
+    assert!(r.is_ok(), "remove: {r:?}");
     // A removed peer is decommissioned; it no longer hears from any leader.
     c.kill9(2);
     c.wait_for_voters(&[1, 3, 4]).await;
@@ -187,14 +215,10 @@ async fn peer_joins_while_writes_flow_and_a_peer_is_removed_both_survive_restart
     assert!(acked > 0, "writes flowed during the membership changes");
 
     // The removed id can never come back.
-    let r = c
-        .http
-        .post(format!("{}/v1/cluster/members", c.url(1)))
-        .json(&serde_json::json!({"id": 2, "api_addr": "127.0.0.1:1", "peer_addr": "127.0.0.1:2"}))
-        .send()
-        .await
-        .expect("join reached peer 1");
-    assert_eq!(r.status(), 409);
+    assert_eq!(
+        rejoin_status(&client(&c, 1), 2).await,
+        Some(StatusCode::CONFLICT)
+    );
 
     for id in [1, 3, 4] {
         c.stop(id).await;
@@ -223,34 +247,19 @@ async fn removing_the_leader_answers_and_another_leader_takes_over() {
     let mut c = TestCluster::start(3).await;
     let leader = c.wait_for_leader().await;
     let via = c.follower().await;
-    let r = c
-        .http
-        .delete(format!("{}/v1/cluster/members/{leader}", c.url(via)))
-        .timeout(Duration::from_secs(20))
-        .send()
-        .await
-        .expect("the removal answers");
-    assert!(r.status().is_success(), "remove the leader: {}", r.status());
+    let r = client(&c, via).remove_member(leader).await;
+    assert!(r.is_ok(), "remove the leader: {r:?}");
     c.kill9(leader);
     let rest: Vec<u64> = [1, 2, 3].into_iter().filter(|id| *id != leader).collect();
     c.wait_for_voters(&rest).await;
     c.must_put(via, "after/leader-removal", "ok").await;
     // Removing it again is harmless, and the id can never come back.
-    let r = c
-        .http
-        .delete(format!("{}/v1/cluster/members/{leader}", c.url(via)))
-        .send()
-        .await
-        .expect("second removal answers");
-    assert!(r.status().is_success(), "second removal: {}", r.status());
-    let r = c
-        .http
-        .post(format!("{}/v1/cluster/members", c.url(via)))
-        .json(&serde_json::json!({"id": leader, "api_addr": "127.0.0.1:1", "peer_addr": "127.0.0.1:2"}))
-        .send()
-        .await
-        .expect("join answers");
-    assert_eq!(r.status(), 409);
+    let r = client(&c, via).remove_member(leader).await;
+    assert!(r.is_ok(), "second removal: {r:?}");
+    assert_eq!(
+        rejoin_status(&client(&c, via), leader).await,
+        Some(StatusCode::CONFLICT)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -266,20 +275,12 @@ async fn write_during_an_election_waits_for_the_new_leader() {
     // Leave one peer alone: no quorum, so no leader, until a second peer returns.
     c.kill9(leader);
     c.kill9(other);
-    let url = c.url(survivor);
-    let http = c.http.clone();
-    let write = tokio::spawn(async move {
-        http.put(format!("{url}/v1/variables/held/write"))
-            .json(&serde_json::json!({"value": "waited"}))
-            .send()
-            .await
-    });
+    let held = client(&c, survivor);
+    let write =
+        tokio::spawn(async move { held.put_variable("held/write", &value("waited")).await });
     c.restart(other);
-    let resp = write
-        .await
-        .expect("join")
-        .expect("the held write got an answer");
-    assert!(resp.status().is_success(), "held write: {}", resp.status());
+    let resp = write.await.expect("join");
+    assert!(resp.is_ok(), "held write: {resp:?}");
     assert_eq!(
         c.get(survivor, "held/write")
             .await
@@ -310,6 +311,8 @@ async fn bad_input_is_refused_with_clear_errors_and_changes_nothing() {
             body
         }
     };
+    // Raw HTTP on purpose: malformed bodies, an unknown route, an oversized body
+    // and bad paths, with the exact JSON error body each gets.
     let send = |req: reqwest::RequestBuilder| async move {
         let r = req.send().await.expect("the peer answered");
         (r.status().as_u16(), r.text().await.unwrap_or_default())
@@ -387,6 +390,7 @@ async fn watch_streams_changes_from_a_revision() {
     let first = c.must_put(1, "w/a", "1").await;
     c.must_put(2, "w/b", "2").await;
     c.must_put(3, "other/c", "3").await;
+    // Raw HTTP on purpose: the SSE text on the wire is what is checked.
     let resp = c
         .http
         .get(format!("{}/v1/watch?from={first}&prefix=w/", c.url(2)))
@@ -454,16 +458,15 @@ async fn fifty_megabyte_state_reaches_a_lagging_follower_in_chunks() {
         },
     )
     .await;
-    let r = c
-        .http
-        .get(format!(
-            "{}/v1/variables?prefix=big/&stale=true&limit=100",
-            c.url(lagging)
-        ))
-        .send()
+    let list: orion_api::ListResponse = client(&c, lagging)
+        .variables(&VariableQuery {
+            prefix: "big/".into(),
+            start_after: None,
+            limit: Some(100),
+            consistency: Consistency::Stale,
+        })
         .await
         .expect("list");
-    let list: orion_api::ListResponse = r.json().await.expect("list body");
     assert_eq!(list.items.len(), 30);
     assert!(list.items.iter().all(|v| v.value.len() == value.len()));
 }

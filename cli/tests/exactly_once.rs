@@ -232,6 +232,9 @@ async fn kill9_of_the_peer_the_cli_writes_through_is_retried_by_the_cli_once() {
 }
 
 /// `PUT /v1/variables/{path}` with `key` as the Idempotency-Key, through `via`.
+/// Raw HTTP on purpose: the header is written by hand, malformed (too long,
+/// unclosed quote, a space) or in the draft's quoted form, which `orion-client`
+/// never sends.
 async fn put_with_key(
     http: &reqwest::Client,
     url: &str,

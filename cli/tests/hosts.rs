@@ -213,22 +213,16 @@ fn token_in(out: &str) -> String {
         .to_string()
 }
 
-/// A client that trusts the cluster CA in the context file's folder.
-fn http(ca_pem: &str) -> reqwest::Client {
-    reqwest::Client::builder()
-        .use_preconfigured_tls(orion_tls::config::client_config(ca_pem, None).expect("TLS"))
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("http client")
-}
+/// The CA in the context file's folder, which clients of these peers trust.
+struct Trust(String);
 
-async fn agent_addrs(http: &reqwest::Client, api: SocketAddr) -> Option<Vec<String>> {
-    let r = http
-        .get(format!("https://{api}/v1/cluster/ca"))
-        .send()
-        .await
-        .ok()?;
-    let mut addrs = r.json::<AgentBootstrap>().await.ok()?.agent_addrs;
+/// The agent gateways peer `api` announces (`GET /v1/cluster/ca`), sorted.
+async fn agent_addrs(trust: &Trust, api: SocketAddr) -> Option<Vec<String>> {
+    let client = orion_client::Client::new(&[format!("https://{api}")], &trust.0, None)
+        .ok()?
+        .with_timeout(Duration::from_secs(10));
+    let boot: AgentBootstrap = client.bootstrap().await.ok()?;
+    let mut addrs = boot.agent_addrs;
     addrs.sort();
     Some(addrs)
 }
@@ -282,7 +276,7 @@ async fn three_peers_on_their_own_addresses_run_a_service_and_follow_a_moved_gat
         );
     }
     let ca_pem = std::fs::read_to_string(data1.join("tls/ca.crt")).expect("CA");
-    let client = http(&ca_pem);
+    let trust = Trust(ca_pem.to_string());
     let mut gateways: Vec<String> = (1..=3u64)
         .map(|id| ports[&id]["agent"].to_string())
         .collect();
@@ -297,7 +291,7 @@ async fn three_peers_on_their_own_addresses_run_a_service_and_follow_a_moved_gat
     }
     let seen = h
         .wait_for("GET /v1/cluster/ca to list the three gateways", || async {
-            agent_addrs(&client, ports[&2]["api"]).await
+            agent_addrs(&trust, ports[&2]["api"]).await
         })
         .await;
     assert_eq!(seen, gateways);
@@ -361,7 +355,7 @@ async fn three_peers_on_their_own_addresses_run_a_service_and_follow_a_moved_gat
             let api = ports[&via]["api"];
             h.wait_for(
                 &format!("GET /v1/cluster/ca via peer {via} to list {want:?}"),
-                || async { (agent_addrs(&client, api).await? == want).then_some(()) },
+                || async { (agent_addrs(&trust, api).await? == want).then_some(()) },
             )
             .await;
         }

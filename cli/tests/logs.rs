@@ -11,7 +11,15 @@ use std::time::Duration;
 
 use fixture::TestCluster;
 use orion::context::{Config, Context};
-use orion_api::NodeList;
+use orion_api::{ApplyRequest, NodeList, SourceFile};
+use orion_client::{Client, Consistency};
+
+/// A typed client of peer `via`, as the admin, each call within 20 s.
+fn client(c: &TestCluster, via: u64) -> Client {
+    Client::new(&[c.url(via)], &c.ca_pem, Some(c.admin_token.clone()))
+        .expect("client")
+        .with_timeout(Duration::from_secs(20))
+}
 
 /// Prints `n 1`, `n 2`, … every 50 ms.
 const COUNTER: &str = "kind: Service\nname: counter\ncommand: [sh, -c, 'i=0; while :; do i=$((i+1)); echo \"n $i\"; sleep 0.05; done']\nresources: {cpu: 10m, memory: 8Mi}\n";
@@ -144,25 +152,19 @@ async fn logs_follow_resumes_through_leader_kills_with_every_line_exactly_once()
         "the agent's node to be registered",
         fixture::WAIT,
         || async {
-            let r = c
-                .http
-                .get(format!("{}/v1/nodes", c.url(1)))
-                .send()
-                .await
-                .ok()?;
-            let nodes: NodeList = r.json().await.ok()?;
+            let nodes: NodeList = client(&c, 1).nodes(Consistency::Linearizable).await.ok()?;
             (nodes.items.len() == 1).then_some(())
         },
     )
     .await;
-    let r = c
-        .http
-        .post(format!("{}/v1/apply", c.url(1)))
-        .json(&serde_json::json!({"files": [{"name": "counter.yaml", "content": COUNTER}]}))
-        .send()
-        .await
-        .expect("apply");
-    assert!(r.status().is_success(), "apply: {}", r.status());
+    let request = ApplyRequest {
+        files: vec![SourceFile {
+            name: "counter.yaml".into(),
+            content: COUNTER.into(),
+        }],
+    };
+    let r = client(&c, 1).apply(&request).await;
+    assert!(r.is_ok(), "apply: {r:?}");
     c.wait_for_replicas_running("counter", 1).await;
 
     for round in 1..=2 {

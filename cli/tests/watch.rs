@@ -14,11 +14,38 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use fixture::{TestCluster, WAIT};
-use orion_api::{ApplyResponse, ErrorBody, ErrorCode, Event, EventCursor};
+use orion_api::{ApplyRequest, ErrorBody, ErrorCode, Event, EventCursor, NodeStatus, SourceFile};
+use orion_client::{Client, ClientError, Consistency, EventQuery, WriteRetry};
 use serde_json::Value;
 use tokio::time::Instant;
 
+/// A typed client of peer `via`, as the admin: each call within 20 s, and a write
+/// sent once (the tests count what fails).
+fn client(c: &TestCluster, via: u64) -> Client {
+    Client::builder(&[c.url(via)])
+        .ca(&c.ca_pem)
+        .token(Some(c.admin_token.clone()))
+        .timeout(Duration::from_secs(20))
+        .write_retry(WriteRetry::Never)
+        .build()
+        .expect("client")
+}
+
+/// The events of kind Service still in `via`'s window, oldest first.
+async fn service_events(c: &TestCluster, via: u64, limit: usize) -> Vec<Event> {
+    client(c, via)
+        .events(&EventQuery {
+            resource: Some("Service".into()),
+            prefix: String::new(),
+            limit: Some(limit),
+        })
+        .await
+        .expect("event list")
+}
+
 /// A client without a total time limit, for streams (the fixture's has 20 s).
+/// Raw HTTP on purpose: these tests check the watch's wire format itself (SSE
+/// ids, `from=`, the `Last-Event-ID` header, malformed positions).
 fn stream_client(c: &TestCluster) -> reqwest::Client {
     let tls = orion_tls::config::client_config(&c.ca_pem, None).expect("client TLS config");
     let mut headers = reqwest::header::HeaderMap::new();
@@ -130,18 +157,15 @@ fn service_yaml(name: &str, replicas: u32, arg: &str) -> String {
     )
 }
 
-/// One `POST /v1/apply` of `docs` (one file); its revision.
-async fn apply(c: &TestCluster, via: u64, docs: &[String]) -> reqwest::Result<u64> {
-    let r = c
-        .http
-        .post(format!("{}/v1/apply", c.url(via)))
-        .json(
-            &serde_json::json!({"files": [{"name": "orion.yaml", "content": docs.join("---\n")}]}),
-        )
-        .send()
-        .await?
-        .error_for_status()?;
-    Ok(r.json::<ApplyResponse>().await?.revision)
+/// One `POST /v1/apply` of `docs` (one file), sent once; its revision.
+async fn apply(c: &TestCluster, via: u64, docs: &[String]) -> Result<u64, ClientError> {
+    let request = ApplyRequest {
+        files: vec![SourceFile {
+            name: "orion.yaml".into(),
+            content: docs.join("---\n"),
+        }],
+    };
+    Ok(client(c, via).apply(&request).await?.revision)
 }
 
 fn show(events: &[Event]) -> Vec<String> {
@@ -156,19 +180,11 @@ async fn every_change_of_a_write_reaches_watchers_in_order_and_resumes_from_a_cu
     let mut c = TestCluster::start(3).await;
     c.spawn_agent("n1").await;
     c.wait_for("node n1 ready", WAIT, || async {
-        let v: Value = c
-            .http
-            .get(format!("{}/v1/nodes", c.url(1)))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        let ready = v["items"]
-            .as_array()?
+        let nodes = client(&c, 1).nodes(Consistency::Linearizable).await.ok()?;
+        let ready = nodes
+            .items
             .iter()
-            .any(|n| n["name"] == "n1" && n["status"] == "ready");
+            .any(|n| n.name == "n1" && n.status == NodeStatus::Ready);
         ready.then_some(())
     })
     .await;
@@ -242,15 +258,7 @@ async fn every_change_of_a_write_reaches_watchers_in_order_and_resumes_from_a_cu
     assert_eq!(show(&from_rev.collect(&kinds, 9).await), show(&seen));
 
     // `/v1/events` (and so `describe`) shows every one of them too.
-    let recent: Vec<Event> = c
-        .http
-        .get(format!("{}/v1/events?resource=Service&limit=100", c.url(3)))
-        .send()
-        .await
-        .expect("events")
-        .json()
-        .await
-        .expect("event list");
+    let recent: Vec<Event> = service_events(&c, 3, 100).await;
     assert_eq!(show(&recent), show(&seen[..4]));
     // openraft logs a read-index round that missed its 100 ms at ERROR; on this
     // loaded machine that happens and is retried.
@@ -410,18 +418,7 @@ async fn cli_watch_survives_a_kill9_of_the_leader_it_reads_from() {
         (s.last_applied >= last_acked).then_some(())
     })
     .await;
-    let committed: Vec<Event> = c
-        .http
-        .get(format!(
-            "{}/v1/events?resource=Service&limit=1000",
-            c.url(survivor)
-        ))
-        .send()
-        .await
-        .expect("events")
-        .json()
-        .await
-        .expect("event list");
+    let committed: Vec<Event> = service_events(&c, survivor, 1000).await;
     let mut first_after_kill = None;
     while printed.len() < committed.len() {
         let (at, v) = cli.next(Duration::from_secs(60)).await;

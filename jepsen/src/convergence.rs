@@ -18,6 +18,8 @@ use std::time::Duration;
 use anyhow::Context;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use orion_api::{ApplyRequest, SourceFile};
+use orion_client::Client;
 use serde::Serialize;
 use tokio::time::Instant;
 
@@ -105,29 +107,24 @@ fn manifest(run: &str, name: &str, replicas: u32) -> String {
     )
 }
 
-async fn apply(http: &reqwest::Client, base: &str, run: &str, name: &str, replicas: u32) -> OpKind {
-    let body = serde_json::json!({"files": [{"name": format!("{name}.yaml"), "content": manifest(run, name, replicas)}]});
-    change_outcome(
-        &http
-            .post(format!("{base}/v1/apply"))
-            .json(&body)
-            .send()
-            .await,
-    )
+/// One apply of service `name` through `client` (one peer, one attempt).
+async fn apply(client: &Client, run: &str, name: &str, replicas: u32) -> OpKind {
+    let request = ApplyRequest {
+        files: vec![SourceFile {
+            name: format!("{name}.yaml"),
+            content: manifest(run, name, replicas),
+        }],
+    };
+    change_outcome(&client.apply(&request).await)
 }
 
-/// Applies and scales services through random peers until `until`.
-pub async fn driver(
-    http: reqwest::Client,
-    peers: Vec<String>,
-    run: String,
-    until: Instant,
-    rec: Arc<Recorder>,
-) {
+/// Applies and scales services through random peers of `client` until `until`.
+pub async fn driver(client: Client, run: String, until: Instant, rec: Arc<Recorder>) {
     let mut pid = DRIVER;
     while Instant::now() < until {
         let name = SERVICES[rand::random_range(0..SERVICES.len())];
         let replicas: u32 = rand::random_range(0..5);
+        let peers = client.urls();
         let base = &peers[rand::random_range(0..peers.len())];
         let op = rec.invoke(
             Op::new(
@@ -139,17 +136,17 @@ pub async fn driver(
             )
             .with_value(Some(i64::from(replicas))),
         );
-        let kind = apply(&http, base, &run, name, replicas).await;
+        let kind = apply(&client.at(base), &run, name, replicas).await;
         rec.finish(&op, kind, &mut pid);
         tokio::time::sleep(Duration::from_millis(rand::random_range(300..1500))).await;
     }
 }
 
-/// After healing: one acknowledged apply per service, retried until it is.
-/// Returns the desired replica count of each service.
+/// After healing: one acknowledged apply per service through the peers of
+/// `client` in turn, retried until it is. Returns the desired replica count of
+/// each service.
 pub async fn final_apply(
-    http: &reqwest::Client,
-    peers: &[String],
+    client: &Client,
     run: &str,
     rec: &Recorder,
 ) -> anyhow::Result<BTreeMap<String, u32>> {
@@ -168,7 +165,8 @@ pub async fn final_apply(
                 )
                 .with_value(Some(i64::from(replicas))),
             );
-            let kind = apply(http, &peers[i % peers.len()], run, name, replicas).await;
+            let peers = client.urls();
+            let kind = apply(&client.at(&peers[i % peers.len()]), run, name, replicas).await;
             rec.complete(&op, kind, None);
             if kind == OpKind::Ok {
                 break;

@@ -20,7 +20,7 @@ use anyhow::{bail, Context};
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::cluster::{client, Cluster};
+use crate::cluster::Cluster;
 use crate::convergence::{self, ConvergenceReport};
 use crate::harness::{in_namespaces, orion_bin, runtime};
 use crate::history::{self, Op};
@@ -323,15 +323,16 @@ async fn body(
     let mut tasks = Vec::new();
     let urls = convergence::urls(&cluster);
     let (ca, token) = (cluster.ca_pem.clone(), cluster.admin_token.clone());
-    let new_client = |secs| client(&ca, &token, Duration::from_secs(secs));
+    let new_client = |urls: &[String], secs| {
+        register::workload_client(urls, &ca, &token, Duration::from_secs(secs))
+    };
     if o.workloads.contains(&Workload::Register) {
         let keys: Vec<String> = REGISTER_KEYS.iter().map(|k| k.to_string()).collect();
         for id in 0..register::CLIENTS_PER_PEER * o.peers as u64 {
             let base = urls[id as usize % urls.len()].clone();
             tasks.push(tokio::spawn(register::process(
                 id,
-                new_client(2)?,
-                base,
+                new_client(&[base], 2)?,
                 keys.clone(),
                 until,
                 rec.clone(),
@@ -342,8 +343,7 @@ async fn body(
         for (i, base) in urls.iter().enumerate() {
             tasks.push(tokio::spawn(set_workload::adder(
                 set_workload::FIRST_ADDER + i as u64,
-                new_client(2)?,
-                base.clone(),
+                new_client(std::slice::from_ref(base), 2)?,
                 until,
                 rec.clone(),
             )));
@@ -351,8 +351,7 @@ async fn body(
     }
     if o.workloads.contains(&Workload::Convergence) {
         tasks.push(tokio::spawn(convergence::driver(
-            new_client(5)?,
-            urls.clone(),
+            new_client(&urls, 5)?,
             net.run.clone(),
             until,
             rec.clone(),
@@ -377,19 +376,18 @@ async fn body(
         .err()
         .map(|e| format!("{e:#}"));
     let urls = convergence::urls(&cluster);
-    let final_http = new_client(10)?;
+    let final_client = new_client(&urls, 10)?;
     if o.workloads.contains(&Workload::Set) {
         let base = &urls[rand::random_range(0..urls.len())];
         set_workload::final_read(
-            &final_http,
-            base,
+            &final_client.at(base),
             rec,
             Instant::now() + Duration::from_secs(30),
         )
         .await?;
     }
     let convergence = if o.workloads.contains(&Workload::Convergence) {
-        let desired = convergence::final_apply(&final_http, &urls, &net.run, rec).await?;
+        let desired = convergence::final_apply(&final_client, &net.run, rec).await?;
         Some(convergence::wait_converged(&net.run, &desired).await)
     } else {
         None

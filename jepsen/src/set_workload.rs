@@ -9,6 +9,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use orion_api::PutVariable;
+use orion_client::{Client, Consistency, VariableQuery};
 use tokio::time::Instant;
 
 use crate::history::{Op, OpKind, F};
@@ -22,37 +24,29 @@ pub const FIRST_ADDER: u64 = 100;
 pub const FINAL_READER: u64 = 999;
 
 /// One adder process until `until`; elements are `id * 1_000_000 + n`.
-pub async fn adder(
-    id: u64,
-    http: reqwest::Client,
-    base: String,
-    until: Instant,
-    rec: Arc<Recorder>,
-) {
+pub async fn adder(id: u64, client: Client, until: Instant, rec: Arc<Recorder>) {
     let mut pid = id;
     let mut n: i64 = 0;
     while Instant::now() < until {
         n += 1;
         let e = i64::try_from(id).unwrap_or(0) * 1_000_000 + n;
         let op = rec.invoke(Op::new(pid, OpKind::Invoke, F::Add, SET_KEY, 0).with_value(Some(e)));
-        let url = format!("{base}/v1/variables/{PREFIX}{e}");
-        let body = serde_json::json!({"value": "1", "expected_revision": 0});
-        let kind = change_outcome(&http.put(&url).json(&body).send().await);
+        let body = PutVariable {
+            value: "1".into(),
+            expected_revision: Some(0),
+            secret: false,
+        };
+        let kind = change_outcome(&client.put_variable(&format!("{PREFIX}{e}"), &body).await);
         rec.finish(&op, kind, &mut pid);
         tokio::time::sleep(Duration::from_millis(rand::random_range(0..10))).await;
     }
 }
 
-/// The final read through `base`, retried until it succeeds or `deadline`.
-pub async fn final_read(
-    http: &reqwest::Client,
-    base: &str,
-    rec: &Recorder,
-    deadline: Instant,
-) -> anyhow::Result<()> {
+/// The final read through `client`, retried until it succeeds or `deadline`.
+pub async fn final_read(client: &Client, rec: &Recorder, deadline: Instant) -> anyhow::Result<()> {
     loop {
         let op = rec.invoke(Op::new(FINAL_READER, OpKind::Invoke, F::Read, SET_KEY, 0));
-        match list(http, base).await {
+        match list(client).await {
             Ok(values) => {
                 rec.record(op.completed(OpKind::Ok, rec.now_ns()).with_values(values));
                 return Ok(());
@@ -68,31 +62,26 @@ pub async fn final_read(
     }
 }
 
-async fn list(http: &reqwest::Client, base: &str) -> anyhow::Result<Vec<i64>> {
+async fn list(client: &Client) -> anyhow::Result<Vec<i64>> {
     let mut values = Vec::new();
-    let mut after: Option<String> = None;
+    let mut query = VariableQuery {
+        prefix: PREFIX.to_string(),
+        start_after: None,
+        limit: Some(10_000),
+        consistency: Consistency::Linearizable,
+    };
     loop {
-        let mut url = format!("{base}/v1/variables?prefix={PREFIX}&limit=10000");
-        if let Some(a) = &after {
-            url.push_str(&format!("&start_after={a}"));
-        }
-        let v: serde_json::Value = http
-            .get(&url)
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        for item in v["items"].as_array().cloned().unwrap_or_default() {
-            let path = item["path"].as_str().unwrap_or_default();
+        let page = client.variables(&query).await?;
+        for item in &page.items {
+            let path = &item.path;
             let e = path
                 .strip_prefix(PREFIX)
                 .and_then(|s| s.parse().ok())
                 .ok_or_else(|| anyhow::anyhow!("unexpected path {path:?} in the set"))?;
             values.push(e);
         }
-        match v["next"].as_str() {
-            Some(n) => after = Some(n.to_string()),
+        match page.next {
+            Some(n) => query.start_after = Some(n),
             None => return Ok(values),
         }
     }

@@ -6,10 +6,20 @@
 
 use serde::{de::DeserializeOwned, Serialize};
 
-pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
-    serde_json::to_vec(value).map_err(|e| format!("encode: {e}"))
+/// A payload that could not be encoded, or that does not decode as the expected
+/// openraft message.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error("encode: {0}")]
+    Encode(serde_json::Error),
+    #[error("decode: {0}")]
+    Decode(serde_json::Error),
 }
 
-pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    serde_json::from_slice(bytes).map_err(|e| format!("decode: {e}"))
+pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
+    serde_json::to_vec(value).map_err(CodecError::Encode)
+}
+
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    serde_json::from_slice(bytes).map_err(CodecError::Decode)
 }

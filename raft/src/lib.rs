@@ -15,13 +15,17 @@
 //! - [`session`]: client sessions: each request id's result, so a retry applies once.
 //! - [`codec`]: encoding of openraft RPCs for the wire.
 //! - [`network`]: the gRPC client side (lazy connections, timeouts, backoff).
-//! - [`service`]: the gRPC server side, reachable by peers only.
-//! - [`node`]: one running Raft peer: open storage, start Raft, serve, shut down.
+//! - [`service`]: the gRPC service peers call (hosted by `orion-apiserver`, so this
+//!   crate links no HTTP server).
+//! - [`node`]: one running Raft peer: open storage, start Raft, membership, shut down.
+//! - [`Error`], [`LeaderError`], [`MembershipRefusal`]: what can fail, typed; what an
+//!   HTTP status they become is decided in `orion-apiserver`.
 //! - [`read`]: typed reads of the replicated state through a consistent view.
 
 pub mod apply;
 pub mod codec;
 pub mod command;
+mod error;
 pub mod network;
 pub mod node;
 pub mod read;
@@ -31,7 +35,7 @@ pub mod tls;
 pub mod types;
 
 pub use command::{Command, CommandResult, Proposal, Rejection, RequestId};
-pub use node::{LeaderError, RaftNode, RaftSettings};
+pub use node::{RaftNode, RaftSettings};
 pub use types::{Member, TypeConfig};
 
 /// Generated gRPC code for the peer service.
@@ -39,17 +43,4 @@ pub mod proto {
     tonic::include_proto!("orion.peer.v1");
 }
 
-/// Errors of this crate that are not user-facing rejections.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("storage: {0}")]
-    Store(#[from] orion_store::Error),
-    #[error("raft: {0}")]
-    Raft(String),
-    #[error("peer transport: {0}")]
-    Transport(String),
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
-}
-
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+pub use error::{Error, FatalError, InvalidSettings, LeaderError, MembershipRefusal, Result};

@@ -137,7 +137,7 @@ impl PeerClient {
             Ok(c) => c.clone(),
             Err(e) => return Err(unreachable(e)),
         };
-        let data = codec::encode(req).map_err(|e| network(&e))?;
+        let data = codec::encode(req).map_err(|e| network(&e.to_string()))?;
         let payload = RaftPayload {
             from: self.self_id,
             data,
@@ -157,7 +157,7 @@ impl PeerClient {
             }
         })?;
         let result: Result<Resp, RaftError<NodeId, E>> =
-            codec::decode(&reply.data).map_err(|e| network(&e))?;
+            codec::decode(&reply.data).map_err(|e| network(&e.to_string()))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }

@@ -8,11 +8,9 @@ use std::time::Duration;
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::{ChangeMembers, Config, ServerState, SnapshotPolicy};
 use orion_api::cluster::REACHABLE_WITHIN_MS;
-use orion_api::{ApiError, ClusterStatus, MemberInfo, MemberRole, MembersResponse, PeerIdentity};
+use orion_api::{ClusterStatus, MemberInfo, MemberRole, MembersResponse, PeerIdentity};
 use orion_store::StateReader;
 use serde::{Deserialize, Serialize};
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::apply::OrionApplier;
@@ -23,7 +21,7 @@ use crate::read;
 use crate::service::PeerService;
 use crate::tls::PeerTls;
 use crate::types::{Member, NodeId, Raft, RaftMetrics, TypeConfig};
-use crate::{Error, Result};
+use crate::{FatalError, InvalidSettings, LeaderError, MembershipRefusal, Result};
 
 /// Raft timing and log-compaction settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -61,7 +59,11 @@ impl Default for RaftSettings {
 }
 
 impl RaftSettings {
-    pub fn validate(&self) -> std::result::Result<(), String> {
+    pub fn validate(&self) -> std::result::Result<(), InvalidSettings> {
+        self.check().map_err(InvalidSettings)
+    }
+
+    fn check(&self) -> std::result::Result<(), String> {
         if self.heartbeat_ms == 0 {
             return Err("raft.heartbeat-ms must be above 0".into());
         }
@@ -101,25 +103,8 @@ impl RaftSettings {
             max_payload_entries: self.max_entries_per_rpc,
             ..Default::default()
         };
-        config.validate().map_err(|e| Error::Raft(e.to_string()))
+        Ok(config.validate()?)
     }
-}
-
-/// Why a leader-only operation could not be done here.
-#[derive(Debug, thiserror::Error)]
-pub enum LeaderError {
-    /// This peer is not the leader; the leader it knows of, if any.
-    #[error("not the leader")]
-    NotLeader { leader: Option<(NodeId, Member)> },
-    /// Another membership change is still in progress; try again shortly.
-    #[error("another membership change is in progress")]
-    Busy,
-    /// The request was understood and refused.
-    #[error("{0}")]
-    Rejected(ApiError),
-    /// Raft is shutting down or broken.
-    #[error("raft: {0}")]
-    Fatal(String),
 }
 
 /// One Raft peer and handles to its state.
@@ -151,9 +136,7 @@ impl RaftNode {
             tls: tls.client.clone(),
             contacts: contacts.clone(),
         };
-        let raft = Raft::new(id, config, network, store.log, store.sm)
-            .await
-            .map_err(|e| Error::Raft(e.to_string()))?;
+        let raft = Raft::new(id, config, network, store.log, store.sm).await?;
         Ok(RaftNode {
             id,
             raft,
@@ -163,53 +146,37 @@ impl RaftNode {
         })
     }
 
-    /// Serves the peer gRPC service on `listener` until `shutdown` is cancelled.
-    pub async fn serve_peers(
-        &self,
-        listener: TcpListener,
-        shutdown: CancellationToken,
-    ) -> Result<()> {
-        let service = PeerRaftServer::new(PeerService {
+    /// The gRPC service other peers call, for the server that hosts it (the
+    /// apiserver). It trusts the [`crate::tls::PeerCaller`] that server puts in each
+    /// request's extensions to say which peer is calling.
+    pub fn peer_service(&self) -> PeerRaftServer<PeerService> {
+        PeerRaftServer::new(PeerService {
             raft: self.raft.clone(),
             self_id: self.id,
         })
         .max_decoding_message_size(64 << 20)
-        .max_encoding_message_size(64 << 20);
-        tonic::transport::Server::builder()
-            .timeout(Duration::from_secs(30))
-            .add_service(service)
-            .serve_with_incoming_shutdown(
-                crate::tls::incoming(listener, self.tls.server.clone(), shutdown.clone()),
-                shutdown.cancelled_owned(),
-            )
-            .await
-            .map_err(|e| Error::Transport(e.to_string()))
+        .max_encoding_message_size(64 << 20)
+    }
+
+    /// The TLS config the peer service must be served with: it requires a client
+    /// certificate with role `server`.
+    pub fn peer_server_tls(&self) -> Arc<rustls::ServerConfig> {
+        self.tls.server.clone()
     }
 
     /// Makes this peer the single voter of a new cluster, unless it already belongs to one.
     pub async fn bootstrap(&self, me: Member) -> Result<bool> {
-        if self
-            .raft
-            .is_initialized()
-            .await
-            .map_err(|e| Error::Raft(e.to_string()))?
-        {
+        if self.raft.is_initialized().await? {
             return Ok(false);
         }
         let members = BTreeMap::from([(self.id, me)]);
-        self.raft
-            .initialize(members)
-            .await
-            .map_err(|e| Error::Raft(e.to_string()))?;
+        self.raft.initialize(members).await?;
         info!(id = self.id, "bootstrapped a new cluster");
         Ok(true)
     }
 
     pub async fn is_initialized(&self) -> Result<bool> {
-        self.raft
-            .is_initialized()
-            .await
-            .map_err(|e| Error::Raft(e.to_string()))
+        Ok(self.raft.is_initialized().await?)
     }
 
     pub fn metrics(&self) -> RaftMetrics {
@@ -260,7 +227,7 @@ impl RaftNode {
                     debug!(cause = %q, "read index: quorum not reached");
                 })
             }
-            Err(RaftError::Fatal(f)) => Err(LeaderError::Fatal(f.to_string())),
+            Err(RaftError::Fatal(f)) => Err(FatalError::from(f).into()),
         }
     }
 
@@ -286,35 +253,27 @@ impl RaftNode {
         let membership = metrics.membership_config.membership().clone();
         if let Some(existing) = membership.get_node(&peer.id) {
             if *existing != member {
-                return Err(LeaderError::Rejected(ApiError::conflict(
-                    format!(
-                        "member id {} is already in use by {existing}; ids are never reused",
-                        peer.id
-                    ),
-                    0,
-                )));
+                return Err(MembershipRefusal::IdInUse {
+                    id: peer.id,
+                    by: existing.clone(),
+                }
+                .into());
             }
             if membership.voter_ids().any(|v| v == peer.id) {
                 return Ok(());
             }
         } else {
             if self.is_retired(peer.id)? {
-                return Err(LeaderError::Rejected(ApiError::conflict(
-                    format!(
-                        "member id {} belonged to a removed peer; ids are never reused",
-                        peer.id
-                    ),
-                    0,
-                )));
+                return Err(MembershipRefusal::IdRetired { id: peer.id }.into());
             }
             if let Some((_, other)) = membership
                 .nodes()
                 .find(|(_, m)| m.api_addr == member.api_addr || m.peer_addr == member.peer_addr)
             {
-                return Err(LeaderError::Rejected(ApiError::conflict(
-                    format!("another member already uses an address of this peer ({other})"),
-                    0,
-                )));
+                return Err(MembershipRefusal::AddressTaken {
+                    other: other.clone(),
+                }
+                .into());
             }
             info!(id = peer.id, %member, "adding learner");
             self.raft
@@ -342,12 +301,7 @@ impl RaftNode {
         let metrics = self.metrics();
         let membership = metrics.membership_config.membership();
         match membership.get_node(&peer.id) {
-            None => {
-                return Err(LeaderError::Rejected(ApiError::not_found(format!(
-                    "no member with id {}",
-                    peer.id
-                ))))
-            }
+            None => return Err(MembershipRefusal::UnknownMember { id: peer.id }.into()),
             Some(existing) if *existing == member => return Ok(()),
             Some(_) => {}
         }
@@ -357,13 +311,12 @@ impl RaftNode {
                     || m.peer_addr == member.peer_addr
                     || (!member.agent_addr.is_empty() && m.agent_addr == member.agent_addr))
         }) {
-            return Err(LeaderError::Rejected(ApiError::conflict(
-                format!(
-                    "member {other} already uses an address of member {} ({m})",
-                    peer.id
-                ),
-                0,
-            )));
+            return Err(MembershipRefusal::AddressOfOther {
+                other: *other,
+                id: peer.id,
+                member: m.clone(),
+            }
+            .into());
         }
         info!(id = peer.id, %member, "recording a member's new addresses");
         self.raft
@@ -385,16 +338,12 @@ impl RaftNode {
             if self.is_retired(id)? {
                 return Ok(());
             }
-            return Err(LeaderError::Rejected(ApiError::not_found(format!(
-                "no member with id {id}"
-            ))));
+            return Err(MembershipRefusal::UnknownMember { id }.into());
         }
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
         let change = if voters.contains(&id) {
             if voters.len() == 1 {
-                return Err(LeaderError::Rejected(ApiError::invalid(format!(
-                    "member {id} is the last voter; removing it would leave no cluster"
-                ))));
+                return Err(MembershipRefusal::LastVoter { id }.into());
             }
             ChangeMembers::RemoveVoters(BTreeSet::from([id]))
         } else {
@@ -418,7 +367,7 @@ impl RaftNode {
     fn is_retired(&self, id: NodeId) -> std::result::Result<bool, LeaderError> {
         self.reader
             .with_view(|v| read::is_retired(v, id))
-            .map_err(|e| LeaderError::Fatal(e.to_string()))
+            .map_err(|e| FatalError::from(e).into())
     }
 
     /// The members as this peer sees them; lag figures only on the leader.
@@ -520,8 +469,8 @@ fn write_error(e: RaftError<NodeId, ClientWriteError<NodeId, Member>>) -> Leader
             openraft::error::ChangeMembershipError::InProgress(_),
         )) => LeaderError::Busy,
         RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => {
-            LeaderError::Rejected(ApiError::invalid(format!("membership change refused: {c}")))
+            MembershipRefusal::Refused(Box::new(c)).into()
         }
-        RaftError::Fatal(f) => LeaderError::Fatal(f.to_string()),
+        RaftError::Fatal(f) => FatalError::from(f).into(),
     }
 }

@@ -32,12 +32,12 @@ fn check_sender(request: &Request<RaftPayload>) -> Result<(), Status> {
 fn decode<T: serde::de::DeserializeOwned>(req: &RaftPayload) -> Result<T, Status> {
     codec::decode(&req.data).map_err(|e| {
         debug!(from = req.from, cause = %e, "undecodable raft rpc");
-        Status::invalid_argument(e)
+        Status::invalid_argument(e.to_string())
     })
 }
 
 fn reply<T: serde::Serialize>(self_id: u64, result: &T) -> Result<Response<RaftPayload>, Status> {
-    let data = codec::encode(result).map_err(Status::internal)?;
+    let data = codec::encode(result).map_err(|e| Status::internal(e.to_string()))?;
     Ok(Response::new(RaftPayload {
         from: self_id,
         data,

@@ -1,4 +1,5 @@
-//! TLS for the peer transport: mutual TLS where both sides must hold a server
+//! TLS for the peer transport (the dialing side; the listening side is hosted by
+//! `orion-apiserver`): mutual TLS where both sides must hold a server
 //! certificate of this cluster (the rustls configs enforce chain and role; see
 //! `orion-tls`). The service also checks that the peer id a call claims is the one
 //! its certificate names.
@@ -6,11 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::server::TlsStream;
-use tokio_stream::wrappers::ReceiverStream;
-use tokio_util::sync::CancellationToken;
-use tracing::debug;
+use tokio::net::TcpStream;
 
 /// The rustls configs for both directions of the peer transport.
 #[derive(Clone)]
@@ -21,73 +18,8 @@ pub struct PeerTls {
     pub client: Arc<rustls::ClientConfig>,
 }
 
-/// How long a connecting peer has to finish the handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Handshakes in progress at once; more wait in the kernel's accept queue.
-const MAX_HANDSHAKES: usize = 64;
-
-/// The next TCP connection on `listener` (with Nagle off), or `None` once
-/// `shutdown` is cancelled. A failed accept (out of file descriptors and the
-/// like) is logged at debug level as `what` and retried after a short pause: it
-/// never stops the listener.
-pub async fn accept(
-    listener: &TcpListener,
-    shutdown: &CancellationToken,
-    what: &str,
-) -> Option<(TcpStream, std::net::SocketAddr)> {
-    loop {
-        let accepted = tokio::select! {
-            () = shutdown.cancelled() => return None,
-            a = listener.accept() => a,
-        };
-        match accepted {
-            Ok((tcp, addr)) => {
-                let _ = tcp.set_nodelay(true);
-                return Some((tcp, addr));
-            }
-            Err(e) => {
-                debug!(cause = %e, "{what} accept failed");
-                tokio::select! {
-                    () = shutdown.cancelled() => return None,
-                    () = tokio::time::sleep(Duration::from_millis(50)) => {}
-                }
-            }
-        }
-    }
-}
-
-/// Accepts TCP connections and yields those that complete the TLS handshake. A
-/// client that sends garbage, plain HTTP or no certificate is dropped and logged at
-/// debug level; it never stops the listener.
-pub fn incoming(
-    listener: TcpListener,
-    config: Arc<rustls::ServerConfig>,
-    shutdown: CancellationToken,
-) -> ReceiverStream<std::io::Result<TlsStream<TcpStream>>> {
-    let (tx, rx) = tokio::sync::mpsc::channel(16);
-    let acceptor = tokio_rustls::TlsAcceptor::from(config);
-    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
-    tokio::spawn(async move {
-        while let Some((tcp, addr)) = accept(&listener, &shutdown, "peer").await {
-            let Ok(permit) = permits.clone().acquire_owned().await else {
-                return;
-            };
-            let acceptor = acceptor.clone();
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let _permit = permit;
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                    Ok(Ok(tls)) => {
-                        let _ = tx.send(Ok(tls)).await;
-                    }
-                    Ok(Err(e)) => tracing::warn!(%addr, cause = %e, "refused a peer connection"),
-                    Err(_) => debug!(%addr, "peer TLS handshake timed out"),
-                }
-            });
-        }
-    });
-    ReceiverStream::new(rx)
-}
+/// How long a peer has to finish a TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A tonic connector that dials TCP and then TLS with the peer client config.
 pub fn connector(
@@ -129,11 +61,29 @@ pub fn connector(
     })
 }
 
+/// Who is calling, as the certificate of the connection a request came on names
+/// it. The server that hosts the peer service (in `orion-apiserver`) puts one in
+/// every request's extensions; [`crate::service`] refuses a call whose claimed
+/// sender differs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PeerCaller {
+    /// The peer id of a `server` certificate, or `None` for any other certificate.
+    pub id: Option<u64>,
+}
+
+impl PeerCaller {
+    /// The caller named by the first certificate of a verified chain.
+    pub fn from_certs(certs: Option<&[rustls::pki_types::CertificateDer<'_>]>) -> Self {
+        let id = certs
+            .and_then(|c| c.first())
+            .and_then(|leaf| orion_tls::cert::identity_of(leaf.as_ref()))
+            .filter(|id| id.role == orion_tls::Role::Server)
+            .and_then(|id| id.name.parse().ok());
+        PeerCaller { id }
+    }
+}
+
 /// The peer id named by the certificate of the connection a request came on.
 pub fn caller_id<T>(request: &tonic::Request<T>) -> Option<u64> {
-    let certs = request.peer_certs()?;
-    let id = orion_tls::cert::identity_of(certs.first()?.as_ref())?;
-    (id.role == orion_tls::Role::Server)
-        .then(|| id.name.parse().ok())
-        .flatten()
+    request.extensions().get::<PeerCaller>()?.id
 }

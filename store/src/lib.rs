@@ -21,6 +21,7 @@
 //!
 //! - `keys`: column families and the keys this crate owns.
 //! - `db`: opening RocksDB with those column families.
+//! - `open`: [`open`], the one way in: database, log store, state machine and reader.
 //! - `codec`: JSON encoding of log entries and metadata.
 //! - `log`: [`LogStore`] — log entries, vote, committed; durability rules.
 //! - `group_commit`: the thread that syncs the WAL once per group of appends and only
@@ -44,6 +45,7 @@ mod error;
 mod group_commit;
 mod keys;
 mod log;
+mod open;
 mod reader;
 mod scan;
 mod snapshot;
@@ -52,13 +54,12 @@ mod state_machine;
 mod txn;
 
 use std::io::Cursor;
-use std::path::Path;
-use std::sync::Arc;
 
 use openraft::{Entry, RaftTypeConfig};
 
 pub use crate::error::{Error, Result};
 pub use crate::log::LogStore;
+pub use crate::open::{open, Store};
 pub use crate::reader::{StateReader, View};
 pub use crate::snapshot::SnapshotBuilder;
 pub use crate::state_machine::{Applier, StateMachine};
@@ -74,33 +75,4 @@ pub trait StoreConfig:
 impl<C> StoreConfig for C where
     C: RaftTypeConfig<NodeId = u64, Entry = Entry<C>, SnapshotData = Cursor<Vec<u8>>>
 {
-}
-
-/// An opened store: hand `log` and `sm` to openraft, keep `reader` for API reads.
-pub struct Store<C: RaftTypeConfig> {
-    /// The Raft log store.
-    pub log: LogStore<C>,
-    /// The state machine.
-    pub sm: StateMachine<C>,
-    /// Point-in-time reads of the state machine.
-    pub reader: StateReader,
-}
-
-/// Open (or create) the store in `dir`.
-pub fn open<C>(dir: &Path, applier: Arc<dyn Applier<C>>) -> Result<Store<C>>
-where
-    C: RaftTypeConfig<NodeId = u64, Entry = Entry<C>, SnapshotData = Cursor<Vec<u8>>>,
-    C::D: serde::Serialize + serde::de::DeserializeOwned,
-    C::Node: serde::Serialize + serde::de::DeserializeOwned,
-{
-    std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
-    let db = Arc::new(db::open(&dir.join("db"))?);
-    let files = Arc::new(snapshot::SnapshotFiles::open::<C::Node>(
-        dir.join("snapshots"),
-    )?);
-    Ok(Store {
-        log: LogStore::new(Arc::clone(&db))?,
-        sm: StateMachine::new(Arc::clone(&db), applier, files),
-        reader: StateReader::new(db),
-    })
 }

@@ -38,6 +38,6 @@ pub async fn leader(
         )
             .into_response(),
         Err(LeaderError::Rejected(e)) => return Err(e.into()),
-        Err(LeaderError::Fatal(m)) => return Err(ApiError::unavailable(m).into()),
+        Err(LeaderError::Fatal(m)) => return Err(ApiError::unavailable(m.to_string()).into()),
     })
 }

@@ -4,7 +4,7 @@ use orion_api::{ClusterStatus, MemberRole, MembersResponse, PeerIdentity};
 
 use crate::args::{ClientOpts, ClusterCommand, Output};
 use crate::output::{human_millis, print, Table};
-use orion_client::Client;
+use orion_client::{Client, Consistency};
 
 fn print_members(output: Output, m: &MembersResponse) -> anyhow::Result<()> {
     print(output, m, |m| {
@@ -59,16 +59,11 @@ fn print_members(output: Output, m: &MembersResponse) -> anyhow::Result<()> {
 pub async fn run(client: &Client, output: Output, command: ClusterCommand) -> anyhow::Result<()> {
     match command {
         ClusterCommand::Members { stale } => {
-            let url = if stale {
-                "/v1/cluster/members?stale=true"
-            } else {
-                "/v1/cluster/members"
-            };
-            let m: MembersResponse = client.get(url).await?;
+            let m: MembersResponse = client.members(Consistency::stale_if(stale)).await?;
             print_members(output, &m)?;
         }
         ClusterCommand::Status => {
-            let s: ClusterStatus = client.get("/v1/cluster/status").await?;
+            let s: ClusterStatus = client.status().await?;
             print(output, &s, |s| {
                 let mut t = Table::new(&[
                     "ID", "STATE", "LEADER", "TERM", "LAST LOG", "APPLIED", "SNAPSHOT", "VOTERS",
@@ -92,16 +87,16 @@ pub async fn run(client: &Client, output: Output, command: ClusterCommand) -> an
         }
         ClusterCommand::Join { url } => {
             let newcomer = client.at(&url);
-            let me: PeerIdentity = newcomer.get("/v1/cluster/self").await?;
+            let me: PeerIdentity = newcomer.identity().await?;
             eprintln!(
                 "adding peer {} ({}) as a learner, then as a voter once it has caught up…",
                 me.id, me.api_addr
             );
-            let m: MembersResponse = client.post("/v1/cluster/members", &me).await?;
+            let m: MembersResponse = client.add_member(&me).await?;
             print_members(output, &m)?;
         }
         ClusterCommand::Remove { id } => {
-            let m: MembersResponse = client.delete(&format!("/v1/cluster/members/{id}")).await?;
+            let m: MembersResponse = client.remove_member(id).await?;
             eprintln!("member {id} removed");
             print_members(output, &m)?;
         }
@@ -116,10 +111,7 @@ pub async fn version(opts: &ClientOpts) -> anyhow::Result<()> {
     let client_version = env!("CARGO_PKG_VERSION");
     let server = match crate::context::client(opts) {
         Err(e) => Err(format!("{e:#}")),
-        Ok(client) => client
-            .get::<ClusterStatus>("/v1/cluster/status")
-            .await
-            .map_err(|e| e.to_string()),
+        Ok(client) => client.status().await.map_err(|e| e.to_string()),
     };
     match opts.output {
         Output::Json | Output::Yaml => {

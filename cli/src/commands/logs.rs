@@ -14,11 +14,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use backon::{ExponentialBuilder, Retryable};
-use futures::StreamExt;
 use orion_api::agent_proto::{LogCursor, LogRecord, LogRecordKind, LogStreamName};
-use reqwest::StatusCode;
 
-use orion_client::{query_value, Client, ClientError};
+use orion_client::{Client, ClientError, LogQuery, StatusCode, Stream};
 
 /// Longest line of records accepted from the server (a log line is cut by the
 /// agent at 1 MiB; JSON escaping may double it).
@@ -54,18 +52,13 @@ impl Cursor {
 }
 
 /// The request for the first connection, or for a resume from `cursor`.
-fn logs_path(id: &str, tail: usize, cursor: Option<LogCursor>) -> String {
-    let mut path = format!(
-        "/v1/replicas/{}/logs?follow=true&records=true&tail={tail}",
-        query_value(id)
-    );
-    if let Some(c) = cursor {
-        path.push_str(&format!(
-            "&stdout_offset={}&stderr_offset={}",
-            c.stdout, c.stderr
-        ));
+fn logs_query(tail: usize, cursor: Option<LogCursor>) -> LogQuery {
+    LogQuery {
+        tail,
+        follow: true,
+        records: true,
+        from: cursor,
     }
-    path
 }
 
 /// Worth retrying: no peer reachable, no leader yet, the agent not reconnected
@@ -106,16 +99,17 @@ enum Ended {
 /// Prints records from one connection until it ends; keeps `cursor` at the last
 /// record printed.
 async fn print_records(
-    resp: reqwest::Response,
+    mut stream: Stream,
     cursor: &mut Cursor,
     out: &mut impl Write,
 ) -> anyhow::Result<Ended> {
-    let mut body = resp.bytes_stream();
     let mut pending = Vec::new();
-    while let Some(chunk) = body.next().await {
-        let chunk = match chunk {
-            Ok(c) => c,
-            Err(e) => return Ok(Ended::Broke(root_cause(&e))),
+    loop {
+        let chunk = match stream.chunk().await {
+            Ok(Some(c)) => c,
+            Ok(None) => break,
+            Err(ClientError::Broken(cause)) => return Ok(Ended::Broke(cause)),
+            Err(e) => return Ok(Ended::Broke(e.to_string())),
         };
         pending.extend_from_slice(&chunk);
         for record in take_records(&mut pending)? {
@@ -135,14 +129,6 @@ async fn print_records(
     Ok(Ended::Broke("the server ended the stream".into()))
 }
 
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cur = e;
-    while let Some(next) = cur.source() {
-        cur = next;
-    }
-    cur.to_string()
-}
-
 /// Follows replica `id`'s log until Ctrl-C, reconnecting as needed.
 pub async fn follow(client: &Client, id: &str, tail: usize) -> anyhow::Result<()> {
     let mut cursor = Cursor::default();
@@ -153,10 +139,10 @@ pub async fn follow(client: &Client, id: &str, tail: usize) -> anyhow::Result<()
         // Before both streams are known (the tail was cut short), start over with
         // no tail rather than repeat lines: the marks come right after the tail.
         let resume = cursor.resume();
-        let path = match (broke.is_some(), resume) {
-            (false, _) => logs_path(id, tail, None),
-            (true, Some(c)) => logs_path(id, 0, Some(c)),
-            (true, None) => logs_path(id, 0, None),
+        let query = match (broke.is_some(), resume) {
+            (false, _) => logs_query(tail, None),
+            (true, Some(c)) => logs_query(0, Some(c)),
+            (true, None) => logs_query(0, None),
         };
         let backoff = ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(100))
@@ -164,7 +150,7 @@ pub async fn follow(client: &Client, id: &str, tail: usize) -> anyhow::Result<()
             .with_jitter()
             .without_max_times()
             .with_total_delay(Some(GIVE_UP_AFTER));
-        let connect = || async { client.open_stream(&path).await };
+        let connect = || async { client.open_logs(id, &query).await };
         let opened = connect
             .retry(backoff)
             .when(|e| broke.is_some() && transient(e))
@@ -172,7 +158,7 @@ pub async fn follow(client: &Client, id: &str, tail: usize) -> anyhow::Result<()
                 tracing::debug!(cause = %e, ?wait, "log stream not back yet; retrying");
             })
             .await;
-        let (url, resp) = match opened {
+        let stream = match opened {
             Ok(r) => r,
             Err(e) if broke.is_some() => {
                 return Err(e).with_context(|| {
@@ -182,13 +168,14 @@ pub async fn follow(client: &Client, id: &str, tail: usize) -> anyhow::Result<()
             Err(e) => return Err(e.into()),
         };
         if let Some((at, why)) = broke.take() {
-            let base = url.split("/v1/").next().unwrap_or(&url);
+            let url = stream.url();
+            let base = url.split("/v1/").next().unwrap_or(url);
             eprintln!(
                 "orion: log stream resumed via {base} after {:.1} s ({why})",
                 at.elapsed().as_secs_f64()
             );
         }
-        let Ended::Broke(why) = print_records(resp, &mut cursor, &mut stdout).await?;
+        let Ended::Broke(why) = print_records(stream, &mut cursor, &mut stdout).await?;
         eprintln!("orion: the log stream broke ({why}); reconnecting…");
         broke = Some((Instant::now(), why));
     }
@@ -224,6 +211,8 @@ mod tests {
         assert_eq!(records[1].kind, LogRecordKind::Mark);
     }
 
+    /// The path it makes (`…/logs?follow=true&records=true&tail=0&stdout_offset=120
+    /// &stderr_offset=7`) is checked in `orion-client`, which writes it.
     #[test]
     fn a_resume_asks_for_what_follows_the_cursor_and_no_tail() {
         let c = LogCursor {
@@ -231,8 +220,13 @@ mod tests {
             stderr: 7,
         };
         assert_eq!(
-            logs_path("web-0", 0, Some(c)),
-            "/v1/replicas/web-0/logs?follow=true&records=true&tail=0&stdout_offset=120&stderr_offset=7"
+            logs_query(0, Some(c)),
+            LogQuery {
+                tail: 0,
+                follow: true,
+                records: true,
+                from: Some(c),
+            }
         );
     }
 

@@ -43,7 +43,7 @@ pub async fn run(client: &Client, output: Output, command: TokenCommand) -> anyh
                 ttl_seconds: parse_ttl(&ttl)?,
                 description,
             };
-            let created: CreatedToken = client.post("/v1/tokens", &req).await?;
+            let created: CreatedToken = client.create_token(&req).await?;
             match output {
                 Output::Json | Output::Yaml => print(output, &created, |_| Table::new(&[]))?,
                 Output::Table | Output::Wide => {
@@ -62,7 +62,7 @@ pub async fn run(client: &Client, output: Output, command: TokenCommand) -> anyh
             }
         }
         TokenCommand::List => {
-            let list: TokenList = client.get("/v1/tokens").await?;
+            let list: TokenList = client.tokens().await?;
             print(output, &list, |l| {
                 let now = orion_tls::token::now();
                 let mut t = Table::new(&["ID", "ROLE", "EXPIRES IN", "STATE", "DESCRIPTION"]);
@@ -88,7 +88,7 @@ pub async fn run(client: &Client, output: Output, command: TokenCommand) -> anyh
             })?;
         }
         TokenCommand::Revoke { id } => {
-            let _: serde_json::Value = client.delete(&format!("/v1/tokens/{id}")).await?;
+            client.revoke_token(&id).await?;
             println!("token {id} revoked");
         }
     }

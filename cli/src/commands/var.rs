@@ -4,11 +4,7 @@ use orion_api::{DeleteResponse, ListResponse, PutVariable, VariableResponse, Wri
 
 use crate::args::{Output, VarCommand};
 use crate::output::{print, Table};
-use orion_client::{query_value, Client};
-
-fn var_url(path: &str) -> String {
-    format!("/v1/variables/{}", query_value(path))
-}
+use orion_client::{Client, Consistency, VariableQuery};
 
 pub async fn run(client: &Client, output: Output, command: VarCommand) -> anyhow::Result<()> {
     match command {
@@ -19,8 +15,8 @@ pub async fn run(client: &Client, output: Output, command: VarCommand) -> anyhow
             secret,
         } => {
             let r: WriteResponse = client
-                .put(
-                    &var_url(&path),
+                .put_variable(
+                    &path,
                     &PutVariable {
                         value,
                         expected_revision,
@@ -34,20 +30,11 @@ pub async fn run(client: &Client, output: Output, command: VarCommand) -> anyhow
             path,
             expected_revision,
         } => {
-            let mut url = var_url(&path);
-            if let Some(rev) = expected_revision {
-                url.push_str(&format!("?expected_revision={rev}"));
-            }
-            let r: DeleteResponse = client.delete(&url).await?;
+            let r: DeleteResponse = client.delete_variable(&path, expected_revision).await?;
             println!("{} deleted at revision {}", r.deleted.path, r.revision);
         }
         VarCommand::Get { path, stale } => {
-            let url = format!(
-                "{}{}",
-                var_url(&path),
-                if stale { "?stale=true" } else { "" }
-            );
-            let r: VariableResponse = client.get(&url).await?;
+            let r: VariableResponse = client.variable(&path, Consistency::stale_if(stale)).await?;
             print(output, &r, |r| {
                 let mut t = Table::new(&["PATH", "VALUE", "REVISION", "CREATED", "VERSION"]);
                 let v = &r.variable;
@@ -66,14 +53,14 @@ pub async fn run(client: &Client, output: Output, command: VarCommand) -> anyhow
             stale,
             limit,
         } => {
-            let mut url = format!("/v1/variables?prefix={}", query_value(&prefix));
-            if stale {
-                url.push_str("&stale=true");
-            }
-            if let Some(l) = limit {
-                url.push_str(&format!("&limit={l}"));
-            }
-            let r: ListResponse = client.get(&url).await?;
+            let r: ListResponse = client
+                .variables(&VariableQuery {
+                    prefix,
+                    start_after: None,
+                    limit,
+                    consistency: Consistency::stale_if(stale),
+                })
+                .await?;
             print(output, &r, |r| {
                 let mut t = Table::new(&["PATH", "VALUE", "REVISION"]);
                 for v in &r.items {

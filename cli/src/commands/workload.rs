@@ -11,7 +11,7 @@ use orion_api::{
 
 use crate::args::{Kind, Output};
 use crate::output::{print, Table};
-use orion_client::{query_value, Client};
+use orion_client::{Client, Consistency, EventQuery, LogQuery};
 
 /// Reads the `-f` arguments: files, folders (their `.yaml`/`.yml` files, sorted) or `-`.
 fn read_sources(paths: &[PathBuf]) -> anyhow::Result<Vec<SourceFile>> {
@@ -57,9 +57,7 @@ fn read_file(path: &Path) -> anyhow::Result<SourceFile> {
 
 pub async fn apply(client: &Client, paths: &[PathBuf]) -> anyhow::Result<()> {
     let files = read_sources(paths)?;
-    let r: ApplyResponse = client
-        .post_idempotent("/v1/apply", &ApplyRequest { files })
-        .await?;
+    let r: ApplyResponse = client.apply(&ApplyRequest { files }).await?;
     for x in &r.results {
         let change = match x.change {
             Change::Created => "created",
@@ -93,24 +91,22 @@ pub async fn get(
     name: Option<String>,
     stale: bool,
 ) -> anyhow::Result<u64> {
-    let suffix = if stale { "?stale=true" } else { "" };
+    let consistency = Consistency::stale_if(stale);
     let revision = match (kind, name) {
         (Kind::Services, None) => {
-            let r: ServiceList = client.get(&format!("/v1/services{suffix}")).await?;
+            let r: ServiceList = client.services(consistency).await?;
             print(output, &r, |r| services_table(&r.items))?;
             r.revision
         }
         (Kind::Services, Some(name)) => {
-            let r: ServiceResponse = client
-                .get(&format!("/v1/services/{}{suffix}", query_value(&name)))
-                .await?;
+            let r: ServiceResponse = client.service(&name, consistency).await?;
             print(output, &r, |r| {
                 services_table(std::slice::from_ref(&r.service))
             })?;
             r.revision
         }
         (Kind::Nodes, name) => {
-            let mut r: NodeList = client.get(&format!("/v1/nodes{suffix}")).await?;
+            let mut r: NodeList = client.nodes(consistency).await?;
             if let Some(name) = &name {
                 r.items.retain(|n| &n.name == name);
                 r.usage.retain(|n, _| n == name);
@@ -152,7 +148,7 @@ pub async fn get(
             r.revision
         }
         (Kind::Replicas, name) => {
-            let mut r: ReplicaList = client.get(&format!("/v1/replicas{suffix}")).await?;
+            let mut r: ReplicaList = client.replicas(consistency).await?;
             if let Some(name) = &name {
                 // A replica id (`web-0`) or a service name (`web`), as `orion logs`.
                 let is_id = r.items.iter().any(|x| &x.id() == name);
@@ -223,9 +219,7 @@ pub async fn delete(client: &Client, kind: Kind, name: &str) -> anyhow::Result<(
             bail!("{kind:?} are not deleted by hand: the controllers own them (delete or scale the service)")
         }
         Kind::Services => {
-            let r: DeletedService = client
-                .delete(&format!("/v1/services/{}", query_value(name)))
-                .await?;
+            let r: DeletedService = client.delete_service(name).await?;
             println!(
                 "service/{} deleted at revision {}",
                 r.deleted.spec.name, r.revision
@@ -237,7 +231,7 @@ pub async fn delete(client: &Client, kind: Kind, name: &str) -> anyhow::Result<(
 
 /// `orion logs`: one replica's lines, or each replica's of a service in turn.
 pub async fn logs(client: &Client, target: &str, follow: bool, tail: usize) -> anyhow::Result<()> {
-    let list: ReplicaList = client.get("/v1/replicas").await?;
+    let list: ReplicaList = client.replicas(Consistency::Linearizable).await?;
     let ids: Vec<String> = if list.items.iter().any(|r| r.id() == target) {
         vec![target.to_string()]
     } else {
@@ -260,24 +254,21 @@ pub async fn logs(client: &Client, target: &str, follow: bool, tail: usize) -> a
     if follow {
         return super::logs::follow(client, &ids[0], tail).await;
     }
+    let query = LogQuery {
+        tail,
+        follow,
+        records: false,
+        from: None,
+    };
     for id in ids {
-        let path = format!(
-            "/v1/replicas/{}/logs?tail={tail}&follow={follow}",
-            query_value(&id)
-        );
-        client.stream(&path, std::io::stdout().lock()).await?;
+        client.logs(&id, &query, std::io::stdout().lock()).await?;
     }
     Ok(())
 }
 
 /// `orion exec`: prints the command's output and returns its exit code.
 pub async fn exec(client: &Client, replica: &str, command: Vec<String>) -> anyhow::Result<i32> {
-    let r: orion_api::agent_proto::ExecResult = client
-        .post(
-            &format!("/v1/replicas/{}/exec", query_value(replica)),
-            &serde_json::json!({ "command": command }),
-        )
-        .await?;
+    let r: orion_api::agent_proto::ExecResult = client.exec(replica, command).await?;
     print!("{}", r.stdout);
     eprint!("{}", r.stderr);
     Ok(r.exit_code.unwrap_or(128 + r.signal.unwrap_or(0)))
@@ -288,10 +279,8 @@ pub async fn describe(client: &Client, kind: Kind, name: &str) -> anyhow::Result
     if kind != Kind::Services {
         bail!("only services can be described for now");
     }
-    let svc: ServiceResponse = client
-        .get(&format!("/v1/services/{}", query_value(name)))
-        .await?;
-    let replicas: ReplicaList = client.get("/v1/replicas").await?;
+    let svc: ServiceResponse = client.service(name, Consistency::Linearizable).await?;
+    let replicas: ReplicaList = client.replicas(Consistency::Linearizable).await?;
     let o = &svc.service;
     println!("Name:        {}", o.spec.name);
     println!("Replicas:    {} desired", o.spec.replicas);
@@ -326,10 +315,11 @@ pub async fn describe(client: &Client, kind: Kind, name: &str) -> anyhow::Result
         println!("  not placed: {u}");
     }
     let events: Vec<orion_api::Event> = client
-        .get(&format!(
-            "/v1/events?prefix={}&limit=20",
-            query_value(&o.spec.name)
-        ))
+        .events(&EventQuery {
+            resource: None,
+            prefix: o.spec.name.clone(),
+            limit: Some(20),
+        })
         .await?;
     println!("Events:");
     for e in events
