@@ -12,98 +12,157 @@
 //! Move one peer at a time: a majority whose Raft addresses all moved at once
 //! cannot reach each other to record it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use backon::BackoffBuilder;
-use orion_api::ErrorBody;
-use orion_raft::{LeaderError, Member};
-use reqwest::StatusCode;
+use orion_api::PeerIdentity;
+use orion_raft::{LeaderError, Member, RaftNode};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use crate::leader::{ClusterRef, LeaderRequest};
+use crate::forward::{Forwarder, LeaderRequest, Sent};
 
 /// Longest pause between two attempts.
 const MAX_DELAY: Duration = Duration::from_secs(5);
 /// How long one attempt may take.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Keeps the membership record of `me` true to its advertised addresses.
+pub struct Advertiser {
+    pub node: RaftNode,
+    pub leader: Arc<Forwarder>,
+    /// This peer as it advertises itself.
+    pub me: PeerIdentity,
+}
+
 /// The membership record this peer should have.
-fn wanted(cluster: &ClusterRef) -> Member {
+fn wanted(me: &PeerIdentity) -> Member {
     Member {
-        api_addr: cluster.me.api_addr.clone(),
-        peer_addr: cluster.me.peer_addr.clone(),
-        agent_addr: cluster.me.agent_addr.clone(),
+        api_addr: me.api_addr.clone(),
+        peer_addr: me.peer_addr.clone(),
+        agent_addr: me.agent_addr.clone(),
     }
 }
 
-/// What the membership this peer knows records for it (`None`: not a member, as
-/// before a join completes or after a removal).
-fn recorded(cluster: &ClusterRef) -> Option<Member> {
-    let metrics = cluster.node.raft.metrics();
-    let m = metrics.borrow();
-    m.membership_config
-        .membership()
-        .get_node(&cluster.node.id)
-        .cloned()
-}
+impl Advertiser {
+    /// What the membership this peer knows records for it (`None`: not a member, as
+    /// before a join completes or after a removal).
+    fn recorded(&self) -> Option<Member> {
+        let metrics = self.node.raft.metrics();
+        let m = metrics.borrow();
+        m.membership_config
+            .membership()
+            .get_node(&self.node.id)
+            .cloned()
+    }
 
-/// Runs until the membership records this peer's advertised addresses (or until
-/// `shutdown`).
-pub async fn keep_current(cluster: ClusterRef, shutdown: CancellationToken) {
-    let want = wanted(&cluster);
-    let mut metrics = cluster.node.raft.metrics();
-    let mut delays = backon::ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(200))
-        .with_max_delay(MAX_DELAY)
-        .with_jitter()
-        .without_max_times()
-        .build();
-    let mut announced = false;
-    let mut warned = false;
-    loop {
-        match recorded(&cluster) {
-            Some(r) if r == want => {
-                if announced {
-                    info!(member = %want, "the membership records this peer's new addresses");
+    /// Runs until the membership records this peer's advertised addresses (or until
+    /// `shutdown`).
+    pub async fn keep_current(self, shutdown: CancellationToken) {
+        let want = wanted(&self.me);
+        let mut metrics = self.node.raft.metrics();
+        let mut delays = backon::ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(200))
+            .with_max_delay(MAX_DELAY)
+            .with_jitter()
+            .without_max_times()
+            .build();
+        let mut announced = false;
+        let mut warned = false;
+        loop {
+            match self.recorded() {
+                Some(r) if r == want => {
+                    if announced {
+                        info!(member = %want, "the membership records this peer's new addresses");
+                    }
+                    return;
                 }
-                return;
-            }
-            Some(old) => {
-                if !announced {
-                    info!(recorded = %old, advertised = %want,
+                Some(old) => {
+                    if !announced {
+                        info!(recorded = %old, advertised = %want,
                         "this peer's addresses changed; asking the leader to record them");
-                    announced = true;
-                }
-                match update(&cluster).await {
-                    // Recorded: wait until this peer has the entry too.
-                    Ok(()) => debug!("the leader recorded this peer's new addresses"),
-                    Err(Failure::Refused(e)) => {
-                        error!(cause = %e, advertised = %want,
+                        announced = true;
+                    }
+                    match self.update().await {
+                        // Recorded: wait until this peer has the entry too.
+                        Ok(()) => debug!("the leader recorded this peer's new addresses"),
+                        Err(Failure::Refused(e)) => {
+                            error!(cause = %e, advertised = %want,
                             "the cluster refused this peer's new addresses; fix them and restart");
-                        return;
+                            return;
+                        }
+                        Err(Failure::Unreachable(e)) if !warned => {
+                            warn!(cause = %e, "cannot record this peer's new addresses yet; retrying");
+                            warned = true;
+                        }
+                        Err(Failure::Unreachable(e)) => {
+                            debug!(cause = %e, "cannot record this peer's new addresses yet")
+                        }
                     }
-                    Err(Failure::Unreachable(e)) if !warned => {
-                        warn!(cause = %e, "cannot record this peer's new addresses yet; retrying");
-                        warned = true;
-                    }
-                    Err(Failure::Unreachable(e)) => {
-                        debug!(cause = %e, "cannot record this peer's new addresses yet")
+                    let pause = delays.next().unwrap_or(MAX_DELAY);
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        _ = metrics.changed() => {}
+                        () = tokio::time::sleep(pause) => {}
                     }
                 }
-                let pause = delays.next().unwrap_or(MAX_DELAY);
-                tokio::select! {
+                // Not a member: a join adds it with the right addresses.
+                None => tokio::select! {
                     () = shutdown.cancelled() => return,
-                    _ = metrics.changed() => {}
-                    () = tokio::time::sleep(pause) => {}
-                }
+                    changed = metrics.changed() => if changed.is_err() { return },
+                },
             }
-            // Not a member: a join adds it with the right addresses.
-            None => tokio::select! {
-                () = shutdown.cancelled() => return,
-                changed = metrics.changed() => if changed.is_err() { return },
-            },
         }
+    }
+
+    /// One round: done here if this peer leads, else sent to each member in turn
+    /// (the leader it knows of first) until one that leads records it.
+    async fn update(&self) -> Result<(), Failure> {
+        let req = LeaderRequest::UpdateMember {
+            peer: self.me.clone(),
+        };
+        if self.node.is_leader() {
+            return match self.leader.execute_local(req).await {
+                Ok(_) => Ok(()),
+                Err(LeaderError::Rejected(e)) => Err(Failure::Refused(e.to_string())),
+                Err(e) => Err(Failure::Unreachable(e.to_string())),
+            };
+        }
+        let leader = self.node.leader().map(|(id, _)| id);
+        let mut targets: Vec<(u64, String)> = {
+            let metrics = self.node.raft.metrics();
+            let m = metrics.borrow();
+            m.membership_config
+                .membership()
+                .nodes()
+                .filter(|(id, _)| **id != self.node.id)
+                .map(|(id, n)| (*id, n.api_addr.clone()))
+                .collect()
+        };
+        targets.sort_by_key(|(id, _)| Some(*id) != leader);
+        let mut failures = Vec::new();
+        for (id, api_addr) in targets {
+            let why = match self.leader.send_to(&api_addr, &req, ATTEMPT_TIMEOUT).await {
+                Sent::Done(_) => return Ok(()),
+                // Any answer but "not the leader" (421) or a 5xx (busy, shutting down)
+                // is the leader refusing.
+                Sent::Failed { status, error } if status.is_client_error() => {
+                    return Err(Failure::Refused(format!(
+                        "member {id} ({api_addr}): {}",
+                        error.message
+                    )))
+                }
+                Sent::Failed { error, .. } => error.message,
+                Sent::NotLeader(why) | Sent::NotSent(why) | Sent::Lost(why) => why,
+            };
+            failures.push(format!("member {id} ({api_addr}): {why}"));
+        }
+        Err(Failure::Unreachable(if failures.is_empty() {
+            "no other member is known".into()
+        } else {
+            failures.join("; ")
+        }))
     }
 }
 
@@ -114,63 +173,4 @@ enum Failure {
     Refused(String),
     /// No leader was reached, or it could not do it now.
     Unreachable(String),
-}
-
-/// One round: done here if this peer leads, else sent to each member in turn
-/// (the leader it knows of first) until one that leads records it.
-async fn update(cluster: &ClusterRef) -> Result<(), Failure> {
-    let req = LeaderRequest::UpdateMember {
-        peer: cluster.me.clone(),
-    };
-    if cluster.node.is_leader() {
-        return match cluster.execute_local(req).await {
-            Ok(_) => Ok(()),
-            Err(LeaderError::Rejected(e)) => Err(Failure::Refused(e.to_string())),
-            Err(e) => Err(Failure::Unreachable(e.to_string())),
-        };
-    }
-    let leader = cluster.node.leader().map(|(id, _)| id);
-    let mut targets: Vec<(u64, String)> = {
-        let metrics = cluster.node.raft.metrics();
-        let m = metrics.borrow();
-        m.membership_config
-            .membership()
-            .nodes()
-            .filter(|(id, _)| **id != cluster.node.id)
-            .map(|(id, n)| (*id, n.api_addr.clone()))
-            .collect()
-    };
-    targets.sort_by_key(|(id, _)| Some(*id) != leader);
-    let mut failures = Vec::new();
-    for (id, api_addr) in targets {
-        let sent = cluster
-            .http
-            .post(format!("https://{api_addr}/v1/internal/leader"))
-            .timeout(ATTEMPT_TIMEOUT)
-            .json(&req)
-            .send()
-            .await;
-        match sent {
-            Ok(r) if r.status().is_success() => return Ok(()),
-            Ok(r) => {
-                let status = r.status();
-                let why = r
-                    .json::<ErrorBody>()
-                    .await
-                    .map_or_else(|_| status.to_string(), |b| b.error.message);
-                // 421: not the leader; 5xx: busy or shutting down. Any other
-                // answer is the leader refusing.
-                if status.is_client_error() && status != StatusCode::MISDIRECTED_REQUEST {
-                    return Err(Failure::Refused(format!("member {id} ({api_addr}): {why}")));
-                }
-                failures.push(format!("member {id} ({api_addr}): {why}"));
-            }
-            Err(e) => failures.push(format!("member {id} ({api_addr}): {e}")),
-        }
-    }
-    Err(Failure::Unreachable(if failures.is_empty() {
-        "no other member is known".into()
-    } else {
-        failures.join("; ")
-    }))
 }

@@ -1,6 +1,6 @@
 //! Who may call what. Every route is declared once, with its [`Access`], in
-//! [`crate::server::routes`]; the router is built from that table and this
-//! middleware enforces it, so a route cannot exist without a policy.
+//! `routes.rs`; the router is built from that table and this middleware
+//! enforces it, so a route cannot exist without a policy.
 //!
 //! Callers are identified by a bearer token (`Authorization: Bearer orion.…`) or,
 //! for peer and certificate routes, by the client certificate of the connection.
@@ -19,9 +19,11 @@ use orion_tls::token::{self, TokenError};
 use orion_tls::{Identity, Role, TokenRole};
 use tracing::debug;
 
+use crate::caller::Caller;
 use crate::error::HttpError;
+use crate::forward::Forwarder;
 use crate::https::ConnInfo;
-use crate::leader::ClusterRef;
+use crate::security::Security;
 
 /// What a route requires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -44,25 +46,22 @@ pub enum Access {
     Certified,
 }
 
-/// The caller, as the middleware established it; handlers may read it.
-#[derive(Debug, Clone)]
-pub enum Caller {
-    Anonymous,
-    Token { id: String, role: TokenRole },
-    Cert(Identity),
-}
-
-impl std::fmt::Display for Caller {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Caller::Anonymous => write!(f, "anonymous"),
-            Caller::Token { id, role } => write!(f, "token {id} ({})", role.as_str()),
-            Caller::Cert(id) => write!(f, "{id}"),
-        }
-    }
-}
-
 pub type Policy = Arc<HashMap<(Method, &'static str), Access>>;
+
+/// What checking a token takes: the token key and records ([`Security`]), and
+/// the way to the leader, to catch up on a token minted through another peer.
+#[derive(Clone)]
+pub struct Tokens {
+    pub security: Arc<Security>,
+    pub leader: Arc<Forwarder>,
+}
+
+/// The middleware's state: how to check tokens, and the route table's policy.
+#[derive(Clone)]
+pub struct Auth {
+    pub tokens: Tokens,
+    pub policy: Policy,
+}
 
 const LOGIN_HINT: &str = "log in with `orion context add NAME --server URL --token TOKEN`; \
      an admin makes tokens with `orion token create --role developer`";
@@ -101,42 +100,38 @@ fn bearer(req: &Request) -> Result<Option<&str>, ApiError> {
     }
 }
 
-/// Checks a token's signature, expiry and record; returns its claims.
-pub async fn verify_token(cluster: &ClusterRef, tok: &str) -> Result<token::Claims, ApiError> {
-    let key = cluster.token_key()?;
-    let claims = token::verify(tok, &key, token::now()).map_err(|e| match e {
+impl Tokens {
+    /// Checks a token's signature, expiry and record; returns its claims.
+    pub async fn verify(&self, tok: &str) -> Result<token::Claims, ApiError> {
+        let key = self.security.token_key()?;
+        let claims = token::verify(tok, &key, token::now()).map_err(|e| match e {
         TokenError::Expired => ApiError::unauthenticated(format!("the token expired; {LOGIN_HINT}")),
         TokenError::BadSignature => ApiError::unauthenticated(
             "the token's signature is not valid for this cluster (a token of another cluster, or altered)",
         ),
         TokenError::Malformed(m) => ApiError::unauthenticated(format!("the token is malformed: {m}")),
     })?;
-    let read = |c: &ClusterRef| {
-        c.node
-            .reader
-            .with_view(|v| orion_raft::read::token(v, &claims.id))
-            .map_err(|e| ApiError::internal(e.to_string()))
-    };
-    let mut record = read(cluster)?;
-    if record.is_none() {
-        // Minted a moment ago through another peer? Catch up once, then decide.
-        cluster.linearizable_barrier().await?;
-        record = read(cluster)?;
-    }
-    match record {
-        None => Err(ApiError::unauthenticated(
-            "the token is not known to this cluster",
-        )),
-        Some(r) if r.revoked => Err(ApiError::unauthenticated(format!(
-            "the token was revoked; {LOGIN_HINT}"
-        ))),
-        Some(_) => Ok(claims),
+        let mut record = self.security.token_record(&claims.id)?;
+        if record.is_none() {
+            // Minted a moment ago through another peer? Catch up once, then decide.
+            self.leader.linearizable_barrier().await?;
+            record = self.security.token_record(&claims.id)?;
+        }
+        match record {
+            None => Err(ApiError::unauthenticated(
+                "the token is not known to this cluster",
+            )),
+            Some(r) if r.revoked => Err(ApiError::unauthenticated(format!(
+                "the token was revoked; {LOGIN_HINT}"
+            ))),
+            Some(_) => Ok(claims),
+        }
     }
 }
 
 /// The middleware: identify, authorize, then run the handler with a [`Caller`].
 pub async fn enforce(
-    State((cluster, policy)): State<(ClusterRef, Policy)>,
+    State(Auth { tokens, policy }): State<Auth>,
     mut req: Request,
     next: Next,
 ) -> Response {
@@ -156,7 +151,7 @@ pub async fn enforce(
         Err(e) => return HttpError(e).into_response(),
     };
     let what = format!("{} {}", req.method(), req.uri().path());
-    match authorize(&cluster, cert, token, &what, access).await {
+    match authorize(&tokens, cert, token, &what, access).await {
         Ok(caller) => {
             req.extensions_mut().insert(caller);
             next.run(req).await
@@ -169,7 +164,7 @@ pub async fn enforce(
 }
 
 async fn authorize(
-    cluster: &ClusterRef,
+    tokens: &Tokens,
     cert: Option<Identity>,
     token: Option<String>,
     what: &str,
@@ -179,7 +174,7 @@ async fn authorize(
         return Ok(cert.map_or(Caller::Anonymous, Caller::Cert));
     }
     if let Some(tok) = token {
-        let claims = verify_token(cluster, &tok).await?;
+        let claims = tokens.verify(&tok).await?;
         if claims.role.is_join() {
             return Err(ApiError::denied(
                 "a join token can only be exchanged for a certificate (POST /v1/join)",

@@ -11,7 +11,7 @@
 //! listener on every interface (`0.0.0.0`, `::`) has no address to advertise, so
 //! it needs `advertise-<name>-addr`, or `advertise-api-addr`, whose host it then
 //! uses with its own port. The advertised addresses may change from one start to
-//! the next: the peer updates its membership record (see `crate::advertise`).
+//! the next: the peer updates its membership record (see `advertise.rs`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use orion_raft::RaftSettings;
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]

@@ -1,5 +1,6 @@
-//! Every failure leaves the API as `{"error": {"code", "message", ...}}` with the
-//! status its code maps to; request bodies are parsed with errors that name the problem.
+//! Errors. Every API failure leaves as `{"error": {"code", "message", ...}}` with
+//! the status its code maps to; request bodies are parsed with errors that name the
+//! problem. [`Error`] is what stops a peer (API errors are [`orion_api::ApiError`]).
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
@@ -28,7 +29,7 @@ impl IntoResponse for HttpError {
     }
 }
 
-pub type HttpResult<T> = Result<T, HttpError>;
+pub type HttpResult<T> = std::result::Result<T, HttpError>;
 
 /// A refused membership change as the API reports it: `409` when an id or address
 /// is already taken, `404` for an unknown member, `400` for an impossible change.
@@ -57,7 +58,7 @@ where
 {
     type Rejection = HttpError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(req: Request, state: &S) -> std::result::Result<Self, Self::Rejection> {
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 too_large()
@@ -132,3 +133,25 @@ pub async fn wrong_method(req: Request) -> HttpError {
         format!("{} is not allowed on {}", req.method(), req.uri().path()),
     ))
 }
+
+/// Fatal errors that stop a peer (API errors are [`orion_api::ApiError`]).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("cannot listen on {addr}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("joining the cluster failed: {0}")]
+    Join(String),
+    #[error(transparent)]
+    Raft(#[from] orion_raft::Error),
+    #[error("peer transport: {0}")]
+    PeerTransport(#[from] tonic::transport::Error),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

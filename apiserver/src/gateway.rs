@@ -5,33 +5,41 @@
 //! status change), keeps its heartbeat in memory, and pushes the node's full
 //! desired replica set whenever the applied state changes it. When this peer stops
 //! leading, every session is closed so agents reconnect to the new leader.
+//!
+//! The gateway owns the [`AgentRegistry`] (`registry`): what connected agents said,
+//! and their connections, which log and exec streams are opened on ([`open_stream`]).
+//! Every session is a task of the gateway's, and [`Gateway::run`] returns only when
+//! all of them have ended.
+
+pub mod registry;
 
 use std::collections::BTreeMap;
 use std::net::UdpSocket;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use orion_api::agent_proto::{
     AgentMessage, DesiredReplica, FrameError, FrameReader, ReplicaReport, ServerMessage,
+    StreamRequest,
 };
 use orion_api::{NodeObject, NodeStatus};
-use orion_raft::{read, Command};
+use orion_raft::{read, Command, RaftNode};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use crate::leader::ClusterRef;
+use crate::forward::Forwarder;
+use crate::security::PeerCreds;
+pub use registry::AgentRegistry;
 
-/// What the leader knows about connected agents, in memory only.
-#[derive(Default)]
-pub struct AgentTable {
-    /// Last heartbeat per node.
-    pub last_seen: BTreeMap<String, Instant>,
-    /// Last reported replica states, by replica id.
-    pub observed: BTreeMap<String, ReplicaReport>,
-    /// The latest usage each agent reported.
-    pub usage: BTreeMap<String, orion_api::agent_proto::NodeUsage>,
-    /// The live connection of each node's agent, for log and exec streams.
-    pub conns: BTreeMap<String, quinn::Connection>,
+/// What the gateway works with: the Raft node (who leads, the desired replicas),
+/// the way to the leader (registering nodes), this peer's certificate, and the
+/// registry it fills.
+pub struct Gateway {
+    pub node: RaftNode,
+    pub leader: Arc<Forwarder>,
+    pub creds: Arc<PeerCreds>,
+    pub agents: Arc<AgentRegistry>,
 }
 
 /// An agent's control stream, read frame by frame (cancel-safe).
@@ -54,11 +62,23 @@ async fn write_frame(send: &mut quinn::SendStream, msg: &ServerMessage) -> Resul
         .map_err(|e| e.to_string())
 }
 
+/// Opens a new stream on an agent's connection and sends `request` on it (logs
+/// and exec; the control stream stays free).
+pub async fn open_stream(
+    conn: &quinn::Connection,
+    request: &StreamRequest,
+) -> Result<(quinn::SendStream, quinn::RecvStream), String> {
+    let (mut send, recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+    orion_api::agent_proto::write_frame(&mut send, request)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((send, recv))
+}
+
 /// The gateway's QUIC config: TLS 1.3, ALPN `orion/2`, agent certificates only,
 /// at most 8 concurrent streams per agent, 2 s idle timeout.
-fn quic_config(cluster: &ClusterRef) -> Result<quinn::ServerConfig, String> {
-    let tls = cluster
-        .creds
+fn quic_config(creds: &PeerCreds) -> Result<quinn::ServerConfig, String> {
+    let tls = creds
         .server_config(
             orion_tls::config::ClientAuth::Require(orion_tls::Role::Agent),
             &[orion_api::agent_proto::ALPN],
@@ -79,52 +99,63 @@ fn quic_config(cluster: &ClusterRef) -> Result<quinn::ServerConfig, String> {
     Ok(config)
 }
 
-/// Serves the gateway on `socket` until `shutdown`.
-pub async fn run(cluster: ClusterRef, socket: UdpSocket, shutdown: CancellationToken) {
-    let config = match quic_config(&cluster) {
-        Ok(c) => c,
-        Err(e) => {
-            warn!(cause = %e, "agent gateway cannot be configured; agents cannot connect");
-            return;
-        }
-    };
-    let endpoint = match quinn::Endpoint::new(
-        quinn::EndpointConfig::default(),
-        Some(config),
-        socket,
-        Arc::new(quinn::TokioRuntime),
-    ) {
-        Ok(e) => e,
-        Err(e) => {
-            warn!(cause = %e, "agent gateway cannot start");
-            return;
-        }
-    };
-    info!(addr = ?endpoint.local_addr().ok(), "agent gateway listening");
-    loop {
-        let incoming = tokio::select! {
-            () = shutdown.cancelled() => break,
-            i = endpoint.accept() => match i { Some(i) => i, None => break },
-        };
-        let cluster = cluster.clone();
-        let token = shutdown.clone();
-        tokio::spawn(async move {
-            match incoming.await {
-                Ok(conn) => {
-                    if let Err(e) = session(cluster, conn.clone(), token).await {
-                        debug!(cause = %e, "agent session ended");
-                    }
-                    conn.close(0u32.into(), b"bye");
-                }
-                Err(e) => debug!(cause = %e, "agent handshake failed"),
+impl Gateway {
+    /// Serves the gateway on `socket` until `shutdown`; returns when every session
+    /// has ended and the endpoint is idle.
+    pub async fn run(self: Arc<Self>, socket: UdpSocket, shutdown: CancellationToken) {
+        let config = match quic_config(&self.creds) {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(cause = %e, "agent gateway cannot be configured; agents cannot connect");
+                return;
             }
-        });
+        };
+        let endpoint = match quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(config),
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        ) {
+            Ok(e) => e,
+            Err(e) => {
+                warn!(cause = %e, "agent gateway cannot start");
+                return;
+            }
+        };
+        info!(addr = ?endpoint.local_addr().ok(), "agent gateway listening");
+        let sessions = TaskTracker::new();
+        loop {
+            let incoming = tokio::select! {
+                () = shutdown.cancelled() => break,
+                i = endpoint.accept() => match i { Some(i) => i, None => break },
+            };
+            let gw = self.clone();
+            let token = shutdown.clone();
+            sessions.spawn(async move {
+                let conn = tokio::select! {
+                    c = incoming => c,
+                    () = token.cancelled() => return,
+                };
+                match conn {
+                    Ok(conn) => {
+                        if let Err(e) = session(&gw, conn.clone(), token).await {
+                            debug!(cause = %e, "agent session ended");
+                        }
+                        conn.close(0u32.into(), b"bye");
+                    }
+                    Err(e) => debug!(cause = %e, "agent handshake failed"),
+                }
+            });
+        }
+        sessions.close();
+        sessions.wait().await;
+        endpoint.close(0u32.into(), b"shutting down");
+        endpoint.wait_idle().await;
     }
-    endpoint.close(0u32.into(), b"shutting down");
 }
 
 async fn session(
-    cluster: ClusterRef,
+    gw: &Gateway,
     conn: quinn::Connection,
     shutdown: CancellationToken,
 ) -> Result<(), String> {
@@ -158,8 +189,8 @@ async fn session(
             ));
         }
     }
-    if !cluster.node.is_leader() {
-        let agent_addr = cluster
+    if !gw.node.is_leader() {
+        let agent_addr = gw
             .node
             .leader()
             .map(|(_, m)| m.agent_addr)
@@ -170,40 +201,30 @@ async fn session(
         let _ = tokio::time::timeout(Duration::from_secs(2), conn.closed()).await;
         return Ok(());
     }
-    register(&cluster, &node, labels, capacity).await?;
+    register(gw, &node, labels, capacity).await?;
     write_frame(&mut send, &ServerMessage::Welcome { node: node.clone() }).await?;
     info!(node = %node, "agent connected");
-    if let Ok(mut t) = cluster.agents.lock() {
-        t.last_seen.insert(node.clone(), Instant::now());
-        t.conns.insert(node.clone(), conn.clone());
-    }
-    let result = control_loop(&cluster, &node, &mut send, frames, &shutdown).await;
-    if let Ok(mut t) = cluster.agents.lock() {
-        if t.conns
-            .get(&node)
-            .is_some_and(|c| c.stable_id() == conn.stable_id())
-        {
-            t.conns.remove(&node);
-        }
-    }
+    gw.agents.connected(&node, conn.clone());
+    let result = control_loop(gw, &node, &mut send, frames, &shutdown).await;
+    gw.agents.disconnected(&node, &conn);
     result
 }
 
 async fn control_loop(
-    cluster: &ClusterRef,
+    gw: &Gateway,
     node: &str,
     send: &mut quinn::SendStream,
     mut frames: Frames,
     shutdown: &CancellationToken,
 ) -> Result<(), String> {
     let node = node.to_string();
-    let mut metrics = cluster.node.raft.metrics();
+    let mut metrics = gw.node.raft.metrics();
     let mut last_sent: Option<Vec<DesiredReplica>> = None;
     loop {
-        if !cluster.node.is_leader() {
+        if !gw.node.is_leader() {
             break Err("no longer the leader".into());
         }
-        let (revision, desired) = match desired_for(cluster, &node) {
+        let (revision, desired) = match desired_for(&gw.node, &node) {
             Ok(d) => d,
             Err(e) => break Err(e),
         };
@@ -225,23 +246,16 @@ async fn control_loop(
                 Ok(None) => break Ok(()),
                 Err(e) => break Err(e),
                 Ok(Some(AgentMessage::Heartbeat { usage, .. })) => {
-                    if let Ok(mut t) = cluster.agents.lock() {
-                        t.last_seen.insert(node.clone(), Instant::now());
-                        t.usage.insert(node.clone(), usage);
-                    }
+                    gw.agents.heartbeat(&node, usage);
                 }
                 Ok(Some(AgentMessage::Status { replicas })) => {
                     let mine: std::collections::BTreeSet<&str> =
                         last_sent.iter().flatten().map(|d| d.id.as_str()).collect();
                     let (own, strays): (Vec<_>, Vec<_>) =
                         replicas.into_iter().partition(|r| mine.contains(r.id.as_str()));
-                    if let Ok(mut t) = cluster.agents.lock() {
-                        for r in own {
-                            t.observed.insert(r.id.clone(), r);
-                        }
-                    }
+                    gw.agents.observed(own);
                     if !strays.is_empty() {
-                        refuse_strays(cluster, &node, &strays);
+                        refuse_strays(&gw.node, &node, &strays);
                     }
                 }
                 Ok(Some(AgentMessage::Hello { .. })) => break Err("hello sent twice".into()),
@@ -253,9 +267,8 @@ async fn control_loop(
 /// Reports about replicas not in the node's desired set are dropped: logged as
 /// refused when the replica is placed on another node (NodeRestriction), quietly
 /// when it was just removed. Only this unusual case reads the placements.
-fn refuse_strays(cluster: &ClusterRef, node: &str, strays: &[ReplicaReport]) {
-    let placed: BTreeMap<String, String> = cluster
-        .node
+fn refuse_strays(raft: &RaftNode, node: &str, strays: &[ReplicaReport]) {
+    let placed: BTreeMap<String, String> = raft
         .reader
         .with_view(read::replicas)
         .map(|all| all.into_iter().map(|r| (r.id(), r.node)).collect())
@@ -275,12 +288,12 @@ fn refuse_strays(cluster: &ClusterRef, node: &str, strays: &[ReplicaReport]) {
 
 /// Writes the node through Raft only when what the agent says differs from the record.
 async fn register(
-    cluster: &ClusterRef,
+    gw: &Gateway,
     name: &str,
     labels: BTreeMap<String, String>,
     capacity: orion_api::spec::Resources,
 ) -> Result<(), String> {
-    let current = cluster
+    let current = gw
         .node
         .reader
         .with_view(read::nodes)
@@ -303,7 +316,7 @@ async fn register(
             && c.agent
     });
     if !same {
-        cluster
+        gw.leader
             .apply(Command::UpsertNode { node: wanted })
             .await
             .map_err(|e| e.message)?;
@@ -320,10 +333,8 @@ fn per_replica(spec: &orion_api::spec::ServiceSpec) -> orion_api::spec::ServiceS
     }
 }
 
-fn desired_for(cluster: &ClusterRef, node: &str) -> Result<(u64, Vec<DesiredReplica>), String> {
-    cluster
-        .node
-        .reader
+fn desired_for(raft: &RaftNode, node: &str) -> Result<(u64, Vec<DesiredReplica>), String> {
+    raft.reader
         .with_view(|v| {
             let revision = v.last_applied_index()?;
             let services: BTreeMap<String, orion_api::ServiceObject> = read::services(v)

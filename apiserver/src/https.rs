@@ -10,13 +10,16 @@
 //! Plain HTTP, garbage and failed handshakes are dropped at debug level. The client
 //! certificate, if one was sent and verified, is handed to the handlers as a
 //! [`ConnInfo`] request extension.
+//!
+//! Every connection, and every HTTP/2 stream hyper runs, is a task of the
+//! listener's own tracker: [`serve`] returns only when all of them have ended.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use orion_tls::Identity;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -37,7 +40,27 @@ pub struct ConnInfo {
     pub peer: Option<Identity>,
 }
 
-/// Serves `app` until `shutdown`; then in-flight requests get `drain` to finish.
+/// Cancelled when the API stops accepting calls: long-lived answers (watches,
+/// followed logs) end with it rather than hold the drain up.
+#[derive(Clone)]
+pub struct Draining(pub CancellationToken);
+
+/// Runs what hyper spawns (HTTP/2 streams) as tasks of the listener's tracker.
+#[derive(Clone)]
+struct Tracked(TaskTracker);
+
+impl<F> hyper::rt::Executor<F> for Tracked
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, fut: F) {
+        self.0.spawn(fut);
+    }
+}
+
+/// Serves `app` until `shutdown`; then in-flight requests get `drain` to finish,
+/// and connections still open after it are dropped.
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
@@ -58,9 +81,14 @@ pub async fn serve(
         let acceptor = acceptor.clone();
         let app = app.clone();
         let shutdown = shutdown.clone();
+        let executor = Tracked(tracker.clone());
         tracker.spawn(async move {
             let _permit = permit;
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+            let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp));
+            let tls = match tokio::select! {
+                h = handshake => h,
+                () = shutdown.cancelled() => return,
+            } {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
                     debug!(%remote, cause = %e, "refused an API connection");
@@ -77,7 +105,7 @@ pub async fn serve(
                 req.extensions_mut().insert(info.clone());
                 app.clone().oneshot(req.map(axum::body::Body::new))
             });
-            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let mut builder = hyper_util::server::conn::auto::Builder::new(executor);
             builder
                 .http1()
                 .timer(TokioTimer::new())
@@ -98,13 +126,23 @@ pub async fn serve(
                 }
                 () = shutdown.cancelled() => {
                     conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
+                    if tokio::time::timeout(drain, conn).await.is_err() {
+                        debug!(%remote, "API connection still busy after the drain deadline; dropped");
+                    }
                 }
             }
         });
     }
     tracker.close();
-    if tokio::time::timeout(drain, tracker.wait()).await.is_err() {
-        tracing::warn!("API calls still running after the drain deadline; stopping anyway");
+    // Each connection gives up by the drain deadline; what hyper spawned for it
+    // ends with it.
+    if tokio::time::timeout(drain * 2, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            left = tracker.len(),
+            "API tasks still running well after the drain deadline"
+        );
     }
 }

@@ -17,7 +17,7 @@ use orion_api::ApiError;
 use orion_raft::command::MAX_REQUEST_ID_LEN;
 use orion_raft::RequestId;
 
-use crate::auth::Caller;
+use crate::caller::Caller;
 use crate::error::HttpError;
 
 /// The header clients send the id in.

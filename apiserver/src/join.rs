@@ -2,56 +2,41 @@
 
 use std::time::Duration;
 
-use orion_api::{ErrorBody, PeerIdentity};
+use orion_api::PeerIdentity;
+use orion_client::ClientError;
 use orion_raft::RaftNode;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
-/// Asks the members at `urls` to add `me`, retrying with backoff while the cluster
-/// is unreachable or has no leader. A refusal (such as a reused id) is final. Done as
-/// soon as this peer sees itself as a voter, even if the answer to its request was lost.
-pub async fn join(
-    http: &reqwest::Client,
-    node: &RaftNode,
-    urls: &[String],
-    me: &PeerIdentity,
-) -> Result<()> {
+/// Asks the members behind `client` (this peer's certificate is the credential)
+/// to add `me`, retrying with backoff while the cluster is unreachable or has no
+/// leader. A refusal (such as a reused id) is final. Done as soon as this peer sees
+/// itself as a voter, even if the answer to its request was lost.
+pub async fn join(client: &orion_client::Client, node: &RaftNode, me: &PeerIdentity) -> Result<()> {
     let mut backoff = Duration::from_millis(200);
+    let mut warned = false;
     loop {
-        for url in urls {
-            if node.status().voters.contains(&me.id) {
-                info!("joined the cluster (found this peer among the voters)");
+        if node.status().voters.contains(&me.id) {
+            info!("joined the cluster (found this peer among the voters)");
+            return Ok(());
+        }
+        match client.add_member(me).await {
+            Ok(_) => {
+                info!(via = ?client.urls(), "joined the cluster");
                 return Ok(());
             }
-            let endpoint = format!("{}/v1/cluster/members", url.trim_end_matches('/'));
-            let sent = http
-                .post(&endpoint)
-                .timeout(Duration::from_secs(300))
-                .json(me)
-                .send()
-                .await;
-            match sent {
-                Ok(resp) if resp.status().is_success() => {
-                    info!(via = %url, "joined the cluster");
-                    return Ok(());
-                }
-                Ok(resp) if resp.status().is_client_error() => {
-                    let status = resp.status();
-                    let reason = resp
-                        .json::<ErrorBody>()
-                        .await
-                        .map(|b| b.error.message)
-                        .unwrap_or_else(|e| format!("unreadable answer: {e}"));
-                    return Err(Error::Join(format!("{url} refused ({status}): {reason}")));
-                }
-                Ok(resp) => {
-                    warn!(via = %url, status = %resp.status(), "join not accepted yet; retrying")
-                }
-                Err(e) => {
-                    warn!(via = %url, cause = %e, "cannot reach the cluster to join; retrying")
-                }
+            Err(ClientError::Api { status, error }) if status.is_client_error() => {
+                return Err(Error::Join(format!(
+                    "the cluster refused ({status}): {}",
+                    error.message
+                )));
             }
+            Err(e) if !warned => {
+                warn!(via = ?client.urls(), cause = %e, "cannot join the cluster yet; retrying");
+                warned = true;
+            }
+            Err(e) => debug!(via = ?client.urls(), cause = %e, "cannot join the cluster yet"),
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));

@@ -1,54 +1,84 @@
 //! Leader-only work: started when this peer becomes leader, stopped — all of it,
 //! before anything else — when it stops being leader or the peer shuts down.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use orion_raft::RaftNode;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::info;
 
 use crate::controllers;
-use crate::leader::ClusterRef;
+use crate::controllers::replicas::Unplaced;
+use crate::gateway::registry::AgentRegistry;
+use crate::security::Security;
 
-/// Watches leadership until `shutdown`; runs the controllers during each term led.
-pub async fn run(cluster: ClusterRef, shutdown: CancellationToken) {
-    let mut metrics = cluster.node.raft.metrics();
-    loop {
-        if cluster.node.is_leader() {
-            let term = shutdown.child_token();
-            let tasks = TaskTracker::new();
-            tasks.spawn(controllers::replicas::run(cluster.clone(), term.clone()));
-            tasks.spawn(controllers::nodes::run(cluster.clone(), term.clone()));
-            tasks.spawn(finish_bootstrap(cluster.clone(), term.clone()));
-            tasks.close();
-            info!("became leader: controllers started");
-            while cluster.node.is_leader() && !shutdown.is_cancelled() {
-                tokio::select! {
-                    () = shutdown.cancelled() => {}
-                    changed = metrics.changed() => if changed.is_err() { break },
+/// What the leader-only work needs.
+pub struct LeaderWork {
+    pub node: RaftNode,
+    /// Heartbeats, for the node controller.
+    pub agents: Arc<AgentRegistry>,
+    /// Where the replica controller says what it cannot place.
+    pub unplaced: Arc<Unplaced>,
+    /// How long an agent may stay silent before its node is marked down.
+    pub node_ttl: Duration,
+    /// Finishing a bootstrap: recording the CA, minting the admin token.
+    pub security: Arc<Security>,
+}
+
+impl LeaderWork {
+    /// Watches leadership until `shutdown`; runs the controllers during each term
+    /// led, and returns only once they have stopped.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut metrics = self.node.raft.metrics();
+        loop {
+            if self.node.is_leader() {
+                let term = shutdown.child_token();
+                let tasks = TaskTracker::new();
+                tasks.spawn(controllers::replicas::run(
+                    self.node.clone(),
+                    self.unplaced.clone(),
+                    term.clone(),
+                ));
+                tasks.spawn(controllers::nodes::run(
+                    self.node.clone(),
+                    self.agents.clone(),
+                    self.node_ttl,
+                    term.clone(),
+                ));
+                tasks.spawn(finish_bootstrap(self.security.clone(), term.clone()));
+                tasks.close();
+                info!("became leader: controllers started");
+                while self.node.is_leader() && !shutdown.is_cancelled() {
+                    tokio::select! {
+                        () = shutdown.cancelled() => {}
+                        changed = metrics.changed() => if changed.is_err() { break },
+                    }
                 }
+                term.cancel();
+                tasks.wait().await;
+                info!("controllers stopped");
             }
-            term.cancel();
-            tasks.wait().await;
-            info!("controllers stopped");
-        }
-        if shutdown.is_cancelled() {
-            return;
-        }
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            changed = metrics.changed() => if changed.is_err() { return },
+            if shutdown.is_cancelled() {
+                return;
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                changed = metrics.changed() => if changed.is_err() { return },
+            }
         }
     }
 }
 
 /// On the bootstrapping peer: records the CA and mints the admin token, retrying
 /// through this term until done.
-async fn finish_bootstrap(cluster: ClusterRef, term: CancellationToken) {
-    let file = crate::security::bootstrap_file(&cluster.data_dir);
-    while file.exists() && !term.is_cancelled() {
-        crate::security::finish_bootstrap(&cluster, &cluster.data_dir).await;
+async fn finish_bootstrap(security: Arc<Security>, term: CancellationToken) {
+    while security.bootstrap_pending() && !term.is_cancelled() {
+        security.finish_bootstrap().await;
         tokio::select! {
             () = term.cancelled() => return,
-            () = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
+            () = tokio::time::sleep(Duration::from_millis(200)) => {}
         }
     }
 }

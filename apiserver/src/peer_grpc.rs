@@ -26,7 +26,7 @@ pub async fn serve(
     node: &RaftNode,
     listener: TcpListener,
     shutdown: CancellationToken,
-) -> crate::Result<()> {
+) -> crate::error::Result<()> {
     tonic::transport::Server::builder()
         .timeout(Duration::from_secs(30))
         .add_service(node.peer_service())

@@ -1,194 +1,54 @@
 //! A peer's life: bind, open storage, start Raft, serve, join or bootstrap, and shut
 //! down in order when `shutdown` is cancelled.
+//!
+//! Everything a peer runs hangs off one cancellation tree and is a task of one
+//! [`TaskTracker`]:
+//!
+//! ```text
+//! root
+//!  ├─ api    the REST listener: its connections, watches, relayed logs
+//!  ├─ work   leader-only work (a child token per term led), the agent gateway
+//!  │         and its sessions, certificate renewal, keeping the membership current
+//!  └─ peers  the Raft transport
+//! ```
+//!
+//! When `shutdown` is cancelled (or a task hits a fatal error), the branches stop in
+//! this order, each awaited before the next: stop accepting API calls (in-flight
+//! calls get [`DRAIN_DEADLINE`]); stop leader-only work and agent sessions; shut Raft
+//! down, then its transport; cancel the root, wait until the tracker is empty; then
+//! drop the last handles of storage, which closes RocksDB.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::DefaultBodyLimit;
-use axum::http::Method;
-use axum::routing::{delete, get, post, put, MethodRouter};
-use axum::Router;
 use orion_api::PeerIdentity;
 use orion_raft::{Member, RaftNode};
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
-use crate::auth::Access;
+use crate::advertise::Advertiser;
+use crate::api::streams::Sessions;
+use crate::api::variables::StaleReads;
 use crate::config::ServerConfig;
-use crate::leader::{internal_leader, Cluster, ClusterRef};
-use crate::{cluster, error, health, join, variables, watch, workloads, Error, Result};
+use crate::controllers::replicas::Unplaced;
+use crate::error::{Error, Result};
+use crate::forward::Forwarder;
+use crate::gateway::{AgentRegistry, Gateway};
+use crate::https::Draining;
+use crate::leadership::LeaderWork;
+use crate::security::{self, Security};
+use crate::state::AppState;
+use crate::{https, join};
 use orion_tls::config::ClientAuth;
 use orion_tls::Role;
 
-/// How long in-flight API calls get to finish at shutdown.
-const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
+pub use crate::routes::{route_table, router, routes};
 
-/// Every REST route with the access it requires: the one table the router, the
-/// auth middleware and the route-by-role test are all built from.
-pub fn routes() -> Vec<(Method, &'static str, Access, MethodRouter<ClusterRef>)> {
-    use crate::security;
-    use Access::*;
-    vec![
-        (Method::GET, "/healthz", Public, get(health::healthz)),
-        (Method::GET, "/readyz", Public, get(health::readyz)),
-        (Method::GET, "/v1/variables", Read, get(variables::list)),
-        (
-            Method::GET,
-            "/v1/variables/{*path}",
-            Read,
-            get(variables::get),
-        ),
-        (
-            Method::PUT,
-            "/v1/variables/{*path}",
-            Write,
-            put(variables::put),
-        ),
-        (
-            Method::DELETE,
-            "/v1/variables/{*path}",
-            Write,
-            delete(variables::delete),
-        ),
-        (Method::POST, "/v1/apply", Write, post(workloads::apply)),
-        (Method::GET, "/v1/services", Read, get(workloads::list)),
-        (
-            Method::GET,
-            "/v1/services/{name}",
-            Read,
-            get(workloads::get),
-        ),
-        (
-            Method::DELETE,
-            "/v1/services/{name}",
-            Write,
-            delete(workloads::delete),
-        ),
-        (Method::GET, "/v1/nodes", Read, get(workloads::nodes)),
-        (
-            Method::PUT,
-            "/v1/nodes/{name}",
-            Admin,
-            put(workloads::put_node),
-        ),
-        (Method::GET, "/v1/replicas", Read, get(workloads::replicas)),
-        (
-            Method::GET,
-            "/v1/replicas/{id}/logs",
-            Sessions,
-            get(crate::streams::logs),
-        ),
-        (
-            Method::POST,
-            "/v1/replicas/{id}/exec",
-            Sessions,
-            post(crate::streams::exec),
-        ),
-        (Method::GET, "/v1/watch", Read, get(watch::watch)),
-        (Method::GET, "/v1/events", Read, get(watch::recent)),
-        (
-            Method::GET,
-            "/v1/cluster/members",
-            Read,
-            get(cluster::members),
-        ),
-        (
-            Method::POST,
-            "/v1/cluster/members",
-            AdminOrPeer,
-            post(cluster::join),
-        ),
-        (
-            Method::DELETE,
-            "/v1/cluster/members/{id}",
-            Admin,
-            delete(cluster::remove),
-        ),
-        (
-            Method::GET,
-            "/v1/cluster/status",
-            Read,
-            get(cluster::status),
-        ),
-        (
-            Method::GET,
-            "/v1/cluster/self",
-            Read,
-            get(cluster::identity),
-        ),
-        (
-            Method::GET,
-            "/v1/cluster/ca",
-            Public,
-            get(cluster::agent_bootstrap),
-        ),
-        (Method::POST, "/v1/join", Public, post(security::join)),
-        (
-            Method::POST,
-            "/v1/certificates/renew",
-            Certified,
-            post(security::renew),
-        ),
-        (Method::GET, "/v1/tokens", Admin, get(security::list_tokens)),
-        (
-            Method::POST,
-            "/v1/tokens",
-            Admin,
-            post(security::create_token),
-        ),
-        (
-            Method::DELETE,
-            "/v1/tokens/{id}",
-            Admin,
-            delete(security::revoke_token),
-        ),
-        (
-            Method::POST,
-            "/v1/internal/leader",
-            Peer,
-            post(internal_leader),
-        ),
-    ]
-}
-
-/// The route table without handlers: `(method, path, access)`.
-pub fn route_table() -> Vec<(Method, &'static str, Access)> {
-    routes().into_iter().map(|(m, p, a, _)| (m, p, a)).collect()
-}
-
-/// The REST API. Every peer serves all of it.
-pub fn router(cluster: ClusterRef, max_body_bytes: usize) -> Router {
-    let mut by_path: std::collections::BTreeMap<&'static str, MethodRouter<ClusterRef>> =
-        std::collections::BTreeMap::new();
-    let mut policy = std::collections::HashMap::new();
-    for (method, path, access, handler) in routes() {
-        policy.insert((method, path), access);
-        let merged = match by_path.remove(path) {
-            Some(existing) => existing.merge(handler),
-            None => handler,
-        };
-        by_path.insert(path, merged);
-    }
-    let mut router = Router::new();
-    for (path, handler) in by_path {
-        router = router.route(path, handler);
-    }
-    let policy: crate::auth::Policy = Arc::new(policy);
-    router
-        .fallback(error::no_route)
-        .method_not_allowed_fallback(error::wrong_method)
-        .route_layer(axum::middleware::from_fn_with_state(
-            (cluster.clone(), policy),
-            crate::auth::enforce,
-        ))
-        .layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(axum::middleware::from_fn_with_state(
-            max_body_bytes,
-            error::refuse_oversized,
-        ))
-        .with_state(cluster)
-}
+/// How long in-flight API calls, and each later stage, get to finish at shutdown.
+pub const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 
 async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener> {
     TcpListener::bind(addr).await.map_err(|source| Error::Bind {
@@ -210,6 +70,15 @@ fn write_listen_file(dir: &std::path::Path, addrs: &[(&str, std::net::SocketAddr
     std::fs::write(&tmp, body)?;
     std::fs::rename(&tmp, dir.join(LISTEN_FILE))?;
     Ok(())
+}
+
+/// Waits for one stage's task, for at most `deadline`.
+async fn stopped(what: &str, task: JoinHandle<()>, deadline: Duration) {
+    match tokio::time::timeout(deadline, task).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => error!(cause = %e, "{what} failed while stopping"),
+        Err(_) => warn!("{what} did not stop in time"),
+    }
 }
 
 /// Runs one peer until `shutdown` is cancelled or a fatal error occurs.
@@ -245,11 +114,11 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
         agent_addr: advertised.agent,
     };
 
-    let hosts = crate::security::cert_hosts(
+    let hosts = security::cert_hosts(
         &[&me.api_addr, &me.peer_addr, &me.agent_addr],
         &config.tls_san,
     );
-    let creds = Arc::new(crate::security::peer_credentials(&config, hosts).await?);
+    let creds = Arc::new(security::peer_credentials(&config, hosts).await?);
     let peer_tls = orion_raft::tls::PeerTls {
         server: Arc::new(creds.server_config(ClientAuth::Require(Role::Server), &[b"h2"])?),
         client: Arc::new(creds.client_config()?),
@@ -263,32 +132,21 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
         peer_tls,
     )
     .await?;
-    let http = reqwest::Client::builder()
-        .use_preconfigured_tls(creds.client_config()?)
-        .connect_timeout(Duration::from_millis(500))
-        .pool_idle_timeout(Duration::from_secs(30))
-        .build()
-        .map_err(|e| Error::Config(format!("http client: {e}")))?;
-    let api_shutdown = CancellationToken::new();
-    let cluster = Arc::new(Cluster {
-        node: node.clone(),
-        me: me.clone(),
-        http: http.clone(),
-        hold: Duration::from_millis(config.leader_hold_ms),
-        shutdown: api_shutdown.clone(),
-        unplaced: std::sync::Mutex::new(Vec::new()),
-        node_ttl: Duration::from_millis(config.node_ttl_ms),
-        agents: std::sync::Mutex::new(crate::gateway::AgentTable::default()),
-        creds: creds.clone(),
-        data_dir: config.data_dir.clone(),
-        sessions: Arc::new(tokio::sync::Semaphore::new(crate::streams::MAX_SESSIONS)),
-        debug_stale_reads: config.debug_stale_reads,
-        token_key: std::sync::OnceLock::new(),
-    });
-    if !crate::security::names_current(&creds) {
+    let leader = Arc::new(Forwarder::new(
+        node.clone(),
+        creds.client_config()?,
+        Duration::from_millis(config.leader_hold_ms),
+    )?);
+    let security = Arc::new(Security::new(
+        creds.clone(),
+        node.clone(),
+        leader.clone(),
+        config.data_dir.clone(),
+    ));
+    if !security::names_current(&creds) {
         // The advertised addresses or tls-san changed since the certificate was
         // issued: issue it again before anything is served with it.
-        match crate::security::renew_self(&cluster) {
+        match security.renew_self() {
             Ok(()) => {
                 info!(names = ?creds.hosts, "issued this peer's certificate again for its new names")
             }
@@ -299,43 +157,83 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
     if config.debug_stale_reads {
         warn!("debug-stale-reads is on: variable reads may be stale (jepsen harness only)");
     }
-    let renewal = tokio::spawn(crate::security::renew_loop(
-        cluster.clone(),
-        api_shutdown.clone(),
-    ));
-    let gateway_shutdown = CancellationToken::new();
-    let gateway = tokio::spawn(crate::gateway::run(
-        cluster.clone(),
-        agent_socket,
-        gateway_shutdown.clone(),
-    ));
-    let advertise = tokio::spawn(crate::advertise::keep_current(
-        cluster.clone(),
-        api_shutdown.clone(),
-    ));
-    let leader_work_shutdown = CancellationToken::new();
-    let leader_work = tokio::spawn(crate::leadership::run(
-        cluster.clone(),
-        leader_work_shutdown.clone(),
-    ));
 
-    let peer_shutdown = CancellationToken::new();
+    // The cancellation tree (see the module docs) and the one tracker.
+    let root = CancellationToken::new();
+    let api = root.child_token();
+    let work = root.child_token();
+    let peers = root.child_token();
+    // Cancelled by the caller, or by a task that cannot go on: starts the shutdown.
+    let stop = shutdown.child_token();
+    let tasks = TaskTracker::new();
+
+    let agents = Arc::new(AgentRegistry::default());
+    let unplaced = Arc::new(Unplaced::default());
+    let state = AppState {
+        node: node.clone(),
+        leader: leader.clone(),
+        security: security.clone(),
+        agents: agents.clone(),
+        unplaced: unplaced.clone(),
+        sessions: Sessions::default(),
+        stale_reads: StaleReads(config.debug_stale_reads),
+        draining: Draining(api.clone()),
+        me: me.clone(),
+    };
+
+    let gateway = Arc::new(Gateway {
+        node: node.clone(),
+        leader: leader.clone(),
+        creds: creds.clone(),
+        agents: agents.clone(),
+    });
+    let advertiser = Advertiser {
+        node: node.clone(),
+        leader: leader.clone(),
+        me: me.clone(),
+    };
+    let leader_work = LeaderWork {
+        node: node.clone(),
+        agents,
+        unplaced,
+        node_ttl: Duration::from_millis(config.node_ttl_ms),
+        security: security.clone(),
+    };
+    let work_tasks = [
+        (
+            "the agent gateway",
+            tasks.spawn(gateway.run(agent_socket, work.clone())),
+        ),
+        (
+            "the controllers",
+            tasks.spawn(leader_work.run(work.clone())),
+        ),
+        (
+            "certificate renewal",
+            tasks.spawn(security.clone().renew_loop(work.clone())),
+        ),
+        (
+            "the membership record",
+            tasks.spawn(advertiser.keep_current(work.clone())),
+        ),
+    ];
+
     let peer_task = {
         let node = node.clone();
-        let token = peer_shutdown.clone();
-        let fatal = shutdown.clone();
-        tokio::spawn(async move {
+        let token = peers.clone();
+        let fatal = stop.clone();
+        tasks.spawn(async move {
             if let Err(e) = crate::peer_grpc::serve(&node, peer_listener, token).await {
                 error!(cause = %e, "peer service stopped");
                 fatal.cancel();
             }
         })
     };
-    let api_task = tokio::spawn(crate::https::serve(
+    let api_task = tasks.spawn(https::serve(
         api_listener,
         api_tls,
-        router(cluster.clone(), config.max_body_bytes),
-        api_shutdown.clone(),
+        router(state, config.max_body_bytes),
+        api.clone(),
         DRAIN_DEADLINE,
     ));
     let member = Member {
@@ -350,9 +248,18 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
         }
     } else if !config.join.is_empty() && !node.is_initialized().await? {
         // Joining waits until the cluster has added us; a refusal is fatal.
-        tokio::select! {
-            joined = join::join(&http, &node, &config.join, &me) => outcome = joined,
-            () = shutdown.cancelled() => {}
+        // This peer's certificate is the credential; adding a peer waits until
+        // it has caught up, which may mean a large snapshot.
+        let client = orion_client::Client::builder(&config.join)
+            .http(leader.http().clone())
+            .timeout(Duration::from_secs(300))
+            .build();
+        match client {
+            Ok(client) => tokio::select! {
+                joined = join::join(&client, &node, &me) => outcome = joined,
+                () = stop.cancelled() => {}
+            },
+            Err(e) => outcome = Err(Error::Join(e.to_string())),
         }
     }
     if outcome.is_ok() {
@@ -363,37 +270,34 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
             data_dir = %config.data_dir.display(),
             "peer serving"
         );
-        shutdown.cancelled().await;
+        stop.cancelled().await;
     }
 
-    // Shut down in order: API first (in-flight calls get a deadline), then the
-    // leader-only controllers, then Raft, then the peer transport; storage closes
-    // when the last handle drops.
     info!("shutting down");
-    api_shutdown.cancel();
-    let _ = api_task.await;
-    renewal.abort();
-    advertise.abort();
-    gateway_shutdown.cancel();
-    if tokio::time::timeout(DRAIN_DEADLINE, gateway).await.is_err() {
-        warn!("agent gateway did not stop in time");
+    // 1. Stop accepting API calls; in-flight ones get the drain deadline.
+    api.cancel();
+    // (Each connection gets the drain deadline, counted from the cancel.)
+    stopped("the API", api_task, 2 * DRAIN_DEADLINE).await;
+    // 2. Leader-only work, the agent gateway and its sessions, renewal.
+    work.cancel();
+    for (what, task) in work_tasks {
+        stopped(what, task, DRAIN_DEADLINE).await;
     }
-    leader_work_shutdown.cancel();
-    if tokio::time::timeout(DRAIN_DEADLINE, leader_work)
-        .await
-        .is_err()
-    {
-        warn!("controllers did not stop in time");
-    }
+    // 3. Raft, then its transport.
     node.shutdown().await;
-    peer_shutdown.cancel();
-    if tokio::time::timeout(DRAIN_DEADLINE, peer_task)
+    peers.cancel();
+    stopped("the peer transport", peer_task, DRAIN_DEADLINE).await;
+    // Nothing should be left; whatever is, is cancelled with the root.
+    root.cancel();
+    tasks.close();
+    if tokio::time::timeout(DRAIN_DEADLINE, tasks.wait())
         .await
         .is_err()
     {
-        warn!("peer transport did not stop in time");
+        warn!(left = tasks.len(), "tasks still running at shutdown");
     }
-    drop(cluster);
-    info!("stopped");
+    // 4. Storage: the last handles go here, which closes RocksDB.
+    drop((security, leader, node));
+    info!("storage closed; stopped");
     outcome
 }

@@ -4,14 +4,15 @@
 //! written to Raft. After a leader change every node gets a full TTL of grace,
 //! since the new leader has heard nobody yet.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use orion_api::{NodeObject, NodeStatus};
-use orion_raft::{read, Command, LeaderError};
+use orion_raft::{read, Command, LeaderError, RaftNode};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::leader::ClusterRef;
+use crate::gateway::registry::AgentRegistry;
 
 /// The nodes whose last sign of life is older than `ttl`.
 pub fn expired(
@@ -31,42 +32,43 @@ pub fn expired(
         .collect()
 }
 
-pub async fn run(cluster: ClusterRef, token: CancellationToken) {
+/// Marks silent nodes down until `token` is cancelled (leadership lost, or shutdown).
+pub async fn run(
+    node: RaftNode,
+    agents: Arc<AgentRegistry>,
+    ttl: Duration,
+    token: CancellationToken,
+) {
     let leading_since = Instant::now();
-    let ttl = cluster.node_ttl;
     let mut tick = tokio::time::interval((ttl / 5).max(Duration::from_millis(100)));
     loop {
         tokio::select! {
             () = token.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let Ok(nodes) = cluster.node.reader.with_view(read::nodes) else {
+        let Ok(nodes) = node.reader.with_view(read::nodes) else {
             continue;
         };
-        let down: Vec<NodeObject> = {
-            let Ok(agents) = cluster.agents.lock() else {
-                continue;
-            };
-            expired(
-                &nodes,
-                |n| agents.last_seen.get(n).copied(),
-                leading_since,
-                Instant::now(),
-                ttl,
-            )
-            .into_iter()
-            .cloned()
-            .collect()
-        };
-        for node in down {
-            info!(node = %node.name, ttl_ms = ttl.as_millis() as u64, "node missed its heartbeats; marking it down");
+        let last_seen = agents.last_seen();
+        let down: Vec<NodeObject> = expired(
+            &nodes,
+            |n| last_seen.get(n).copied(),
+            leading_since,
+            Instant::now(),
+            ttl,
+        )
+        .into_iter()
+        .cloned()
+        .collect();
+        for silent in down {
+            info!(node = %silent.name, ttl_ms = ttl.as_millis() as u64, "node missed its heartbeats; marking it down");
             let cmd = Command::UpsertNode {
                 node: NodeObject {
                     status: NodeStatus::Down,
-                    ..node
+                    ..silent
                 },
             };
-            match cluster.node.propose(cmd).await {
+            match node.propose(cmd).await {
                 Ok(_) => {}
                 Err(LeaderError::NotLeader { .. } | LeaderError::Fatal(_)) => return,
                 Err(e) => warn!(cause = %e, "could not mark a node down"),

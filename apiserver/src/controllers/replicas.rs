@@ -8,16 +8,34 @@
 //! `ReconcileReplicas` entry.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use orion_api::spec::Resources;
 use orion_api::{NodeObject, NodeStatus, ReplicaObject, ServiceObject, UnplacedReplicas};
-use orion_raft::{read, Command, LeaderError};
+use orion_raft::{read, Command, LeaderError, RaftNode};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::leader::ClusterRef;
 use crate::scheduler::{self, NodeView, Request, Strategy};
+
+/// The controller's latest unplaced replicas and why, for `GET /v1/replicas`
+/// (leader only, memory only).
+#[derive(Default)]
+pub struct Unplaced(Mutex<Vec<UnplacedReplicas>>);
+
+impl Unplaced {
+    pub fn get(&self) -> Vec<UnplacedReplicas> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set(&self, now: &[UnplacedReplicas]) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = now.to_vec();
+    }
+}
 
 /// What one reconcile round decided.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -141,18 +159,16 @@ pub fn plan(
 const RESYNC: Duration = Duration::from_secs(2);
 
 /// Runs rounds until `token` is cancelled (leadership lost, or shutdown).
-pub async fn run(cluster: ClusterRef, token: CancellationToken) {
-    let mut metrics = cluster.node.raft.metrics();
+pub async fn run(node: RaftNode, unplaced: Arc<Unplaced>, token: CancellationToken) {
+    let mut metrics = node.raft.metrics();
     loop {
-        let state = cluster.node.reader.with_view(|v| {
+        let state = node.reader.with_view(|v| {
             Ok::<_, read::ReadError>((read::services(v)?, read::nodes(v)?, read::replicas(v)?))
         });
         match state {
             Ok((services, nodes, replicas)) => {
                 let round = plan(&services, &nodes, &replicas);
-                if let Ok(mut u) = cluster.unplaced.lock() {
-                    u.clone_from(&round.unplaced);
-                }
+                unplaced.set(&round.unplaced);
                 if !round.is_empty() {
                     debug!(
                         place = round.place.len(),
@@ -163,7 +179,7 @@ pub async fn run(cluster: ClusterRef, token: CancellationToken) {
                         place: round.place,
                         remove: round.remove,
                     };
-                    match cluster.node.propose(cmd).await {
+                    match node.propose(cmd).await {
                         Ok(_) => continue,
                         Err(LeaderError::NotLeader { .. } | LeaderError::Fatal(_)) => {
                             info!("replica controller stops: no longer the leader");

@@ -3,19 +3,17 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
+use orion_raft::RaftNode;
 use serde_json::{json, Value};
-
-use crate::leader::ClusterRef;
 
 pub async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
 /// Ready when this peer belongs to a cluster and knows its leader.
-pub async fn readyz(State(cluster): State<ClusterRef>) -> (StatusCode, Json<Value>) {
-    let status = cluster.node.status();
-    let member =
-        status.voters.contains(&cluster.node.id) || status.learners.contains(&cluster.node.id);
+pub async fn readyz(State(node): State<RaftNode>) -> (StatusCode, Json<Value>) {
+    let status = node.status();
+    let member = status.voters.contains(&node.id) || status.learners.contains(&node.id);
     let ready = member && status.leader.is_some();
     let code = if ready {
         StatusCode::OK

@@ -3,24 +3,28 @@
 //!
 //! Only the leader holds the agents' connections. It opens a new QUIC stream to the
 //! replica's agent for each call, so a busy log never delays the control stream. A
-//! follower proxies the call to the leader (once: a forwarded call that lands on a
-//! non-leader gets 503 rather than bouncing on).
+//! follower relays the call to the leader ([`Forwarder::relay`]; once: a relayed
+//! call that lands on a non-leader gets 503 rather than bouncing on).
+
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::StreamExt;
-use orion_api::agent_proto::{write_frame, ExecResult, FrameReader, LogCursor, StreamRequest};
+use orion_api::agent_proto::{ExecResult, FrameReader, LogCursor, StreamRequest};
 use orion_api::ApiError;
-use orion_raft::read;
+use orion_raft::{read, RaftNode};
 use serde::Deserialize;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{HttpResult, JsonBody};
-use crate::leader::ClusterRef;
-
-const FORWARDED: &str = "x-orion-forwarded";
+use crate::forward::Forwarder;
+use crate::gateway::open_stream;
+use crate::gateway::registry::AgentRegistry;
+use crate::https::Draining;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -74,96 +78,62 @@ pub struct ExecRequest {
     pub command: Vec<String>,
 }
 
-/// The leader's API URL for `path_and_query`, or why there is none.
-pub(crate) fn leader_url(
-    cluster: &ClusterRef,
-    headers: &HeaderMap,
-    path_and_query: &str,
-) -> Result<String, ApiError> {
-    if headers.contains_key(FORWARDED) {
-        return Err(ApiError::unavailable(
-            "leadership moved while the call was forwarded; retry",
-        ));
-    }
-    let (_, member) = cluster
-        .node
-        .leader()
-        .ok_or_else(|| ApiError::unavailable("no leader is known right now; retry"))?;
-    Ok(format!("https://{}{path_and_query}", member.api_addr))
-}
-
 /// Log and exec sessions the leader relays at once; more get 429.
 pub const MAX_SESSIONS: usize = 64;
 
-fn session_permit(cluster: &ClusterRef) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
-    cluster.sessions.clone().try_acquire_owned().map_err(|_| {
-        ApiError::new(
-            orion_api::ErrorCode::TooManyRequests,
-            format!("{MAX_SESSIONS} log and exec sessions are open already; retry later"),
-        )
-    })
-}
+/// The bound on log and exec sessions relayed at once.
+#[derive(Clone)]
+pub struct Sessions(Arc<Semaphore>);
 
-/// Opens a stream to the agent running replica `id` and sends `request`.
-async fn open(
-    cluster: &ClusterRef,
-    id: &str,
-    request: &StreamRequest,
-) -> Result<(quinn::SendStream, quinn::RecvStream), ApiError> {
-    let node = cluster
-        .node
-        .reader
-        .with_view(read::replicas)
-        .map_err(|e| ApiError::internal(e.to_string()))?
-        .into_iter()
-        .find(|r| r.id() == id)
-        .map(|r| r.node)
-        .ok_or_else(|| ApiError::not_found(format!("replica {id:?} does not exist")))?;
-    let conn = cluster
-        .agents
-        .lock()
-        .ok()
-        .and_then(|t| t.conns.get(&node).cloned())
-        .ok_or_else(|| {
-            ApiError::unavailable(format!("the agent of node {node:?} is not connected"))
-        })?;
-    let (mut send, recv) = conn.open_bi().await.map_err(|e| {
-        ApiError::unavailable(format!("cannot reach the agent of node {node:?}: {e}"))
-    })?;
-    write_frame(&mut send, request)
-        .await
-        .map_err(|e| ApiError::unavailable(format!("agent of node {node:?}: {e}")))?;
-    Ok((send, recv))
-}
-
-/// Sends `req` to the leader with the caller's credentials, so the leader
-/// authorizes the original caller, not this peer.
-pub(crate) async fn proxied(
-    mut req: reqwest::RequestBuilder,
-    headers: &HeaderMap,
-) -> Result<Response, ApiError> {
-    if let Some(auth) = headers.get(axum::http::header::AUTHORIZATION) {
-        req = req.header(reqwest::header::AUTHORIZATION, auth.as_bytes());
+impl Default for Sessions {
+    fn default() -> Self {
+        Sessions(Arc::new(Semaphore::new(MAX_SESSIONS)))
     }
-    let resp = req
-        .header(FORWARDED, "1")
-        .send()
-        .await
-        .map_err(|e| ApiError::unavailable(format!("the leader did not answer: {e}")))?;
-    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-    let content_type = resp
-        .headers()
-        .get(reqwest::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("application/octet-stream")
-        .to_string();
-    let body = Body::from_stream(resp.bytes_stream());
-    Ok((
-        status,
-        [(axum::http::header::CONTENT_TYPE, content_type)],
-        body,
-    )
-        .into_response())
+}
+
+impl Sessions {
+    fn permit(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+        self.0.clone().try_acquire_owned().map_err(|_| {
+            ApiError::new(
+                orion_api::ErrorCode::TooManyRequests,
+                format!("{MAX_SESSIONS} log and exec sessions are open already; retry later"),
+            )
+        })
+    }
+}
+
+/// What relaying a session to an agent takes: where replicas are placed, the
+/// agents' connections, and the bound on sessions.
+#[derive(Clone)]
+pub struct AgentStreams {
+    pub node: RaftNode,
+    pub agents: Arc<AgentRegistry>,
+    pub sessions: Sessions,
+}
+
+impl AgentStreams {
+    /// Opens a stream to the agent running replica `id` and sends `request`.
+    async fn open(
+        &self,
+        id: &str,
+        request: &StreamRequest,
+    ) -> Result<(quinn::SendStream, quinn::RecvStream), ApiError> {
+        let placed_on = self
+            .node
+            .reader
+            .with_view(read::replicas)
+            .map_err(|e| ApiError::internal(e.to_string()))?
+            .into_iter()
+            .find(|r| r.id() == id)
+            .map(|r| r.node)
+            .ok_or_else(|| ApiError::not_found(format!("replica {id:?} does not exist")))?;
+        let conn = self.agents.connection(&placed_on).ok_or_else(|| {
+            ApiError::unavailable(format!("the agent of node {placed_on:?} is not connected"))
+        })?;
+        open_stream(&conn, request).await.map_err(|e| {
+            ApiError::unavailable(format!("cannot reach the agent of node {placed_on:?}: {e}"))
+        })
+    }
 }
 
 /// `GET /v1/replicas/{id}/logs?tail=N&follow=true`: plain text, one line per line;
@@ -171,19 +141,17 @@ pub(crate) async fn proxied(
 /// `stdout_offset=A&stderr_offset=B` resumes after a record (`orion logs -f` does
 /// both, to reconnect through a leader change without losing or repeating a line).
 pub async fn logs(
-    State(cluster): State<ClusterRef>,
+    State(leader): State<Arc<Forwarder>>,
+    State(streams): State<AgentStreams>,
+    State(Draining(draining)): State<Draining>,
     Path(id): Path<String>,
     Query(params): Query<LogParams>,
     headers: HeaderMap,
 ) -> HttpResult<Response> {
     let from = params.cursor()?;
-    if !cluster.node.is_leader() {
-        let url = leader_url(
-            &cluster,
-            &headers,
-            &format!("/v1/replicas/{id}/logs?{}", params.query()),
-        )?;
-        return Ok(proxied(cluster.http.get(url), &headers).await?);
+    let path = format!("/v1/replicas/{id}/logs?{}", params.query());
+    if let Some(relayed) = leader.relay(&headers, Method::GET, &path, None).await? {
+        return Ok(relayed);
     }
     let request = StreamRequest::Logs {
         replica: id.clone(),
@@ -192,15 +160,23 @@ pub async fn logs(
         from,
         records: params.records,
     };
-    let permit = session_permit(&cluster)?;
-    let (send, recv) = open(&cluster, &id, &request).await?;
+    let permit = streams.sessions.permit()?;
+    let (send, recv) = streams.open(&id, &request).await?;
     // The permit lives as long as the stream does; `None` once it ended.
-    let chunks = futures::stream::unfold(Some((send, recv, permit)), |state| async move {
-        let (send, mut recv, permit) = state?;
-        match recv.read_chunk(64 << 10, true).await {
+    let state = Some((send, recv, permit, draining));
+    let chunks = futures::stream::unfold(state, |state| async move {
+        let (send, mut recv, permit, draining) = state?;
+        let chunk = tokio::select! {
+            c = recv.read_chunk(64 << 10, true) => c,
+            // Cut, not ended: the client resumes at another peer.
+            () = draining.cancelled() => {
+                return Some((Err(std::io::Error::other("this peer is shutting down")), None))
+            }
+        };
+        match chunk {
             Ok(Some(chunk)) => Some((
                 Ok::<_, std::io::Error>(chunk.bytes),
-                Some((send, recv, permit)),
+                Some((send, recv, permit, draining)),
             )),
             Ok(None) => None,
             // Break the HTTP stream too, so the client knows the log was cut
@@ -225,7 +201,8 @@ pub async fn logs(
 
 /// `POST /v1/replicas/{id}/exec` with `{"command": [...]}`.
 pub async fn exec(
-    State(cluster): State<ClusterRef>,
+    State(leader): State<Arc<Forwarder>>,
+    State(streams): State<AgentStreams>,
     Path(id): Path<String>,
     headers: HeaderMap,
     JsonBody(body): JsonBody<ExecRequest>,
@@ -233,20 +210,20 @@ pub async fn exec(
     if body.command.first().is_none_or(String::is_empty) {
         return Err(ApiError::invalid("command must name a program").into());
     }
-    if !cluster.node.is_leader() {
-        let url = leader_url(&cluster, &headers, &format!("/v1/replicas/{id}/exec"))?;
-        let req = cluster
-            .http
-            .post(url)
-            .json(&serde_json::json!({"command": body.command}));
-        return Ok(proxied(req, &headers).await?);
+    let path = format!("/v1/replicas/{id}/exec");
+    let relay_body = serde_json::json!({"command": body.command});
+    if let Some(relayed) = leader
+        .relay(&headers, Method::POST, &path, Some(relay_body))
+        .await?
+    {
+        return Ok(relayed);
     }
     let request = StreamRequest::Exec {
         replica: id.clone(),
         command: body.command,
     };
-    let _permit = session_permit(&cluster)?;
-    let (_send, recv) = open(&cluster, &id, &request).await?;
+    let _permit = streams.sessions.permit()?;
+    let (_send, recv) = streams.open(&id, &request).await?;
     let result = FrameReader::<_, ExecResult>::new(recv)
         .next()
         .await

@@ -5,29 +5,21 @@
 //! all files go into one Raft entry: a request with one bad document applies nothing.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::Json;
 use orion_api::spec::{parse_documents, Resource, SpecErrors};
 use orion_api::{
-    ApiError, ApplyRequest, ApplyResponse, DeletedService, NodeList, NodeObject, ReplicaList,
-    ServiceList, ServiceResponse,
+    ApiError, ApplyRequest, ApplyResponse, DeletedService, ServiceList, ServiceResponse,
 };
 use orion_raft::command::Applied;
-use orion_raft::{read, Command};
+use orion_raft::{read, Command, RaftNode};
 
+use crate::api::common::{fresh, storage, unexpected_apply as unexpected, ReadParams};
 use crate::error::{HttpResult, JsonBody};
+use crate::forward::Forwarder;
 use crate::idempotency::ClientRequestId;
-use crate::leader::{Cluster, ClusterRef};
-use crate::variables::ReadParams;
-
-fn unexpected(applied: &Applied) -> ApiError {
-    ApiError::internal(format!("unexpected apply result {applied:?}"))
-}
-
-fn storage(e: impl std::fmt::Display) -> ApiError {
-    ApiError::internal(format!("reading the state machine failed: {e}"))
-}
 
 /// Parses every file; reports every problem of every file at once.
 pub fn parse_files(req: &ApplyRequest) -> Result<Vec<Resource>, ApiError> {
@@ -71,12 +63,12 @@ pub fn parse_files(req: &ApplyRequest) -> Result<Vec<Resource>, ApiError> {
 
 /// `POST /v1/apply`.
 pub async fn apply(
-    State(cluster): State<ClusterRef>,
+    State(leader): State<Arc<Forwarder>>,
     ClientRequestId(request_id): ClientRequestId,
     JsonBody(req): JsonBody<ApplyRequest>,
 ) -> HttpResult<Json<ApplyResponse>> {
     let resources = parse_files(&req)?;
-    match cluster
+    match leader
         .apply_as(request_id, Command::ApplyResources { resources })
         .await?
     {
@@ -85,21 +77,14 @@ pub async fn apply(
     }
 }
 
-async fn fresh(cluster: &Cluster, stale: bool) -> Result<(), ApiError> {
-    if stale {
-        Ok(())
-    } else {
-        cluster.linearizable_barrier().await
-    }
-}
-
 /// `GET /v1/services`.
 pub async fn list(
-    State(cluster): State<ClusterRef>,
+    State(leader): State<Arc<Forwarder>>,
+    State(node): State<RaftNode>,
     Query(params): Query<ReadParams>,
 ) -> HttpResult<Json<ServiceList>> {
-    fresh(&cluster, params.stale).await?;
-    let list = cluster.node.reader.with_view(|view| {
+    fresh(&leader, params.stale).await?;
+    let list = node.reader.with_view(|view| {
         Ok::<_, ApiError>(ServiceList {
             revision: view.last_applied_index().map_err(storage)?,
             items: read::services(view).map_err(storage)?,
@@ -110,12 +95,13 @@ pub async fn list(
 
 /// `GET /v1/services/{name}`.
 pub async fn get(
-    State(cluster): State<ClusterRef>,
+    State(leader): State<Arc<Forwarder>>,
+    State(node): State<RaftNode>,
     Path(name): Path<String>,
     Query(params): Query<ReadParams>,
 ) -> HttpResult<Json<ServiceResponse>> {
-    fresh(&cluster, params.stale).await?;
-    let (revision, found) = cluster.node.reader.with_view(|view| {
+    fresh(&leader, params.stale).await?;
+    let (revision, found) = node.reader.with_view(|view| {
         Ok::<_, ApiError>((
             view.last_applied_index().map_err(storage)?,
             read::service(view, &name).map_err(storage)?,
@@ -128,11 +114,11 @@ pub async fn get(
 
 /// `DELETE /v1/services/{name}`.
 pub async fn delete(
-    State(cluster): State<ClusterRef>,
+    State(leader): State<Arc<Forwarder>>,
     ClientRequestId(request_id): ClientRequestId,
     Path(name): Path<String>,
 ) -> HttpResult<Json<DeletedService>> {
-    match cluster
+    match leader
         .apply_as(request_id, Command::DeleteService { name })
         .await?
     {
@@ -142,96 +128,6 @@ pub async fn delete(
         })),
         (_, other) => Err(unexpected(&other).into()),
     }
-}
-
-/// `GET /v1/nodes`, with the heartbeat usage the leader holds (a follower asks
-/// the leader unless `?stale=true`).
-pub async fn nodes(
-    State(cluster): State<ClusterRef>,
-    Query(params): Query<ReadParams>,
-    headers: axum::http::HeaderMap,
-) -> HttpResult<axum::response::Response> {
-    use axum::response::IntoResponse;
-    if !params.stale && !cluster.node.is_leader() {
-        let url = crate::streams::leader_url(&cluster, &headers, "/v1/nodes")?;
-        return Ok(crate::streams::proxied(cluster.http.get(url), &headers).await?);
-    }
-    fresh(&cluster, params.stale).await?;
-    let mut list = cluster.node.reader.with_view(|view| {
-        Ok::<_, ApiError>(NodeList {
-            revision: view.last_applied_index().map_err(storage)?,
-            items: read::nodes(view).map_err(storage)?,
-            usage: Default::default(),
-        })
-    })?;
-    if let Ok(agents) = cluster.agents.lock() {
-        list.usage = agents.usage.clone();
-    }
-    Ok(Json(list).into_response())
-}
-
-/// `PUT /v1/nodes/{name}`: register or update a node by hand (agents register
-/// themselves; this is for admins and for pre-registration, as `kubectl create node`).
-pub async fn put_node(
-    State(cluster): State<ClusterRef>,
-    ClientRequestId(request_id): ClientRequestId,
-    Path(name): Path<String>,
-    JsonBody(node): JsonBody<NodeObject>,
-) -> HttpResult<Json<NodeObject>> {
-    if node.name != name {
-        return Err(ApiError::invalid(format!(
-            "the body names node {:?} but the path names {name:?}",
-            node.name
-        ))
-        .into());
-    }
-    let stored = node.clone();
-    let (revision, applied) = cluster
-        .apply_as(request_id, Command::UpsertNode { node })
-        .await?;
-    if !matches!(applied, Applied::Done) {
-        return Err(unexpected(&applied).into());
-    }
-    Ok(Json(NodeObject {
-        mod_revision: revision,
-        ..stored
-    }))
-}
-
-/// `GET /v1/replicas`: placed replicas, what their agents report, and those that
-/// cannot be placed. Agent reports live in the leader's memory, so a follower asks
-/// the leader unless `?stale=true`.
-pub async fn replicas(
-    State(cluster): State<ClusterRef>,
-    Query(params): Query<ReadParams>,
-    headers: axum::http::HeaderMap,
-) -> HttpResult<axum::response::Response> {
-    use axum::response::IntoResponse;
-    if !params.stale && !cluster.node.is_leader() {
-        let url = crate::streams::leader_url(&cluster, &headers, "/v1/replicas")?;
-        return Ok(crate::streams::proxied(cluster.http.get(url), &headers).await?);
-    }
-    fresh(&cluster, params.stale).await?;
-    let mut list = cluster.node.reader.with_view(|view| {
-        Ok::<_, ApiError>(ReplicaList {
-            revision: view.last_applied_index().map_err(storage)?,
-            items: read::replicas(view).map_err(storage)?,
-            unplaced: Vec::new(),
-            observed: Default::default(),
-        })
-    })?;
-    if let Ok(u) = cluster.unplaced.lock() {
-        list.unplaced.clone_from(&u);
-    }
-    if let Ok(agents) = cluster.agents.lock() {
-        list.observed = agents
-            .observed
-            .iter()
-            .filter(|(id, _)| list.items.iter().any(|r| &r.id() == *id))
-            .map(|(id, r)| (id.clone(), r.clone()))
-            .collect();
-    }
-    Ok(Json(list).into_response())
 }
 
 #[cfg(test)]

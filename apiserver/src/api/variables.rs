@@ -1,6 +1,7 @@
 //! `/v1/variables`: put, get, delete and list by prefix, with compare-and-set.
 
-use crate::auth::Caller;
+use std::sync::Arc;
+
 use axum::extract::{Path, Query, State};
 use axum::Extension;
 use axum::Json;
@@ -10,24 +11,23 @@ use orion_api::{
     WriteResponse,
 };
 use orion_raft::command::Applied;
-use orion_raft::{read, Command};
+use orion_raft::{read, Command, RaftNode};
 use orion_tls::TokenRole;
 use serde::Deserialize;
 
+use crate::api::common::{storage, unexpected_apply, ReadParams};
+use crate::caller::Caller;
 use crate::error::{HttpResult, JsonBody};
+use crate::forward::Forwarder;
 use crate::idempotency::ClientRequestId;
-use crate::leader::{Cluster, ClusterRef};
 
 /// Largest page a listing returns.
 const MAX_LIST_LIMIT: usize = 10_000;
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReadParams {
-    /// Answer from this peer without a leader round trip.
-    #[serde(default)]
-    pub stale: bool,
-}
+/// `debug-stale-reads`: variable reads skip the read-index barrier (the jepsen
+/// harness only, to show the checker catches stale reads).
+#[derive(Debug, Clone, Copy)]
+pub struct StaleReads(pub bool);
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -50,17 +50,18 @@ fn checked(path: &str) -> Result<(), ApiError> {
     validate_path(path).map_err(ApiError::invalid)
 }
 
-/// Makes the local state fresh enough for the read, and describes how it was served.
-async fn prepare_read(cluster: &Cluster, stale: bool) -> Result<(), ApiError> {
-    if !stale && !cluster.debug_stale_reads {
-        cluster.linearizable_barrier().await?;
+/// Makes the local state fresh enough for the read.
+async fn prepare_read(leader: &Forwarder, debug: StaleReads, stale: bool) -> Result<(), ApiError> {
+    if !stale && !debug.0 {
+        leader.linearizable_barrier().await?;
     }
     Ok(())
 }
 
-fn read_meta(cluster: &Cluster, revision: u64, stale: bool) -> ReadMeta {
+/// Describes how a read was served.
+fn read_meta(node: &RaftNode, revision: u64, stale: bool) -> ReadMeta {
     let behind_by = stale.then(|| {
-        let m = cluster.node.metrics();
+        let m = node.metrics();
         m.last_log_index
             .unwrap_or(0)
             .saturating_sub(m.last_applied.map_or(0, |l| l.index))
@@ -69,20 +70,12 @@ fn read_meta(cluster: &Cluster, revision: u64, stale: bool) -> ReadMeta {
         revision,
         stale,
         behind_by,
-        served_by: cluster.node.id,
+        served_by: node.id,
     }
 }
 
-fn unexpected_apply(applied: &Applied) -> ApiError {
-    ApiError::internal(format!("unexpected apply result {applied:?}"))
-}
-
-fn storage(e: impl std::fmt::Display) -> ApiError {
-    ApiError::internal(format!("reading the state machine failed: {e}"))
-}
-
 pub async fn put(
-    State(cluster): State<ClusterRef>,
+    State(leader): State<Arc<Forwarder>>,
     ClientRequestId(request_id): ClientRequestId,
     Path(path): Path<String>,
     JsonBody(body): JsonBody<PutVariable>,
@@ -94,7 +87,7 @@ pub async fn put(
         expected_revision: body.expected_revision,
         secret: body.secret,
     };
-    match cluster.apply_as(request_id, command).await? {
+    match leader.apply_as(request_id, command).await? {
         (revision, Applied::Put(variable)) => Ok(Json(WriteResponse {
             revision,
             variable: variable.redacted(),
@@ -104,7 +97,7 @@ pub async fn put(
 }
 
 pub async fn delete(
-    State(cluster): State<ClusterRef>,
+    State(leader): State<Arc<Forwarder>>,
     ClientRequestId(request_id): ClientRequestId,
     Path(path): Path<String>,
     Query(params): Query<DeleteParams>,
@@ -114,7 +107,7 @@ pub async fn delete(
         path,
         expected_revision: params.expected_revision,
     };
-    match cluster.apply_as(request_id, command).await? {
+    match leader.apply_as(request_id, command).await? {
         (revision, Applied::Deleted(deleted)) => Ok(Json(DeleteResponse {
             revision,
             deleted: deleted.redacted(),
@@ -135,14 +128,16 @@ fn for_caller(caller: &Caller, v: Variable) -> Variable {
 }
 
 pub async fn get(
-    State(cluster): State<ClusterRef>,
+    State(leader): State<Arc<Forwarder>>,
+    State(node): State<RaftNode>,
+    State(debug): State<StaleReads>,
     Extension(caller): Extension<Caller>,
     Path(path): Path<String>,
     Query(params): Query<ReadParams>,
 ) -> HttpResult<Json<VariableResponse>> {
     checked(&path)?;
-    prepare_read(&cluster, params.stale).await?;
-    let (revision, found) = cluster.node.reader.with_view(|view| {
+    prepare_read(&leader, debug, params.stale).await?;
+    let (revision, found) = node.reader.with_view(|view| {
         let revision = view.last_applied_index().map_err(storage)?;
         let found = read::variable(view, &path).map_err(storage)?;
         Ok::<_, ApiError>((revision, found))
@@ -150,13 +145,15 @@ pub async fn get(
     let variable =
         found.ok_or_else(|| ApiError::not_found(format!("variable {path:?} does not exist")))?;
     Ok(Json(VariableResponse {
-        meta: read_meta(&cluster, revision, params.stale),
+        meta: read_meta(&node, revision, params.stale),
         variable: for_caller(&caller, variable),
     }))
 }
 
 pub async fn list(
-    State(cluster): State<ClusterRef>,
+    State(leader): State<Arc<Forwarder>>,
+    State(node): State<RaftNode>,
+    State(debug): State<StaleReads>,
     Extension(caller): Extension<Caller>,
     Query(params): Query<ListParams>,
 ) -> HttpResult<Json<ListResponse>> {
@@ -166,15 +163,15 @@ pub async fn list(
             ApiError::invalid(format!("limit must be between 1 and {MAX_LIST_LIMIT}")).into(),
         );
     }
-    prepare_read(&cluster, params.stale).await?;
-    let (revision, (items, next)) = cluster.node.reader.with_view(|view| {
+    prepare_read(&leader, debug, params.stale).await?;
+    let (revision, (items, next)) = node.reader.with_view(|view| {
         let revision = view.last_applied_index().map_err(storage)?;
         let page = read::variables(view, &params.prefix, params.start_after.as_deref(), limit)
             .map_err(storage)?;
         Ok::<_, ApiError>((revision, page))
     })?;
     Ok(Json(ListResponse {
-        meta: read_meta(&cluster, revision, params.stale),
+        meta: read_meta(&node, revision, params.stale),
         items: items.into_iter().map(|v| for_caller(&caller, v)).collect(),
         next,
     }))

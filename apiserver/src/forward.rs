@@ -1,11 +1,16 @@
-//! Leader-only operations, done here when this peer leads and forwarded otherwise.
+//! The one way to the leader: [`Forwarder`], which runs leader-only work here when
+//! this peer leads and sends it to the leader otherwise, holding through elections.
 //!
 //! Any peer accepts any call. A write, a linearizable read's read-index, or a
-//! membership change is a [`LeaderRequest`]. [`Cluster::on_leader`] runs it locally
-//! when this peer is the leader, or sends it to the leader's
-//! `POST /v1/internal/leader`, which only ever executes locally (one hop, no loops).
-//! While no leader is known (an election), the call is held until one is, for at
-//! most `leader-hold-ms`; only then does the client get `503`.
+//! membership change is a [`LeaderRequest`]. [`Forwarder::on_leader`] runs it
+//! locally when this peer is the leader, or sends it to the leader's
+//! `POST /v1/internal/leader` (`api/internal.rs`), which only ever executes
+//! locally (one hop, no loops). While no leader is known (an election), the call is
+//! held until one is, for at most `leader-hold-ms`; only then does the client get `503`.
+//!
+//! Calls whose answer only the leader has (logs, exec, and the agents' reports in
+//! `GET /v1/nodes` and `GET /v1/replicas`) are relayed whole by
+//! [`Forwarder::relay`], with the caller's credentials, under the same hold.
 //!
 //! Every write carries a request id (the client's `Idempotency-Key`, or one made up
 //! here), and the state machine applies an id once. So when the leader dies after a
@@ -14,22 +19,21 @@
 //! Only when no leader answers within the hold time is the outcome unknown; the
 //! `503` then names the request id, which is safe to send again.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::StatusCode;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use orion_api::{ApiError, ErrorBody, MembersResponse, PeerIdentity};
 use orion_raft::command::Applied;
+use orion_raft::types::RaftMetrics;
 use orion_raft::{Command, CommandResult, LeaderError, Member, Proposal, RaftNode, RequestId};
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
-use crate::error::{HttpResult, JsonBody};
+use crate::error::{Error, Result};
 
 /// Work only the leader can do.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -97,38 +101,19 @@ pub enum LeaderReply {
 }
 
 /// Status the internal endpoint uses for "I am not the leader".
-const NOT_LEADER: StatusCode = StatusCode::MISDIRECTED_REQUEST;
+pub const NOT_LEADER: StatusCode = StatusCode::MISDIRECTED_REQUEST;
 
-/// Everything a handler needs: the Raft node, how to reach the leader, and when to stop.
-pub struct Cluster {
-    pub node: RaftNode,
-    /// This peer's identity as the cluster sees it.
-    pub me: PeerIdentity,
-    /// Used to forward to the leader.
-    pub http: reqwest::Client,
-    /// How long a call waits for a leader.
-    pub hold: Duration,
-    /// Cancelled when the peer shuts down; ends long-running streams.
-    pub shutdown: CancellationToken,
-    /// The replica controller's latest unplaced replicas and why (leader only).
-    pub unplaced: std::sync::Mutex<Vec<orion_api::UnplacedReplicas>>,
-    /// How long an agent may stay silent before its node is marked down.
-    pub node_ttl: Duration,
-    /// Connected agents' heartbeats and reports (leader only, memory only).
-    pub agents: std::sync::Mutex<crate::gateway::AgentTable>,
-    /// This peer's certificate, the CA, and what renewal needs.
-    pub creds: Arc<crate::security::PeerCreds>,
-    /// Where this peer keeps its data.
-    pub data_dir: std::path::PathBuf,
-    /// Bounds the log and exec sessions relayed at once.
-    pub sessions: Arc<tokio::sync::Semaphore>,
-    /// `debug-stale-reads`: variable reads skip the read-index barrier.
-    pub debug_stale_reads: bool,
-    /// The token signing key, once the replicated state has it.
-    pub token_key: std::sync::OnceLock<Arc<str>>,
+/// The header a relayed call carries, so it is relayed once at most.
+const FORWARDED: &str = "x-orion-forwarded";
+
+/// The leader-forwarding client: this peer's Raft node, the HTTP client that
+/// reaches other peers' `POST /v1/internal/leader`, and how long a call waits for
+/// a leader.
+pub struct Forwarder {
+    node: RaftNode,
+    http: reqwest::Client,
+    hold: Duration,
 }
-
-pub type ClusterRef = Arc<Cluster>;
 
 enum Attempt {
     Done(Result<LeaderReply, ApiError>),
@@ -139,8 +124,57 @@ enum Attempt {
     Lost,
 }
 
-impl Cluster {
-    /// Runs `req` on the leader, holding through elections for up to `self.hold`.
+/// What one member made of a request sent to its `POST /v1/internal/leader`.
+pub enum Sent {
+    /// It ran it.
+    Done(LeaderReply),
+    /// It does not lead, or could not take it now (another membership change);
+    /// the reason.
+    NotLeader(String),
+    /// It answered with an error.
+    Failed { status: StatusCode, error: ApiError },
+    /// Nothing reached it (the connection was refused or timed out).
+    NotSent(String),
+    /// It stopped answering after the request was sent: it may have run it.
+    Lost(String),
+}
+
+/// Waits for news about the leader, but at most 100 ms, and never returns sooner
+/// than 20 ms (no spinning); both bounded by `deadline`.
+async fn wait_for_news(metrics: &mut watch::Receiver<RaftMetrics>, deadline: Instant) {
+    let wait = deadline
+        .saturating_duration_since(Instant::now())
+        .min(Duration::from_millis(100));
+    let _ = tokio::time::timeout(wait, metrics.changed()).await;
+    tokio::time::sleep_until((Instant::now() + Duration::from_millis(20)).min(deadline)).await;
+}
+
+impl Forwarder {
+    /// The forwarder of `node`, reaching other peers with `tls` (this peer's
+    /// certificate: the internal endpoint takes peers only). This is the
+    /// apiserver's one HTTP client.
+    pub fn new(node: RaftNode, tls: rustls::ClientConfig, hold: Duration) -> Result<Self> {
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .connect_timeout(Duration::from_millis(500))
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| Error::Config(format!("http client: {e}")))?;
+        Ok(Forwarder { node, http, hold })
+    }
+
+    /// How long a call waits for a leader.
+    pub fn hold(&self) -> Duration {
+        self.hold
+    }
+
+    /// The HTTP client this peer calls other peers with, presenting its own
+    /// certificate (joining a cluster goes through `orion_client` on it).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// Runs `req` on the leader, holding through elections for up to the hold time.
     /// A write whose leader was lost after it was sent is sent again (with the same
     /// request id) for up to one more hold time from that loss.
     pub async fn on_leader(&self, req: LeaderRequest) -> Result<LeaderReply, ApiError> {
@@ -171,8 +205,7 @@ impl Cluster {
                     lost_once = true;
                 }
             }
-            let now = Instant::now();
-            if now >= deadline {
+            if Instant::now() >= deadline {
                 let mut e = ApiError::unavailable(match (req.request_id(), lost_once) {
                     (Some(id), true) => format!(
                         "no leader answered within {} ms after the leader was lost mid-write, \
@@ -195,12 +228,7 @@ impl Cluster {
                 e.leader_hint = last_leader;
                 return Err(e);
             }
-            // Wait for news about the leader, but retry at least every 100 ms
-            // and never spin faster than every 20 ms.
-            let wait = (deadline - now).min(Duration::from_millis(100));
-            let _ = tokio::time::timeout(wait, metrics.changed()).await;
-            tokio::time::sleep_until((Instant::now() + Duration::from_millis(20)).min(deadline))
-                .await;
+            wait_for_news(&mut metrics, deadline).await;
         }
     }
 
@@ -223,7 +251,7 @@ impl Cluster {
                 self.node.add_peer(&peer).await?;
                 Ok(LeaderReply::Members(self.node.members()))
             }
-            // A member restarted with other addresses (`crate::advertise`).
+            // A member restarted with other addresses (`advertise.rs`).
             LeaderRequest::UpdateMember { peer } => {
                 self.node.update_member(&peer).await?;
                 Ok(LeaderReply::Members(self.node.members()))
@@ -258,77 +286,64 @@ impl Cluster {
     }
 
     async fn forward(&self, leader: u64, member: &Member, req: &LeaderRequest) -> Attempt {
-        let url = format!("https://{}/v1/internal/leader", member.api_addr);
-        let sent = self
-            .http
-            .post(&url)
-            .timeout(req.budget(self.hold))
-            .json(req)
-            .send()
-            .await;
-        let resp = match sent {
+        match self
+            .send_to(&member.api_addr, req, req.budget(self.hold))
+            .await
+        {
+            Sent::Done(reply) => Attempt::Done(Ok(reply)),
+            Sent::NotLeader(_) => Attempt::Retry,
+            Sent::NotSent(cause) => {
+                debug!(leader, %cause, "leader not reachable; will retry");
+                Attempt::Retry
+            }
+            Sent::Lost(cause) if req.idempotent() => {
+                debug!(leader, %cause, "leader stopped answering; will retry");
+                Attempt::Lost
+            }
+            Sent::Lost(cause) => Attempt::Done(Err(ApiError::unavailable(format!(
+                "the leader (member {leader}) stopped answering after the request was sent \
+                 ({cause}); the write carried no request id (it came from an older peer), so \
+                 whether it was applied is unknown"
+            )))),
+            // The leader is shutting down: a write may be in its log already.
+            Sent::Failed { status, .. }
+                if status == StatusCode::SERVICE_UNAVAILABLE && req.idempotent() =>
+            {
+                Attempt::Lost
+            }
+            Sent::Failed { error, .. } => Attempt::Done(Err(error)),
+        }
+    }
+
+    /// Sends `req` to the `POST /v1/internal/leader` of the member at `api_addr`,
+    /// which runs it only if it leads.
+    pub async fn send_to(&self, api_addr: &str, req: &LeaderRequest, timeout: Duration) -> Sent {
+        let url = format!("https://{api_addr}/v1/internal/leader");
+        let resp = match self.http.post(&url).timeout(timeout).json(req).send().await {
             Ok(resp) => resp,
-            Err(e) if e.is_connect() => {
-                debug!(leader, cause = %e, "leader not reachable; will retry");
-                return Attempt::Retry;
-            }
-            Err(e) if req.idempotent() => {
-                debug!(leader, cause = %e, "leader stopped answering; will retry");
-                return Attempt::Lost;
-            }
-            Err(e) => {
-                return Attempt::Done(Err(ApiError::unavailable(format!(
-                    "the leader (member {leader}) stopped answering after the request was sent \
-                     ({e}); the write carried no request id (it came from an older peer), so \
-                     whether it was applied is unknown"
-                ))))
-            }
+            Err(e) if e.is_connect() => return Sent::NotSent(e.to_string()),
+            Err(e) => return Sent::Lost(e.to_string()),
         };
         let status = resp.status();
-        if status == NOT_LEADER {
-            return Attempt::Retry;
-        }
-        // The leader is shutting down: a write may be in its log already.
-        if status == StatusCode::SERVICE_UNAVAILABLE && req.idempotent() {
-            return Attempt::Lost;
-        }
         if status.is_success() {
             return match resp.json::<LeaderReply>().await {
-                Ok(reply) => Attempt::Done(Ok(reply)),
-                Err(e) => Attempt::Done(Err(ApiError::internal(format!(
-                    "unreadable answer from the leader: {e}"
-                )))),
+                Ok(reply) => Sent::Done(reply),
+                Err(e) => Sent::Failed {
+                    status: StatusCode::BAD_GATEWAY,
+                    error: ApiError::internal(format!("unreadable answer from the leader: {e}")),
+                },
             };
         }
-        match resp.json::<ErrorBody>().await {
-            Ok(body) => Attempt::Done(Err(body.error)),
-            Err(e) => Attempt::Done(Err(ApiError::internal(format!(
+        let error = match resp.json::<ErrorBody>().await {
+            Ok(body) => body.error,
+            Err(e) => ApiError::internal(format!(
                 "leader answered {status} with an unreadable body: {e}"
-            )))),
+            )),
+        };
+        if status == NOT_LEADER {
+            return Sent::NotLeader(error.message);
         }
-    }
-
-    /// The cluster CA key and token key from the replicated state.
-    pub fn secrets(&self) -> Result<orion_raft::read::ClusterSecrets, ApiError> {
-        self.node
-            .reader
-            .with_view(orion_raft::read::cluster_ca)
-            .map_err(|e| ApiError::internal(e.to_string()))?
-            .ok_or_else(|| {
-                ApiError::unavailable(
-                    "the cluster is still being bootstrapped (no CA recorded yet)",
-                )
-            })
-    }
-
-    /// The key tokens are signed with. It never changes once recorded, so it is
-    /// read from the state machine once, not on every authenticated request.
-    pub fn token_key(&self) -> Result<Arc<str>, ApiError> {
-        if let Some(k) = self.token_key.get() {
-            return Ok(k.clone());
-        }
-        let key: Arc<str> = self.secrets()?.token_key.into();
-        Ok(self.token_key.get_or_init(|| key).clone())
+        Sent::Failed { status, error }
     }
 
     /// Waits until this peer has applied everything the leader had committed when
@@ -359,8 +374,8 @@ impl Cluster {
         self.apply_as(RequestId::random(), command).await
     }
 
-    /// As [`Cluster::apply`], under the client's request id: a second call with the
-    /// same id returns the first one's revision and result and changes nothing.
+    /// As [`Forwarder::apply`], under the client's request id: a second call with
+    /// the same id returns the first one's revision and result and changes nothing.
     pub async fn apply_as(
         &self,
         request_id: RequestId,
@@ -375,39 +390,94 @@ impl Cluster {
             other => Err(unexpected(&other)),
         }
     }
+
+    /// Relays an API call to the leader, whole, when another peer leads: `None`
+    /// when this peer leads (the caller serves it). Holds through an election as
+    /// [`Forwarder::on_leader`] does; a call relayed once is never relayed again.
+    /// The caller's `Authorization` goes along, so the leader authorizes the
+    /// original caller, not this peer.
+    pub async fn relay(
+        &self,
+        headers: &HeaderMap,
+        method: Method,
+        path_and_query: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<Option<Response>, ApiError> {
+        let deadline = Instant::now() + self.hold;
+        let mut metrics = self.node.raft.metrics();
+        loop {
+            let cause = match self.node.leader() {
+                Some((id, _)) if id == self.node.id => return Ok(None),
+                _ if headers.contains_key(FORWARDED) => {
+                    return Err(ApiError::unavailable(
+                        "leadership moved while the call was forwarded; retry",
+                    ))
+                }
+                Some((id, member)) => {
+                    match self
+                        .proxy(&member, headers, &method, path_and_query, &body)
+                        .await
+                    {
+                        // Nothing was sent: safe to try again, at the next leader too.
+                        Err(e) if e.is_connect() => format!("the leader (member {id}): {e}"),
+                        Err(e) => {
+                            return Err(ApiError::unavailable(format!(
+                                "the leader did not answer: {e}"
+                            )))
+                        }
+                        Ok(resp) => return Ok(Some(resp)),
+                    }
+                }
+                None => "no leader is known".to_string(),
+            };
+            if Instant::now() >= deadline {
+                return Err(ApiError::unavailable(format!(
+                    "{cause} within {} ms; retry",
+                    self.hold.as_millis()
+                )));
+            }
+            wait_for_news(&mut metrics, deadline).await;
+        }
+    }
+
+    async fn proxy(
+        &self,
+        leader: &Member,
+        headers: &HeaderMap,
+        method: &Method,
+        path_and_query: &str,
+        body: &Option<serde_json::Value>,
+    ) -> std::result::Result<Response, reqwest::Error> {
+        let url = format!("https://{}{path_and_query}", leader.api_addr);
+        let mut req = self
+            .http
+            .request(method.clone(), url)
+            .header(FORWARDED, "1");
+        if let Some(auth) = headers.get(axum::http::header::AUTHORIZATION) {
+            req = req.header(reqwest::header::AUTHORIZATION, auth.as_bytes());
+        }
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let resp = req.send().await?;
+        let status =
+            StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+        let content_type = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("application/octet-stream")
+            .to_string();
+        let body = Body::from_stream(resp.bytes_stream());
+        Ok((
+            status,
+            [(axum::http::header::CONTENT_TYPE, content_type)],
+            body,
+        )
+            .into_response())
+    }
 }
 
 pub fn unexpected(reply: &LeaderReply) -> ApiError {
     ApiError::internal(format!("unexpected answer from the leader: {reply:?}"))
-}
-
-/// `POST /v1/internal/leader`: runs a forwarded request if, and only if, this peer leads.
-pub async fn internal_leader(
-    State(cluster): State<ClusterRef>,
-    JsonBody(req): JsonBody<LeaderRequest>,
-) -> HttpResult<Response> {
-    Ok(match cluster.execute_local(req).await {
-        Ok(reply) => Json(reply).into_response(),
-        Err(LeaderError::NotLeader { leader }) => (
-            NOT_LEADER,
-            Json(ErrorBody {
-                error: ApiError {
-                    leader_hint: leader.map(|(id, _)| id),
-                    ..ApiError::unavailable("not the leader")
-                },
-            }),
-        )
-            .into_response(),
-        // The forwarding peer retries a busy leader within its hold time, as it does
-        // a peer that is not the leader.
-        Err(LeaderError::Busy) => (
-            NOT_LEADER,
-            Json(ErrorBody {
-                error: ApiError::unavailable("another membership change is in progress"),
-            }),
-        )
-            .into_response(),
-        Err(LeaderError::Rejected(e)) => return Err(e.into()),
-        Err(LeaderError::Fatal(m)) => return Err(ApiError::unavailable(m.to_string()).into()),
-    })
 }

@@ -1,14 +1,18 @@
 //! `/v1/cluster`: members, join, remove, status, and this peer's identity.
 
+use std::sync::Arc;
+
 use axum::extract::{Path, Query, State};
 use axum::Json;
 use orion_api::{
     AgentBootstrap, ApiError, ClusterStatus, JoinRequest, MembersResponse, PeerIdentity,
 };
+use orion_raft::RaftNode;
 
+use crate::api::common::ReadParams;
 use crate::error::{HttpResult, JsonBody};
-use crate::leader::{unexpected, ClusterRef, LeaderReply, LeaderRequest};
-use crate::variables::ReadParams;
+use crate::forward::{unexpected, Forwarder, LeaderReply, LeaderRequest};
+use crate::security::PeerCreds;
 
 fn members_reply(reply: LeaderReply) -> HttpResult<Json<MembersResponse>> {
     match reply {
@@ -19,19 +23,20 @@ fn members_reply(reply: LeaderReply) -> HttpResult<Json<MembersResponse>> {
 
 /// `GET /v1/cluster/members`: from the leader (with replication lag) unless `?stale=true`.
 pub async fn members(
-    State(cluster): State<ClusterRef>,
+    State(leader): State<Arc<Forwarder>>,
+    State(node): State<RaftNode>,
     Query(params): Query<ReadParams>,
 ) -> HttpResult<Json<MembersResponse>> {
     if params.stale {
-        return Ok(Json(cluster.node.members()));
+        return Ok(Json(node.members()));
     }
-    members_reply(cluster.on_leader(LeaderRequest::Members).await?)
+    members_reply(leader.on_leader(LeaderRequest::Members).await?)
 }
 
 /// `POST /v1/cluster/members`: add a running peer as a learner, wait until it has
 /// caught up, then promote it to voter.
 pub async fn join(
-    State(cluster): State<ClusterRef>,
+    State(leader): State<Arc<Forwarder>>,
     JsonBody(peer): JsonBody<JoinRequest>,
 ) -> HttpResult<Json<MembersResponse>> {
     if peer.id == 0 {
@@ -45,39 +50,39 @@ pub async fn join(
             return Err(ApiError::invalid(format!("{name} {addr:?} must be host:port")).into());
         }
     }
-    members_reply(cluster.on_leader(LeaderRequest::AddPeer { peer }).await?)
+    members_reply(leader.on_leader(LeaderRequest::AddPeer { peer }).await?)
 }
 
 /// `DELETE /v1/cluster/members/{id}`.
 pub async fn remove(
-    State(cluster): State<ClusterRef>,
+    State(leader): State<Arc<Forwarder>>,
     Path(id): Path<String>,
 ) -> HttpResult<Json<MembersResponse>> {
     let id: u64 = id
         .parse()
         .map_err(|_| ApiError::invalid(format!("member id {id:?} is not a number")))?;
-    members_reply(cluster.on_leader(LeaderRequest::RemovePeer { id }).await?)
+    members_reply(leader.on_leader(LeaderRequest::RemovePeer { id }).await?)
 }
 
 /// `GET /v1/cluster/status`: this peer's own view, never forwarded.
-pub async fn status(State(cluster): State<ClusterRef>) -> Json<ClusterStatus> {
-    Json(cluster.node.status())
+pub async fn status(State(node): State<RaftNode>) -> Json<ClusterStatus> {
+    Json(node.status())
 }
 
 /// `GET /v1/cluster/self`: who this peer is, so `orion cluster join URL` can add it.
-pub async fn identity(State(cluster): State<ClusterRef>) -> Json<PeerIdentity> {
-    Json(cluster.me.clone())
+pub async fn identity(State(me): State<PeerIdentity>) -> Json<PeerIdentity> {
+    Json(me)
 }
 
 /// `GET /v1/cluster/ca`: the CA certificate agents verify the gateway with, and
 /// where the gateways are. Public material only.
 pub async fn agent_bootstrap(
-    State(cluster): State<ClusterRef>,
+    State(node): State<RaftNode>,
+    State(creds): State<Arc<PeerCreds>>,
 ) -> HttpResult<Json<AgentBootstrap>> {
     // The membership this peer has applied: a member that restarted with another
-    // agent address shows it once its record is updated (`crate::advertise`).
-    let agent_addrs = cluster
-        .node
+    // agent address shows it once its record is updated (`advertise.rs`).
+    let agent_addrs = node
         .members()
         .members
         .into_iter()
@@ -85,7 +90,7 @@ pub async fn agent_bootstrap(
         .filter(|a| !a.is_empty())
         .collect();
     Ok(Json(AgentBootstrap {
-        ca_pem: cluster.creds.ca_pem.clone(),
+        ca_pem: creds.ca_pem.clone(),
         agent_addrs,
     }))
 }

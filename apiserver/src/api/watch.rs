@@ -20,10 +20,12 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures::stream::{self, Stream, StreamExt};
 use orion_api::{ApiError, ErrorCode, Event, WatchStart};
 use orion_raft::read::{self, ReadError};
+use orion_raft::RaftNode;
 use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
 
 use crate::error::HttpResult;
-use crate::leader::ClusterRef;
+use crate::https::Draining;
 
 /// Events read from storage per round.
 const BATCH: usize = 512;
@@ -73,7 +75,9 @@ fn requested_start(
 }
 
 struct Cursor {
-    cluster: ClusterRef,
+    node: RaftNode,
+    /// Cancelled when the API stops: the stream ends.
+    draining: CancellationToken,
     /// What to read next: after the last event sent, once one was.
     next: WatchStart,
     prefix: String,
@@ -88,11 +92,7 @@ impl Cursor {
     async fn next_batch(&mut self) -> Option<Vec<SseEvent>> {
         loop {
             let next = self.next;
-            let events = self
-                .cluster
-                .node
-                .reader
-                .with_view(|v| read::events(v, next, BATCH));
+            let events = self.node.reader.with_view(|v| read::events(v, next, BATCH));
             match events {
                 Ok(events) if !events.is_empty() => {
                     if let Some(last) = events.last() {
@@ -110,7 +110,7 @@ impl Cursor {
                 Ok(_) => {
                     tokio::select! {
                         changed = self.metrics.changed() => if changed.is_err() { return None },
-                        () = self.cluster.shutdown.cancelled() => return None,
+                        () = self.draining.cancelled() => return None,
                     }
                 }
                 Err(e) => {
@@ -145,15 +145,15 @@ fn to_sse(e: Event) -> SseEvent {
 }
 
 pub async fn watch(
-    State(cluster): State<ClusterRef>,
+    State(node): State<RaftNode>,
+    State(Draining(draining)): State<Draining>,
     headers: HeaderMap,
     Query(params): Query<WatchParams>,
 ) -> HttpResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
     let start = match requested_start(&headers, &params)? {
         Some(start) => start,
         None => {
-            let current = cluster
-                .node
+            let current = node
                 .reader
                 .with_view(|v| v.last_applied_index())
                 .map_err(|e| ApiError::internal(e.to_string()))?;
@@ -161,17 +161,16 @@ pub async fn watch(
         }
     };
     // Refuse a compacted start up front, with a status code, rather than mid-stream.
-    cluster
-        .node
-        .reader
+    node.reader
         .with_view(|v| read::events(v, start, 1))
         .map_err(read_error)?;
     // A comment first, so a client knows at once that it is connected (a browser
     // ignores it).
     let hello = SseEvent::default().comment(format!("watching from {}", position_text(start)));
     let cursor = Cursor {
-        metrics: cluster.node.raft.metrics(),
-        cluster,
+        metrics: node.raft.metrics(),
+        node,
+        draining,
         next: start,
         prefix: params.prefix,
         ended: false,
@@ -205,11 +204,10 @@ fn default_limit() -> usize {
 
 /// `GET /v1/events`: the most recent matching events still in the window, oldest first.
 pub async fn recent(
-    State(cluster): State<ClusterRef>,
+    State(node): State<RaftNode>,
     Query(q): Query<EventQuery>,
 ) -> HttpResult<axum::Json<Vec<Event>>> {
-    let all = cluster
-        .node
+    let all = node
         .reader
         .with_view(|v| read::events(v, WatchStart::Revision(0), usize::MAX))
         .map_err(read_error)?;

@@ -1,0 +1,34 @@
+//! What the handlers share: the `?stale=` parameter of reads, the freshness
+//! barrier it skips, and the errors of reading the state machine.
+
+use orion_api::ApiError;
+use orion_raft::command::Applied;
+use serde::Deserialize;
+
+use crate::forward::Forwarder;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadParams {
+    /// Answer from this peer without a leader round trip.
+    #[serde(default)]
+    pub stale: bool,
+}
+
+/// Makes this peer's state fresh enough for a linearizable read, unless the
+/// caller asked for a stale one.
+pub async fn fresh(leader: &Forwarder, stale: bool) -> Result<(), ApiError> {
+    if stale {
+        Ok(())
+    } else {
+        leader.linearizable_barrier().await
+    }
+}
+
+pub fn storage(e: impl std::fmt::Display) -> ApiError {
+    ApiError::internal(format!("reading the state machine failed: {e}"))
+}
+
+pub fn unexpected_apply(applied: &Applied) -> ApiError {
+    ApiError::internal(format!("unexpected apply result {applied:?}"))
+}

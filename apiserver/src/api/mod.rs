@@ -1,0 +1,15 @@
+//! The HTTP handlers, one module per resource. Each takes only the parts of the
+//! peer's state it uses (axum sub-states, see `state.rs`).
+
+pub mod certificates;
+pub mod cluster;
+pub mod common;
+pub mod health;
+pub mod internal;
+pub mod nodes;
+pub mod replicas;
+pub mod services;
+pub mod streams;
+pub mod tokens;
+pub mod variables;
+pub mod watch;

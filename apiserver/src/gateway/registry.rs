@@ -1,0 +1,93 @@
+//! What the leader knows about connected agents, in memory only: the last
+//! heartbeat and usage of each node, the replica states agents report, and each
+//! agent's live connection (which log and exec streams are opened on). The gateway
+//! writes it; the node controller and the node and replica endpoints read it.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+use orion_api::agent_proto::{NodeUsage, ReplicaReport};
+
+#[derive(Default)]
+pub struct AgentRegistry {
+    table: Mutex<Table>,
+}
+
+#[derive(Default)]
+struct Table {
+    /// Last heartbeat per node.
+    last_seen: BTreeMap<String, Instant>,
+    /// Last reported replica states, by replica id.
+    observed: BTreeMap<String, ReplicaReport>,
+    /// The latest usage each agent reported.
+    usage: BTreeMap<String, NodeUsage>,
+    /// The live connection of each node's agent, for log and exec streams.
+    conns: BTreeMap<String, quinn::Connection>,
+}
+
+impl AgentRegistry {
+    fn table(&self) -> MutexGuard<'_, Table> {
+        // A panic while holding the lock leaves plain maps behind: still usable.
+        self.table.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `node`'s agent connected (or reconnected) on `conn`.
+    pub fn connected(&self, node: &str, conn: quinn::Connection) {
+        let mut t = self.table();
+        t.last_seen.insert(node.to_string(), Instant::now());
+        t.conns.insert(node.to_string(), conn);
+    }
+
+    /// The session on `conn` ended; forgets the connection unless a newer one
+    /// of the same node replaced it.
+    pub fn disconnected(&self, node: &str, conn: &quinn::Connection) {
+        let mut t = self.table();
+        if t.conns
+            .get(node)
+            .is_some_and(|c| c.stable_id() == conn.stable_id())
+        {
+            t.conns.remove(node);
+        }
+    }
+
+    /// A heartbeat from `node`'s agent.
+    pub fn heartbeat(&self, node: &str, usage: NodeUsage) {
+        let mut t = self.table();
+        t.last_seen.insert(node.to_string(), Instant::now());
+        t.usage.insert(node.to_string(), usage);
+    }
+
+    /// Replica states an agent reported (for replicas placed on its node).
+    pub fn observed(&self, reports: impl IntoIterator<Item = ReplicaReport>) {
+        let mut t = self.table();
+        for r in reports {
+            t.observed.insert(r.id.clone(), r);
+        }
+    }
+
+    /// When `node`'s agent was last heard from, for every node heard from.
+    pub fn last_seen(&self) -> BTreeMap<String, Instant> {
+        self.table().last_seen.clone()
+    }
+
+    /// The latest usage of every node.
+    pub fn usage(&self) -> BTreeMap<String, NodeUsage> {
+        self.table().usage.clone()
+    }
+
+    /// The latest reports of the replicas `wanted` accepts.
+    pub fn reports(&self, wanted: impl Fn(&str) -> bool) -> BTreeMap<String, ReplicaReport> {
+        self.table()
+            .observed
+            .iter()
+            .filter(|(id, _)| wanted(id))
+            .map(|(id, r)| (id.clone(), r.clone()))
+            .collect()
+    }
+
+    /// The live connection of `node`'s agent.
+    pub fn connection(&self, node: &str) -> Option<quinn::Connection> {
+        self.table().conns.get(node).cloned()
+    }
+}
