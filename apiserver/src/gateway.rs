@@ -42,24 +42,64 @@ pub struct Gateway {
     pub agents: Arc<AgentRegistry>,
 }
 
+/// Why an agent's session ended, or never started. Logged at DEBUG when the
+/// session ends (a bad frame or a node posing as another is WARNed where it
+/// happens); none of these stops the gateway.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("the QUIC connection: {0}")]
+    Connection(#[from] quinn::ConnectionError),
+    #[error("writing to the agent: {0}")]
+    Write(#[from] quinn::WriteError),
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    /// The agent broke the protocol (no hello first, a second hello).
+    #[error("the agent broke the protocol: {0}")]
+    Protocol(&'static str),
+    /// NodeRestriction: the agent claimed a node its certificate does not name.
+    #[error("agent claimed node {claimed:?} with certificate {certificate}")]
+    PosingAsAnother {
+        claimed: String,
+        certificate: String,
+    },
+    #[error("no longer the leader")]
+    NotLeader,
+    #[error("reading the replicated state: {0}")]
+    State(String),
+    #[error("registering the node: {0}")]
+    Register(orion_api::ApiError),
+}
+
+/// The gateway's QUIC endpoint could not be configured.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("TLS: {0}")]
+    Tls(#[from] Box<crate::error::Error>),
+    #[error("QUIC crypto: {0}")]
+    Crypto(#[from] quinn::crypto::rustls::NoInitialCipherSuite),
+    #[error("idle timeout: {0}")]
+    IdleTimeout(#[from] quinn::VarIntBoundsExceeded),
+}
+
 /// An agent's control stream, read frame by frame (cancel-safe).
 type Frames = FrameReader<quinn::RecvStream, AgentMessage>;
 
 /// Reads one frame of the `node`'s control stream; `None` when it ended cleanly.
 /// A bad frame is logged with what was wrong and ends the session.
-async fn read_frame(frames: &mut Frames, node: &str) -> Result<Option<AgentMessage>, String> {
+async fn read_frame(frames: &mut Frames, node: &str) -> Result<Option<AgentMessage>, SessionError> {
     frames.next().await.map_err(|e| {
         if !matches!(e, FrameError::Io(_)) {
             warn!(node = %node, cause = %e, "closing the session of an agent that sent a bad frame");
         }
-        e.to_string()
+        SessionError::Frame(e)
     })
 }
 
-async fn write_frame(send: &mut quinn::SendStream, msg: &ServerMessage) -> Result<(), String> {
-    orion_api::agent_proto::write_frame(send, msg)
-        .await
-        .map_err(|e| e.to_string())
+async fn write_frame(
+    send: &mut quinn::SendStream,
+    msg: &ServerMessage,
+) -> Result<(), SessionError> {
+    Ok(orion_api::agent_proto::write_frame(send, msg).await?)
 }
 
 /// Opens a new stream on an agent's connection and sends `request` on it (logs
@@ -67,34 +107,27 @@ async fn write_frame(send: &mut quinn::SendStream, msg: &ServerMessage) -> Resul
 pub async fn open_stream(
     conn: &quinn::Connection,
     request: &StreamRequest,
-) -> Result<(quinn::SendStream, quinn::RecvStream), String> {
-    let (mut send, recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
-    orion_api::agent_proto::write_frame(&mut send, request)
-        .await
-        .map_err(|e| e.to_string())?;
+) -> Result<(quinn::SendStream, quinn::RecvStream), SessionError> {
+    let (mut send, recv) = conn.open_bi().await?;
+    orion_api::agent_proto::write_frame(&mut send, request).await?;
     Ok((send, recv))
 }
 
 /// The gateway's QUIC config: TLS 1.3, ALPN `orion/2`, agent certificates only,
 /// at most 8 concurrent streams per agent, 2 s idle timeout.
-fn quic_config(creds: &PeerCreds) -> Result<quinn::ServerConfig, String> {
+fn quic_config(creds: &PeerCreds) -> Result<quinn::ServerConfig, SetupError> {
     let tls = creds
         .server_config(
             orion_tls::config::ClientAuth::Require(orion_tls::Role::Agent),
             &[orion_api::agent_proto::ALPN],
         )
-        .map_err(|e| e.to_string())?;
-    let crypto =
-        quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(|e| e.to_string())?;
+        .map_err(Box::new)?;
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     let mut transport = quinn::TransportConfig::default();
     transport.max_concurrent_bidi_streams(8u32.into());
     transport.max_concurrent_uni_streams(0u32.into());
-    transport.max_idle_timeout(Some(
-        Duration::from_secs(2)
-            .try_into()
-            .map_err(|e| format!("{e}"))?,
-    ));
+    transport.max_idle_timeout(Some(Duration::from_secs(2).try_into()?));
     config.transport_config(Arc::new(transport));
     Ok(config)
 }
@@ -158,8 +191,8 @@ async fn session(
     gw: &Gateway,
     conn: quinn::Connection,
     shutdown: CancellationToken,
-) -> Result<(), String> {
-    let (mut send, recv) = conn.accept_bi().await.map_err(|e| e.to_string())?;
+) -> Result<(), SessionError> {
+    let (mut send, recv) = conn.accept_bi().await?;
     let mut frames = Frames::new(recv);
     let remote = conn.remote_address().to_string();
     let Some(AgentMessage::Hello {
@@ -168,7 +201,7 @@ async fn session(
         capacity,
     }) = read_frame(&mut frames, &remote).await?
     else {
-        return Err("the first message must be hello".into());
+        return Err(SessionError::Protocol("the first message must be hello"));
     };
     // NodeRestriction: an agent speaks only for the node its certificate names.
     let certified = conn
@@ -184,9 +217,10 @@ async fn session(
             warn!(claimed = %node, certificate = ?other, remote = %conn.remote_address(),
                 "refused an agent posing as another node");
             conn.close(1u32.into(), b"the certificate is for another node");
-            return Err(format!(
-                "agent claimed node {node:?} with certificate {other:?}"
-            ));
+            return Err(SessionError::PosingAsAnother {
+                claimed: node,
+                certificate: format!("{other:?}"),
+            });
         }
     }
     if !gw.node.is_leader() {
@@ -216,13 +250,13 @@ async fn control_loop(
     send: &mut quinn::SendStream,
     mut frames: Frames,
     shutdown: &CancellationToken,
-) -> Result<(), String> {
+) -> Result<(), SessionError> {
     let node = node.to_string();
     let mut metrics = gw.node.raft.metrics();
     let mut last_sent: Option<Vec<DesiredReplica>> = None;
     loop {
         if !gw.node.is_leader() {
-            break Err("no longer the leader".into());
+            break Err(SessionError::NotLeader);
         }
         let (revision, desired) = match desired_for(&gw.node, &node) {
             Ok(d) => d,
@@ -258,7 +292,9 @@ async fn control_loop(
                         refuse_strays(&gw.node, &node, &strays);
                     }
                 }
-                Ok(Some(AgentMessage::Hello { .. })) => break Err("hello sent twice".into()),
+                Ok(Some(AgentMessage::Hello { .. })) => {
+                    break Err(SessionError::Protocol("hello sent twice"))
+                }
             },
         }
     }
@@ -292,12 +328,12 @@ async fn register(
     name: &str,
     labels: BTreeMap<String, String>,
     capacity: orion_api::spec::Resources,
-) -> Result<(), String> {
+) -> Result<(), SessionError> {
     let current = gw
         .node
         .reader
         .with_view(read::nodes)
-        .map_err(|e| e.to_string())?
+        .map_err(|e| SessionError::State(e.to_string()))?
         .into_iter()
         .find(|n| n.name == name);
     let wanted = NodeObject {
@@ -319,7 +355,7 @@ async fn register(
         gw.leader
             .apply(Command::UpsertNode { node: wanted })
             .await
-            .map_err(|e| e.message)?;
+            .map_err(SessionError::Register)?;
     }
     Ok(())
 }
@@ -333,7 +369,7 @@ fn per_replica(spec: &orion_api::spec::ServiceSpec) -> orion_api::spec::ServiceS
     }
 }
 
-fn desired_for(raft: &RaftNode, node: &str) -> Result<(u64, Vec<DesiredReplica>), String> {
+fn desired_for(raft: &RaftNode, node: &str) -> Result<(u64, Vec<DesiredReplica>), SessionError> {
     raft.reader
         .with_view(|v| {
             let revision = v.last_applied_index()?;
@@ -357,5 +393,5 @@ fn desired_for(raft: &RaftNode, node: &str) -> Result<(u64, Vec<DesiredReplica>)
                 .collect();
             Ok::<_, orion_store::Error>((revision, desired))
         })
-        .map_err(|e| e.to_string())
+        .map_err(|e| SessionError::State(e.to_string()))
 }

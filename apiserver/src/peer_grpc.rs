@@ -15,6 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tonic::transport::server::Connected;
 use tracing::debug;
 
@@ -25,13 +26,14 @@ const MAX_HANDSHAKES: usize = 64;
 pub async fn serve(
     node: &RaftNode,
     listener: TcpListener,
+    tasks: &TaskTracker,
     shutdown: CancellationToken,
 ) -> crate::error::Result<()> {
     tonic::transport::Server::builder()
         .timeout(Duration::from_secs(30))
         .add_service(node.peer_service())
         .serve_with_incoming_shutdown(
-            incoming(listener, node.peer_server_tls(), shutdown.clone()),
+            incoming(listener, node.peer_server_tls(), tasks, shutdown.clone()),
             shutdown.cancelled_owned(),
         )
         .await?;
@@ -95,19 +97,21 @@ impl AsyncWrite for PeerConn {
 fn incoming(
     listener: TcpListener,
     config: Arc<rustls::ServerConfig>,
+    tasks: &TaskTracker,
     shutdown: CancellationToken,
 ) -> ReceiverStream<std::io::Result<PeerConn>> {
     let (tx, rx) = tokio::sync::mpsc::channel(16);
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
-    tokio::spawn(async move {
+    let handshakes = tasks.clone();
+    tasks.spawn(async move {
         while let Some((tcp, addr)) = crate::accept::accept(&listener, &shutdown, "peer").await {
             let Ok(permit) = permits.clone().acquire_owned().await else {
                 return;
             };
             let acceptor = acceptor.clone();
             let tx = tx.clone();
-            tokio::spawn(async move {
+            handshakes.spawn(async move {
                 let _permit = permit;
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                     Ok(Ok(tls)) => {

@@ -222,8 +222,10 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
         let node = node.clone();
         let token = peers.clone();
         let fatal = stop.clone();
+        let handshakes = tasks.clone();
         tasks.spawn(async move {
-            if let Err(e) = crate::peer_grpc::serve(&node, peer_listener, token).await {
+            if let Err(e) = crate::peer_grpc::serve(&node, peer_listener, &handshakes, token).await
+            {
                 error!(cause = %e, "peer service stopped");
                 fatal.cancel();
             }

@@ -65,21 +65,6 @@ pub struct Cluster {
     launcher: orion_launch::Cluster,
 }
 
-/// A client that trusts `ca_pem` and sends `token`.
-pub fn client(ca_pem: &str, token: &str, timeout: Duration) -> anyhow::Result<reqwest::Client> {
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        reqwest::header::AUTHORIZATION,
-        format!("Bearer {}", token.trim()).parse()?,
-    );
-    Ok(reqwest::Client::builder()
-        .use_preconfigured_tls(orion_tls::config::client_config(ca_pem, None)?)
-        .default_headers(headers)
-        .connect_timeout(Duration::from_millis(500))
-        .timeout(timeout)
-        .build()?)
-}
-
 /// Whether peers can have their clocks skewed here.
 pub fn faketime_available() -> bool {
     Path::new(LIBFAKETIME).is_file()
