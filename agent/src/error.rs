@@ -56,7 +56,7 @@ pub enum LaunchError {
     },
     /// `${NAME}` in the command names no variable (the message says which).
     #[error("{0}")]
-    Expand(String),
+    Expand(orion_api::Invalid),
     #[error("the command is empty")]
     EmptyCommand,
     #[error("working directory \"{0}\" does not exist")]

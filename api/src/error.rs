@@ -99,6 +99,44 @@ impl ApiError {
     }
 }
 
+/// Input that breaks a rule. The message names the input and the rule, ready to
+/// show; `orion.yaml` errors add the file, line and column around it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+impl Invalid {
+    pub fn message(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The message, so an `Invalid` reads like the text it carries.
+impl std::ops::Deref for Invalid {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for Invalid {
+    fn from(m: String) -> Self {
+        Invalid(m)
+    }
+}
+
+impl From<&str> for Invalid {
+    fn from(m: &str) -> Self {
+        Invalid(m.to_string())
+    }
+}
+
+impl From<Invalid> for String {
+    fn from(e: Invalid) -> Self {
+        e.0
+    }
+}
+
 /// The JSON envelope: `{"error": {...}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {

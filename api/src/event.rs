@@ -61,11 +61,17 @@ impl fmt::Display for EventCursor {
 /// The longest cursor or start position text accepted (`u64` `.` `u32`, with room).
 pub const MAX_CURSOR_LEN: usize = 32;
 
-impl FromStr for EventCursor {
-    type Err = String;
+impl std::str::FromStr for EventCursor {
+    type Err = crate::Invalid;
 
     /// Parses `REV.SEQ`, as sent in a watch event's `id`.
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, crate::Invalid> {
+        EventCursor::parse_text(s).map_err(crate::Invalid)
+    }
+}
+
+impl EventCursor {
+    fn parse_text(s: &str) -> Result<Self, String> {
         match WatchStart::from_str(s)? {
             WatchStart::After(c) => Ok(c),
             WatchStart::Revision(_) => Err(format!(
@@ -86,11 +92,17 @@ pub enum WatchStart {
     After(EventCursor),
 }
 
-impl FromStr for WatchStart {
-    type Err = String;
+impl std::str::FromStr for WatchStart {
+    type Err = crate::Invalid;
 
     /// `REV` or `REV.SEQ`, decimal.
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, crate::Invalid> {
+        WatchStart::parse_text(s).map_err(crate::Invalid)
+    }
+}
+
+impl WatchStart {
+    fn parse_text(s: &str) -> Result<Self, String> {
         if s.len() > MAX_CURSOR_LEN {
             return Err(format!(
                 "watch position is {} characters long; at most {MAX_CURSOR_LEN} (REV or REV.SEQ)",
@@ -167,7 +179,7 @@ mod tests {
             assert!(bad.parse::<WatchStart>().is_err(), "{bad:?} accepted");
         }
         let long = "1".repeat(MAX_CURSOR_LEN + 1);
-        assert!(matches!(long.parse::<WatchStart>(), Err(m) if m.contains("at most")));
+        assert!(matches!(long.parse::<WatchStart>(), Err(m) if m.message().contains("at most")));
         assert!("99999999999999999999999".parse::<WatchStart>().is_err());
     }
 

@@ -29,7 +29,7 @@ pub use cluster::{
     AgentBootstrap, ClusterStatus, JoinRequest, MemberInfo, MemberRole, MembersResponse,
     PeerIdentity,
 };
-pub use error::{ApiError, ErrorBody, ErrorCode};
+pub use error::{ApiError, ErrorBody, ErrorCode, Invalid};
 pub use event::{Event, EventCursor, EventKind, WatchStart};
 pub use request_id::RequestId;
 pub use variable::{

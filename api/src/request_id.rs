@@ -16,7 +16,11 @@ pub struct RequestId(String);
 
 impl RequestId {
     /// Checks `id`; the error says what is wrong with it.
-    pub fn parse(id: &str) -> Result<Self, String> {
+    pub fn parse(id: &str) -> Result<Self, crate::Invalid> {
+        Self::check(id).map_err(crate::Invalid)
+    }
+
+    fn check(id: &str) -> Result<Self, String> {
         if id.is_empty() {
             return Err("the request id is empty".into());
         }
@@ -49,8 +53,8 @@ impl RequestId {
 }
 
 impl TryFrom<String> for RequestId {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
+    type Error = crate::Invalid;
+    fn try_from(s: String) -> Result<Self, crate::Invalid> {
         RequestId::parse(&s)
     }
 }

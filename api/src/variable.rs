@@ -100,7 +100,11 @@ pub struct DeleteResponse {
 
 /// Checks a variable path: 1..=512 bytes of `[A-Za-z0-9._-]` segments separated by
 /// single `/`, no leading or trailing `/`, no `.` or `..` segment.
-pub fn validate_path(path: &str) -> Result<(), String> {
+pub fn validate_path(path: &str) -> Result<(), crate::Invalid> {
+    validate_path_text(path).map_err(crate::Invalid)
+}
+
+fn validate_path_text(path: &str) -> Result<(), String> {
     if path.is_empty() {
         return Err("variable path is empty".into());
     }

@@ -67,7 +67,7 @@ pub fn client_key(id: &RequestId) -> &str {
 }
 
 /// Checks a client's key: the bare or quoted form, within [`MAX_KEY_LEN`].
-pub fn parse_key(text: &str) -> Result<String, String> {
+pub fn parse_key(text: &str) -> Result<String, orion_api::Invalid> {
     let text = text.trim();
     let key = match text.strip_prefix('"') {
         Some(rest) => rest
@@ -76,10 +76,10 @@ pub fn parse_key(text: &str) -> Result<String, String> {
         None => text,
     };
     if key.len() > MAX_KEY_LEN {
-        return Err(format!(
+        return Err(orion_api::Invalid(format!(
             "the key is {} bytes long; the limit is {MAX_KEY_LEN}",
             key.len()
-        ));
+        )));
     }
     RequestId::parse(key).map(|_| key.to_string())
 }

@@ -240,9 +240,9 @@ fn checked_urls(urls: &[String]) -> Result<Vec<String>, ClientError> {
 
 /// Checks a `--request-id`: within [`MAX_REQUEST_ID_LEN`] and a valid request id.
 fn checked_request_id(id: &str) -> Result<String, ClientError> {
-    let bad = |why: String| ClientError::Invalid(format!("--request-id {id:?}: {why}"));
+    let bad = |why: orion_api::Invalid| ClientError::Invalid(format!("--request-id {id:?}: {why}"));
     if id.len() > MAX_REQUEST_ID_LEN {
-        return Err(bad(format!("longer than {MAX_REQUEST_ID_LEN} bytes")));
+        return Err(bad(format!("longer than {MAX_REQUEST_ID_LEN} bytes").into()));
     }
     Ok(RequestId::parse(id.trim()).map_err(bad)?.to_string())
 }

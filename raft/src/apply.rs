@@ -204,7 +204,7 @@ fn apply_command(txn: &mut Txn<'_>, index: u64, cmd: &Command) -> Result<Applied
             expected_revision,
             secret,
         } => {
-            validate_path(path).map_err(|m| reject(ErrorCode::InvalidArgument, m, None))?;
+            validate_path(path).map_err(|m| reject(ErrorCode::InvalidArgument, m.into(), None))?;
             let key = variable_key(path);
             let current = read_json::<Variable>(txn, &key)?;
             check_expected(path, current.as_ref(), *expected_revision)?;
@@ -226,7 +226,7 @@ fn apply_command(txn: &mut Txn<'_>, index: u64, cmd: &Command) -> Result<Applied
             path,
             expected_revision,
         } => {
-            validate_path(path).map_err(|m| reject(ErrorCode::InvalidArgument, m, None))?;
+            validate_path(path).map_err(|m| reject(ErrorCode::InvalidArgument, m.into(), None))?;
             let key = variable_key(path);
             let current = read_json::<Variable>(txn, &key)?;
             check_expected(path, current.as_ref(), *expected_revision)?;

@@ -55,10 +55,16 @@ impl fmt::Display for Constraint {
 }
 
 impl std::str::FromStr for Constraint {
-    type Err = String;
+    type Err = crate::Invalid;
 
-    fn from_str(s: &str) -> Result<Self, String> {
-        parse_constraint(s)
+    fn from_str(s: &str) -> Result<Self, crate::Invalid> {
+        Constraint::parse_text(s).map_err(crate::Invalid)
+    }
+}
+
+impl Constraint {
+    fn parse_text(s: &str) -> Result<Self, String> {
+        parse_constraint_text(s)
     }
 }
 
@@ -103,7 +109,11 @@ fn tokenize(s: &str) -> Result<Vec<Token<'_>>, String> {
 }
 
 /// Parses one constraint; the error says what form was expected.
-pub fn parse_constraint(s: &str) -> Result<Constraint, String> {
+pub fn parse_constraint(s: &str) -> Result<Constraint, crate::Invalid> {
+    parse_constraint_text(s).map_err(crate::Invalid)
+}
+
+fn parse_constraint_text(s: &str) -> Result<Constraint, String> {
     let forms = "expected `label == value`, `label != value`, `label in (a, b)` or `label exists`";
     let tokens = tokenize(s).map_err(|e| format!("{e} in `{s}`; {forms}"))?;
     let bad = || format!("cannot read `{s}`; {forms}");

@@ -208,19 +208,26 @@ impl<'f> Decoder<'f> {
         let parsed = match &node.value {
             Value::Str(s) => parse_duration_ms(s),
             Value::Int(0) => Ok(0),
-            Value::Int(i) => Err(format!(
+            Value::Int(i) => Err(crate::Invalid(format!(
                 "expected a duration like 500ms, 2s, 1m30s or 1h: `{i}` is missing a unit (ms, s, m, h)"
-            )),
-            other => Err(format!(
+            ))),
+            other => Err(crate::Invalid(format!(
                 "expected a duration like 500ms, 2s, 1m30s or 1h, found {}",
                 other.describe()
-            )),
+            ))),
         };
         self.check(node, field, parsed)
     }
 
     /// Turns a parse result about `node` into a value or a recorded error.
-    pub fn check<T>(&mut self, node: &Node, field: &str, parsed: Result<T, String>) -> Option<T> {
-        parsed.map_err(|e| self.error(node.at, field, e)).ok()
+    pub fn check<T, E: Into<String>>(
+        &mut self,
+        node: &Node,
+        field: &str,
+        parsed: Result<T, E>,
+    ) -> Option<T> {
+        parsed
+            .map_err(|e| self.error(node.at, field, e.into()))
+            .ok()
     }
 }

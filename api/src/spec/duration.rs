@@ -2,7 +2,11 @@
 
 /// Parses `500ms`, `2s`, `1m`, `1h` and sums like `1h2m3s4ms` into milliseconds.
 /// A bare `0` is zero. Units may appear in any order but each at most once.
-pub fn parse_duration_ms(text: &str) -> Result<u64, String> {
+pub fn parse_duration_ms(text: &str) -> Result<u64, crate::Invalid> {
+    parse_duration_ms_text(text).map_err(crate::Invalid)
+}
+
+fn parse_duration_ms_text(text: &str) -> Result<u64, String> {
     let hint = "expected a duration like 500ms, 2s, 1m30s or 1h";
     let s = text.trim();
     if s == "0" {

@@ -14,7 +14,11 @@ pub fn is_env_name(name: &str) -> bool {
 /// Replaces every `${NAME}` with `env[NAME]`; `$$` is a literal `$`, and a `$`
 /// followed by anything else is kept as it is. An unknown name, an invalid name
 /// or an unclosed `${` is an error naming it.
-pub fn expand(template: &str, env: &BTreeMap<String, String>) -> Result<String, String> {
+pub fn expand(template: &str, env: &BTreeMap<String, String>) -> Result<String, crate::Invalid> {
+    expand_text(template, env).map_err(crate::Invalid)
+}
+
+fn expand_text(template: &str, env: &BTreeMap<String, String>) -> Result<String, String> {
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
     while let Some(dollar) = rest.find('$') {

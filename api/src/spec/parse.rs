@@ -19,7 +19,11 @@ pub const KINDS: &[&str] = &["Service"];
 pub const MAX_RESOURCES_PER_APPLY: usize = 100;
 
 /// The error for an apply of `count` resources, if that is over the limit.
-pub fn check_apply_size(count: usize) -> Result<(), String> {
+pub fn check_apply_size(count: usize) -> Result<(), crate::Invalid> {
+    check_apply_size_text(count).map_err(crate::Invalid)
+}
+
+fn check_apply_size_text(count: usize) -> Result<(), String> {
     if count > MAX_RESOURCES_PER_APPLY {
         return Err(format!(
             "{count} resources in one apply is above the limit of \

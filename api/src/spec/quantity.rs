@@ -18,7 +18,11 @@ fn decimal(text: &str) -> Option<(u128, u32)> {
 }
 
 /// CPU: `250m` is 250 millicores, `0.5` is 500, `2` is 2000. Must be at least `1m`.
-pub fn parse_cpu_millis(text: &str) -> Result<u64, String> {
+pub fn parse_cpu_millis(text: &str) -> Result<u64, crate::Invalid> {
+    parse_cpu_millis_text(text).map_err(crate::Invalid)
+}
+
+fn parse_cpu_millis_text(text: &str) -> Result<u64, String> {
     let hint = "expected a CPU amount like 250m, 0.5 or 2";
     let s = text.trim();
     let (number, per_unit_millis) = match s.strip_suffix('m') {
@@ -41,7 +45,11 @@ pub fn parse_cpu_millis(text: &str) -> Result<u64, String> {
 /// Memory: a byte count with an optional suffix, binary (`Ki`, `Mi`, `Gi`, `Ti`, `Pi`)
 /// or decimal (`k`, `M`, `G`, `T`, `P`). Fractions round up to whole bytes
 /// (`1.5Ki` is 1536). Must be at least one byte.
-pub fn parse_memory_bytes(text: &str) -> Result<u64, String> {
+pub fn parse_memory_bytes(text: &str) -> Result<u64, crate::Invalid> {
+    parse_memory_bytes_text(text).map_err(crate::Invalid)
+}
+
+fn parse_memory_bytes_text(text: &str) -> Result<u64, String> {
     let hint = "expected a memory size like 64Mi, 1Gi, 500M or 1024";
     let s = text.trim();
     let split = s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len());

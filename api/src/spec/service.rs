@@ -96,11 +96,18 @@ pub const MAX_REPLICAS: u32 = 1_000;
 impl ServiceSpec {
     /// The argv to run: `command` then `args`, with `${NAME}` expanded from `env`
     /// (`$$` is a literal `$`). Fails naming the first unknown variable.
-    pub fn expand_command(&self, env: &BTreeMap<String, String>) -> Result<Vec<String>, String> {
+    pub fn expand_command(
+        &self,
+        env: &BTreeMap<String, String>,
+    ) -> Result<Vec<String>, crate::Invalid> {
+        self.expand_command_text(env).map_err(crate::Invalid)
+    }
+
+    fn expand_command_text(&self, env: &BTreeMap<String, String>) -> Result<Vec<String>, String> {
         self.command
             .iter()
             .chain(&self.args)
-            .map(|part| expand(part, env))
+            .map(|part| expand(part, env).map_err(String::from))
             .collect()
     }
 
@@ -239,7 +246,11 @@ impl Default for UpdateStrategy {
 
 /// Names of services, jobs and ports: lowercase letters, digits and `-`,
 /// 1 to 63 long, starting and ending with a letter or digit (RFC 1123 label).
-pub fn validate_name(name: &str) -> Result<(), String> {
+pub fn validate_name(name: &str) -> Result<(), crate::Invalid> {
+    validate_name_text(name).map_err(crate::Invalid)
+}
+
+fn validate_name_text(name: &str) -> Result<(), String> {
     let ok_chars = name
         .bytes()
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
