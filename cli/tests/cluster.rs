@@ -9,20 +9,8 @@ use std::time::Duration;
 
 use fixture::{TestCluster, WAIT};
 use orion_api::{ErrorBody, ErrorCode, PeerIdentity, PutVariable};
-use orion_client::{Client, Consistency, StatusCode, VariableQuery, WriteRetry};
+use orion_client::{Client, Consistency, StatusCode, VariableQuery};
 use tokio::time::Instant;
-
-/// A typed client of peer `via`, as the admin: each call within 20 s, and a write
-/// sent once (these tests check what one request does).
-fn client(c: &TestCluster, via: u64) -> Client {
-    Client::builder(&[c.url(via)])
-        .ca(&c.ca_pem)
-        .token(Some(c.admin_token.clone()))
-        .timeout(Duration::from_secs(20))
-        .write_retry(WriteRetry::Never)
-        .build()
-        .expect("client")
-}
 
 fn value(v: &str) -> PutVariable {
     PutVariable {
@@ -184,7 +172,7 @@ async fn stopped_follower_catches_up_by_snapshot_install() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peer_joins_while_writes_flow_and_a_peer_is_removed_both_survive_restart() {
     let mut c = TestCluster::start(3).await;
-    let writers = [client(&c, 1), client(&c, 3)];
+    let writers = [c.client(1), c.client(3)];
     let stop = tokio_util::sync::CancellationToken::new();
     let writer = {
         let stop = stop.clone();
@@ -205,7 +193,7 @@ async fn peer_joins_while_writes_flow_and_a_peer_is_removed_both_survive_restart
 
     c.spawn_new(4).await;
     c.wait_for_voters(&[1, 2, 3, 4]).await;
-    let r = client(&c, 1).remove_member(2).await;
+    let r = c.client(1).remove_member(2).await;
     assert!(r.is_ok(), "remove: {r:?}");
     // A removed peer is decommissioned; it no longer hears from any leader.
     c.kill9(2);
@@ -216,7 +204,7 @@ async fn peer_joins_while_writes_flow_and_a_peer_is_removed_both_survive_restart
 
     // The removed id can never come back.
     assert_eq!(
-        rejoin_status(&client(&c, 1), 2).await,
+        rejoin_status(&c.client(1), 2).await,
         Some(StatusCode::CONFLICT)
     );
 
@@ -247,17 +235,17 @@ async fn removing_the_leader_answers_and_another_leader_takes_over() {
     let mut c = TestCluster::start(3).await;
     let leader = c.wait_for_leader().await;
     let via = c.follower().await;
-    let r = client(&c, via).remove_member(leader).await;
+    let r = c.client(via).remove_member(leader).await;
     assert!(r.is_ok(), "remove the leader: {r:?}");
     c.kill9(leader);
     let rest: Vec<u64> = [1, 2, 3].into_iter().filter(|id| *id != leader).collect();
     c.wait_for_voters(&rest).await;
     c.must_put(via, "after/leader-removal", "ok").await;
     // Removing it again is harmless, and the id can never come back.
-    let r = client(&c, via).remove_member(leader).await;
+    let r = c.client(via).remove_member(leader).await;
     assert!(r.is_ok(), "second removal: {r:?}");
     assert_eq!(
-        rejoin_status(&client(&c, via), leader).await,
+        rejoin_status(&c.client(via), leader).await,
         Some(StatusCode::CONFLICT)
     );
 }
@@ -275,7 +263,7 @@ async fn write_during_an_election_waits_for_the_new_leader() {
     // Leave one peer alone: no quorum, so no leader, until a second peer returns.
     c.kill9(leader);
     c.kill9(other);
-    let held = client(&c, survivor);
+    let held = c.client(survivor);
     let write =
         tokio::spawn(async move { held.put_variable("held/write", &value("waited")).await });
     c.restart(other);
@@ -458,7 +446,8 @@ async fn fifty_megabyte_state_reaches_a_lagging_follower_in_chunks() {
         },
     )
     .await;
-    let list: orion_api::ListResponse = client(&c, lagging)
+    let list: orion_api::ListResponse = c
+        .client(lagging)
         .variables(&VariableQuery {
             prefix: "big/".into(),
             start_after: None,
