@@ -21,7 +21,10 @@ fn orion_bin() -> PathBuf {
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let target = profile_dir.parent().expect("<target>/<profile>");
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+    // Read when the test runs: a binary shared by two checkouts builds its own.
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+        .join("../Cargo.toml");
     let status = Command::new(cargo)
         .args(["build", "-p", "orion", "--bin", "orion", "--manifest-path"])
         .arg(&manifest)
