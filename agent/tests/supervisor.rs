@@ -409,6 +409,7 @@ async fn http_health_check_marks_healthy() {
         failures: 50,
         successes: 2,
         initial_delay_ms: 0,
+        startup_grace_ms: 0,
     });
     let mut r = fx.replica("web", svc);
     r.ports.insert("http".into(), free_port());
@@ -437,6 +438,7 @@ async fn failing_exec_check_restarts_replica() {
         failures: 2,
         successes: 1,
         initial_delay_ms: 0,
+        startup_grace_ms: 0,
     });
     let r = fx.replica("sick", svc);
     sup.reconcile(vec![r.clone()]).await;

@@ -78,6 +78,7 @@ fn example_parses_to_the_typed_spec() {
             failures: 3,
             successes: 1,
             initial_delay_ms: 0,
+            startup_grace_ms: orion_api::spec::service::DEFAULT_STARTUP_GRACE_MS,
         }),
         restart: RestartPolicy {
             policy: RestartMode::Always,

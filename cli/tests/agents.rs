@@ -265,7 +265,7 @@ async fn a_killed_replica_restarts_and_a_missing_command_says_why() {
 async fn a_replica_failing_its_health_check_is_restarted() {
     let mut c = TestCluster::start(3).await;
     c.spawn_agent("n1").await;
-    let sick = "kind: Service\nname: sick\ncommand: [sleep, '1000']\nhealth: {exec: {command: ['false']}, interval: 300ms, timeout: 1s, failures: 2}\nrestart: {backoff: {initial: 200ms, max: 1s}}\n";
+    let sick = "kind: Service\nname: sick\ncommand: [sleep, '1000']\nhealth: {exec: {command: ['false']}, interval: 300ms, timeout: 1s, failures: 2, startup_grace: 1s}\nrestart: {backoff: {initial: 200ms, max: 1s}}\n";
     apply(&c, 3, sick).await;
     let r = c
         .wait_for(

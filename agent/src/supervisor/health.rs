@@ -1,5 +1,6 @@
 //! Health checks: one probe ([`Probe`]) run every `interval`, each bounded by
-//! `timeout`, first after `initial_delay`.
+//! `timeout`, first after `initial_delay`. Until the first passing probe, failures
+//! within `startup_grace` of the start do not count: a slow start is not a failure.
 //!
 //! - `http`: `GET path` on `127.0.0.1:<port>` answers 2xx or 3xx. A tiny HTTP/1.1
 //!   client (status line only, `Connection: close`) — no HTTP library needed.
@@ -123,8 +124,11 @@ pub async fn watch(
     target: Target<'_>,
     mut on_healthy: impl FnMut(),
 ) -> String {
+    let started = tokio::time::Instant::now();
+    let grace = Duration::from_millis(check.startup_grace_ms);
     tokio::time::sleep(Duration::from_millis(check.initial_delay_ms)).await;
     let mut tracker = Tracker::new(check);
+    let mut passed_once = false;
     let mut ticks = tokio::time::interval(Duration::from_millis(check.interval_ms.max(1)));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let timeout = Duration::from_millis(check.timeout_ms.max(1));
@@ -136,9 +140,13 @@ pub async fn watch(
         };
         match result {
             Ok(()) => {
+                passed_once = true;
                 if tracker.record(true) == Some(Transition::Healthy) {
                     on_healthy();
                 }
+            }
+            Err(e) if !passed_once && started.elapsed() < grace => {
+                tracing::debug!(cause = %e, "health probe failed while the replica starts");
             }
             Err(e) => {
                 if tracker.record(false) == Some(Transition::Unhealthy) {
@@ -277,6 +285,7 @@ mod tests {
             failures,
             successes,
             initial_delay_ms: 0,
+            startup_grace_ms: 0,
         }
     }
 
@@ -292,6 +301,36 @@ mod tests {
         assert_eq!(t.record(true), None);
         assert_eq!(t.record(false), None);
         assert_eq!(t.record(false), Some(Transition::Unhealthy));
+    }
+
+    /// A closed loopback port: every TCP probe fails at once.
+    fn closed_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("bind a port to close")
+    }
+
+    #[tokio::test]
+    async fn failures_during_the_startup_grace_do_not_count() {
+        let mut check = check(2, 1);
+        check.interval_ms = 100;
+        check.startup_grace_ms = 600;
+        let ports = BTreeMap::from([("p".to_string(), closed_port())]);
+        let env = BTreeMap::new();
+        let target = Target {
+            ports: &ports,
+            env: &env,
+            cwd: Path::new("/"),
+        };
+        let start = tokio::time::Instant::now();
+        let reason = watch(&check, target, || {}).await;
+        let took = start.elapsed();
+        assert!(reason.contains("2 times in a row"), "{reason}");
+        assert!(
+            took >= Duration::from_millis(700),
+            "unhealthy after {took:?}, inside the 600ms grace plus two failures"
+        );
     }
 
     #[tokio::test]

@@ -349,6 +349,7 @@ fn service_to_wire(s: &ServiceSpec) -> wire::ServiceSpec {
                 failures: h.failures,
                 successes: h.successes,
                 initial_delay_ms: h.initial_delay_ms,
+                startup_grace_ms: h.startup_grace_ms,
             }
         }),
         restart: Some(wire::RestartPolicy {
@@ -396,6 +397,7 @@ fn service_from_wire(s: wire::ServiceSpec) -> Checked<ServiceSpec> {
                 failures: h.failures,
                 successes: h.successes,
                 initial_delay_ms: h.initial_delay_ms,
+                startup_grace_ms: h.startup_grace_ms,
             })
         }
     };
@@ -505,6 +507,7 @@ mod tests {
                 failures: 3,
                 successes: 1,
                 initial_delay_ms: 0,
+                startup_grace_ms: 2_000,
             }),
             restart: RestartPolicy {
                 policy: RestartMode::OnFailure,

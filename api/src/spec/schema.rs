@@ -122,7 +122,8 @@ pub fn json_schema() -> Value {
                     "timeout": {"$ref": "#/$defs/duration", "default": "1s"},
                     "failures": {"type": "integer", "minimum": 1, "default": 3},
                     "successes": {"type": "integer", "minimum": 1, "default": 1},
-                    "initial_delay": {"$ref": "#/$defs/duration", "default": "0s"}
+                    "initial_delay": {"$ref": "#/$defs/duration", "default": "0s"},
+                    "startup_grace": {"$ref": "#/$defs/duration", "default": "10s", "description": "until the first passing check, failures this soon after start do not count"}
                 }
             },
             "restart": {

@@ -37,6 +37,7 @@ pub(crate) const HEALTH_FIELDS: &[&str] = &[
     "failures",
     "successes",
     "initial_delay",
+    "startup_grace",
 ];
 pub(crate) const HTTP_FIELDS: &[&str] = &["port", "path"];
 pub(crate) const TCP_FIELDS: &[&str] = &["port"];
@@ -151,6 +152,18 @@ pub struct HealthCheck {
     pub successes: u32,
     /// Wait after start before the first check (default 0).
     pub initial_delay_ms: u64,
+    /// Until a replica first passes its check, failures within this long of its
+    /// start do not count (default 10s): a slow start is not a failure. Kubernetes
+    /// calls this a startup probe, Nomad `check_restart.grace`.
+    #[serde(default = "default_startup_grace_ms")]
+    pub startup_grace_ms: u64,
+}
+
+/// The `startup_grace` a health check has when the spec gives none.
+pub const DEFAULT_STARTUP_GRACE_MS: u64 = 10_000;
+
+fn default_startup_grace_ms() -> u64 {
+    DEFAULT_STARTUP_GRACE_MS
 }
 
 /// One kind of check; ports are names from the service's `ports`.
@@ -535,6 +548,7 @@ fn decode_health(
     let interval = duration(dec, "interval", 10_000);
     let timeout = duration(dec, "timeout", 1_000);
     let initial_delay = duration(dec, "initial_delay", 0);
+    let startup_grace = duration(dec, "startup_grace", DEFAULT_STARTUP_GRACE_MS);
     let failures = f
         .get("failures")
         .map_or(Some(3), |n| dec.positive::<u32>(n, "health.failures"));
@@ -555,6 +569,7 @@ fn decode_health(
         failures: failures?,
         successes: successes?,
         initial_delay_ms: initial_delay?,
+        startup_grace_ms: startup_grace?,
     })
 }
 
