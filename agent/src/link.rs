@@ -188,6 +188,7 @@ async fn serve(
 fn reports(supervisor: &Supervisor) -> Vec<ReplicaReport> {
     use agent_proto::ReplicaState as Reported;
     let mut ports = supervisor.ports();
+    let generations = supervisor.generations();
     supervisor
         .statuses()
         .into_iter()
@@ -204,6 +205,7 @@ fn reports(supervisor: &Supervisor) -> Vec<ReplicaReport> {
             },
             // A replica without named ports has none.
             ports: ports.remove(&s.id).unwrap_or_default(),
+            generation: generations.get(&s.id).copied().unwrap_or_default(),
             id: s.id,
             pid: s.pid,
             restarts: s.restarts,

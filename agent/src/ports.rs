@@ -60,6 +60,7 @@ impl PortBook {
                     id: d.id,
                     ports: book.clone(),
                     service: d.service,
+                    generation: d.generation,
                 }
             })
             .collect();

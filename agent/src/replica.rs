@@ -14,6 +14,19 @@ pub struct ReplicaSpec {
     pub service: ServiceSpec,
     /// The port the agent's port book allocated for each name in `service.ports`.
     pub ports: BTreeMap<String, u16>,
+    /// The service generation the leader placed this spec for, reported back with
+    /// the replica's state so a rolling update knows which process a report is of.
+    /// Not part of what the process is: a new generation with the same spec keeps
+    /// the process running.
+    #[serde(default)]
+    pub generation: u64,
+}
+
+impl ReplicaSpec {
+    /// Whether `other` describes the same process (everything but the generation).
+    pub fn same_process(&self, other: &ReplicaSpec) -> bool {
+        self.id == other.id && self.service == other.service && self.ports == other.ports
+    }
 }
 
 /// What `Supervisor::exec` produced.

@@ -57,6 +57,7 @@ impl Fixture {
             id: self.id(name),
             service,
             ports: BTreeMap::new(),
+            generation: 1,
         }
     }
 

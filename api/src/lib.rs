@@ -38,6 +38,7 @@ pub use variable::{
 };
 pub use workload::{
     ApplyRequest, ApplyResponse, ApplyResult, Change, DeletedService, ExecRequest, NodeList,
-    NodeObject, NodeStatus, ReplicaList, ReplicaObject, ServiceList, ServiceObject,
-    ServiceResponse, SourceFile, UnplacedReplicas,
+    NodeObject, NodeStatus, ReplicaList, ReplicaObject, Rollout, RolloutState, RolloutUndo,
+    ServiceList, ServiceObject, ServiceResponse, ServiceRevision, SourceFile, UnplacedReplicas,
+    MAX_SERVICE_HISTORY,
 };

@@ -12,6 +12,84 @@ pub struct ServiceObject {
     pub mod_revision: u64,
     /// Bumped on every change of the spec; replicas record the generation they run.
     pub generation: u64,
+    /// Earlier specs, oldest first, at most [`MAX_SERVICE_HISTORY`]: what replicas
+    /// not yet rolled still run, and what `rollout undo` can restore.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<ServiceRevision>,
+    /// Where the rolling update to `generation` stands.
+    #[serde(default)]
+    pub rollout: Rollout,
+}
+
+/// Body of `POST /v1/services/{name}/rollout/undo`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutUndo {
+    /// The generation to restore; the one before the current when absent.
+    #[serde(default)]
+    pub to_revision: Option<u64>,
+}
+
+/// How many earlier specs a service keeps (Kubernetes' `revisionHistoryLimit`).
+pub const MAX_SERVICE_HISTORY: usize = 10;
+
+impl ServiceObject {
+    /// The spec of `generation`: the current one, or one kept in the history.
+    pub fn spec_of(&self, generation: u64) -> Option<&ServiceSpec> {
+        if generation == self.generation {
+            return Some(&self.spec);
+        }
+        self.history
+            .iter()
+            .find(|r| r.generation == generation)
+            .map(|r| &r.spec)
+    }
+}
+
+/// One earlier spec of a service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceRevision {
+    pub generation: u64,
+    pub spec: ServiceSpec,
+    /// The store revision at which this spec was applied.
+    pub revision: u64,
+}
+
+/// The state of a service's rolling update, replicated so a new leader carries on
+/// where the old one stopped.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rollout {
+    pub state: RolloutState,
+    /// Set by `rollout pause`: no replica is moved to the new revision until resumed.
+    #[serde(default)]
+    pub paused: bool,
+    /// Why it failed, or which revision a rollback came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RolloutState {
+    /// Replicas are being moved to the current revision.
+    #[default]
+    Progressing,
+    /// Every replica runs the current revision and is available.
+    Complete,
+    /// A new replica was not available within `healthy_deadline`; nothing more is
+    /// moved until a new apply, `rollout undo`, or (with `auto_rollback`) the
+    /// automatic return to the previous revision.
+    Failed,
+}
+
+impl std::fmt::Display for RolloutState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RolloutState::Progressing => "progressing",
+            RolloutState::Complete => "complete",
+            RolloutState::Failed => "failed",
+        })
+    }
 }
 
 /// One file of an `orion apply`, sent as text so the server parses and validates it

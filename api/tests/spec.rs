@@ -96,6 +96,7 @@ fn example_parses_to_the_typed_spec() {
         strategy: UpdateStrategy {
             max_unavailable: 1,
             max_surge: 1,
+            ..UpdateStrategy::default()
         },
     };
     assert_eq!(spec, expected);
@@ -139,7 +140,10 @@ fn every_default_applies_to_a_minimal_document() {
         spec.strategy,
         UpdateStrategy {
             max_unavailable: 1,
-            max_surge: 1
+            max_surge: 1,
+            min_healthy_time_ms: 0,
+            healthy_deadline_ms: 300_000,
+            auto_rollback: false,
         }
     );
 }

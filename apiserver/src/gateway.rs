@@ -360,15 +360,6 @@ async fn register(
     Ok(())
 }
 
-/// The spec as one replica sees it: the service's replica count is not part of
-/// it, so scaling a service never restarts the replicas that stay.
-fn per_replica(spec: &orion_api::spec::ServiceSpec) -> orion_api::spec::ServiceSpec {
-    orion_api::spec::ServiceSpec {
-        replicas: 1,
-        ..spec.clone()
-    }
-}
-
 fn desired_for(raft: &RaftNode, node: &str) -> Result<(u64, Vec<DesiredReplica>), SessionError> {
     raft.reader
         .with_view(|v| {
@@ -384,10 +375,18 @@ fn desired_for(raft: &RaftNode, node: &str) -> Result<(u64, Vec<DesiredReplica>)
                 .into_iter()
                 .filter(|r| r.node == node)
                 .filter_map(|r| {
-                    services.get(&r.service).map(|s| DesiredReplica {
+                    // A replica runs the spec of its own generation until the
+                    // rollout controller moves it; one whose spec left the
+                    // history runs the current one.
+                    let s = services.get(&r.service)?;
+                    let (generation, spec) = match s.spec_of(r.generation) {
+                        Some(spec) => (r.generation, spec),
+                        None => (s.generation, &s.spec),
+                    };
+                    Some(DesiredReplica {
                         id: r.id(),
-                        generation: s.generation,
-                        service: per_replica(&s.spec),
+                        generation,
+                        service: spec.process_view(),
                     })
                 })
                 .collect();

@@ -41,6 +41,11 @@ impl LeaderWork {
                     self.unplaced.clone(),
                     term.clone(),
                 ));
+                tasks.spawn(controllers::rollout::run(
+                    self.node.clone(),
+                    self.agents.clone(),
+                    term.clone(),
+                ));
                 tasks.spawn(controllers::nodes::run(
                     self.node.clone(),
                     self.agents.clone(),

@@ -12,8 +12,8 @@ use axum::routing::{delete, get, post, put, MethodRouter};
 use axum::Router;
 
 use crate::api::{
-    certificates, cluster, health, internal, nodes, replicas, services, streams, tokens, variables,
-    watch,
+    certificates, cluster, health, internal, nodes, replicas, rollout, services, streams, tokens,
+    variables, watch,
 };
 use crate::auth::{self, Access, Auth};
 use crate::error;
@@ -53,6 +53,24 @@ pub fn routes() -> Vec<(Method, &'static str, Access, MethodRouter<AppState>)> {
             "/v1/services/{name}",
             Write,
             delete(services::delete),
+        ),
+        (
+            Method::POST,
+            "/v1/services/{name}/rollout/undo",
+            Write,
+            post(rollout::undo),
+        ),
+        (
+            Method::POST,
+            "/v1/services/{name}/rollout/pause",
+            Write,
+            post(rollout::pause),
+        ),
+        (
+            Method::POST,
+            "/v1/services/{name}/rollout/resume",
+            Write,
+            post(rollout::resume),
         ),
         (Method::GET, "/v1/nodes", Read, get(nodes::list)),
         (Method::PUT, "/v1/nodes/{name}", Admin, put(nodes::put)),

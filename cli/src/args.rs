@@ -144,6 +144,20 @@ pub enum Command {
         /// A file, a folder of `.yaml`/`.yml` files, or `-` for standard input. Repeatable.
         #[arg(short = 'f', long = "filename", required = true)]
         files: Vec<PathBuf>,
+        /// Then follow each changed service's rollout until it completes (exit 0) or
+        /// fails (exit 1).
+        #[arg(long)]
+        wait: bool,
+        /// With --wait: give up after this long (e.g. 90s, 10m).
+        #[arg(long, default_value = "10m", requires = "wait")]
+        timeout: String,
+    },
+    /// Follow, inspect and steer a service's rolling update.
+    Rollout {
+        #[command(flatten)]
+        opts: ClientOpts,
+        #[command(subcommand)]
+        command: RolloutCommand,
     },
     /// List or show workloads.
     Get {
@@ -328,6 +342,32 @@ pub enum ClusterCommand {
     Join { url: String },
     /// Remove a member by id. Its id is never used again.
     Remove { id: u64 },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RolloutCommand {
+    /// Print the rollout's progress until it completes or fails (exit 1).
+    Status {
+        service: String,
+        /// Print once and return instead of following.
+        #[arg(long)]
+        no_follow: bool,
+        /// Give up following after this long (e.g. 90s, 10m).
+        #[arg(long, default_value = "10m")]
+        timeout: String,
+    },
+    /// The service's revisions: the current one and those `undo` can restore.
+    History { service: String },
+    /// Restore the previous revision (or `--to-revision N`); it rolls out as a new one.
+    Undo {
+        service: String,
+        #[arg(long)]
+        to_revision: Option<u64>,
+    },
+    /// Stop moving replicas to the new revision.
+    Pause { service: String },
+    /// Carry on after `pause`.
+    Resume { service: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -62,6 +62,9 @@ const TABLE: &[Row] = &[
     ("GET", "/v1/services", "/v1/services", None, [401, 401, 401, 200, 200, 200]),
     ("GET", "/v1/services/{name}", "/v1/services/missing", None, [401, 401, 401, 404, 404, 404]),
     ("DELETE", "/v1/services/{name}", "/v1/services/missing", None, [401, 401, 401, 403, 404, 404]),
+    ("POST", "/v1/services/{name}/rollout/undo", "/v1/services/missing/rollout/undo", Some("{"), [401, 401, 401, 403, 400, 400]),
+    ("POST", "/v1/services/{name}/rollout/pause", "/v1/services/missing/rollout/pause", None, [401, 401, 401, 403, 404, 404]),
+    ("POST", "/v1/services/{name}/rollout/resume", "/v1/services/missing/rollout/resume", None, [401, 401, 401, 403, 404, 404]),
     ("GET", "/v1/nodes", "/v1/nodes", None, [401, 401, 401, 200, 200, 200]),
     ("PUT", "/v1/nodes/{name}", "/v1/nodes/n9", Some("{"), [401, 401, 401, 403, 403, 400]),
     ("GET", "/v1/replicas", "/v1/replicas", None, [401, 401, 401, 200, 200, 200]),
@@ -467,6 +470,7 @@ async fn an_agent_may_speak_only_for_its_own_node() {
             restarts: 99,
             reason: Some("forged".into()),
             ports: Default::default(),
+            generation: 1,
         }],
     };
     write_frame(&mut send, &lie).await.expect("status");

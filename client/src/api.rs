@@ -13,8 +13,8 @@ use orion_api::security::{
 use orion_api::{
     AgentBootstrap, ApplyRequest, ApplyResponse, ClusterStatus, DeleteResponse, DeletedService,
     Event, ExecRequest, JoinRequest, ListResponse, MembersResponse, NodeList, NodeObject,
-    PeerIdentity, PutVariable, ReplicaList, ServiceList, ServiceResponse, VariableResponse,
-    WatchStart, WriteResponse,
+    PeerIdentity, PutVariable, ReplicaList, RolloutUndo, ServiceList, ServiceResponse,
+    VariableResponse, WatchStart, WriteResponse,
 };
 use reqwest::Method;
 
@@ -244,6 +244,27 @@ impl Client {
     pub async fn delete_service(&self, service: &str) -> Result<DeletedService> {
         self.delete(&format!("/v1/services/{}", name("service name", service)?))
             .await
+    }
+
+    /// `POST /v1/services/{name}/rollout/undo`: restores the previous spec (or the
+    /// generation `to`) as a new generation, which then rolls out.
+    pub async fn rollout_undo(&self, service: &str, to: Option<u64>) -> Result<ServiceResponse> {
+        let path = format!(
+            "/v1/services/{}/rollout/undo",
+            name("service name", service)?
+        );
+        self.post_idempotent(&path, &RolloutUndo { to_revision: to })
+            .await
+    }
+
+    /// `POST /v1/services/{name}/rollout/pause` (`paused`) or `.../resume`.
+    pub async fn rollout_pause(&self, service: &str, paused: bool) -> Result<ServiceResponse> {
+        let verb = if paused { "pause" } else { "resume" };
+        let path = format!(
+            "/v1/services/{}/rollout/{verb}",
+            name("service name", service)?
+        );
+        self.post_idempotent(&path, &serde_json::json!({})).await
     }
 
     /// `GET /v1/nodes`, with the usage their agents report.

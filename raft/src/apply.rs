@@ -357,6 +357,180 @@ fn apply_command(txn: &mut Txn<'_>, index: u64, cmd: &Command) -> Result<Applied
         Command::ReconcileReplicas { place, remove } => {
             reconcile_replicas(txn, index, place, remove)
         }
+        Command::RollReplicas {
+            service,
+            generation,
+            ordinals,
+        } => roll_replicas(txn, index, service, *generation, ordinals),
+        Command::SetRollout {
+            service,
+            generation,
+            state,
+            reason,
+        } => update_service(txn, index, service, |s| {
+            if s.generation != *generation
+                || (s.rollout.state == *state && s.rollout.reason == *reason)
+            {
+                return false;
+            }
+            s.rollout.state = *state;
+            s.rollout.reason.clone_from(reason);
+            true
+        }),
+        Command::PauseRollout { service, paused } => update_service(txn, index, service, |s| {
+            let change = s.rollout.paused != *paused;
+            s.rollout.paused = *paused;
+            change
+        }),
+        Command::RollBack {
+            service,
+            to,
+            if_generation,
+            reason,
+        } => roll_back(txn, index, service, *to, *if_generation, reason),
+    }
+}
+
+/// Changes a stored service with `change` (which says whether it changed
+/// anything) and records the event. A missing service is a `not_found` rejection.
+fn update_service(
+    txn: &mut Txn<'_>,
+    index: u64,
+    name: &str,
+    change: impl FnOnce(&mut ServiceObject) -> bool,
+) -> Result<Applied, Failure> {
+    let key = service_key(name);
+    let Some(mut object) = read_json::<ServiceObject>(txn, &key)? else {
+        return Err(reject(
+            ErrorCode::NotFound,
+            format!("service `{name}` does not exist"),
+            None,
+        ));
+    };
+    if change(&mut object) {
+        object.mod_revision = index;
+        txn.put(&key, &encode(&object));
+        record_event(txn, index, EventKind::Put, "Service", name, &object)?;
+    }
+    Ok(Applied::Service(Box::new(object)))
+}
+
+/// Moves replicas to the service's current generation (the rollout controller's
+/// batches). Stale decisions, missing replicas and replicas already there are
+/// skipped.
+fn roll_replicas(
+    txn: &mut Txn<'_>,
+    index: u64,
+    service: &str,
+    generation: u64,
+    ordinals: &[u32],
+) -> Result<Applied, Failure> {
+    let current = read_json::<ServiceObject>(txn, &service_key(service))?;
+    if current.is_none_or(|s| s.generation != generation) {
+        return Ok(Applied::Done);
+    }
+    for ordinal in ordinals {
+        let key = replica_key(service, *ordinal);
+        let Some(mut replica) = read_json::<ReplicaObject>(txn, &key)? else {
+            continue;
+        };
+        if replica.generation == generation {
+            continue;
+        }
+        replica.generation = generation;
+        txn.put(&key, &encode(&replica));
+        record_event(
+            txn,
+            index,
+            EventKind::Put,
+            "Replica",
+            &replica.id(),
+            &replica,
+        )?;
+    }
+    Ok(Applied::Done)
+}
+
+/// Restores an earlier spec as a new generation; the rollout controller then rolls
+/// the replicas back to it under the same rules as any update.
+fn roll_back(
+    txn: &mut Txn<'_>,
+    index: u64,
+    name: &str,
+    to: Option<u64>,
+    if_generation: Option<u64>,
+    reason: &str,
+) -> Result<Applied, Failure> {
+    let key = service_key(name);
+    let Some(current) = read_json::<ServiceObject>(txn, &key)? else {
+        return Err(reject(
+            ErrorCode::NotFound,
+            format!("service `{name}` does not exist"),
+            None,
+        ));
+    };
+    if if_generation.is_some_and(|g| g != current.generation) {
+        return Ok(Applied::Service(Box::new(current)));
+    }
+    let target = match to {
+        Some(g) => current.history.iter().find(|r| r.generation == g),
+        None => current.history.last(),
+    };
+    let Some(target) = target.cloned() else {
+        let kept: Vec<String> = current
+            .history
+            .iter()
+            .map(|r| r.generation.to_string())
+            .collect();
+        let what = to.map_or("an earlier revision".to_string(), |g| {
+            format!("revision {g}")
+        });
+        let kept = if kept.is_empty() {
+            "none: it was never changed".to_string()
+        } else {
+            kept.join(", ")
+        };
+        return Err(reject(
+            ErrorCode::InvalidArgument,
+            format!("service `{name}` has no {what} to roll back to (kept: {kept})"),
+            Some(current.mod_revision),
+        ));
+    };
+    let object = next_generation(current, target.spec, index, Some(reason.to_string()));
+    txn.put(&key, &encode(&object));
+    record_event(txn, index, EventKind::Put, "Service", name, &object)?;
+    Ok(Applied::Service(Box::new(object)))
+}
+
+/// `current` with `spec` as its new generation: the old spec joins the history
+/// (bounded), and the rollout to the new generation starts (a pause holds).
+fn next_generation(
+    current: ServiceObject,
+    spec: orion_api::spec::ServiceSpec,
+    index: u64,
+    reason: Option<String>,
+) -> ServiceObject {
+    let mut history = current.history;
+    history.push(orion_api::ServiceRevision {
+        generation: current.generation,
+        spec: current.spec,
+        revision: current.mod_revision,
+    });
+    if history.len() > orion_api::MAX_SERVICE_HISTORY {
+        let extra = history.len() - orion_api::MAX_SERVICE_HISTORY;
+        history.drain(..extra);
+    }
+    ServiceObject {
+        spec,
+        create_revision: current.create_revision,
+        mod_revision: index,
+        generation: current.generation + 1,
+        history,
+        rollout: orion_api::Rollout {
+            state: orion_api::RolloutState::Progressing,
+            paused: current.rollout.paused,
+            reason,
+        },
     }
 }
 
@@ -431,12 +605,7 @@ fn apply_resource(
             let (object, change) = match current {
                 Some(cur) if cur.spec == *spec => (cur, Change::Unchanged),
                 Some(cur) => (
-                    ServiceObject {
-                        spec: spec.clone(),
-                        create_revision: cur.create_revision,
-                        mod_revision: index,
-                        generation: cur.generation + 1,
-                    },
+                    next_generation(cur, spec.clone(), index, None),
                     Change::Configured,
                 ),
                 None => (
@@ -445,6 +614,8 @@ fn apply_resource(
                         create_revision: index,
                         mod_revision: index,
                         generation: 1,
+                        history: Vec::new(),
+                        rollout: orion_api::Rollout::default(),
                     },
                     Change::Created,
                 ),

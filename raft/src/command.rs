@@ -55,6 +55,35 @@ pub enum Command {
         place: Vec<ReplicaObject>,
         remove: Vec<(String, u32)>,
     },
+    /// The rollout controller moves these replicas of `service` to `generation`
+    /// (their agents then replace them). Ignored unless `generation` is still the
+    /// service's current one, so a late decision cannot undo a newer apply.
+    RollReplicas {
+        service: String,
+        generation: u64,
+        ordinals: Vec<u32>,
+    },
+    /// Record where the rollout to `generation` stands; ignored once the service
+    /// has moved past `generation`.
+    SetRollout {
+        service: String,
+        generation: u64,
+        state: orion_api::RolloutState,
+        reason: Option<String>,
+    },
+    /// `rollout pause` / `rollout resume`.
+    PauseRollout { service: String, paused: bool },
+    /// Make an earlier spec the current one again, as a new generation (`rollout
+    /// undo`, and a failed rollout with `auto_rollback`). `to`: the generation to
+    /// restore, or the one before the current when absent. With `if_generation`,
+    /// only while the service is still at that generation (an automatic rollback
+    /// must not undo an apply that came after the failure).
+    RollBack {
+        service: String,
+        to: Option<u64>,
+        if_generation: Option<u64>,
+        reason: String,
+    },
 }
 
 /// What applying a command did.
@@ -69,6 +98,8 @@ pub enum Applied {
     Resources(Vec<ApplyResult>),
     /// The service as it was before a delete.
     DeletedService(Box<ServiceObject>),
+    /// The service after a rollout command.
+    Service(Box<ServiceObject>),
     /// A command with no object result.
     Done,
 }

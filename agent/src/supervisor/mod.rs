@@ -141,7 +141,7 @@ impl Supervisor {
         stopping.retain(|h| !h.done.is_cancelled());
         let outdated: Vec<String> = replicas
             .iter()
-            .filter(|(id, h)| wanted.get(*id) != Some(&h.spec))
+            .filter(|(id, h)| !wanted.get(*id).is_some_and(|w| w.same_process(&h.spec)))
             .map(|(id, _)| id.clone())
             .collect();
         for id in outdated {
@@ -152,7 +152,9 @@ impl Supervisor {
             }
         }
         for (id, spec) in wanted {
-            if replicas.contains_key(&id) {
+            if let Some(kept) = replicas.get_mut(&id) {
+                // Same process, perhaps a newer generation: nothing to restart.
+                kept.spec.generation = spec.generation;
                 continue;
             }
             let predecessor = stopping
@@ -173,6 +175,14 @@ impl Supervisor {
         lock(&self.replicas)
             .values()
             .map(|h| lock(&h.status).clone())
+            .collect()
+    }
+
+    /// The generation each replica runs for, by replica id.
+    pub fn generations(&self) -> BTreeMap<String, u64> {
+        lock(&self.replicas)
+            .iter()
+            .map(|(id, h)| (id.clone(), h.spec.generation))
             .collect()
     }
 

@@ -251,6 +251,7 @@ mod tests {
             restarts: 2,
             reason: None,
             ports: BTreeMap::from([("http".into(), 20001)]),
+            generation: 3,
         };
         let sent = vec![
             AgentMessage::Hello {

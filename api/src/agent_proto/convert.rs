@@ -121,6 +121,7 @@ fn report_to_wire(r: &ReplicaReport) -> wire::ReplicaReport {
             .iter()
             .map(|(name, port)| (name.clone(), u32::from(*port)))
             .collect(),
+        generation: r.generation,
     }
 }
 
@@ -161,6 +162,7 @@ fn report_from_wire(r: wire::ReplicaReport) -> Checked<ReplicaReport> {
         restarts: r.restarts,
         reason: r.reason,
         ports,
+        generation: r.generation,
     })
 }
 
@@ -373,6 +375,9 @@ fn service_to_wire(s: &ServiceSpec) -> wire::ServiceSpec {
         strategy: Some(wire::UpdateStrategy {
             max_unavailable: s.strategy.max_unavailable,
             max_surge: s.strategy.max_surge,
+            min_healthy_time_ms: s.strategy.min_healthy_time_ms,
+            healthy_deadline_ms: s.strategy.healthy_deadline_ms,
+            auto_rollback: s.strategy.auto_rollback,
         }),
     }
 }
@@ -442,6 +447,9 @@ fn service_from_wire(s: wire::ServiceSpec) -> Checked<ServiceSpec> {
         strategy: UpdateStrategy {
             max_unavailable: strategy.max_unavailable,
             max_surge: strategy.max_surge,
+            min_healthy_time_ms: strategy.min_healthy_time_ms,
+            healthy_deadline_ms: strategy.healthy_deadline_ms,
+            auto_rollback: strategy.auto_rollback,
         },
     })
 }
@@ -538,6 +546,9 @@ mod tests {
             strategy: UpdateStrategy {
                 max_unavailable: 2,
                 max_surge: 0,
+                min_healthy_time_ms: 1_500,
+                healthy_deadline_ms: 60_000,
+                auto_rollback: true,
             },
         };
         assert_eq!(service_from_wire(service_to_wire(&spec)), Ok(spec));
@@ -552,6 +563,7 @@ mod tests {
             restarts: 0,
             reason: None,
             ports: BTreeMap::from([("http".into(), 1)]),
+            generation: 2,
         });
         r.state = 99;
         let err = report_from_wire(r.clone()).expect_err("unknown state");

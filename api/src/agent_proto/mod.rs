@@ -107,6 +107,9 @@ pub struct ReplicaReport {
     /// The port allocated for each named port of the service (`ORION_PORT_<NAME>`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub ports: BTreeMap<String, u16>,
+    /// The generation of the desired replica this state belongs to (0: unknown).
+    #[serde(default)]
+    pub generation: u64,
 }
 
 /// What a replica is doing, as its agent reports it (in JSON, the snake_case name).

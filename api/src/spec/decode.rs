@@ -167,6 +167,17 @@ impl<'f> Decoder<'f> {
         ok.then_some(out)
     }
 
+    /// `true` or `false`, written as a YAML boolean.
+    pub fn boolean(&mut self, node: &Node, field: &str) -> Option<bool> {
+        match &node.value {
+            Value::Bool(b) => Some(*b),
+            _ => {
+                self.expected(node, field, "true or false");
+                None
+            }
+        }
+    }
+
     /// A non-negative integer that fits `T`.
     pub fn uint<T: TryFrom<i128>>(&mut self, node: &Node, field: &str) -> Option<T> {
         let value = match &node.value {

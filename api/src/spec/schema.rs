@@ -161,7 +161,10 @@ pub fn json_schema() -> Value {
                 "description": "rolling update; max_unavailable and max_surge cannot both be 0",
                 "properties": {
                     "max_unavailable": {"type": "integer", "minimum": 0, "default": 1},
-                    "max_surge": {"type": "integer", "minimum": 0, "default": 1}
+                    "max_surge": {"type": "integer", "minimum": 0, "default": 1},
+                    "min_healthy_time": {"$ref": "#/$defs/duration", "default": "0s", "description": "how long a new replica stays healthy before the next batch starts"},
+                    "healthy_deadline": {"$ref": "#/$defs/duration", "default": "5m", "description": "a new replica not available by then fails the rollout"},
+                    "auto_rollback": {"type": "boolean", "default": false, "description": "a failed rollout restores the previous revision"}
                 }
             }
         }

@@ -45,7 +45,13 @@ pub(crate) const EXEC_FIELDS: &[&str] = &["command"];
 pub(crate) const RESTART_FIELDS: &[&str] = &["policy", "backoff"];
 pub(crate) const BACKOFF_FIELDS: &[&str] = &["initial", "max"];
 pub(crate) const PLACEMENT_FIELDS: &[&str] = &["constraints"];
-pub(crate) const STRATEGY_FIELDS: &[&str] = &["max_unavailable", "max_surge"];
+pub(crate) const STRATEGY_FIELDS: &[&str] = &[
+    "max_unavailable",
+    "max_surge",
+    "min_healthy_time",
+    "healthy_deadline",
+    "auto_rollback",
+];
 
 /// A long-running service: the typed, validated form of one `kind: Service` document.
 /// Durations are milliseconds, CPU millicores, memory bytes.
@@ -238,7 +244,8 @@ pub struct Placement {
     pub constraints: Vec<Constraint>,
 }
 
-/// How a rolling update replaces replicas.
+/// How a rolling update replaces replicas (Nomad's `update` block, Kubernetes'
+/// `RollingUpdate`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateStrategy {
@@ -246,6 +253,37 @@ pub struct UpdateStrategy {
     pub max_unavailable: u32,
     /// Extra replicas that may run above `replicas` during the update (default 1).
     pub max_surge: u32,
+    /// How long a new replica must stay healthy before it counts as available and
+    /// the next batch may start (default 0s).
+    #[serde(default)]
+    pub min_healthy_time_ms: u64,
+    /// A replica of the new revision that is not available this long after it was
+    /// started fails the rollout (default 5m).
+    #[serde(default = "default_healthy_deadline_ms")]
+    pub healthy_deadline_ms: u64,
+    /// A failed rollout restores the previous revision by itself (default false).
+    #[serde(default)]
+    pub auto_rollback: bool,
+}
+
+impl ServiceSpec {
+    /// The spec as one replica's process sees it: without the replica count and the
+    /// update strategy, so scaling a service or changing how it rolls restarts no
+    /// replica. Two replicas need the same process exactly when these are equal.
+    pub fn process_view(&self) -> ServiceSpec {
+        ServiceSpec {
+            replicas: 1,
+            strategy: UpdateStrategy::default(),
+            ..self.clone()
+        }
+    }
+}
+
+/// The `healthy_deadline` of a strategy that gives none: five minutes.
+pub const DEFAULT_HEALTHY_DEADLINE_MS: u64 = 5 * 60 * 1000;
+
+fn default_healthy_deadline_ms() -> u64 {
+    DEFAULT_HEALTHY_DEADLINE_MS
 }
 
 impl Default for UpdateStrategy {
@@ -253,6 +291,9 @@ impl Default for UpdateStrategy {
         UpdateStrategy {
             max_unavailable: 1,
             max_surge: 1,
+            min_healthy_time_ms: 0,
+            healthy_deadline_ms: DEFAULT_HEALTHY_DEADLINE_MS,
+            auto_rollback: false,
         }
     }
 }
@@ -652,7 +693,27 @@ fn decode_strategy(dec: &mut Decoder, node: &Node) -> Option<UpdateStrategy> {
     let surge = f.get("max_surge").map_or(Some(defaults.max_surge), |n| {
         dec.uint::<u32>(n, "strategy.max_surge")
     });
+    let min_healthy = f
+        .get("min_healthy_time")
+        .map_or(Some(defaults.min_healthy_time_ms), |n| {
+            dec.duration(n, "strategy.min_healthy_time")
+        });
+    let deadline = f
+        .get("healthy_deadline")
+        .map_or(Some(defaults.healthy_deadline_ms), |n| {
+            dec.duration(n, "strategy.healthy_deadline")
+        });
+    let auto_rollback = f
+        .get("auto_rollback")
+        .map_or(Some(false), |n| dec.boolean(n, "strategy.auto_rollback"));
     let (max_unavailable, max_surge) = (unavailable?, surge?);
+    let (min_healthy_time_ms, healthy_deadline_ms, auto_rollback) =
+        (min_healthy?, deadline?, auto_rollback?);
+    if healthy_deadline_ms == 0 {
+        let at = f.get("healthy_deadline").map_or(f.at, |n| n.at);
+        dec.error(at, "strategy.healthy_deadline", "must be greater than zero");
+        return None;
+    }
     if max_unavailable == 0 && max_surge == 0 {
         dec.error(
             f.at,
@@ -664,6 +725,9 @@ fn decode_strategy(dec: &mut Decoder, node: &Node) -> Option<UpdateStrategy> {
     Some(UpdateStrategy {
         max_unavailable,
         max_surge,
+        min_healthy_time_ms,
+        healthy_deadline_ms,
+        auto_rollback,
     })
 }
 

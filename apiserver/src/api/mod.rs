@@ -8,6 +8,7 @@ pub mod health;
 pub mod internal;
 pub mod nodes;
 pub mod replicas;
+pub mod rollout;
 pub mod services;
 pub mod streams;
 pub mod tokens;

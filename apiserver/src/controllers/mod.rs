@@ -4,3 +4,4 @@
 
 pub mod nodes;
 pub mod replicas;
+pub mod rollout;

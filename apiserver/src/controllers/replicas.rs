@@ -214,6 +214,8 @@ mod tests {
             create_revision: 1,
             mod_revision: 1,
             generation: 1,
+            history: Vec::new(),
+            rollout: Default::default(),
         }
     }
 

@@ -5,6 +5,7 @@ pub mod agent;
 pub mod cluster;
 pub mod dev;
 pub mod logs;
+pub mod rollout;
 pub mod server;
 pub mod token;
 pub mod var;
@@ -66,9 +67,24 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             let opts = g(opts);
             cluster::run(&crate::context::client(&opts)?, opts.output, command).await
         }
-        Command::Apply { opts, files } => {
+        Command::Apply {
+            opts,
+            files,
+            wait,
+            timeout,
+        } => {
             let opts = g(opts);
-            workload::apply(&crate::context::client(&opts)?, &files).await
+            let client = crate::context::client(&opts)?;
+            let changed = workload::apply(&client, &files).await?;
+            if wait {
+                let timeout = rollout::parse_timeout(&timeout)?;
+                rollout::wait_all(&client, &changed, timeout).await?;
+            }
+            Ok(())
+        }
+        Command::Rollout { opts, command } => {
+            let opts = g(opts);
+            rollout::run(&crate::context::client(&opts)?, opts.output, command).await
         }
         Command::Get {
             opts,

@@ -55,9 +55,11 @@ fn read_file(path: &Path) -> anyhow::Result<SourceFile> {
     })
 }
 
-pub async fn apply(client: &Client, paths: &[PathBuf]) -> anyhow::Result<()> {
+/// Applies the files; returns the services that were created or changed.
+pub async fn apply(client: &Client, paths: &[PathBuf]) -> anyhow::Result<Vec<String>> {
     let files = read_sources(paths)?;
     let r: ApplyResponse = client.apply(&ApplyRequest { files }).await?;
+    let mut changed = Vec::new();
     for x in &r.results {
         let change = match x.change {
             Change::Created => "created",
@@ -65,8 +67,11 @@ pub async fn apply(client: &Client, paths: &[PathBuf]) -> anyhow::Result<()> {
             Change::Unchanged => "unchanged",
         };
         println!("{}/{} {change}", x.kind.to_lowercase(), x.name);
+        if x.change != Change::Unchanged && x.kind == "Service" {
+            changed.push(x.name.clone());
+        }
     }
-    Ok(())
+    Ok(changed)
 }
 
 fn services_table(items: &[orion_api::ServiceObject]) -> Table {

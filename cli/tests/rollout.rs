@@ -1,0 +1,348 @@
+//! Rolling updates with real peers, a real agent and real processes: a changed
+//! spec moves replicas in batches of `max_unavailable`, checked from the machine's
+//! own process table and HTTP probes, not from what Orion reports; a leader kill in
+//! the middle does not break it; an update that never becomes healthy rolls back by
+//! itself; `rollout undo` restores the previous revision.
+
+mod fixture;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use fixture::TestCluster;
+use orion_api::{ApplyRequest, RolloutState, ServiceObject, SourceFile};
+use orion_client::{Client, Consistency};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A web service of `replicas` python HTTP servers whose env carries `version`
+/// and a marker unique to the test, so the sampler finds exactly its processes.
+fn web(marker: &str, replicas: u32, version: &str, extra_strategy: &str) -> String {
+    format!(
+        "kind: Service\nname: web\nreplicas: {replicas}\n\
+         command: [python3, -m, http.server, '${{PORT}}', --bind, 127.0.0.1]\n\
+         ports: [http]\nresources: {{cpu: 100m, memory: 32Mi}}\n\
+         env: {{ROLL_MARK: {marker}, VERSION: {version}}}\n\
+         health: {{http: {{port: http, path: /}}, interval: 300ms, timeout: 1s, failures: 3}}\n\
+         strategy: {{max_unavailable: 1{extra_strategy}}}\n"
+    )
+}
+
+fn client(c: &TestCluster) -> Client {
+    let urls: Vec<String> = c.running().into_iter().map(|id| c.url(id)).collect();
+    Client::new(&urls, &c.ca_pem, Some(c.admin_token.clone()))
+        .expect("client")
+        .with_timeout(Duration::from_secs(20))
+}
+
+async fn apply(c: &TestCluster, text: &str) {
+    let request = ApplyRequest {
+        files: vec![SourceFile {
+            name: "orion.yaml".into(),
+            content: text.to_string(),
+        }],
+    };
+    let r = client(c).apply(&request).await;
+    assert!(r.is_ok(), "apply: {r:?}");
+}
+
+async fn service(c: &TestCluster) -> Option<ServiceObject> {
+    client(c)
+        .service("web", Consistency::Linearizable)
+        .await
+        .ok()
+        .map(|r| r.service)
+}
+
+/// One process of the service, as the machine sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Seen {
+    pid: u32,
+    version: String,
+    port: u16,
+}
+
+/// Live processes whose environment holds `ROLL_MARK=marker`.
+fn processes(marker: &str) -> Vec<Seen> {
+    let needle = format!("ROLL_MARK={marker}");
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        let vars: BTreeMap<String, String> = env
+            .split(|b| *b == 0)
+            .filter_map(|kv| std::str::from_utf8(kv).ok())
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        if vars.get("ROLL_MARK").map(|m| format!("ROLL_MARK={m}")) != Some(needle.clone()) {
+            continue;
+        }
+        let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+            s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        });
+        if zombie {
+            continue;
+        }
+        if let (Some(version), Some(port)) = (
+            vars.get("VERSION"),
+            vars.get("PORT").and_then(|p| p.parse().ok()),
+        ) {
+            out.push(Seen {
+                pid,
+                version: version.clone(),
+                port,
+            });
+        }
+    }
+    out
+}
+
+/// Whether `GET /` on the port answers 200 within a second (our own probe).
+async fn answers(port: u16) -> bool {
+    let probe = async {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()?;
+        s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+            .await
+            .ok()?;
+        let mut buf = [0u8; 16];
+        let n = s.read(&mut buf).await.ok()?;
+        Some(buf[..n].starts_with(b"HTTP/1.0 200") || buf[..n].starts_with(b"HTTP/1.1 200"))
+    };
+    tokio::time::timeout(Duration::from_secs(1), probe)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(false)
+}
+
+/// Processes of the service that answer, by version.
+async fn healthy_now(marker: &str) -> Vec<Seen> {
+    let mut up = Vec::new();
+    for p in processes(marker) {
+        if answers(p.port).await {
+            up.push(p);
+        }
+    }
+    up
+}
+
+/// Samples the process table and probes until stopped; keeps the fewest healthy
+/// processes seen and how many samples were taken.
+struct Sampler {
+    stop: Arc<AtomicBool>,
+    fewest: Arc<Mutex<(usize, u64, Vec<Seen>)>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Sampler {
+    fn start(marker: &str) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let fewest = Arc::new(Mutex::new((usize::MAX, 0u64, Vec::new())));
+        let (s, f, m) = (stop.clone(), fewest.clone(), marker.to_string());
+        let task = tokio::spawn(async move {
+            while !s.load(Ordering::Relaxed) {
+                let up = healthy_now(&m).await;
+                {
+                    let mut g = f.lock().unwrap_or_else(|e| e.into_inner());
+                    g.1 += 1;
+                    if up.len() < g.0 {
+                        g.0 = up.len();
+                        g.2 = up;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        Sampler { stop, fewest, task }
+    }
+
+    async fn finish(self) -> (usize, u64, Vec<Seen>) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.task.await;
+        let g = self.fewest.lock().unwrap_or_else(|e| e.into_inner());
+        g.clone()
+    }
+}
+
+fn unique_marker() -> String {
+    format!(
+        "m{}x{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default()
+    )
+}
+
+async fn wait_versions(c: &TestCluster, marker: &str, n: usize, version: &str) {
+    c.wait_for(
+        &format!("{n} healthy processes of {version}"),
+        Duration::from_secs(90),
+        || async {
+            let up = healthy_now(marker).await;
+            let all = processes(marker);
+            (up.len() == n && all.len() == n && up.iter().all(|p| p.version == version))
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+async fn wait_rollout(c: &TestCluster, generation: u64, state: RolloutState) -> ServiceObject {
+    c.wait_for(
+        &format!("rollout of revision {generation} {state}"),
+        Duration::from_secs(120),
+        || async {
+            service(c)
+                .await
+                .filter(|s| s.generation == generation && s.rollout.state == state)
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_update_keeps_three_of_four_healthy_through_a_leader_kill_and_undo_restores_it() {
+    let mut c = TestCluster::start(3).await;
+    c.spawn_agent("n1").await;
+    let marker = unique_marker();
+    apply(&c, &web(&marker, 4, "v1", ", min_healthy_time: 1s")).await;
+    wait_versions(&c, &marker, 4, "v1").await;
+    wait_rollout(&c, 1, RolloutState::Complete).await;
+
+    let sampler = Sampler::start(&marker);
+    apply(&c, &web(&marker, 4, "v2", ", min_healthy_time: 1s")).await;
+    // Kill the leader once the rollout is under way but not done.
+    c.wait_for(
+        "one or two replicas on v2",
+        Duration::from_secs(60),
+        || async {
+            let v2 = processes(&marker)
+                .iter()
+                .filter(|p| p.version == "v2")
+                .count();
+            (1..=2).contains(&v2).then_some(())
+        },
+    )
+    .await;
+    let leader = c.wait_for_leader().await;
+    c.kill9(leader);
+    wait_versions(&c, &marker, 4, "v2").await;
+    let done = wait_rollout(&c, 2, RolloutState::Complete).await;
+    let (fewest, samples, at_fewest) = sampler.finish().await;
+    assert!(
+        fewest >= 3,
+        "only {fewest} healthy processes at one point ({at_fewest:?}) in {samples} samples"
+    );
+    assert_eq!(done.history.len(), 1, "{done:?}");
+
+    // `rollout undo` through the CLI: revision 3 is v1 again, rolled the same way.
+    let sampler = Sampler::start(&marker);
+    let survivor = c.running()[0];
+    let out = c
+        .cli()
+        .args(["rollout", "undo", "web", "--server", &c.url(survivor)])
+        .output()
+        .expect("orion rollout undo");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = c
+        .cli()
+        .args([
+            "rollout",
+            "status",
+            "web",
+            "--timeout",
+            "120s",
+            "--server",
+            &c.url(survivor),
+        ])
+        .output()
+        .expect("orion rollout status");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("revision 3") && text.contains("complete"),
+        "{text}"
+    );
+    wait_versions(&c, &marker, 4, "v1").await;
+    let (fewest, samples, at_fewest) = sampler.finish().await;
+    assert!(
+        fewest >= 3,
+        "undo: only {fewest} healthy at one point ({at_fewest:?}) in {samples} samples"
+    );
+    let s = service(&c).await.expect("service");
+    assert_eq!(s.spec.env.get("VERSION").map(String::as_str), Some("v1"));
+    // openraft logs a read's leadership check that met the killed peer at ERROR.
+    c.assert_no_unexpected_errors(&["timeout while confirming leadership"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_that_never_becomes_healthy_stops_and_rolls_back_by_itself() {
+    let mut c = TestCluster::start(3).await;
+    c.spawn_agent("n1").await;
+    let marker = unique_marker();
+    let strategy = ", healthy_deadline: 3s, auto_rollback: true";
+    apply(&c, &web(&marker, 3, "v1", strategy)).await;
+    wait_versions(&c, &marker, 3, "v1").await;
+    let before: Vec<u32> = processes(&marker).iter().map(|p| p.pid).collect();
+
+    // v2 serves on the wrong address: its health check can never pass.
+    let broken = web(&marker, 3, "v2", strategy).replace("127.0.0.1]", "127.0.0.2]");
+    let out = {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("orion.yaml");
+        std::fs::write(&file, &broken).expect("write spec");
+        c.cli()
+            .args(["apply", "-f"])
+            .arg(&file)
+            .args(["--wait", "--timeout", "60s", "--server", &c.url(1)])
+            .output()
+            .expect("orion apply --wait")
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "apply --wait must fail: {stderr}");
+    assert!(
+        stderr.contains("rollout of service/web failed") && stderr.contains("revision 2"),
+        "{stderr}"
+    );
+
+    let back = wait_rollout(&c, 3, RolloutState::Complete).await;
+    assert!(
+        back.rollout
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("rolled back from revision 2")),
+        "{back:?}"
+    );
+    assert_eq!(back.spec.env.get("VERSION").map(String::as_str), Some("v1"));
+    wait_versions(&c, &marker, 3, "v1").await;
+    // Only one replica was ever moved to the broken revision: two never restarted.
+    let after: Vec<u32> = processes(&marker).iter().map(|p| p.pid).collect();
+    let kept = before.iter().filter(|p| after.contains(p)).count();
+    assert_eq!(kept, 2, "before {before:?}, after {after:?}");
+    c.assert_no_unexpected_errors(&[]);
+}
