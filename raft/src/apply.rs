@@ -400,19 +400,24 @@ fn update_service(
     change: impl FnOnce(&mut ServiceObject) -> bool,
 ) -> Result<Applied, Failure> {
     let key = service_key(name);
-    let Some(mut object) = read_json::<ServiceObject>(txn, &key)? else {
-        return Err(reject(
-            ErrorCode::NotFound,
-            format!("service `{name}` does not exist"),
-            None,
-        ));
-    };
+    let mut object = existing_service(txn, name)?;
     if change(&mut object) {
         object.mod_revision = index;
         txn.put(&key, &encode(&object));
         record_event(txn, index, EventKind::Put, "Service", name, &object)?;
     }
     Ok(Applied::Service(Box::new(object)))
+}
+
+/// The stored service `name`; a `not_found` rejection when there is none.
+fn existing_service(txn: &Txn<'_>, name: &str) -> Result<ServiceObject, Failure> {
+    read_json::<ServiceObject>(txn, &service_key(name))?.ok_or_else(|| {
+        reject(
+            ErrorCode::NotFound,
+            format!("service `{name}` does not exist"),
+            None,
+        )
+    })
 }
 
 /// Moves replicas to the service's current generation (the rollout controller's
@@ -438,17 +443,27 @@ fn roll_replicas(
             continue;
         }
         replica.generation = generation;
-        txn.put(&key, &encode(&replica));
-        record_event(
-            txn,
-            index,
-            EventKind::Put,
-            "Replica",
-            &replica.id(),
-            &replica,
-        )?;
+        put_replica(txn, index, &key, &replica)?;
     }
     Ok(Applied::Done)
+}
+
+/// Writes a replica object and records its event.
+fn put_replica(
+    txn: &mut Txn<'_>,
+    index: u64,
+    key: &[u8],
+    replica: &ReplicaObject,
+) -> Result<(), Failure> {
+    txn.put(key, &encode(replica));
+    record_event(
+        txn,
+        index,
+        EventKind::Put,
+        "Replica",
+        &replica.id(),
+        replica,
+    )
 }
 
 /// Restores an earlier spec as a new generation; the rollout controller then rolls
@@ -462,13 +477,7 @@ fn roll_back(
     reason: &str,
 ) -> Result<Applied, Failure> {
     let key = service_key(name);
-    let Some(current) = read_json::<ServiceObject>(txn, &key)? else {
-        return Err(reject(
-            ErrorCode::NotFound,
-            format!("service `{name}` does not exist"),
-            None,
-        ));
-    };
+    let current = existing_service(txn, name)?;
     if if_generation.is_some_and(|g| g != current.generation) {
         return Ok(Applied::Service(Box::new(current)));
     }
@@ -580,15 +589,7 @@ fn reconcile_replicas(
             create_revision: index,
             ..replica.clone()
         };
-        txn.put(&key, &encode(&replica));
-        record_event(
-            txn,
-            index,
-            EventKind::Put,
-            "Replica",
-            &replica.id(),
-            &replica,
-        )?;
+        put_replica(txn, index, &key, &replica)?;
     }
     Ok(Applied::Done)
 }

@@ -54,24 +54,28 @@ pub async fn undo(
 pub async fn pause(
     State(leader): State<Arc<Forwarder>>,
     ClientRequestId(request_id): ClientRequestId,
-    Path(name): Path<String>,
+    Path(service): Path<String>,
 ) -> HttpResult<Json<ServiceResponse>> {
-    let command = Command::PauseRollout {
-        service: name,
-        paused: true,
-    };
-    steer(&leader, request_id, command).await
+    let paused = true;
+    steer(
+        &leader,
+        request_id,
+        Command::PauseRollout { service, paused },
+    )
+    .await
 }
 
 /// `POST /v1/services/{name}/rollout/resume`.
 pub async fn resume(
     State(leader): State<Arc<Forwarder>>,
     ClientRequestId(request_id): ClientRequestId,
-    Path(name): Path<String>,
+    Path(service): Path<String>,
 ) -> HttpResult<Json<ServiceResponse>> {
-    let command = Command::PauseRollout {
-        service: name,
-        paused: false,
-    };
-    steer(&leader, request_id, command).await
+    let paused = false;
+    steer(
+        &leader,
+        request_id,
+        Command::PauseRollout { service, paused },
+    )
+    .await
 }
