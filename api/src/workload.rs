@@ -53,6 +53,10 @@ pub struct ServiceRevision {
     pub spec: ServiceSpec,
     /// The store revision at which this spec was applied.
     pub revision: u64,
+    /// Its rollout had completed when the next spec replaced it: what an automatic
+    /// rollback returns to.
+    #[serde(default)]
+    pub stable: bool,
 }
 
 /// The state of a service's rolling update, replicated so a new leader carries on
@@ -66,6 +70,10 @@ pub struct Rollout {
     /// Why it failed, or which revision a rollback came from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Set when this generation is a rollback: the generation it replaced. A
+    /// rollback that fails is not rolled back again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolled_back_from: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,7 +86,8 @@ pub enum RolloutState {
     Complete,
     /// A new replica was not available within `healthy_deadline`; nothing more is
     /// moved until a new apply, `rollout undo`, or (with `auto_rollback`) the
-    /// automatic return to the previous revision.
+    /// automatic return to the last revision that completed. It still becomes
+    /// `Complete` if every replica turns out available after all.
     Failed,
 }
 

@@ -304,7 +304,7 @@ async fn an_update_that_never_becomes_healthy_stops_and_rolls_back_by_itself() {
     let mut c = TestCluster::start(3).await;
     c.spawn_agent("n1").await;
     let marker = unique_marker();
-    let strategy = ", healthy_deadline: 3s, auto_rollback: true";
+    let strategy = ", healthy_deadline: 4s, auto_rollback: true";
     apply(&c, &web(&marker, 3, "v1", strategy)).await;
     wait_versions(&c, &marker, 3, "v1").await;
     let before: Vec<u32> = processes(&marker).iter().map(|p| p.pid).collect();
@@ -334,7 +334,7 @@ async fn an_update_that_never_becomes_healthy_stops_and_rolls_back_by_itself() {
         back.rollout
             .reason
             .as_deref()
-            .is_some_and(|r| r.contains("rolled back from revision 2")),
+            .is_some_and(|r| r.contains("rolled back from revision 2 to revision 1")),
         "{back:?}"
     );
     assert_eq!(back.spec.env.get("VERSION").map(String::as_str), Some("v1"));

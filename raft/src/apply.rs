@@ -505,7 +505,9 @@ fn roll_back(
             Some(current.mod_revision),
         ));
     };
-    let object = next_generation(current, target.spec, index, Some(reason.to_string()));
+    let from = current.generation;
+    let mut object = next_generation(current, target.spec, index, Some(reason.to_string()));
+    object.rollout.rolled_back_from = Some(from);
     txn.put(&key, &encode(&object));
     record_event(txn, index, EventKind::Put, "Service", name, &object)?;
     Ok(Applied::Service(Box::new(object)))
@@ -524,6 +526,7 @@ fn next_generation(
         generation: current.generation,
         spec: current.spec,
         revision: current.mod_revision,
+        stable: current.rollout.state == orion_api::RolloutState::Complete,
     });
     if history.len() > orion_api::MAX_SERVICE_HISTORY {
         let extra = history.len() - orion_api::MAX_SERVICE_HISTORY;
@@ -539,6 +542,7 @@ fn next_generation(
             state: orion_api::RolloutState::Progressing,
             paused: current.rollout.paused,
             reason,
+            rolled_back_from: None,
         },
     }
 }

@@ -16,9 +16,11 @@
 //!    replicas may move in this round (ones already down first).
 //! 4. A replica of the current generation that is not available `healthy_deadline`
 //!    after it was moved fails the rollout (replicated: [`RolloutState::Failed`]);
-//!    with `auto_rollback` the previous spec becomes the current one again
-//!    ([`Command::RollBack`]) and rolls out under the same rules.
-//! 5. Every replica at the current generation and available: `Complete`.
+//!    with `auto_rollback`, the next round makes the last revision that completed
+//!    the current one again ([`Command::RollBack`], retried until it applies), and
+//!    it rolls out under the same rules. A rollback that fails is not rolled back.
+//! 5. Every replica at the current generation and available: `Complete` (also
+//!    after a failure, when the late replicas come up after all).
 //!
 //! What is replicated — the generation of every replica, the history, the rollout
 //! state and its pause — is all a new leader needs to carry on. The timers (since
@@ -50,8 +52,8 @@ pub enum Step {
         state: RolloutState,
         reason: Option<String>,
     },
-    /// The rollout failed: record it and restore the previous spec.
-    FailAndRollBack { reason: String },
+    /// Restore the spec of generation `to` as a new generation.
+    RollBack { to: u64, reason: String },
 }
 
 /// The leader's clocks for the rollouts it drives (memory only).
@@ -184,25 +186,50 @@ pub fn plan(
             ordinals: relabelled.clone(),
         });
     }
-    if service.rollout.state == RolloutState::Failed {
-        return steps;
-    }
-    if service.rollout.state == RolloutState::Progressing {
-        if let Some(reason) = late {
-            if strategy.auto_rollback && !service.history.is_empty() {
-                steps.push(Step::FailAndRollBack { reason });
-            } else {
-                steps.push(Step::Set {
-                    state: RolloutState::Failed,
-                    reason: Some(reason),
+    let missing = spec.replicas.saturating_sub(wanted.len() as u32);
+    let all_current = wanted
+        .iter()
+        .all(|r| r.generation == current || relabelled.contains(&r.ordinal));
+    let done = all_current && missing == 0 && available >= spec.replicas;
+    match service.rollout.state {
+        RolloutState::Complete => {}
+        _ if done => {
+            steps.push(Step::Set {
+                state: RolloutState::Complete,
+                reason: service.rollout.reason.clone(),
+            });
+            return steps;
+        }
+        RolloutState::Failed => {
+            let target = service.history.iter().rev().find(|r| r.stable);
+            if let (true, None, Some(target)) = (
+                strategy.auto_rollback,
+                service.rollout.rolled_back_from,
+                target,
+            ) {
+                let why = service.rollout.reason.as_deref().unwrap_or("it failed");
+                steps.push(Step::RollBack {
+                    to: target.generation,
+                    reason: format!(
+                        "rolled back from revision {current} to revision {}: {why}",
+                        target.generation
+                    ),
                 });
             }
             return steps;
         }
+        RolloutState::Progressing => {
+            if let Some(reason) = late {
+                steps.push(Step::Set {
+                    state: RolloutState::Failed,
+                    reason: Some(reason),
+                });
+                return steps;
+            }
+        }
     }
 
     // 3. The next batch.
-    let missing = spec.replicas.saturating_sub(wanted.len() as u32);
     let unavailable = spec
         .replicas
         .saturating_sub(available)
@@ -236,14 +263,6 @@ pub fn plan(
         }
     }
 
-    // 5. Done?
-    let done = outdated.is_empty() && missing == 0 && available >= spec.replicas;
-    if done && service.rollout.state == RolloutState::Progressing {
-        steps.push(Step::Set {
-            state: RolloutState::Complete,
-            reason: service.rollout.reason.clone(),
-        });
-    }
     steps
 }
 
@@ -328,20 +347,13 @@ async fn propose(node: &RaftNode, service: &ServiceObject, step: Step) -> Result
                 reason,
             }
         }
-        Step::FailAndRollBack { reason } => {
-            warn!(service = %name, generation, %reason, "rollout failed; rolling back");
-            node.propose(Command::SetRollout {
-                service: name.clone(),
-                generation,
-                state: RolloutState::Failed,
-                reason: Some(reason.clone()),
-            })
-            .await?;
+        Step::RollBack { to, reason } => {
+            warn!(service = %name, generation, %reason, "rolling back");
             Command::RollBack {
                 service: name,
-                to: None,
+                to: Some(to),
                 if_generation: Some(generation),
-                reason: format!("rolled back from revision {generation}: {reason}"),
+                reason,
             }
         }
     };
@@ -373,6 +385,7 @@ mod tests {
                 generation: 1,
                 spec: spec(V1),
                 revision: 1,
+                stable: true,
             }],
             rollout: Rollout::default(),
         }
@@ -501,16 +514,47 @@ mod tests {
             "{reason}"
         );
 
+        // Once failed, nothing more moves; with auto_rollback, the last stable
+        // revision comes back (every round, until it applies).
+        svc.rollout.state = RolloutState::Failed;
+        svc.rollout.reason = Some(reason.clone());
+        assert_eq!(plan(&svc, &refs(&rs), &reports, &mut clocks, late), vec![]);
         svc.spec.strategy.auto_rollback = true;
-        let steps = plan(&svc, &refs(&rs), &reports, &mut clocks, late);
+        for _ in 0..2 {
+            let steps = plan(&svc, &refs(&rs), &reports, &mut clocks, late);
+            let [Step::RollBack { to: 1, reason: why }] = steps.as_slice() else {
+                panic!("{steps:?}");
+            };
+            assert!(
+                why.starts_with("rolled back from revision 2 to revision 1: replica web-0"),
+                "{why}"
+            );
+        }
+        // A rollback that fails is not rolled back again.
+        svc.rollout.rolled_back_from = Some(1);
+        assert_eq!(plan(&svc, &refs(&rs), &reports, &mut clocks, late), vec![]);
+
+        // Late replicas that come up after all complete it.
+        let all_new = replicas(&[2, 2, 2, 2]);
+        let up = healthy(&all_new);
+        let _ = plan(&svc, &refs(&all_new), &up, &mut clocks, late);
+        let steps = plan(
+            &svc,
+            &refs(&all_new),
+            &up,
+            &mut clocks,
+            late + Duration::from_secs(2),
+        );
         assert!(
-            matches!(steps.as_slice(), [Step::FailAndRollBack { .. }]),
+            matches!(
+                steps.as_slice(),
+                [Step::Set {
+                    state: RolloutState::Complete,
+                    ..
+                }]
+            ),
             "{steps:?}"
         );
-
-        // Once failed, nothing more moves.
-        svc.rollout.state = RolloutState::Failed;
-        assert_eq!(plan(&svc, &refs(&rs), &reports, &mut clocks, late), vec![]);
     }
 
     #[test]

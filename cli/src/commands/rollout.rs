@@ -97,6 +97,7 @@ struct Progress {
     state: RolloutState,
     paused: bool,
     reason: Option<String>,
+    rolled_back_from: Option<u64>,
     desired: u32,
     updated: u32,
     available: u32,
@@ -148,6 +149,7 @@ async fn progress(client: &Client, service: &str) -> anyhow::Result<Progress> {
         state: s.rollout.state,
         paused: s.rollout.paused,
         reason: s.rollout.reason.clone(),
+        rolled_back_from: s.rollout.rolled_back_from,
         desired: s.spec.replicas,
         updated,
         available,
@@ -175,7 +177,7 @@ pub async fn wait(
                 if pin && p.generation != followed {
                     println!("{}", p.line());
                     match &p.reason {
-                        Some(reason) if reason.contains(&format!("from revision {followed}")) => {
+                        Some(reason) if p.rolled_back_from == Some(followed) => {
                             bail!("rollout of service/{service} failed: {reason}")
                         }
                         _ => bail!(
