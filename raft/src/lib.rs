@@ -21,6 +21,8 @@
 //! - [`Error`], [`LeaderError`], [`MembershipRefusal`]: what can fail, typed; what an
 //!   HTTP status they become is decided in `orion-apiserver`.
 //! - [`read`]: typed reads of the replicated state through a consistent view.
+//! - [`read_rounds`]: read-index batching: concurrent linearizable reads share one
+//!   confirmation round, never one that started before they arrived.
 
 pub mod apply;
 pub mod codec;
@@ -29,6 +31,7 @@ mod error;
 pub mod network;
 pub mod node;
 pub mod read;
+pub mod read_rounds;
 pub mod service;
 pub mod session;
 pub mod tls;
