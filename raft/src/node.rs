@@ -22,6 +22,7 @@ use crate::read_rounds::SharedRounds;
 use crate::service::PeerService;
 use crate::tls::PeerTls;
 use crate::types::{Member, NodeId, Raft, RaftMetrics, TypeConfig};
+use crate::write_batch::{batchable, WriteBatcher, WriteFailure};
 use crate::{FatalError, InvalidSettings, LeaderError, MembershipRefusal, Result};
 
 /// Raft timing and log-compaction settings.
@@ -43,6 +44,10 @@ pub struct RaftSettings {
     /// AppendEntries call after one heartbeat interval, so a call must fit in it
     /// even when entries are large (up to `max-body-bytes` each).
     pub max_entries_per_rpc: u64,
+    /// Let concurrent variable writes share one log entry (one WAL sync, one
+    /// replication round; see `orion_raft::write_batch`). Turn off while a cluster is
+    /// upgraded from a version that cannot read batch entries.
+    pub batch_writes: bool,
 }
 
 impl Default for RaftSettings {
@@ -55,6 +60,7 @@ impl Default for RaftSettings {
             logs_kept_after_snapshot: 1_000,
             snapshot_chunk_bytes: 1 << 20,
             max_entries_per_rpc: 16,
+            batch_writes: true,
         }
     }
 }
@@ -120,6 +126,9 @@ pub struct RaftNode {
     contacts: Arc<Contacts>,
     /// Leadership confirmations shared by concurrent linearizable reads.
     read_rounds: SharedRounds<ReadRound>,
+    /// Concurrent variable writes grouped into shared entries (`None`: each write
+    /// is its own entry, `raft.batch-writes = false`).
+    writes: Option<WriteBatcher>,
 }
 
 /// What one leadership confirmation found, shared by every read of its round.
@@ -170,6 +179,9 @@ impl RaftNode {
             tls,
             contacts,
             read_rounds: SharedRounds::new(),
+            writes: settings
+                .batch_writes
+                .then(|| WriteBatcher::new(raft.clone())),
             raft,
         })
     }
@@ -232,6 +244,13 @@ impl RaftNode {
         proposal: impl Into<Proposal>,
     ) -> std::result::Result<CommandResult, LeaderError> {
         let proposal = proposal.into();
+        if let Some(writes) = self.writes.as_ref().filter(|_| batchable(&proposal)) {
+            return writes.write(proposal).await.map_err(|e| match e {
+                WriteFailure::NotLeader(leader) => LeaderError::NotLeader { leader },
+                WriteFailure::Fatal(f) => FatalError::from(f).into(),
+                WriteFailure::Abandoned => FatalError::from(openraft::error::Fatal::Stopped).into(),
+            });
+        }
         match self.raft.client_write(proposal).await {
             Ok(resp) => Ok(resp.data),
             Err(e) => Err(write_error(e)),

@@ -321,9 +321,7 @@ mod tests {
     #[tokio::test]
     async fn a_round_that_panics_fails_its_readers_and_the_next_reader_starts_over() {
         let rounds: SharedRounds<u64> = SharedRounds::new();
-        let failed = rounds
-            .join(|| async { panic!("confirmation broke") })
-            .await;
+        let failed = rounds.join(|| async { panic!("confirmation broke") }).await;
         assert_eq!(failed, Err(RoundAbandoned));
         assert_eq!(rounds.join(|| async { 7 }).await, Ok(7));
     }
