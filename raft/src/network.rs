@@ -82,8 +82,11 @@ pub struct PeerNetwork {
     pub contacts: Arc<Contacts>,
     /// The channel to each target, by id and peer address (a member that moved
     /// gets a new one).
-    pub channels: Arc<Mutex<BTreeMap<(NodeId, String), PeerRaftClient<Channel>>>>,
+    pub channels: Arc<Mutex<Channels>>,
 }
+
+/// The channel to each target, by id and peer address.
+type Channels = BTreeMap<(NodeId, String), PeerRaftClient<Channel>>;
 
 impl PeerNetwork {
     pub fn new(self_id: NodeId, tls: Arc<rustls::ClientConfig>, contacts: Arc<Contacts>) -> Self {
