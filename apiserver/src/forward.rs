@@ -18,6 +18,13 @@
 //! leader: the answer is the write's one result, never "it may have been applied".
 //! Only when no leader answers within the hold time is the outcome unknown; the
 //! `503` then names the request id, which is safe to send again.
+//!
+//! Linearizable reads share read indexes: [`Forwarder::linearizable_barrier`] joins
+//! the next round of [`SharedRounds`], so concurrent reads on a follower send one
+//! read-index request to the leader per round, not one each, and the leader in turn
+//! confirms its leadership once per round for all the reads (of every peer) that
+//! reached it meanwhile. A round is never shared with a read that arrived after it
+//! started.
 
 use std::time::Duration;
 
@@ -26,6 +33,7 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use orion_api::{ApiError, ErrorBody, MembersResponse, PeerIdentity};
 use orion_raft::command::Applied;
+use orion_raft::read_rounds::SharedRounds;
 use orion_raft::types::RaftMetrics;
 use orion_raft::{Command, CommandResult, LeaderError, Member, Proposal, RaftNode, RequestId};
 use serde::{Deserialize, Serialize};
@@ -108,11 +116,14 @@ const FORWARDED: &str = "x-orion-forwarded";
 
 /// The leader-forwarding client: this peer's Raft node, the HTTP client that
 /// reaches other peers' `POST /v1/internal/leader`, and how long a call waits for
-/// a leader.
+/// a leader. Clones share the client and the read-index rounds.
+#[derive(Clone)]
 pub struct Forwarder {
     node: RaftNode,
     http: reqwest::Client,
     hold: Duration,
+    /// Read indexes shared by concurrent linearizable reads on this peer.
+    read_rounds: SharedRounds<Result<u64, ApiError>>,
 }
 
 enum Attempt {
@@ -160,7 +171,12 @@ impl Forwarder {
             .pool_idle_timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| Error::Config(format!("http client: {e}")))?;
-        Ok(Forwarder { node, http, hold })
+        Ok(Forwarder {
+            node,
+            http,
+            hold,
+            read_rounds: SharedRounds::new(),
+        })
     }
 
     /// How long a call waits for a leader.
@@ -348,12 +364,19 @@ impl Forwarder {
 
     /// Waits until this peer has applied everything the leader had committed when
     /// asked, so a read from the local state machine is linearizable.
+    /// Concurrent calls share one read index, from a round started after they were
+    /// made.
     pub async fn linearizable_barrier(&self) -> Result<(), ApiError> {
         let started = Instant::now();
-        let index = match self.on_leader(LeaderRequest::ReadIndex).await? {
-            LeaderReply::ReadIndex(i) => i,
-            other => return Err(unexpected(&other)),
-        };
+        let me = self.clone();
+        let index = self
+            .read_rounds
+            .join(move || {
+                let me = me.clone();
+                async move { me.read_index().await }
+            })
+            .await
+            .map_err(|e| ApiError::unavailable(e.to_string()))??;
         let left = self
             .hold
             .saturating_sub(started.elapsed())
@@ -365,6 +388,14 @@ impl Forwarder {
                 "this peer did not catch up to revision {index} within {} ms",
                 left.as_millis()
             )))
+        }
+    }
+
+    /// One read index from the leader (this peer or another), for one round.
+    async fn read_index(&self) -> Result<u64, ApiError> {
+        match self.on_leader(LeaderRequest::ReadIndex).await? {
+            LeaderReply::ReadIndex(i) => Ok(i),
+            other => Err(unexpected(&other)),
         }
     }
 

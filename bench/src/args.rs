@@ -51,6 +51,10 @@ pub struct Common {
     /// The `orion` binary to start peers from (default: next to this program).
     #[arg(long, env = "ORION_BENCH_ORION")]
     pub orion_bin: Option<PathBuf>,
+    /// A config file every Orion peer is started with (`orion server --config`), to
+    /// measure a setting, e.g. `[raft]` `batch-writes = false`.
+    #[arg(long)]
+    pub orion_config: Option<PathBuf>,
     /// The `etcd` binary (default: `etcd` on PATH; Debian's etcd-server).
     #[arg(long, default_value = "etcd")]
     pub etcd_bin: PathBuf,

@@ -137,12 +137,15 @@ async fn assert_each_applied_once(c: &TestCluster, outcomes: &[Outcome]) {
             "{path} was applied more than once or at another revision than acknowledged"
         );
     }
+    // Concurrent writes of different variables may share a revision: the leader
+    // sends them as one batch entry (`raft/src/write_batch.rs`), which holds at most
+    // one write per variable. Each variable's revision was checked above.
     revisions.sort_unstable();
     revisions.dedup();
-    assert_eq!(
-        revisions.len(),
+    eprintln!(
+        "{} writes were applied in {} entries",
         outcomes.len(),
-        "two writes were told the same revision"
+        revisions.len()
     );
 }
 
@@ -291,4 +294,83 @@ async fn an_idempotency_key_is_checked_scoped_by_caller_and_applies_once() {
     let other = fixture::http_client(&c.ca_pem, Some(&c.token("developer", 600).await));
     let (s4, body) = put_with_key(&other, &url, "once", "key-1").await;
     assert_eq!(s4, 409, "{body}");
+}
+
+/// Concurrent writes on the leader share Raft entries (`raft/src/write_batch.rs`).
+/// Through that: of 32 compare-and-sets on one variable at the same revision exactly
+/// one wins; 64 writes of distinct variables each answer the revision the variable
+/// then holds, and every value is there once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_sharing_entries_keep_compare_and_set_exact() {
+    use orion_api::{ErrorCode, PutVariable};
+    use orion_client::Consistency;
+
+    let c = TestCluster::start(3).await;
+    let leader = c.wait_for_leader().await;
+    let base = c.must_put(leader, "cas/one", "start").await;
+    let client = Arc::new(c.client(leader));
+
+    let mut cas = JoinSet::new();
+    for i in 0..32 {
+        let client = client.clone();
+        cas.spawn(async move {
+            let body = PutVariable {
+                value: format!("w{i}"),
+                expected_revision: Some(base),
+                secret: false,
+            };
+            client.put_variable("cas/one", &body).await
+        });
+    }
+    let mut winners = Vec::new();
+    let mut conflicts = 0;
+    while let Some(r) = cas.join_next().await {
+        match r.expect("task ran") {
+            Ok(w) => winners.push(w),
+            Err(e) => {
+                let code = e.api_error().map(|a| a.code);
+                assert_eq!(code, Some(ErrorCode::Conflict), "{e}");
+                conflicts += 1;
+            }
+        }
+    }
+    assert_eq!(
+        winners.len(),
+        1,
+        "exactly one compare-and-set wins: {winners:?}"
+    );
+    assert_eq!(conflicts, 31);
+    let now = client
+        .variable("cas/one", Consistency::Linearizable)
+        .await
+        .expect("read");
+    assert_eq!(now.variable.value, winners[0].variable.value);
+    assert_eq!(now.variable.mod_revision, winners[0].revision);
+
+    let mut puts = JoinSet::new();
+    for i in 0..64 {
+        let client = client.clone();
+        puts.spawn(async move {
+            let body = PutVariable {
+                value: format!("v{i}"),
+                expected_revision: None,
+                secret: false,
+            };
+            (i, client.put_variable(&format!("many/{i}"), &body).await)
+        });
+    }
+    while let Some(r) = puts.join_next().await {
+        let (i, w) = r.expect("task ran");
+        let w = w.expect("write acknowledged");
+        let read = client
+            .variable(&format!("many/{i}"), Consistency::Linearizable)
+            .await
+            .expect("read");
+        assert_eq!(read.variable.value, format!("v{i}"));
+        assert_eq!(read.variable.mod_revision, w.revision);
+        assert_eq!(read.variable.version, 1);
+    }
+    // openraft logs a leadership check that missed its heartbeat deadline as an
+    // ERROR; the read's round is retried (seen on this loaded machine).
+    c.assert_no_unexpected_errors(&["while confirming leadership for read request"]);
 }

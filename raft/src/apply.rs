@@ -135,15 +135,10 @@ impl Applier<TypeConfig> for OrionApplier {
     ) -> orion_store::Result<CommandResult> {
         // Client sessions: a retried write returns what it produced the first time.
         session::evict(txn, index)?;
-        let Some(id) = &proposal.request_id else {
-            return self.apply_once(txn, index, &proposal.command);
-        };
-        if let Some(original) = session::recorded(txn, id)? {
-            return Ok(original);
+        if let Command::Batch { writes } = &proposal.command {
+            return self.apply_batch(txn, index, writes);
         }
-        let result = self.apply_once(txn, index, &proposal.command)?;
-        session::record(txn, index, id, &result);
-        Ok(result)
+        self.apply_proposal(txn, index, proposal)
     }
 
     fn non_data_response(&self, index: u64) -> CommandResult {
@@ -155,6 +150,65 @@ impl Applier<TypeConfig> for OrionApplier {
 }
 
 impl OrionApplier {
+    /// One proposal: once per request id.
+    fn apply_proposal(
+        &self,
+        txn: &mut Txn<'_>,
+        index: u64,
+        proposal: &Proposal,
+    ) -> orion_store::Result<CommandResult> {
+        let Some(id) = &proposal.request_id else {
+            return self.apply_once(txn, index, &proposal.command);
+        };
+        if let Some(original) = session::recorded(txn, id)? {
+            return Ok(original);
+        }
+        let result = self.apply_once(txn, index, &proposal.command)?;
+        session::record(txn, index, id, &result)?;
+        Ok(result)
+    }
+
+    /// The writes of a batch, in order, each as its own proposal. A write a batch
+    /// may not hold (not a variable write, no request id, or a path or request id
+    /// already in the batch) is rejected alone; the others apply.
+    fn apply_batch(
+        &self,
+        txn: &mut Txn<'_>,
+        index: u64,
+        writes: &[Proposal],
+    ) -> orion_store::Result<CommandResult> {
+        let mut paths = std::collections::BTreeSet::new();
+        let mut ids = std::collections::BTreeSet::new();
+        let mut results = Vec::with_capacity(writes.len());
+        for write in writes {
+            let path = crate::write_batch::written_path(&write.command);
+            let refusal = if !crate::write_batch::batchable(write) {
+                Some("only variable writes with a request id can be batched")
+            } else if path.is_some_and(|p| !paths.insert(p)) {
+                Some("a batch holds one write per variable")
+            } else if write.request_id.as_ref().is_some_and(|id| !ids.insert(id)) {
+                Some("a batch holds one write per request id")
+            } else {
+                None
+            };
+            results.push(match refusal {
+                Some(why) => CommandResult {
+                    revision: index,
+                    outcome: Err(Rejection {
+                        code: ErrorCode::InvalidArgument,
+                        message: why.into(),
+                        current_revision: None,
+                    }),
+                },
+                None => self.apply_proposal(txn, index, write)?,
+            });
+        }
+        Ok(CommandResult {
+            revision: index,
+            outcome: Ok(Applied::Batch(results)),
+        })
+    }
+
     fn apply_once(
         &self,
         txn: &mut Txn<'_>,
@@ -388,6 +442,12 @@ fn apply_command(txn: &mut Txn<'_>, index: u64, cmd: &Command) -> Result<Applied
             if_generation,
             reason,
         } => roll_back(txn, index, service, *to, *if_generation, reason),
+        // Batches are taken apart in `OrionApplier::apply`; one inside another is refused.
+        Command::Batch { .. } => Err(reject(
+            ErrorCode::InvalidArgument,
+            "a batch cannot hold another batch".into(),
+            None,
+        )),
     }
 }
 

@@ -84,6 +84,11 @@ pub enum Command {
         if_generation: Option<u64>,
         reason: String,
     },
+    /// Several clients' variable writes in one entry (see [`crate::write_batch`]),
+    /// applied in order, each as if it were its own entry: its own request-id
+    /// record and its own result or rejection. All get the entry's revision, so a
+    /// batch holds at most one write per path (apply rejects a second one).
+    Batch { writes: Vec<Proposal> },
 }
 
 /// What applying a command did.
@@ -102,6 +107,8 @@ pub enum Applied {
     Service(Box<ServiceObject>),
     /// A command with no object result.
     Done,
+    /// What each write of a [`Command::Batch`] did, in batch order.
+    Batch(Vec<CommandResult>),
 }
 
 /// Why apply refused a command. Nothing was changed.

@@ -21,6 +21,10 @@
 //! - [`Error`], [`LeaderError`], [`MembershipRefusal`]: what can fail, typed; what an
 //!   HTTP status they become is decided in `orion-apiserver`.
 //! - [`read`]: typed reads of the replicated state through a consistent view.
+//! - [`write_batch`]: write batching: concurrent variable writes share one entry
+//!   (one WAL sync, one replication round).
+//! - [`read_rounds`]: read-index batching: concurrent linearizable reads share one
+//!   confirmation round, never one that started before they arrived.
 
 pub mod apply;
 pub mod codec;
@@ -29,10 +33,12 @@ mod error;
 pub mod network;
 pub mod node;
 pub mod read;
+pub mod read_rounds;
 pub mod service;
 pub mod session;
 pub mod tls;
 pub mod types;
+pub mod write_batch;
 
 pub use command::{Command, CommandResult, Proposal, Rejection, RequestId};
 pub use node::{RaftNode, RaftSettings};

@@ -1,5 +1,11 @@
 //! The client side of the peer transport: one lazily connected gRPC channel per target.
 //!
+//! The channel (one HTTP/2 connection over mutual TLS) is made once per target and
+//! address and shared by every client openraft asks for: its replication stream,
+//! votes, and the heartbeats that confirm leadership for linearizable reads. openraft
+//! asks for a new client for each of those confirmations; a new channel each time
+//! meant a TCP connect and a TLS handshake per follower per read.
+//!
 //! tonic reconnects a lazy channel on its own; openraft backs off from a target that
 //! returns [`Unreachable`], so a dead peer costs a failed connect now and then, not a
 //! busy loop. Every call is bounded by the deadline openraft passes in [`RPCOption`].
@@ -74,12 +80,30 @@ pub struct PeerNetwork {
     pub tls: std::sync::Arc<rustls::ClientConfig>,
     /// Shared with [`crate::RaftNode`], which reports it in `members()`.
     pub contacts: Arc<Contacts>,
+    /// The channel to each target, by id and peer address (a member that moved
+    /// gets a new one).
+    pub channels: Arc<Mutex<Channels>>,
 }
 
-impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
-    type Network = PeerClient;
+/// The channel to each target, by id and peer address.
+type Channels = BTreeMap<(NodeId, String), PeerRaftClient<Channel>>;
 
-    async fn new_client(&mut self, target: NodeId, node: &Member) -> PeerClient {
+impl PeerNetwork {
+    pub fn new(self_id: NodeId, tls: Arc<rustls::ClientConfig>, contacts: Arc<Contacts>) -> Self {
+        PeerNetwork {
+            self_id,
+            tls,
+            contacts,
+            channels: Arc::default(),
+        }
+    }
+
+    fn channel(&self, target: NodeId, node: &Member) -> Result<PeerRaftClient<Channel>, String> {
+        let key = (target, node.peer_addr.clone());
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(client) = channels.get(&key) {
+            return Ok(client.clone());
+        }
         // TLS is done by the connector, so tonic sees a plain `http` URI.
         let client = Endpoint::from_shared(format!("http://{}", node.peer_addr))
             .map(|e| {
@@ -94,7 +118,19 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
                 .max_decoding_message_size(64 << 20)
                 .max_encoding_message_size(64 << 20)
             })
-            .map_err(|e| format!("bad peer address {:?}: {e}", node.peer_addr));
+            .map_err(|e| format!("bad peer address {:?}: {e}", node.peer_addr))?;
+        // Addresses a member no longer has are dropped with their channels.
+        channels.retain(|(id, _), _| *id != target);
+        channels.insert(key, client.clone());
+        Ok(client)
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &Member) -> PeerClient {
+        let client = self.channel(target, node);
         PeerClient {
             self_id: self.self_id,
             target,

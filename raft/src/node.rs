@@ -18,9 +18,11 @@ use crate::command::{Command, CommandResult, Proposal};
 use crate::network::{Contacts, PeerNetwork};
 use crate::proto::peer_raft_server::PeerRaftServer;
 use crate::read;
+use crate::read_rounds::SharedRounds;
 use crate::service::PeerService;
 use crate::tls::PeerTls;
 use crate::types::{Member, NodeId, Raft, RaftMetrics, TypeConfig};
+use crate::write_batch::{batchable, WriteBatcher, WriteFailure};
 use crate::{FatalError, InvalidSettings, LeaderError, MembershipRefusal, Result};
 
 /// Raft timing and log-compaction settings.
@@ -42,6 +44,10 @@ pub struct RaftSettings {
     /// AppendEntries call after one heartbeat interval, so a call must fit in it
     /// even when entries are large (up to `max-body-bytes` each).
     pub max_entries_per_rpc: u64,
+    /// Let concurrent variable writes share one log entry (one WAL sync, one
+    /// replication round; see `orion_raft::write_batch`). Turn off while a cluster is
+    /// upgraded from a version that cannot read batch entries.
+    pub batch_writes: bool,
 }
 
 impl Default for RaftSettings {
@@ -54,6 +60,7 @@ impl Default for RaftSettings {
             logs_kept_after_snapshot: 1_000,
             snapshot_chunk_bytes: 1 << 20,
             max_entries_per_rpc: 16,
+            batch_writes: true,
         }
     }
 }
@@ -117,6 +124,39 @@ pub struct RaftNode {
     tls: PeerTls,
     /// When each peer last answered this one's Raft calls (see [`Contacts`]).
     contacts: Arc<Contacts>,
+    /// Leadership confirmations shared by concurrent linearizable reads.
+    read_rounds: SharedRounds<ReadRound>,
+    /// Concurrent variable writes grouped into shared entries (`None`: each write
+    /// is its own entry, `raft.batch-writes = false`).
+    writes: Option<WriteBatcher>,
+}
+
+/// What one leadership confirmation found, shared by every read of its round.
+#[derive(Debug, Clone)]
+enum ReadRound {
+    Index(u64),
+    NotLeader(Option<(NodeId, Member)>),
+    Fatal(openraft::error::Fatal<NodeId>),
+}
+
+/// One leadership confirmation: openraft sends a heartbeat to every voter and
+/// answers once a quorum has accepted it, with `max(committed, this leader's first
+/// entry)` taken when the request reached its core.
+async fn confirm_leadership(raft: Raft) -> ReadRound {
+    match raft.get_read_log_id().await {
+        Ok((read, _)) => ReadRound::Index(read.map_or(0, |l| l.index)),
+        Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+            ReadRound::NotLeader(f.leader_id.zip(f.leader_node))
+        }
+        Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q))) => {
+            // The caller gets 503; openraft has logged each unreachable
+            // peer already, so this stays out of the way (it would print the
+            // whole membership once per round during a partition).
+            debug!(cause = %q, "read index: quorum not reached");
+            ReadRound::NotLeader(None)
+        }
+        Err(RaftError::Fatal(f)) => ReadRound::Fatal(f),
+    }
 }
 
 impl RaftNode {
@@ -131,18 +171,18 @@ impl RaftNode {
         let config = Arc::new(settings.openraft_config()?);
         let store = orion_store::open::<TypeConfig>(data_dir, Arc::new(OrionApplier))?;
         let contacts = Arc::new(Contacts::default());
-        let network = PeerNetwork {
-            self_id: id,
-            tls: tls.client.clone(),
-            contacts: contacts.clone(),
-        };
+        let network = PeerNetwork::new(id, tls.client.clone(), contacts.clone());
         let raft = Raft::new(id, config, network, store.log, store.sm).await?;
         Ok(RaftNode {
             id,
-            raft,
             reader: store.reader,
             tls,
             contacts,
+            read_rounds: SharedRounds::new(),
+            writes: settings
+                .batch_writes
+                .then(|| WriteBatcher::new(raft.clone())),
+            raft,
         })
     }
 
@@ -203,32 +243,40 @@ impl RaftNode {
         &self,
         proposal: impl Into<Proposal>,
     ) -> std::result::Result<CommandResult, LeaderError> {
-        match self.raft.client_write(proposal.into()).await {
+        let proposal = proposal.into();
+        if let Some(writes) = self.writes.as_ref().filter(|_| batchable(&proposal)) {
+            return writes.write(proposal).await.map_err(|e| match e {
+                WriteFailure::NotLeader(leader) => LeaderError::NotLeader { leader },
+                WriteFailure::Fatal(f) => FatalError::from(f).into(),
+                WriteFailure::Abandoned => FatalError::from(openraft::error::Fatal::Stopped).into(),
+            });
+        }
+        match self.raft.client_write(proposal).await {
             Ok(resp) => Ok(resp.data),
             Err(e) => Err(write_error(e)),
         }
     }
 
     /// Confirms leadership with a quorum and returns the index a linearizable read must
-    /// wait for (leader only).
+    /// wait for (leader only). Concurrent calls share one confirmation, but never one
+    /// that started before they were made (see [`crate::read_rounds`]).
     pub async fn read_index(&self) -> std::result::Result<u64, LeaderError> {
-        match self.raft.get_read_log_id().await {
-            Ok((read, _)) => Ok(read.map_or(0, |l| l.index)),
-            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
-                Err(LeaderError::NotLeader {
-                    leader: f.leader_id.zip(f.leader_node),
-                })
-            }
-            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q))) => {
-                // The caller gets 503; openraft has logged each unreachable
-                // peer already, so this stays out of the way (it would print the
-                // whole membership once per read during a partition).
-                Err(LeaderError::NotLeader { leader: None }).inspect_err(|_| {
-                    debug!(cause = %q, "read index: quorum not reached");
-                })
-            }
-            Err(RaftError::Fatal(f)) => Err(FatalError::from(f).into()),
+        let raft = self.raft.clone();
+        let round = self
+            .read_rounds
+            .join(move || confirm_leadership(raft.clone()))
+            .await
+            .map_err(|_| LeaderError::from(FatalError::from(openraft::error::Fatal::Stopped)))?;
+        match round {
+            ReadRound::Index(i) => Ok(i),
+            ReadRound::NotLeader(leader) => Err(LeaderError::NotLeader { leader }),
+            ReadRound::Fatal(f) => Err(FatalError::from(f).into()),
         }
+    }
+
+    /// How many leadership confirmations linearizable reads have needed so far.
+    pub fn read_rounds(&self) -> u64 {
+        self.read_rounds.rounds()
     }
 
     /// Waits until this peer has applied `index`, for at most `timeout`.

@@ -7,12 +7,14 @@
 //! snapshots like every other key:
 //! - `d/<request id>`: the [`CommandResult`] the write produced, as JSON (its
 //!   revision, and success or the rejection).
-//! - `o/<revision, 8 bytes big-endian>`: the request id recorded at that revision, so
-//!   eviction finds it without a scan.
+//! - `o/<revision, 8 bytes big-endian>`: the request ids recorded at that revision,
+//!   separated by `\n` (a request id is visible ASCII, so never holds one; a batch
+//!   entry records several), so eviction finds them without a scan.
 //! - `m/sessions-compacted`: the highest revision whose record may have been dropped.
 //!
 //! Bound: a record lives for [`SESSION_WINDOW`] revisions (log indexes), so at most
-//! that many are kept. Eviction happens in apply, by revision, so every peer keeps
+//! that many entries' records are kept: one per entry, or up to
+//! [`MAX_BATCH_WRITES`](crate::write_batch::MAX_BATCH_WRITES) for a batch entry. Eviction happens in apply, by revision, so every peer keeps
 //! exactly the same records. A retry that arrives after its record left the window
 //! applies again; retries come within seconds, the window is thousands of writes.
 //! Each record is at most a request id ([`MAX_REQUEST_ID_LEN`] bytes) and one
@@ -57,12 +59,31 @@ pub fn recorded(
 }
 
 /// Remembers that `id` produced `result` at revision `index`.
-pub fn record(txn: &mut Txn<'_>, index: u64, id: &RequestId, result: &CommandResult) {
+pub fn record(
+    txn: &mut Txn<'_>,
+    index: u64,
+    id: &RequestId,
+    result: &CommandResult,
+) -> Result<(), orion_store::Error> {
     // Serializing this plain struct to JSON cannot fail.
     let bytes = serde_json::to_vec(result).unwrap_or_default();
     txn.put(&session_key(id), &bytes);
-    txn.put(&order_key(index), id.as_str().as_bytes());
+    let order = order_key(index);
+    let ids = match txn.get(&order)? {
+        // Another write of the same batch entry.
+        Some(mut ids) => {
+            ids.push(ID_SEPARATOR);
+            ids.extend_from_slice(id.as_str().as_bytes());
+            ids
+        }
+        None => id.as_str().as_bytes().to_vec(),
+    };
+    txn.put(&order, &ids);
+    Ok(())
 }
+
+/// Separates the request ids recorded at one revision.
+const ID_SEPARATOR: u8 = b'\n';
 
 /// Forgets the records that have left the window at revision `index`: point reads
 /// of the revisions that just left (usually one), never a scan.
@@ -79,8 +100,10 @@ pub fn evict(txn: &mut Txn<'_>, index: u64) -> Result<(), orion_store::Error> {
     // few revisions; it is bounded by the window in any case.
     for revision in (compacted + 1).max(floor.saturating_sub(SESSION_WINDOW))..=floor {
         let key = order_key(revision);
-        if let Some(id) = txn.get(&key)? {
-            txn.delete(&[SESSION_PREFIX, &id].concat());
+        if let Some(ids) = txn.get(&key)? {
+            for id in ids.split(|b| *b == ID_SEPARATOR) {
+                txn.delete(&[SESSION_PREFIX, id].concat());
+            }
             txn.delete(&key);
         }
     }

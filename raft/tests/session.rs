@@ -219,3 +219,128 @@ fn request_ids_are_bounded_and_checked() {
     );
     assert!(serde_json::from_str::<Proposal>(&too_long).is_err());
 }
+
+fn batch(writes: Vec<Proposal>) -> Proposal {
+    Command::Batch { writes }.into()
+}
+
+fn batch_results(r: CommandResult) -> Vec<CommandResult> {
+    match r.outcome {
+        Ok(Applied::Batch(results)) => results,
+        other => panic!("not a batch result: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn each_write_of_a_batch_applies_once_on_its_own() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut store = open(&dir);
+    apply(
+        &mut store,
+        1,
+        Proposal::new(id("seed"), put("c", "0", None)),
+    )
+    .await;
+    let results = batch_results(
+        apply(
+            &mut store,
+            2,
+            batch(vec![
+                Proposal::new(id("a"), put("a", "1", Some(0))),
+                // A compare-and-set that fails is rejected alone.
+                Proposal::new(id("b"), put("z", "1", Some(99))),
+                // A second write of the same path in one batch is refused.
+                Proposal::new(id("c"), put("a", "2", None)),
+                // So is a second write under one request id.
+                Proposal::new(id("a"), put("d", "1", None)),
+                // And anything but a variable write.
+                Proposal::new(id("e"), Command::RetireMember { id: 9 }),
+                Proposal::new(
+                    id("f"),
+                    Command::DeleteVariable {
+                        path: "c".into(),
+                        expected_revision: Some(1),
+                    },
+                ),
+            ]),
+        )
+        .await,
+    );
+    assert_eq!(results.len(), 6);
+    assert!(results.iter().all(|r| r.revision == 2), "{results:?}");
+    assert!(matches!(&results[0].outcome, Ok(Applied::Put(v)) if v.mod_revision == 2));
+    assert!(matches!(&results[1].outcome, Err(r) if r.code == ErrorCode::Conflict));
+    for refused in &results[2..5] {
+        assert!(
+            matches!(&refused.outcome, Err(r) if r.code == ErrorCode::InvalidArgument),
+            "{refused:?}"
+        );
+    }
+    assert!(matches!(&results[5].outcome, Ok(Applied::Deleted(_))));
+    assert_eq!(version(&store, "a"), Some((1, 2)));
+    assert_eq!(version(&store, "c"), None, "deleted by the last write");
+    assert_eq!(
+        version(&store, "d"),
+        None,
+        "the refused write changed nothing"
+    );
+    assert_eq!(
+        version(&store, "z"),
+        None,
+        "the failed compare-and-set changed nothing"
+    );
+    assert!(
+        !store
+            .reader
+            .with_view(|v| read::is_retired(v, 9))
+            .expect("read"),
+        "a refused command in a batch changes nothing"
+    );
+
+    // A retry of a batched write, alone or in another batch, returns its result.
+    let again = apply(
+        &mut store,
+        3,
+        Proposal::new(id("a"), put("a", "1", Some(0))),
+    )
+    .await;
+    assert_eq!(again, results[0]);
+    let again = batch_results(
+        apply(
+            &mut store,
+            4,
+            batch(vec![
+                Proposal::new(id("b"), put("z", "1", Some(99))),
+                Proposal::new(id("g"), put("g", "1", None)),
+            ]),
+        )
+        .await,
+    );
+    assert_eq!(again[0], results[1]);
+    assert_eq!(again[1].revision, 4);
+    assert_eq!(version(&store, "a"), Some((1, 2)), "applied once");
+}
+
+#[tokio::test]
+async fn records_of_a_batch_leave_the_window_together() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut store = open(&dir);
+    let writes = (0..50)
+        .map(|i| Proposal::new(id(&format!("b{i}")), put(&format!("k/{i}"), "v", None)))
+        .collect();
+    apply(&mut store, 1, batch(writes)).await;
+    assert_eq!(session_records(&store), 50);
+    let entries: Vec<_> = (2..=SESSION_WINDOW + 1)
+        .map(|i| entry(i, Proposal::new(id(&format!("w{i}")), put("y", "v", None))))
+        .collect();
+    store.sm.apply(entries).await.expect("apply");
+    // Revision 1 (all 50 records) left the window at SESSION_WINDOW + 1.
+    assert_eq!(session_records(&store), SESSION_WINDOW as usize);
+    let replay = apply(
+        &mut store,
+        SESSION_WINDOW + 2,
+        Proposal::new(id("b7"), put("k/7", "again", None)),
+    )
+    .await;
+    assert_eq!(replay.revision, SESSION_WINDOW + 2, "applied again");
+}

@@ -28,6 +28,8 @@ const FORM_TIMEOUT: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone)]
 pub struct Programs {
     pub orion: PathBuf,
+    /// The config file every Orion peer gets (`--orion-config`), if any.
+    pub orion_config: Option<String>,
     pub etcd: PathBuf,
 }
 
@@ -45,7 +47,7 @@ impl Cluster {
         clients: usize,
     ) -> anyhow::Result<Self> {
         Ok(match system {
-            System::Orion => Cluster::Orion(OrionCluster::start(&programs.orion, clients).await?),
+            System::Orion => Cluster::Orion(OrionCluster::start(programs, clients).await?),
             System::Etcd => Cluster::Etcd(EtcdCluster::start(&programs.etcd, clients).await?),
         })
     }

@@ -8,7 +8,7 @@ use std::path::Path;
 use anyhow::Context;
 use orion_launch::{Options, PeerSpec, Wrapper};
 
-use super::{FORM_TIMEOUT, SIZE};
+use super::{Programs, FORM_TIMEOUT, SIZE};
 use crate::kv::{http_client, Kv, System};
 
 pub struct OrionCluster {
@@ -19,15 +19,18 @@ pub struct OrionCluster {
 }
 
 impl OrionCluster {
-    pub async fn start(orion: &Path, clients: usize) -> anyhow::Result<Self> {
+    pub async fn start(programs: &Programs, clients: usize) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("orion-bench-orion-")
             .tempdir()
             .context("temp dir")?;
-        let mut opts = Options::new(orion, dir.path());
+        let mut opts = Options::new(&programs.orion, dir.path());
         opts.timeout = FORM_TIMEOUT;
         opts.token_description = "orion-bench".into();
-        let spec = PeerSpec::loopback().wrapper(Wrapper::default().env("ORION_LOG", "warn"));
+        let mut spec = PeerSpec::loopback().wrapper(Wrapper::default().env("ORION_LOG", "warn"));
+        if let Some(toml) = &programs.orion_config {
+            spec = spec.config(toml);
+        }
         let launcher =
             orion_launch::Cluster::start(opts, (1..=SIZE as u64).map(|id| (id, spec.clone())))
                 .await?;

@@ -17,6 +17,9 @@ fn systems(common: &Common) -> Vec<System> {
     }
 }
 
+/// Largest `--orion-config` file read.
+const MAX_ORION_CONFIG_BYTES: u64 = 64 << 10;
+
 /// The `orion` binary: `--orion-bin`, else the one next to this program (the same
 /// target directory and profile).
 fn programs(common: &Common) -> anyhow::Result<Programs> {
@@ -44,8 +47,26 @@ fn programs(common: &Common) -> anyhow::Result<Programs> {
             common.etcd_bin.display()
         );
     }
+    let orion_config = match &common.orion_config {
+        None => None,
+        Some(path) => {
+            let meta = std::fs::metadata(path)
+                .map_err(|e| anyhow::anyhow!("--orion-config {}: {e}", path.display()))?;
+            anyhow::ensure!(
+                meta.len() <= MAX_ORION_CONFIG_BYTES,
+                "--orion-config {} is {} bytes, over the limit of {MAX_ORION_CONFIG_BYTES}",
+                path.display(),
+                meta.len()
+            );
+            Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| anyhow::anyhow!("--orion-config {}: {e}", path.display()))?,
+            )
+        }
+    };
     Ok(Programs {
         orion,
+        orion_config,
         etcd: common.etcd_bin.clone(),
     })
 }
