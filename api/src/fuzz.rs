@@ -173,7 +173,11 @@ fn frames_of<T: Frame + std::fmt::Debug>(data: &[u8]) {
         match codec.decode_eof(&mut buf) {
             Ok(Some(frame)) => round_trip(&frame),
             Ok(None) => {
-                assert!(buf.is_empty(), "a clean end with {} bytes unread", buf.len());
+                assert!(
+                    buf.is_empty(),
+                    "a clean end with {} bytes unread",
+                    buf.len()
+                );
                 return;
             }
             Err(e) => {
@@ -187,7 +191,9 @@ fn frames_of<T: Frame + std::fmt::Debug>(data: &[u8]) {
 fn round_trip<T: Frame + std::fmt::Debug>(frame: &T) {
     let mut codec = FrameCodec::<T>::new();
     let mut out = BytesMut::new();
-    codec.encode(frame, &mut out).expect("a decoded frame encodes");
+    codec
+        .encode(frame, &mut out)
+        .expect("a decoded frame encodes");
     assert!(out.len() <= MAX_FRAME + 4);
     let back = codec
         .decode_eof(&mut out)
@@ -272,13 +278,10 @@ pub fn agent_frame_seeds() -> Vec<Vec<u8>> {
         s.extend(msg.to_wire().encode_to_vec());
         s
     }
-    let service = match spec::parse_documents("seed.yaml", SPEC_SEEDS[0]) {
-        Ok(mut r) => match r.pop() {
-            Some(Resource::Service(s)) => Some(s),
-            None => None,
-        },
-        Err(_) => None,
-    };
+    let service = spec::parse_documents("seed.yaml", SPEC_SEEDS[0])
+        .ok()
+        .and_then(|mut r| r.pop())
+        .map(|Resource::Service(s)| s);
     let mut seeds = vec![
         seed(
             0,
@@ -312,15 +315,28 @@ pub fn agent_frame_seeds() -> Vec<Vec<u8>> {
                 }],
             },
         ),
-        seed(1, &ServerMessage::Redirect { agent_addr: Some("10.0.0.2:7600".into()) }),
-        seed(1, &ServerMessage::Welcome { node: "node-a".into() }),
+        seed(
+            1,
+            &ServerMessage::Redirect {
+                agent_addr: Some("10.0.0.2:7600".into()),
+            },
+        ),
+        seed(
+            1,
+            &ServerMessage::Welcome {
+                node: "node-a".into(),
+            },
+        ),
         seed(
             2,
             &StreamRequest::Logs {
                 replica: "web-0".into(),
                 tail: 100,
                 follow: true,
-                from: Some(LogCursor { stdout: 10, stderr: 0 }),
+                from: Some(LogCursor {
+                    stdout: 10,
+                    stderr: 0,
+                }),
                 records: true,
             },
         ),
@@ -360,10 +376,18 @@ pub fn agent_frame_seeds() -> Vec<Vec<u8>> {
 
 /// Seeds for [`watch_position`].
 pub fn watch_position_seeds() -> Vec<Vec<u8>> {
-    ["0", "7", "12.3", "18446744073709551615.4294967295", "1.2.3", "7.", ""]
-        .iter()
-        .map(|s| s.as_bytes().to_vec())
-        .collect()
+    [
+        "0",
+        "7",
+        "12.3",
+        "18446744073709551615.4294967295",
+        "1.2.3",
+        "7.",
+        "",
+    ]
+    .iter()
+    .map(|s| s.as_bytes().to_vec())
+    .collect()
 }
 
 /// The corpus directory of fuzz target `target` in this checkout (read when the
@@ -397,7 +421,13 @@ pub fn replay(target: &str, seeds: Vec<Vec<u8>>, mutations: usize, check: impl F
     let seed = std::env::var("ORION_FUZZ_SEED")
         .ok()
         .and_then(|s| s.parse::<u64>().ok())
-        .unwrap_or_else(|| if long_run.is_some() { rand::random() } else { 0x0f1e_2d3c });
+        .unwrap_or_else(|| {
+            if long_run.is_some() {
+                rand::random()
+            } else {
+                0x0f1e_2d3c
+            }
+        });
     if long_run.is_some() {
         eprintln!("fuzz {target}: ORION_FUZZ_SEED={seed}");
     }
@@ -442,10 +472,7 @@ fn corpus_files(dir: &Path) -> Vec<Vec<u8>> {
     };
     let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
     paths.sort();
-    paths
-        .iter()
-        .filter_map(|p| std::fs::read(p).ok())
-        .collect()
+    paths.iter().filter_map(|p| std::fs::read(p).ok()).collect()
 }
 
 /// A small byte-level mutator in the style of libFuzzer's: flips, inserts,
@@ -457,13 +484,56 @@ pub struct Mutator {
 
 /// Tokens the parsers give meaning to, spliced in by [`Mutator`].
 const TOKENS: &[&[u8]] = &[
-    b"---\n", b": ", b"- ", b"{", b"}", b"[", b"]", b"\"", b"'", b"&a ", b"*a", b"!!str ",
-    b"<<: ", b"\n  ", b"kind: Service\n", b"name: ", b"${", b"$$", b"==", b"!=", b" in (",
-    b")", b", ", b" exists", b"ms", b"s", b"m", b"h", b"Mi", b"Gi", b"Ki", b".", b"=", b"\n",
-    b"[a]\n", b"\"\"\"", b"orion.", b"-----BEGIN CERTIFICATE REQUEST-----\n",
-    b"\n-----END CERTIFICATE REQUEST-----\n", b"18446744073709551616", b"4294967296", b"-1",
-    b"\x00", b"\xff\xff\xff\xff", b"\x00\x00\x00\x00", b"\x00\xff\x00\x00", b"\x08\x96\x01",
-    b"\x12\x00", b"\x1a\x05hello", b"\x0a\x80\x80\x80\x80\x10",
+    b"---\n",
+    b": ",
+    b"- ",
+    b"{",
+    b"}",
+    b"[",
+    b"]",
+    b"\"",
+    b"'",
+    b"&a ",
+    b"*a",
+    b"!!str ",
+    b"<<: ",
+    b"\n  ",
+    b"kind: Service\n",
+    b"name: ",
+    b"${",
+    b"$$",
+    b"==",
+    b"!=",
+    b" in (",
+    b")",
+    b", ",
+    b" exists",
+    b"ms",
+    b"s",
+    b"m",
+    b"h",
+    b"Mi",
+    b"Gi",
+    b"Ki",
+    b".",
+    b"=",
+    b"\n",
+    b"[a]\n",
+    b"\"\"\"",
+    b"orion.",
+    b"-----BEGIN CERTIFICATE REQUEST-----\n",
+    b"\n-----END CERTIFICATE REQUEST-----\n",
+    b"18446744073709551616",
+    b"4294967296",
+    b"-1",
+    b"\x00",
+    b"\xff\xff\xff\xff",
+    b"\x00\x00\x00\x00",
+    b"\x00\xff\x00\x00",
+    b"\x08\x96\x01",
+    b"\x12\x00",
+    b"\x1a\x05hello",
+    b"\x0a\x80\x80\x80\x80\x10",
 ];
 
 impl Mutator {
@@ -488,7 +558,13 @@ impl Mutator {
 
     fn edit(&mut self, out: &mut Vec<u8>, inputs: &[Vec<u8>]) {
         let len = out.len();
-        let at = |rng: &mut StdRng| if len == 0 { 0 } else { rng.random_range(0..=len) };
+        let at = |rng: &mut StdRng| {
+            if len == 0 {
+                0
+            } else {
+                rng.random_range(0..=len)
+            }
+        };
         match self.rng.random_range(0..8) {
             0 if len > 0 => {
                 let i = self.rng.random_range(0..len);
@@ -549,7 +625,12 @@ mod tests {
 
     #[test]
     fn fuzz_corpus_watch_position() {
-        replay("watch_position", watch_position_seeds(), 20_000, watch_position);
+        replay(
+            "watch_position",
+            watch_position_seeds(),
+            20_000,
+            watch_position,
+        );
     }
 
     #[test]

@@ -459,11 +459,17 @@ mod tests {
             Ok(config) => {
                 let shown = toml::to_string(&config).expect("a config serializes");
                 let back = ServerConfig::from_toml(&shown).expect("a written config reads back");
-                assert_eq!(format!("{back:?}"), format!("{config:?}"), "TOML round trip");
+                assert_eq!(
+                    format!("{back:?}"),
+                    format!("{config:?}"),
+                    "TOML round trip"
+                );
                 match config.validate() {
                     Ok(()) => {
                         let bound = config.listen_addrs().expect("a valid config binds");
-                        config.advertised(&bound).expect("a valid config advertises");
+                        config
+                            .advertised(&bound)
+                            .expect("a valid config advertises");
                     }
                     Err(e) => assert!(!e.to_string().is_empty()),
                 }

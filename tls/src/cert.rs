@@ -413,7 +413,13 @@ mod tests {
     fn an_identity_the_certificate_cannot_name_is_refused_before_signing() {
         let (_ca, ca_key) = generate_ca().expect("ca");
         let (_key, csr) = new_csr().expect("csr");
-        for id in [Identity::agent(""), Identity { role: Role::Server, name: String::new() }] {
+        for id in [
+            Identity::agent(""),
+            Identity {
+                role: Role::Server,
+                name: String::new(),
+            },
+        ] {
             let err = sign_csr(&ca_key, &csr, &id, &[], Duration::from_secs(60))
                 .expect_err("an empty name is refused");
             assert!(err.to_string().contains("must not be empty"), "{err}");

@@ -61,7 +61,10 @@ pub fn token(data: &[u8]) {
         }
     }
     if let Err(e) = &peeked {
-        assert!(matches!(e, TokenError::Malformed(m) if !m.is_empty()), "{e}");
+        assert!(
+            matches!(e, TokenError::Malformed(m) if !m.is_empty()),
+            "{e}"
+        );
     }
 }
 
@@ -145,7 +148,10 @@ fn fixture() -> &'static Fixture {
     FIXTURE.get_or_init(|| {
         let (_, ca_key_pem) = cert::generate_ca().expect("a CA");
         let (_, csr_pem) = cert::new_csr().expect("a CSR");
-        Fixture { ca_key_pem, csr_pem }
+        Fixture {
+            ca_key_pem,
+            csr_pem,
+        }
     })
 }
 
@@ -183,11 +189,18 @@ pub fn token_seeds() -> Vec<Vec<u8>> {
 /// Seeds for [`csr`]: real CSRs (P-256, P-384, Ed25519) as PEM and as DER, and
 /// names with hosts.
 pub fn csr_seeds() -> Vec<Vec<u8>> {
-    use rcgen::{CertificateParams, KeyPair, PKCS_ECDSA_P256_SHA256, PKCS_ECDSA_P384_SHA384, PKCS_ED25519};
+    use rcgen::{
+        CertificateParams, KeyPair, PKCS_ECDSA_P256_SHA256, PKCS_ECDSA_P384_SHA384, PKCS_ED25519,
+    };
     let mut seeds = Vec::new();
-    for alg in [&PKCS_ECDSA_P256_SHA256, &PKCS_ECDSA_P384_SHA384, &PKCS_ED25519] {
+    for alg in [
+        &PKCS_ECDSA_P256_SHA256,
+        &PKCS_ECDSA_P384_SHA384,
+        &PKCS_ED25519,
+    ] {
         let key = KeyPair::generate_for(alg).expect("key");
-        let mut params = CertificateParams::new(vec!["asked-for.example".to_owned()]).expect("params");
+        let mut params =
+            CertificateParams::new(vec!["asked-for.example".to_owned()]).expect("params");
         params
             .distinguished_name
             .push(rcgen::DnType::CommonName, "orion://server/1");
