@@ -46,6 +46,25 @@ install: deps
 .PHONY: bench
 bench: deps ; cargo build --release --bin orion --bin orion-bench && $(CARGO_TARGET_DIR)/release/orion-bench $(or $(BENCH),write --clients 64 --duration 10s)
 
+# `make fuzz FUZZ_SECONDS=600`: every cargo-fuzz target in fuzz/ in turn (nightly,
+# cargo-fuzz; one job each), from and into its corpus fuzz/corpus/<target>/. Not part
+# of `make test`, which replays that corpus on stable. After a long run, shrink the
+# corpus before committing it: `cd fuzz && cargo +nightly fuzz cmin -s none <target>`.
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS ?= spec agent_frames watch_position token csr
+FUZZ_TARGET_DIR ?= /var/tmp/orion-fuzz-target
+.PHONY: fuzz
+fuzz:
+	command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+		cargo +nightly fuzz run -s none -a --target-dir $(FUZZ_TARGET_DIR) $$t -- \
+			-max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=10 -max_len=16384 \
+			-print_final_stats=1 || exit 1; \
+	done
+	# The server's TOML config: its crate builds RocksDB, so it is fuzzed on stable.
+	ORION_FUZZ_SECONDS=$(FUZZ_SECONDS) cargo nextest run --workspace --no-capture \
+		-E 'test(=config::tests::fuzz_corpus_server_config)'
+
 # Everything the build and the tests use beyond Rust is listed, with the real file each
 # must provide, in scripts/deps.txt; deps.sh installs what is missing (Debian), and
 # check-fresh.sh proves the list covers every program the code starts.

@@ -14,11 +14,13 @@
 //! - [`workload`]: stored workload objects and the `apply` exchange.
 //! - [`request_id`]: client request ids, which make a retried write apply once.
 //! - [`error`]: the JSON error body every endpoint returns, and its machine-readable codes.
+//! - [`fuzz`]: fuzz checks of the parsers above that take outside input (`fuzz/`, `make fuzz`).
 
 pub mod agent_proto;
 pub mod cluster;
 pub mod error;
 pub mod event;
+pub mod fuzz;
 pub mod request_id;
 pub mod security;
 pub mod spec;

@@ -132,6 +132,14 @@ fn leaf_params(id: &Identity, hosts: &[String], lifetime: Duration) -> Result<Ce
     params
         .distinguished_name
         .push(DnType::CommonName, format!("orion {id}"));
+    // The name must read back from the certificate as this identity, or the
+    // certificate would be issued and then name nobody.
+    if Identity::from_uri(&id.uri()).as_ref() != Some(id) {
+        return Err(TlsError::Invalid(format!(
+            "identity name {:?} cannot be written in a certificate (it must not be empty)",
+            id.name
+        )));
+    }
     let uri = id
         .uri()
         .try_into()
@@ -189,8 +197,52 @@ pub fn new_csr() -> Result<(String, String)> {
     Ok((key.serialize_pem(), csr.pem()?))
 }
 
-/// Signs the public key of `csr_pem` (its self-signature is checked) for `id`. Only
-/// the key is taken from the CSR: names, usages and lifetime are decided here.
+/// Longest CSR accepted, in bytes of PEM. An RSA-4096 request is under 2 KiB.
+pub const MAX_CSR_PEM: usize = 16 * 1024;
+/// Most host names one certificate is issued for: a peer's advertised addresses
+/// and its `tls-san` names (at most 32) fit with room.
+pub const MAX_CERT_HOSTS: usize = 64;
+/// Longest host name (a DNS name is at most 253 characters).
+pub const MAX_HOST_LEN: usize = 253;
+
+/// Checks a CSR and what is to be certified before anything is signed: the PEM
+/// is at most [`MAX_CSR_PEM`] bytes and holds a CSR whose self-signature checks,
+/// and `id` and `hosts` make valid certificate names. Only the key is taken
+/// from the CSR: names, usages and lifetime are decided here.
+pub fn signing_request(
+    csr_pem: &str,
+    id: &Identity,
+    hosts: &[String],
+    lifetime: Duration,
+) -> Result<CertificateSigningRequestParams> {
+    if csr_pem.len() > MAX_CSR_PEM {
+        return Err(TlsError::Invalid(format!(
+            "certificate signing request is {} bytes; at most {MAX_CSR_PEM}",
+            csr_pem.len()
+        )));
+    }
+    if hosts.len() > MAX_CERT_HOSTS {
+        return Err(TlsError::Invalid(format!(
+            "{} host names for one certificate; at most {MAX_CERT_HOSTS}",
+            hosts.len()
+        )));
+    }
+    if let Some(long) = hosts.iter().find(|h| h.len() > MAX_HOST_LEN) {
+        return Err(TlsError::Invalid(format!(
+            "host name of {} characters; at most {MAX_HOST_LEN}",
+            long.len()
+        )));
+    }
+    let csr = CertificateSigningRequestParams::from_pem(csr_pem)
+        .map_err(|e| TlsError::Invalid(format!("certificate signing request: {e}")))?;
+    Ok(CertificateSigningRequestParams {
+        params: leaf_params(id, hosts, lifetime)?,
+        public_key: csr.public_key,
+    })
+}
+
+/// Signs the public key of `csr_pem` for `id`, once [`signing_request`] has
+/// checked it.
 pub fn sign_csr(
     ca_key_pem: &str,
     csr_pem: &str,
@@ -198,13 +250,8 @@ pub fn sign_csr(
     hosts: &[String],
     lifetime: Duration,
 ) -> Result<String> {
+    let request = signing_request(csr_pem, id, hosts, lifetime)?;
     let (ca_cert, ca_key) = ca(ca_key_pem)?;
-    let csr = CertificateSigningRequestParams::from_pem(csr_pem)
-        .map_err(|e| TlsError::Invalid(format!("certificate signing request: {e}")))?;
-    let request = CertificateSigningRequestParams {
-        params: leaf_params(id, hosts, lifetime)?,
-        public_key: csr.public_key,
-    };
     Ok(request.signed_by(&ca_cert, &ca_key)?.pem())
 }
 
@@ -358,6 +405,25 @@ mod tests {
             Duration::from_secs(60),
         );
         assert!(err.is_err());
+    }
+
+    /// Found by the `csr` fuzz target: an empty name was signed into a
+    /// certificate that `identity_of` then read as nobody.
+    #[test]
+    fn an_identity_the_certificate_cannot_name_is_refused_before_signing() {
+        let (_ca, ca_key) = generate_ca().expect("ca");
+        let (_key, csr) = new_csr().expect("csr");
+        for id in [
+            Identity::agent(""),
+            Identity {
+                role: Role::Server,
+                name: String::new(),
+            },
+        ] {
+            let err = sign_csr(&ca_key, &csr, &id, &[], Duration::from_secs(60))
+                .expect_err("an empty name is refused");
+            assert!(err.to_string().contains("must not be empty"), "{err}");
+        }
     }
 
     #[test]

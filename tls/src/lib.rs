@@ -7,10 +7,12 @@
 //! - [`config`]: rustls configs that check the chain *and* the role on every link,
 //!   with certificates that can be replaced while the process runs.
 //! - [`files`]: credentials on disk (`ca.crt`, `node.crt`, `node.key`, mode 0600).
+//! - [`fuzz`]: fuzz checks of the token and CSR parsers (`fuzz/`, `make fuzz`).
 
 pub mod cert;
 pub mod config;
 pub mod files;
+pub mod fuzz;
 pub mod token;
 
 pub use cert::{Identity, Role};
