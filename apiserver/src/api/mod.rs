@@ -11,5 +11,6 @@ pub mod replicas;
 pub mod services;
 pub mod streams;
 pub mod tokens;
+pub mod ui;
 pub mod variables;
 pub mod watch;
