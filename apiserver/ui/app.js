@@ -367,7 +367,16 @@ async function poll(gen) {
   if (replicas) {
     S.observed = replicas.observed || {};
     S.unplaced = replicas.unplaced || [];
-    for (const r of replicas.items) S.replicas.set(`${r.service}-${r.ordinal}`, r);
+    const listed = new Set();
+    for (const r of replicas.items) {
+      const id = `${r.service}-${r.ordinal}`;
+      listed.add(id);
+      S.replicas.set(id, r);
+    }
+    // Gone by this list's revision (a newer one from the watch stays).
+    for (const [id, r] of S.replicas) {
+      if (!listed.has(id) && (r.create_revision || 0) <= replicas.revision) S.replicas.delete(id);
+    }
   }
   if (nodes) S.usage = nodes.usage || {};
   if (tokens) S.tokens = tokens.tokens;
@@ -465,6 +474,7 @@ function table(id, columns, opts = {}) {
     h('div', { class: 'table-tools' }, filter, count, opts.tools),
     h('div', { class: 'table-wrap' }, h('table', {}, h('thead', {}, h('tr', {}, ths)), tbody)));
   let rows = [];
+  let drawn = null;
   filter.addEventListener('input', () => draw());
   function text(row) {
     return columns.map((c) => String(c.value(row) ?? '')).join(' ').toLowerCase();
@@ -479,6 +489,10 @@ function table(id, columns, opts = {}) {
       return c * sort.dir;
     });
     for (const th of ths) th.setAttribute('aria-sort', th.dataset.key === sort.key ? (sort.dir > 0 ? 'ascending' : 'descending') : 'none');
+    // Nothing shown changed: keep the rows (and any focus or click on them).
+    const sig = JSON.stringify([rows.length, q, shown.map((r) => columns.map((c) => c.value(r)))]);
+    if (sig === drawn) return;
+    drawn = sig;
     const trs = shown.map((r) => h('tr', { dataset: { key: opts.rowKey ? opts.rowKey(r) : '' } },
       columns.map((c) => h('td', { class: c.wrap ? 'wrap' : null, dataset: { col: c.key } }, c.cell ? c.cell(r) : c.value(r)))));
     if (!trs.length) trs.push(h('tr', {}, h('td', { colspan: columns.length, class: 'empty' }, rows.length ? 'Nothing matches the filter.' : (opts.empty || 'Nothing yet.'))));
@@ -518,7 +532,17 @@ function scheduleRender() {
   requestAnimationFrame(() => { renderQueued = false; render(); });
 }
 function render() {
-  if (current && S.session) current.update();
+  if (!S.session) return;
+  const hl = $('#hdr-leader');
+  const m = S.members;
+  if (m && m.leader !== null && m.leader !== undefined) {
+    hl.textContent = `leader: member ${m.leader} · term ${m.term}`;
+    hl.dataset.leader = String(m.leader);
+  } else {
+    hl.textContent = 'no leader';
+    delete hl.dataset.leader;
+  }
+  if (current) current.update();
 }
 
 function card(label, id) {
@@ -682,7 +706,7 @@ function servicePage(name) {
     { key: 'pid', label: 'PID', value: (r) => r.pid ?? '' },
     { key: 'generation', label: 'Generation', value: (r) => r.generation },
     { key: 'reason', label: 'Reason', value: (r) => r.reason || '', wrap: true },
-    { key: 'logs', label: 'Logs', value: (r) => r.id, cell: (r) => h('button', { type: 'button', class: 'ghost', dataset: { logs: r.id }, onclick: () => logTail.open(r.id) }, 'Tail') },
+    { key: 'logs', label: 'Logs', value: (r) => r.id, cell: (r) => (canWrite() ? h('button', { type: 'button', class: 'ghost', dataset: { logs: r.id }, onclick: () => logTail.open(r.id) }, 'Tail') : '—') },
   ], { label: 'replicas', rowKey: (r) => r.id });
   const events = eventsTable('service-events');
   const spec = h('pre', { class: 'spec', id: 'spec' });

@@ -91,9 +91,13 @@ async fn show(b: &Browser, hash: &str) {
         .expect("navigate");
 }
 
-/// The leader the members table shows, as its member id.
-const LEADER_SHOWN: &str = "const row = document.querySelector('#members tbody tr [data-state=\"leader\"]'); \
+/// The leader the overview's members table marks, as its member id.
+const LEADER_IN_MEMBERS: &str = "const row = document.querySelector('#members tbody tr [data-state=\"leader\"]'); \
      return row ? Number(row.closest('tr').dataset.key) : null";
+
+/// The leader the header shows on every page, as its member id.
+const LEADER_SHOWN: &str = "const e = document.getElementById('hdr-leader'); \
+     return e && e.dataset.leader ? Number(e.dataset.leader) : null";
 
 /// Replica rows on the service page with their state and restarts.
 const REPLICA_ROWS: &str = "return [...document.querySelectorAll('#replicas tbody tr[data-key]')].map(tr => ({ \
@@ -169,10 +173,11 @@ async fn through_a_follower_the_page_follows_applies_restarts_scaling_and_a_lead
     .await
     .expect("members");
     let shown = b
-        .wait_js("the leader", SEE, LEADER_SHOWN)
+        .wait_js("the leader", SEE, LEADER_IN_MEMBERS)
         .await
         .expect("leader");
     assert_eq!(shown, json!(leader), "the page shows the leader");
+    assert_eq!(b.js(LEADER_SHOWN, vec![]).await.expect("header"), json!(leader));
 
     // Apply from the CLI: the replicas appear and turn running, no reload.
     show(&b, "#/services/counter").await;
@@ -266,6 +271,7 @@ async fn through_a_follower_the_page_follows_applies_restarts_scaling_and_a_lead
     assert!(body.contains("CSRF"), "{body}");
 
     // kill -9 the leader: the new leader shows, the page and the log tail go on.
+    let at_kill = b.js(LOG_STATE, vec![]).await.expect("log state");
     c.kill9(leader);
     let new_leader = b
         .wait_js(
@@ -285,7 +291,8 @@ async fn through_a_follower_the_page_follows_applies_restarts_scaling_and_a_lead
     )
     .await
     .expect("leader change event");
-    let max_before = before["max"].as_u64().unwrap_or(0);
+    assert!(before["count"].as_u64().unwrap_or(0) >= 5, "{before}");
+    let max_before = at_kill["max"].as_u64().unwrap_or(0);
     let after = b
         .wait_js(
             "the log tail to keep following after the failover",
@@ -391,7 +398,7 @@ async fn through_haproxy_a_readonly_session_sees_no_actions_and_revocation_ends_
     log_in(&b, &lb.url(), &readonly).await;
     let leader = c.wait_for_leader().await;
     let shown = b
-        .wait_js("the leader", SEE, LEADER_SHOWN)
+        .wait_js("the leader", SEE, LEADER_IN_MEMBERS)
         .await
         .expect("leader");
     assert_eq!(shown, json!(leader));

@@ -1,5 +1,11 @@
-//! A real headless Chromium for the dashboard's tests, driven over WebDriver
-//! (`fantoccini`) through Debian's `chromedriver`.
+//! A real headless Chromium for the dashboard's tests, driven over the W3C
+//! WebDriver protocol through Debian's `chromedriver`.
+//!
+//! The WebDriver client is the dozen W3C commands these tests use, as JSON over
+//! `reqwest` (already a test dependency). `fantoccini` was tried first: its
+//! dependency tree (the `webdriver` crate, ICU, a second `http` and `cookie`)
+//! changed the workspace's feature unification enough to rebuild RocksDB's C++
+//! for every test build, which the suite's time budget cannot carry.
 //!
 //! The browser trusts the test cluster's CA through its own NSS database (in a
 //! temp `HOME`), so TLS is verified as for any user; no certificate errors are
@@ -15,8 +21,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
-use fantoccini::{Client, ClientBuilder, Locator};
+use anyhow::{anyhow, bail, Context, Result};
+use base64::Engine;
 use serde_json::{json, Value};
 
 pub const CHROMIUM: &str = "/usr/bin/chromium";
@@ -25,6 +31,111 @@ pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 /// Desktop and phone viewport sizes of the screenshots.
 pub const DESKTOP: (u32, u32) = (1280, 900);
 pub const PHONE: (u32, u32) = (390, 844);
+
+/// A WebDriver session: the commands the tests use.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    /// `http://127.0.0.1:PORT/session/ID`
+    session: String,
+}
+
+/// The W3C key an element reference is sent under.
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+impl Client {
+    async fn call(
+        http: &reqwest::Client,
+        method: reqwest::Method,
+        url: &str,
+        body: Option<Value>,
+    ) -> Result<Value> {
+        let mut req = http.request(method.clone(), url);
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(serde_json::to_vec(&b)?);
+        }
+        let resp = req.send().await.with_context(|| format!("{method} {url}"))?;
+        let status = resp.status();
+        let bytes = resp.bytes().await?;
+        let v: Value = serde_json::from_slice(&bytes)
+            .with_context(|| format!("{method} {url}: not JSON: {}", String::from_utf8_lossy(&bytes)))?;
+        if !status.is_success() {
+            bail!(
+                "{method} {url}: {status}: {} {}",
+                v["value"]["error"].as_str().unwrap_or_default(),
+                v["value"]["message"].as_str().unwrap_or_default()
+            );
+        }
+        Ok(v["value"].clone())
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Result<Value> {
+        Self::call(&self.http, reqwest::Method::POST, &format!("{}{path}", self.session), Some(body)).await
+    }
+
+    pub async fn goto(&self, url: &str) -> Result<()> {
+        self.post("/url", json!({ "url": url })).await.map(|_| ())
+    }
+
+    /// Runs `script` (a function body; `arguments` holds `args`) in the page.
+    pub async fn execute(&self, script: &str, args: Vec<Value>) -> Result<Value> {
+        self.post("/execute/sync", json!({ "script": script, "args": args })).await
+    }
+
+    /// Like [`Client::execute`]; the script calls its last argument with the result.
+    pub async fn execute_async(&self, script: &str, args: Vec<Value>) -> Result<Value> {
+        self.post("/execute/async", json!({ "script": script, "args": args })).await
+    }
+
+    async fn find(&self, css: &str) -> Result<String> {
+        let v = self
+            .post("/element", json!({ "using": "css selector", "value": css }))
+            .await?;
+        v[ELEMENT]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| anyhow!("no element reference for {css}: {v}"))
+    }
+
+    pub async fn click(&self, css: &str) -> Result<()> {
+        let id = self.find(css).await?;
+        self.post(&format!("/element/{id}/click"), json!({})).await.map(|_| ())
+    }
+
+    pub async fn type_into(&self, css: &str, text: &str) -> Result<()> {
+        let id = self.find(css).await?;
+        self.post(&format!("/element/{id}/clear"), json!({})).await?;
+        self.post(&format!("/element/{id}/value"), json!({ "text": text }))
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn screenshot(&self) -> Result<Vec<u8>> {
+        let v = Self::call(
+            &self.http,
+            reqwest::Method::GET,
+            &format!("{}/screenshot", self.session),
+            None,
+        )
+        .await?;
+        let b64 = v.as_str().ok_or_else(|| anyhow!("a screenshot is a string"))?;
+        Ok(base64::engine::general_purpose::STANDARD.decode(b64)?)
+    }
+
+    pub async fn set_window_size(&self, width: u32, height: u32) -> Result<()> {
+        self.post("/window/rect", json!({ "width": width, "height": height }))
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn close(&self) -> Result<()> {
+        Self::call(&self.http, reqwest::Method::DELETE, &self.session, None)
+            .await
+            .map(|_| ())
+    }
+}
 
 pub struct Browser {
     pub client: Client,
@@ -133,6 +244,7 @@ impl Browser {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let mut caps = serde_json::Map::new();
+        caps.insert("browserName".into(), json!("chrome"));
         caps.insert(
             "goog:chromeOptions".into(),
             json!({
@@ -152,25 +264,38 @@ impl Browser {
                 ],
             }),
         );
-        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        let client = ClientBuilder::new(connector)
-            .capabilities(caps)
-            .connect(&format!("http://127.0.0.1:{port}"))
-            .await
-            .context("a WebDriver session with headless Chromium")?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()?;
+        let base = format!("http://127.0.0.1:{port}");
+        let created = Client::call(
+            &http,
+            reqwest::Method::POST,
+            &format!("{base}/session"),
+            Some(json!({ "capabilities": { "alwaysMatch": caps } })),
+        )
+        .await
+        .context("a WebDriver session with headless Chromium")?;
+        let id = created["sessionId"]
+            .as_str()
+            .ok_or_else(|| anyhow!("no session id in {created}"))?;
+        let client = Client {
+            http,
+            session: format!("{base}/session/{id}"),
+        };
         Ok(client)
     }
 
     /// Runs `script` (a function body; `arguments` holds `args`) in the page.
     pub async fn js(&self, script: &str, args: Vec<Value>) -> Result<Value> {
-        Ok(self.client.execute(script, args).await?)
+        self.client.execute(script, args).await
     }
 
     /// Waits until `script` returns something truthy; returns it. On timeout the
     /// error says what was awaited and what the page last showed.
     pub async fn wait_js(&self, what: &str, timeout: Duration, script: &str) -> Result<Value> {
         let deadline = Instant::now() + timeout;
-        let mut last = Value::Null;
+        let mut last: Value;
         loop {
             match self.client.execute(script, vec![]).await {
                 Ok(v) if truthy(&v) => return Ok(v),
@@ -193,26 +318,27 @@ impl Browser {
         }
     }
 
+    /// Clicks the element; tries again (a few times) if the page redrew it
+    /// between finding and clicking.
     pub async fn click(&self, css: &str) -> Result<()> {
-        self.client
-            .find(Locator::Css(css))
-            .await
-            .with_context(|| format!("finding {css}"))?
-            .click()
-            .await
-            .with_context(|| format!("clicking {css}"))?;
-        Ok(())
+        let mut tries = 0;
+        loop {
+            match self.client.click(css).await {
+                Ok(()) => return Ok(()),
+                Err(e) if tries >= 5 => return Err(e.context(format!("clicking {css}"))),
+                Err(_) => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
     }
 
     pub async fn type_into(&self, css: &str, text: &str) -> Result<()> {
-        let el = self
-            .client
-            .find(Locator::Css(css))
+        self.client
+            .type_into(css, text)
             .await
-            .with_context(|| format!("finding {css}"))?;
-        el.clear().await?;
-        el.send_keys(text).await?;
-        Ok(())
+            .with_context(|| format!("typing into {css}"))
     }
 
     /// Saves a screenshot of the current page as `<name>.png`; returns its path.
