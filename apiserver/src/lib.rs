@@ -59,8 +59,8 @@ pub mod peer_grpc;
 pub mod routes;
 pub mod scheduler;
 pub mod security;
-pub mod session;
 pub mod server;
+pub mod session;
 pub mod state;
 
 pub use config::ServerConfig;

@@ -48,9 +48,7 @@ pub fn set_cookie(token: &str, max_age_secs: u64) -> Option<HeaderValue> {
 
 /// The `Set-Cookie` value that ends the session.
 pub fn clear_cookie() -> HeaderValue {
-    HeaderValue::from_static(
-        "orion_session=; Path=/; Max-Age=0; HttpOnly; Secure; SameSite=Strict",
-    )
+    HeaderValue::from_static("orion_session=; Path=/; Max-Age=0; HttpOnly; Secure; SameSite=Strict")
 }
 
 /// Whether the request's `Origin`, when it has one, is the host it was sent to
@@ -91,25 +89,43 @@ mod tests {
         let h = headers(&[("cookie", "a=1; orion_session=orion.abc.def; b=2")]);
         assert_eq!(cookie_token(&h).as_deref(), Some("orion.abc.def"));
         assert_eq!(cookie_token(&headers(&[("cookie", "a=1")])), None);
-        assert_eq!(cookie_token(&headers(&[("cookie", "orion_session=")])), None);
+        assert_eq!(
+            cookie_token(&headers(&[("cookie", "orion_session=")])),
+            None
+        );
     }
 
     #[test]
     fn the_cookie_is_locked_down() {
         let v = set_cookie("orion.x.y", 60).expect("cookie");
         let v = v.to_str().expect("text");
-        for part in ["HttpOnly", "Secure", "SameSite=Strict", "Max-Age=60", "Path=/"] {
+        for part in [
+            "HttpOnly",
+            "Secure",
+            "SameSite=Strict",
+            "Max-Age=60",
+            "Path=/",
+        ] {
             assert!(v.contains(part), "{v}");
         }
     }
 
     #[test]
     fn a_foreign_origin_is_refused() {
-        let same = headers(&[("host", "10.0.0.1:8443"), ("origin", "https://10.0.0.1:8443")]);
+        let same = headers(&[
+            ("host", "10.0.0.1:8443"),
+            ("origin", "https://10.0.0.1:8443"),
+        ]);
         assert!(origin_matches_host(&same, None));
-        let other = headers(&[("host", "10.0.0.1:8443"), ("origin", "https://evil.example")]);
+        let other = headers(&[
+            ("host", "10.0.0.1:8443"),
+            ("origin", "https://evil.example"),
+        ]);
         assert!(!origin_matches_host(&other, None));
-        let plain = headers(&[("host", "10.0.0.1:8443"), ("origin", "http://10.0.0.1:8443")]);
+        let plain = headers(&[
+            ("host", "10.0.0.1:8443"),
+            ("origin", "http://10.0.0.1:8443"),
+        ]);
         assert!(!origin_matches_host(&plain, None));
         assert!(origin_matches_host(&headers(&[("host", "h")]), None));
         let h2 = headers(&[("origin", "https://10.0.0.1:8443")]);

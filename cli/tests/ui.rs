@@ -58,7 +58,9 @@ async fn log_in(b: &Browser, base: &str, token: &str) {
     )
     .await
     .expect("login form");
-    b.type_into("#login-token", token).await.expect("type token");
+    b.type_into("#login-token", token)
+        .await
+        .expect("type token");
     b.click("#login-submit").await.expect("submit");
     b.wait_js(
         "the overview after login",
@@ -71,9 +73,12 @@ async fn log_in(b: &Browser, base: &str, token: &str) {
 
 /// Marks the loaded document; [`assert_not_reloaded`] proves it is the same one.
 async fn mark_document(b: &Browser) {
-    b.js("window.__orionTestMark = 'same-document'; return true", vec![])
-        .await
-        .expect("mark");
+    b.js(
+        "window.__orionTestMark = 'same-document'; return true",
+        vec![],
+    )
+    .await
+    .expect("mark");
 }
 
 async fn assert_not_reloaded(b: &Browser) {
@@ -86,13 +91,17 @@ async fn assert_not_reloaded(b: &Browser) {
 
 /// Goes to a page of the app by its hash, without loading anything.
 async fn show(b: &Browser, hash: &str) {
-    b.js("location.hash = arguments[0]; return true", vec![json!(hash)])
-        .await
-        .expect("navigate");
+    b.js(
+        "location.hash = arguments[0]; return true",
+        vec![json!(hash)],
+    )
+    .await
+    .expect("navigate");
 }
 
 /// The leader the overview's members table marks, as its member id.
-const LEADER_IN_MEMBERS: &str = "const row = document.querySelector('#members tbody tr [data-state=\"leader\"]'); \
+const LEADER_IN_MEMBERS: &str =
+    "const row = document.querySelector('#members tbody tr [data-state=\"leader\"]'); \
      return row ? Number(row.closest('tr').dataset.key) : null";
 
 /// The leader the header shows on every page, as its member id.
@@ -100,7 +109,8 @@ const LEADER_SHOWN: &str = "const e = document.getElementById('hdr-leader'); \
      return e && e.dataset.leader ? Number(e.dataset.leader) : null";
 
 /// Replica rows on the service page with their state and restarts.
-const REPLICA_ROWS: &str = "return [...document.querySelectorAll('#replicas tbody tr[data-key]')].map(tr => ({ \
+const REPLICA_ROWS: &str =
+    "return [...document.querySelectorAll('#replicas tbody tr[data-key]')].map(tr => ({ \
      id: tr.dataset.key, state: tr.querySelector('[data-col=state] [data-state]').dataset.state, \
      restarts: Number(tr.querySelector('[data-col=restarts]').textContent), \
      pid: Number(tr.querySelector('[data-col=pid]').textContent) }))";
@@ -138,7 +148,8 @@ async fn forged_scale(b: &Browser, with_csrf: bool) -> (u64, String) {
 }
 
 /// Log lines shown in the tail, and the highest counter value among them.
-const LOG_STATE: &str = "const lines = document.getElementById('log-lines').textContent.split('\\n').filter(Boolean); \
+const LOG_STATE: &str =
+    "const lines = document.getElementById('log-lines').textContent.split('\\n').filter(Boolean); \
      const ns = lines.map(l => Number((l.match(/^n (\\d+)$/) || [])[1] || 0)); \
      return { count: lines.length, max: Math.max(0, ...ns) }";
 
@@ -177,7 +188,10 @@ async fn through_a_follower_the_page_follows_applies_restarts_scaling_and_a_lead
         .await
         .expect("leader");
     assert_eq!(shown, json!(leader), "the page shows the leader");
-    assert_eq!(b.js(LEADER_SHOWN, vec![]).await.expect("header"), json!(leader));
+    assert_eq!(
+        b.js(LEADER_SHOWN, vec![]).await.expect("header"),
+        json!(leader)
+    );
 
     // Apply from the CLI: the replicas appear and turn running, no reload.
     show(&b, "#/services/counter").await;
@@ -203,7 +217,10 @@ async fn through_a_follower_the_page_follows_applies_restarts_scaling_and_a_lead
         .find(|r| r["id"] == "counter-0")
         .expect("counter-0 shown");
     let pid = i32::try_from(victim["pid"].as_i64().expect("pid shown")).expect("pid");
-    assert!(pid > 0 && pid_alive(pid), "counter-0's pid {pid} is running");
+    assert!(
+        pid > 0 && pid_alive(pid),
+        "counter-0's pid {pid} is running"
+    );
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid),
         nix::sys::signal::Signal::SIGKILL,
@@ -263,7 +280,10 @@ async fn through_a_follower_the_page_follows_applies_restarts_scaling_and_a_lead
         .filter_map(|p| i32::try_from(p).ok())
         .filter(|p| *p > 0 && pid_alive(*p))
         .count();
-    assert_eq!(alive, 3, "three replica processes run on the machine: {pids}");
+    assert_eq!(
+        alive, 3,
+        "three replica processes run on the machine: {pids}"
+    );
 
     // A forged write from this developer session without the CSRF header: refused.
     let (status, body) = forged_scale(&b, false).await;
@@ -378,7 +398,9 @@ async fn through_a_follower_the_page_follows_applies_restarts_scaling_and_a_lead
         profile_processes(&profile).is_empty(),
         "no browser process is left behind"
     );
-    c.assert_no_unexpected_errors(&[]);
+    // openraft logs a linearizable read that lost its leader (or a slow peer, on a
+    // loaded machine) at ERROR; the other cluster tests allow it too.
+    c.assert_no_unexpected_errors(&["timeout while confirming leadership"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -447,5 +469,7 @@ async fn through_haproxy_a_readonly_session_sees_no_actions_and_revocation_ends_
         profile_processes(&profile).is_empty(),
         "no browser process is left behind"
     );
-    c.assert_no_unexpected_errors(&[]);
+    // openraft logs a linearizable read that lost its leader (or a slow peer, on a
+    // loaded machine) at ERROR; the other cluster tests allow it too.
+    c.assert_no_unexpected_errors(&["timeout while confirming leadership"]);
 }

@@ -150,7 +150,10 @@ pub fn verify(token: &str, key: &str, now: u64) -> Result<Claims, TokenError> {
 /// without the key (or the session) can make one. Sent by the page as a header on
 /// every write; a cross-site form cannot set headers.
 pub fn csrf_token(token_id: &str, key: &str) -> String {
-    let tag = ring::hmac::sign(&hmac_key(key), format!("orion-ui-csrf\0{token_id}").as_bytes());
+    let tag = ring::hmac::sign(
+        &hmac_key(key),
+        format!("orion-ui-csrf\0{token_id}").as_bytes(),
+    );
     URL_SAFE_NO_PAD.encode(tag.as_ref())
 }
 

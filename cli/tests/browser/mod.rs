@@ -56,11 +56,18 @@ impl Client {
                 .header("content-type", "application/json")
                 .body(serde_json::to_vec(&b)?);
         }
-        let resp = req.send().await.with_context(|| format!("{method} {url}"))?;
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("{method} {url}"))?;
         let status = resp.status();
         let bytes = resp.bytes().await?;
-        let v: Value = serde_json::from_slice(&bytes)
-            .with_context(|| format!("{method} {url}: not JSON: {}", String::from_utf8_lossy(&bytes)))?;
+        let v: Value = serde_json::from_slice(&bytes).with_context(|| {
+            format!(
+                "{method} {url}: not JSON: {}",
+                String::from_utf8_lossy(&bytes)
+            )
+        })?;
         if !status.is_success() {
             bail!(
                 "{method} {url}: {status}: {} {}",
@@ -72,7 +79,13 @@ impl Client {
     }
 
     async fn post(&self, path: &str, body: Value) -> Result<Value> {
-        Self::call(&self.http, reqwest::Method::POST, &format!("{}{path}", self.session), Some(body)).await
+        Self::call(
+            &self.http,
+            reqwest::Method::POST,
+            &format!("{}{path}", self.session),
+            Some(body),
+        )
+        .await
     }
 
     pub async fn goto(&self, url: &str) -> Result<()> {
@@ -81,12 +94,14 @@ impl Client {
 
     /// Runs `script` (a function body; `arguments` holds `args`) in the page.
     pub async fn execute(&self, script: &str, args: Vec<Value>) -> Result<Value> {
-        self.post("/execute/sync", json!({ "script": script, "args": args })).await
+        self.post("/execute/sync", json!({ "script": script, "args": args }))
+            .await
     }
 
     /// Like [`Client::execute`]; the script calls its last argument with the result.
     pub async fn execute_async(&self, script: &str, args: Vec<Value>) -> Result<Value> {
-        self.post("/execute/async", json!({ "script": script, "args": args })).await
+        self.post("/execute/async", json!({ "script": script, "args": args }))
+            .await
     }
 
     async fn find(&self, css: &str) -> Result<String> {
@@ -101,12 +116,15 @@ impl Client {
 
     pub async fn click(&self, css: &str) -> Result<()> {
         let id = self.find(css).await?;
-        self.post(&format!("/element/{id}/click"), json!({})).await.map(|_| ())
+        self.post(&format!("/element/{id}/click"), json!({}))
+            .await
+            .map(|_| ())
     }
 
     pub async fn type_into(&self, css: &str, text: &str) -> Result<()> {
         let id = self.find(css).await?;
-        self.post(&format!("/element/{id}/clear"), json!({})).await?;
+        self.post(&format!("/element/{id}/clear"), json!({}))
+            .await?;
         self.post(&format!("/element/{id}/value"), json!({ "text": text }))
             .await
             .map(|_| ())
@@ -120,7 +138,9 @@ impl Client {
             None,
         )
         .await?;
-        let b64 = v.as_str().ok_or_else(|| anyhow!("a screenshot is a string"))?;
+        let b64 = v
+            .as_str()
+            .ok_or_else(|| anyhow!("a screenshot is a string"))?;
         Ok(base64::engine::general_purpose::STANDARD.decode(b64)?)
     }
 
@@ -352,7 +372,10 @@ impl Browser {
     /// Screenshots of the current page in light and dark, at desktop and phone
     /// widths: `<name>-<theme>-<desktop|phone>.png`. Puts the theme and size back.
     pub async fn shots(&self, name: &str) -> Result<()> {
-        for (size, w, hgt) in [("desktop", DESKTOP.0, DESKTOP.1), ("phone", PHONE.0, PHONE.1)] {
+        for (size, w, hgt) in [
+            ("desktop", DESKTOP.0, DESKTOP.1),
+            ("phone", PHONE.0, PHONE.1),
+        ] {
             self.client.set_window_size(w, hgt).await?;
             for theme in ["light", "dark"] {
                 self.js(
