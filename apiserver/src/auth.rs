@@ -2,8 +2,10 @@
 //! `routes.rs`; the router is built from that table and this middleware
 //! enforces it, so a route cannot exist without a policy.
 //!
-//! Callers are identified by a bearer token (`Authorization: Bearer orion.…`) or,
-//! for peer and certificate routes, by the client certificate of the connection.
+//! Callers are identified by a bearer token (`Authorization: Bearer orion.…`), by
+//! the dashboard's session cookie (which holds a token; its writes must carry the
+//! CSRF header, see `session.rs`) or, for peer and certificate routes, by the
+//! client certificate of the connection.
 //! 401 means "who are you?" (no, expired, badly signed, revoked or unknown token);
 //! 403 means "you may not" (the role does not allow the route).
 
@@ -24,6 +26,7 @@ use crate::error::HttpError;
 use crate::forward::Forwarder;
 use crate::https::ConnInfo;
 use crate::security::Security;
+use crate::session;
 
 /// What a route requires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -146,12 +149,40 @@ pub async fn enforce(
         .extensions()
         .get::<ConnInfo>()
         .and_then(|c| c.peer.clone());
-    let token = match bearer(&req) {
+    let mut token = match bearer(&req) {
         Ok(t) => t.map(str::to_string),
         Err(e) => return HttpError(e).into_response(),
     };
+    // No bearer token: the dashboard's session cookie, if any. Its writes must
+    // prove they come from the page (CSRF header, same Origin).
+    let mut csrf = CsrfCheck::NotNeeded;
+    if token.is_none() && access != Access::Public {
+        if let Some(from_cookie) = session::cookie_token(req.headers()) {
+            if !matches!(*req.method(), Method::GET | Method::HEAD) {
+                let authority = req.uri().authority().map(|a| a.as_str());
+                if !session::origin_matches_host(req.headers(), authority) {
+                    let e = ApiError::denied(
+                        "a write from a browser session must come from the dashboard's own origin",
+                    );
+                    return HttpError(e).into_response();
+                }
+                csrf = CsrfCheck::Required(
+                    req.headers()
+                        .get(session::CSRF_HEADER)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string),
+                );
+            }
+            // A call this peer relays to the leader carries the token on.
+            if let Ok(v) = axum::http::HeaderValue::from_str(&format!("Bearer {from_cookie}")) {
+                req.headers_mut()
+                    .insert(axum::http::header::AUTHORIZATION, v);
+            }
+            token = Some(from_cookie);
+        }
+    }
     let what = format!("{} {}", req.method(), req.uri().path());
-    match authorize(&tokens, cert, token, &what, access).await {
+    match authorize(&tokens, cert, token, &what, access, csrf).await {
         Ok(caller) => {
             req.extensions_mut().insert(caller);
             next.run(req).await
@@ -163,12 +194,21 @@ pub async fn enforce(
     }
 }
 
+/// Whether a call must show its session's CSRF token.
+enum CsrfCheck {
+    /// A bearer token, or a read.
+    NotNeeded,
+    /// A write authenticated by the session cookie, with the header it sent.
+    Required(Option<String>),
+}
+
 async fn authorize(
     tokens: &Tokens,
     cert: Option<Identity>,
     token: Option<String>,
     what: &str,
     access: Access,
+    csrf: CsrfCheck,
 ) -> Result<Caller, ApiError> {
     if access == Access::Public {
         return Ok(cert.map_or(Caller::Anonymous, Caller::Cert));
@@ -179,6 +219,19 @@ async fn authorize(
             return Err(ApiError::denied(
                 "a join token can only be exchanged for a certificate (POST /v1/join)",
             ));
+        }
+        if let CsrfCheck::Required(sent) = csrf {
+            let key = tokens.security.token_key()?;
+            let ok = sent
+                .as_deref()
+                .is_some_and(|c| token::csrf_matches(c, &claims.id, &key));
+            if !ok {
+                return Err(ApiError::denied(format!(
+                    "a write from a browser session needs its CSRF token in the {} header; \
+                     reload the dashboard",
+                    session::CSRF_HEADER
+                )));
+            }
         }
         if !role_allows(claims.role, access) {
             return Err(ApiError::denied(format!(

@@ -25,7 +25,8 @@
 //!   operations executed here or forwarded, held through elections for a bounded
 //!   time, writes retried with their request id; API calls relayed whole.
 //! - [`security`]: this peer's credentials and the cluster PKI (tokens, certificates).
-//! - [`auth`]: route policy and token checks.
+//! - [`session`]: the dashboard's browser sessions: the cookie and the CSRF header.
+//! - [`auth`]: route policy and token checks (bearer, session cookie, certificate).
 //! - [`gateway`]: the QUIC agent gateway (agent certificates only, NodeRestriction),
 //!   owning the registry of connected agents.
 //! - [`controllers`], [`leadership`]: leader-only work, started while this peer leads.
@@ -59,6 +60,7 @@ pub mod routes;
 pub mod scheduler;
 pub mod security;
 pub mod server;
+pub mod session;
 pub mod state;
 
 pub use config::ServerConfig;

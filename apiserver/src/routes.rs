@@ -13,7 +13,7 @@ use axum::Router;
 
 use crate::api::{
     certificates, cluster, health, internal, nodes, replicas, rollout, services, streams, tokens,
-    variables, watch,
+    ui, variables, watch,
 };
 use crate::auth::{self, Access, Auth};
 use crate::error;
@@ -139,6 +139,20 @@ pub fn routes() -> Vec<(Method, &'static str, Access, MethodRouter<AppState>)> {
             "/v1/tokens/{id}",
             Admin,
             delete(tokens::revoke),
+        ),
+        // The dashboard (`api/ui.rs`): the page and its assets are public (they
+        // hold no data); login exchanges a token for a session cookie.
+        (Method::GET, "/", Public, get(ui::root)),
+        (Method::GET, "/ui", Public, get(ui::index)),
+        (Method::GET, "/ui/assets/{file}", Public, get(ui::asset)),
+        (Method::POST, "/ui/login", Public, post(ui::login)),
+        (Method::POST, "/ui/logout", Public, post(ui::logout)),
+        (Method::GET, "/ui/session", Read, get(ui::current)),
+        (
+            Method::POST,
+            "/v1/services/{name}/scale",
+            Write,
+            post(services::scale),
         ),
         (
             Method::POST,

@@ -83,6 +83,13 @@ const TABLE: &[Row] = &[
     ("GET", "/v1/tokens", "/v1/tokens", None, [401, 401, 401, 403, 403, 200]),
     ("POST", "/v1/tokens", "/v1/tokens", Some("{"), [401, 401, 401, 403, 403, 400]),
     ("DELETE", "/v1/tokens/{id}", "/v1/tokens/missing", None, [401, 401, 401, 403, 403, 404]),
+    ("GET", "/", "/", None, [200, 200, 200, 200, 200, 200]),
+    ("GET", "/ui", "/ui", None, [200, 200, 200, 200, 200, 200]),
+    ("GET", "/ui/assets/{file}", "/ui/assets/app.js", None, [200, 200, 200, 200, 200, 200]),
+    ("POST", "/ui/login", "/ui/login", Some("{"), [400, 400, 400, 400, 400, 400]),
+    ("POST", "/ui/logout", "/ui/logout", Some("{"), [204, 204, 204, 204, 204, 204]),
+    ("GET", "/ui/session", "/ui/session", None, [401, 401, 401, 200, 200, 200]),
+    ("POST", "/v1/services/{name}/scale", "/v1/services/missing/scale", Some("{"), [401, 401, 401, 403, 400, 400]),
     ("POST", "/v1/internal/leader", "/v1/internal/leader", Some("{"), [401, 401, 401, 403, 403, 403]),
 ];
 

@@ -161,6 +161,31 @@ pub fn verify(token: &str, key: &str, now: u64) -> Result<Claims, TokenError> {
     Ok(claims)
 }
 
+/// The CSRF token of a browser session that carries the token with id `token_id`:
+/// an HMAC under the cluster's token key, so every peer can check it and nobody
+/// without the key (or the session) can make one. Sent by the page as a header on
+/// every write; a cross-site form cannot set headers.
+pub fn csrf_token(token_id: &str, key: &str) -> String {
+    let tag = ring::hmac::sign(
+        &hmac_key(key),
+        format!("orion-ui-csrf\0{token_id}").as_bytes(),
+    );
+    URL_SAFE_NO_PAD.encode(tag.as_ref())
+}
+
+/// Whether `csrf` is the CSRF token of sessions of token `token_id` (constant time).
+pub fn csrf_matches(csrf: &str, token_id: &str, key: &str) -> bool {
+    let Ok(tag) = URL_SAFE_NO_PAD.decode(csrf.trim()) else {
+        return false;
+    };
+    ring::hmac::verify(
+        &hmac_key(key),
+        format!("orion-ui-csrf\0{token_id}").as_bytes(),
+        &tag,
+    )
+    .is_ok()
+}
+
 /// Seconds since the Unix epoch.
 pub fn now() -> u64 {
     std::time::SystemTime::now()
@@ -171,6 +196,17 @@ pub fn now() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn csrf_tokens_are_bound_to_the_token_and_the_key() {
+        let key = new_key();
+        let csrf = csrf_token("abc", &key);
+        assert!(csrf_matches(&csrf, "abc", &key));
+        assert!(!csrf_matches(&csrf, "abd", &key));
+        assert!(!csrf_matches(&csrf, "abc", &new_key()));
+        assert!(!csrf_matches("", "abc", &key));
+        assert!(!csrf_matches("not base64!", "abc", &key));
+    }
 
     fn claims(exp: u64) -> Claims {
         Claims {

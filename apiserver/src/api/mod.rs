@@ -12,5 +12,6 @@ pub mod rollout;
 pub mod services;
 pub mod streams;
 pub mod tokens;
+pub mod ui;
 pub mod variables;
 pub mod watch;

@@ -130,6 +130,51 @@ pub async fn delete(
     }
 }
 
+/// Body of `POST /v1/services/{name}/scale`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScaleRequest {
+    pub replicas: u32,
+}
+
+/// `POST /v1/services/{name}/scale`: the service's spec as stored, with another
+/// replica count, applied as `orion apply` would (so the count's bound and the
+/// rollout are the same). The spec is read after a linearizable barrier; a spec
+/// change applied between that read and this write is overwritten, as with a
+/// second `orion apply` of an older file.
+pub async fn scale(
+    State(leader): State<Arc<Forwarder>>,
+    State(node): State<RaftNode>,
+    ClientRequestId(request_id): ClientRequestId,
+    Path(name): Path<String>,
+    JsonBody(req): JsonBody<ScaleRequest>,
+) -> HttpResult<Json<ApplyResponse>> {
+    if req.replicas > orion_api::spec::MAX_REPLICAS {
+        return Err(ApiError::invalid(format!(
+            "replicas: {} is above the limit of {} replicas per service",
+            req.replicas,
+            orion_api::spec::MAX_REPLICAS
+        ))
+        .into());
+    }
+    fresh(&leader, false).await?;
+    let found = node
+        .reader
+        .with_view(|view| read::service(view, &name).map_err(storage))?;
+    let mut spec = found
+        .ok_or_else(|| ApiError::not_found(format!("service {name:?} does not exist")))?
+        .spec;
+    spec.replicas = req.replicas;
+    let resources = vec![Resource::Service(spec)];
+    match leader
+        .apply_as(request_id, Command::ApplyResources { resources })
+        .await?
+    {
+        (revision, Applied::Resources(results)) => Ok(Json(ApplyResponse { revision, results })),
+        (_, other) => Err(unexpected(&other).into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use orion_api::SourceFile;
