@@ -312,6 +312,7 @@ pub fn agent_frame_seeds() -> Vec<Vec<u8>> {
                     restarts: 1,
                     reason: Some("exited with code 1".into()),
                     ports: BTreeMap::from([("http".to_owned(), 31000)]),
+                    generation: 2,
                 }],
             },
         ),
