@@ -307,6 +307,8 @@ async fn an_update_that_never_becomes_healthy_stops_and_rolls_back_by_itself() {
     let strategy = ", healthy_deadline: 4s, auto_rollback: true";
     apply(&c, &web(&marker, 3, "v1", strategy)).await;
     wait_versions(&c, &marker, 3, "v1").await;
+    // A revision is what an automatic rollback returns to once it completed.
+    wait_rollout(&c, 1, RolloutState::Complete).await;
     let before: Vec<u32> = processes(&marker).iter().map(|p| p.pid).collect();
 
     // v2 serves on the wrong address: its health check can never pass.
