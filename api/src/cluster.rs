@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Who a peer is: returned by `GET /v1/cluster/self` and sent to join a cluster.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PeerIdentity {
     pub id: u64,
     /// Address clients use for the REST API (`host:port`).
@@ -18,7 +18,7 @@ pub struct PeerIdentity {
 /// Body of `POST /v1/cluster/members`.
 pub type JoinRequest = PeerIdentity;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MemberRole {
     Voter,
@@ -26,7 +26,7 @@ pub enum MemberRole {
 }
 
 /// One member as `GET /v1/cluster/members` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MemberInfo {
     pub id: u64,
     pub api_addr: String,
@@ -57,7 +57,7 @@ pub struct MemberInfo {
 /// several heartbeat intervals, well past an election timeout.
 pub const REACHABLE_WITHIN_MS: u64 = 5_000;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MembersResponse {
     pub leader: Option<u64>,
     pub term: u64,
@@ -66,7 +66,7 @@ pub struct MembersResponse {
 }
 
 /// `GET /v1/cluster/status`: the answering peer's own view.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ClusterStatus {
     pub id: u64,
     /// `leader`, `follower`, `candidate`, `learner` or `shutdown`.
@@ -85,7 +85,7 @@ pub struct ClusterStatus {
 }
 
 /// `GET /v1/cluster/ca`: what an agent needs to find and verify the cluster.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AgentBootstrap {
     /// The cluster CA certificate (PEM) that signs every peer's agent-gateway certificate.
     pub ca_pem: String,

@@ -36,7 +36,7 @@ pub type HttpResult<T> = std::result::Result<T, HttpError>;
 pub fn membership_refusal(r: MembershipRefusal) -> ApiError {
     match r {
         MembershipRefusal::UnknownMember { .. } => ApiError::not_found(r.to_string()),
-        r if r.is_conflict() => ApiError::conflict(r.to_string(), 0),
+        r if r.is_conflict() => ApiError::conflict(r.to_string(), 0, None),
         r => ApiError::invalid(r.to_string()),
     }
 }
@@ -117,13 +117,68 @@ pub async fn refuse_oversized(
     HttpError(too_large()).into_response()
 }
 
-/// Answer for any path no route matches.
+/// Answer for any path no route matches: `no_such_route`, never `not_found`, so a
+/// wrong URL is not taken for a missing object.
 pub async fn no_route(req: Request) -> HttpError {
-    HttpError(ApiError::not_found(format!(
-        "no such endpoint: {} {}",
+    HttpError(ApiError::no_such_route(format!(
+        "no such route: {} {} (the API is described at GET /v1/openapi.json)",
         req.method(),
         req.uri().path()
     )))
+}
+
+/// Gives every error answer the JSON error body. Most already have it; what axum
+/// itself answers (a query string or a path segment that does not parse) is
+/// plain text, and is rewritten here with the code its status maps to and the
+/// text as the message (which names the parameter).
+pub async fn json_errors(req: Request, next: axum::middleware::Next) -> Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = match axum::body::to_bytes(body, 64 << 10).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(_) => String::new(),
+    };
+    let code = code_for_status(status);
+    let message = if text.trim().is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("request refused")
+            .to_string()
+    } else {
+        text
+    };
+    let mut out = HttpError(ApiError::new(code, message)).into_response();
+    *out.status_mut() = parts.status;
+    out
+}
+
+/// The error code of an answer that came without one, by its status.
+fn code_for_status(status: StatusCode) -> ErrorCode {
+    match status.as_u16() {
+        401 => ErrorCode::Unauthenticated,
+        403 => ErrorCode::PermissionDenied,
+        404 => ErrorCode::NotFound,
+        405 => ErrorCode::MethodNotAllowed,
+        409 => ErrorCode::Conflict,
+        410 => ErrorCode::RelistRequired,
+        413 => ErrorCode::PayloadTooLarge,
+        429 => ErrorCode::TooManyRequests,
+        503 => ErrorCode::Unavailable,
+        s if s >= 500 => ErrorCode::Internal,
+        _ => ErrorCode::InvalidArgument,
+    }
 }
 
 /// Answer for a known path with a method it does not take.

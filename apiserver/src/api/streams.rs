@@ -26,9 +26,11 @@ use crate::gateway::open_stream;
 use crate::gateway::registry::AgentRegistry;
 use crate::https::Draining;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct LogParams {
+    /// Lines of the end of the log to send first (100 when absent).
     #[serde(default = "default_tail")]
     pub tail: usize,
     #[serde(default)]

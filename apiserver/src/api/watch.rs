@@ -33,14 +33,24 @@ const BATCH: usize = 512;
 /// The SSE header a reconnecting `EventSource` sends with the last `id` it saw.
 const LAST_EVENT_ID: &str = "last-event-id";
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct WatchParams {
     /// `REV` or `REV.SEQ`; see the module docs.
+    #[param(pattern = r"^[0-9]{1,19}(\.[0-9]{1,9})?$")]
     pub from: Option<String>,
+    /// Only keys that start with this.
     #[serde(default)]
     pub prefix: String,
+    /// End the stream after this many seconds (Kubernetes' `timeoutSeconds`);
+    /// without it the stream runs until the client or the peer stops.
+    #[param(minimum = 1, maximum = 86400)]
+    pub timeout_seconds: Option<u64>,
 }
+
+/// Longest `timeout_seconds` a watch takes: one day.
+const MAX_WATCH_SECONDS: u64 = 86_400;
 
 fn read_error(e: ReadError) -> ApiError {
     match e {
@@ -150,6 +160,16 @@ pub async fn watch(
     headers: HeaderMap,
     Query(params): Query<WatchParams>,
 ) -> HttpResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
+    let timeout = match params.timeout_seconds {
+        None => None,
+        Some(s) if (1..=MAX_WATCH_SECONDS).contains(&s) => Some(Duration::from_secs(s)),
+        Some(s) => {
+            return Err(ApiError::invalid(format!(
+                "timeout_seconds is {s}; it must be between 1 and {MAX_WATCH_SECONDS}"
+            ))
+            .into())
+        }
+    };
     let start = match requested_start(&headers, &params)? {
         Some(start) => start,
         None => {
@@ -182,18 +202,27 @@ pub async fn watch(
         cursor.next_batch().await.map(|batch| (batch, cursor))
     })
     .flat_map(|batch| stream::iter(batch.into_iter().map(Ok)));
-    let events = stream::once(async move { Ok(hello) }).chain(events);
+    let events = stream::once(async move { Ok(hello) })
+        .chain(events)
+        .take_until(async move {
+            match timeout {
+                Some(limit) => tokio::time::sleep(limit).await,
+                None => std::future::pending().await,
+            }
+        });
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct EventQuery {
     /// Only events of this kind (`Service`, `Replica`, `Node`, `Variable`).
     pub resource: Option<String>,
     /// Only events whose key starts with this.
     #[serde(default)]
     pub prefix: String,
+    /// At most this many, the newest (50 when absent; more than 1000 is 1000).
     #[serde(default = "default_limit")]
     pub limit: usize,
 }
