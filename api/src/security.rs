@@ -25,8 +25,10 @@ pub struct TokenRecord {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
+    #[schema(pattern = "^(admin|developer|readonly|server|agent)$")]
     pub role: String,
     /// Lifetime in seconds.
+    #[schema(minimum = 1, maximum = 315360000)]
     pub ttl_seconds: u64,
     #[serde(default)]
     pub description: String,

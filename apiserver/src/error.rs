@@ -74,11 +74,47 @@ where
                 ApiError::invalid("request body is empty; a JSON object is expected").into(),
             );
         }
-        serde_json::from_slice(&bytes)
-            .map(JsonBody)
-            .map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")).into())
+        match serde_json::from_slice(&bytes) {
+            Ok(value) => Ok(JsonBody(value)),
+            Err(e) => integral_floats_as_integers(&bytes)
+                .map(JsonBody)
+                .ok_or_else(|| ApiError::invalid(format!("invalid JSON body: {e}")).into()),
+        }
     }
 }
+
+/// The body again, with every whole-number float (`300.0`, `1e3`) read as the
+/// integer it is: JSON has one number type, and JSON Schema's `integer` includes
+/// them, so a client that sends `"ttl_seconds": 300.0` is understood (found by
+/// schemathesis). `None` when that changes nothing or does not help.
+fn integral_floats_as_integers<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
+    fn fix(v: &mut serde_json::Value) -> bool {
+        match v {
+            serde_json::Value::Number(n) if n.is_f64() => {
+                let f = n.as_f64().unwrap_or(f64::NAN);
+                // Exactly representable whole numbers only (below 2^53).
+                if f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0 {
+                    *v = if f < 0.0 {
+                        serde_json::Value::from(f as i64)
+                    } else {
+                        serde_json::Value::from(f as u64)
+                    };
+                    return true;
+                }
+                false
+            }
+            serde_json::Value::Array(items) => items.iter_mut().fold(false, |c, i| fix(i) | c),
+            serde_json::Value::Object(map) => map.values_mut().fold(false, |c, i| fix(i) | c),
+            _ => false,
+        }
+    }
+    let mut value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    if !fix(&mut value) {
+        return None;
+    }
+    serde_json::from_value(value).ok()
+}
+
 
 /// What an oversized body is read (and dropped) up to before the 413 is sent.
 const DRAIN_CAP: u64 = 16 << 20;
@@ -210,3 +246,34 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_number_floats_are_integers_and_others_are_not() {
+        let token: Option<orion_api::security::CreateToken> =
+            integral_floats_as_integers(br#"{"role":"admin","ttl_seconds":21687.0}"#);
+        assert_eq!(token.map(|t| t.ttl_seconds), Some(21687));
+        let half: Option<orion_api::security::CreateToken> =
+            integral_floats_as_integers(br#"{"role":"admin","ttl_seconds":1.5}"#);
+        assert!(half.is_none());
+        let plain: Option<orion_api::security::CreateToken> =
+            integral_floats_as_integers(br#"{"role":"admin","ttl_seconds":3}"#);
+        assert!(plain.is_none(), "nothing to fix: the first parse's error stands");
+    }
+
+    #[test]
+    fn answers_without_a_code_get_one_by_status() {
+        assert_eq!(
+            code_for_status(StatusCode::BAD_REQUEST),
+            ErrorCode::InvalidArgument
+        );
+        assert_eq!(code_for_status(StatusCode::NOT_FOUND), ErrorCode::NotFound);
+        assert_eq!(
+            code_for_status(StatusCode::INTERNAL_SERVER_ERROR),
+            ErrorCode::Internal
+        );
+    }
+}

@@ -55,8 +55,8 @@ pub struct Doc {
     pub extra_errors: &'static [u16],
     /// Path parameters whose schema is not a plain non-empty string.
     pub path_schemas: &'static [(&'static str, fn() -> Value)],
-    /// Headers the operation reads.
-    pub headers: &'static [(&'static str, &'static str)],
+    /// Headers the operation reads: name, description, schema.
+    pub headers: &'static [(&'static str, &'static str, fn() -> Value)],
 }
 
 /// `$ref` to `T`, adding `T` and every schema it uses.
@@ -225,10 +225,10 @@ fn operation(
                 .map(|p| serde_json::to_value(p).unwrap_or(Value::Null)),
         );
     }
-    for (name, description) in doc.headers {
+    for (name, description, schema) in doc.headers {
         parameters.push(json!({
             "name": name, "in": "header", "required": false,
-            "description": description, "schema": { "type": "string" }
+            "description": description, "schema": schema()
         }));
     }
     let mut responses = Map::new();

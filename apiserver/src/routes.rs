@@ -93,7 +93,10 @@ impl Route {
         self.doc.path_schemas = schemas;
         self
     }
-    pub fn headers(mut self, headers: &'static [(&'static str, &'static str)]) -> Self {
+    pub fn headers(
+        mut self,
+        headers: &'static [(&'static str, &'static str, fn() -> Value)],
+    ) -> Self {
         self.doc.headers = headers;
         self
     }
@@ -162,10 +165,38 @@ fn any_object(_: &mut openapi::Schemas) -> Value {
     serde_json::json!({ "type": "object" })
 }
 
-const IDEMPOTENCY: &[(&str, &str)] = &[(
+const IDEMPOTENCY: &[(&str, &str, fn() -> Value)] = &[(
     "Idempotency-Key",
     "the write's request id: a retry under the same key is applied once and answered with the first result",
+    idempotency_key,
 )];
+
+/// 1 to 128 visible ASCII characters but `"` and `\`, bare or quoted.
+fn idempotency_key() -> Value {
+    serde_json::json!({
+        "type": "string",
+        "pattern": r#"^(?:[!#-\[\]-~]{1,128}|"[!#-\[\]-~]{1,128}")$"#
+    })
+}
+
+/// An event cursor, `REV.SEQ`.
+fn event_cursor() -> Value {
+    // Empty is no position (what a browser sends before it saw an id).
+    serde_json::json!({ "type": "string", "pattern": r"^(?:[0-9]{1,19}\.[0-9]{1,9})?$" })
+}
+
+/// `POST /v1/replicas/{id}/exec`: the program first, then its arguments.
+fn exec_body(_: &mut openapi::Schemas) -> Value {
+    serde_json::json!({
+        "type": "object", "additionalProperties": false, "required": ["command"],
+        "properties": { "command": {
+            "type": "array", "minItems": 1,
+            "prefixItems": [{ "type": "string", "minLength": 1 }],
+            "items": { "type": "string" },
+            "description": "the program and its arguments; no shell is involved"
+        } }
+    })
+}
 
 /// Every REST route with the access it requires: the one table the router, the
 /// auth middleware, the route-by-role test and the OpenAPI document are built from.
@@ -189,8 +220,8 @@ pub fn routes() -> Vec<Route> {
         r(M::PUT, "/v1/nodes/{name}", Admin, put(nodes::put), "Register or update a node by hand").path_schemas(&[("name", service_name)]).headers(IDEMPOTENCY).body::<orion_api::NodeObject>().answers::<orion_api::NodeObject>(),
         r(M::GET, "/v1/replicas", Read, get(replicas::list), "List placed replicas, their agents' reports and the unplaced").query::<ReadParams>().answers::<orion_api::ReplicaList>(),
         r(M::GET, "/v1/replicas/{id}/logs", Sessions, get(streams::logs), "A replica's log, as text or JSON records, optionally followed").query::<streams::LogParams>().text(),
-        r(M::POST, "/v1/replicas/{id}/exec", Sessions, post(streams::exec), "Run a command in a replica").body::<orion_api::ExecRequest>().answers_with(any_object),
-        r(M::GET, "/v1/watch", Read, get(watch::watch), "Changes as server-sent events, resumable from a cursor").query::<watch::WatchParams>().headers(&[("Last-Event-ID", "resume after this cursor (REV.SEQ); wins over `from`")]).errors(&[410]).event_stream(),
+        r(M::POST, "/v1/replicas/{id}/exec", Sessions, post(streams::exec), "Run a command in a replica").body_with(exec_body).answers_with(any_object),
+        r(M::GET, "/v1/watch", Read, get(watch::watch), "Changes as server-sent events, resumable from a cursor").query::<watch::WatchParams>().headers(&[("Last-Event-ID", "resume after this cursor (REV.SEQ); wins over `from`", event_cursor)]).errors(&[410]).event_stream(),
         r(M::GET, "/v1/events", Read, get(watch::recent), "The most recent events still in the window").query::<watch::EventQuery>().errors(&[410]).answers_with(openapi::list_of::<orion_api::Event>),
         r(M::GET, "/v1/cluster/members", Read, get(cluster::members), "Control-plane members, with replication lag from the leader").query::<ReadParams>().answers::<orion_api::MembersResponse>(),
         r(M::POST, "/v1/cluster/members", AdminOrPeer, post(cluster::join), "Add a running peer: a learner, then a voter once caught up").body::<orion_api::PeerIdentity>().answers::<orion_api::MembersResponse>(),

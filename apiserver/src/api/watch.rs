@@ -64,7 +64,11 @@ fn requested_start(
     headers: &HeaderMap,
     params: &WatchParams,
 ) -> Result<Option<WatchStart>, ApiError> {
-    if let Some(value) = headers.get(LAST_EVENT_ID) {
+    // An empty header is no position: a browser sends none until it saw an id.
+    let given = headers
+        .get(LAST_EVENT_ID)
+        .filter(|v| !v.as_bytes().iter().all(u8::is_ascii_whitespace));
+    if let Some(value) = given {
         let text = value
             .to_str()
             .map_err(|_| ApiError::invalid("the Last-Event-ID header is not text"))?;
@@ -250,4 +254,28 @@ pub async fn recent(
         matching.drain(..matching.len() - keep);
     }
     Ok(axum::Json(matching))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by schemathesis: an empty `Last-Event-ID` was a 400; it is no position.
+    #[test]
+    fn an_empty_last_event_id_is_no_position() {
+        let mut headers = HeaderMap::new();
+        headers.insert(LAST_EVENT_ID, axum::http::HeaderValue::from_static(""));
+        let params = WatchParams::default();
+        assert_eq!(requested_start(&headers, &params), Ok(None));
+        headers.insert(LAST_EVENT_ID, axum::http::HeaderValue::from_static("7.2"));
+        assert_eq!(
+            requested_start(&headers, &params),
+            Ok(Some(WatchStart::After(orion_api::EventCursor {
+                revision: 7,
+                seq: 2
+            })))
+        );
+        headers.insert(LAST_EVENT_ID, axum::http::HeaderValue::from_static("x"));
+        assert!(requested_start(&headers, &params).is_err());
+    }
 }
