@@ -8,10 +8,14 @@ pub struct PeerIdentity {
     #[schema(minimum = 1)]
     pub id: u64,
     /// Address clients use for the REST API (`host:port`).
-    #[schema(pattern = r#"^[\s\S]+:\+?0*(?:[0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$"#)]
+    #[schema(
+        pattern = r#"^[\s\S]+:\+?0*(?:[0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$"#
+    )]
     pub api_addr: String,
     /// Address other peers use for Raft gRPC (`host:port`).
-    #[schema(pattern = r#"^[\s\S]+:\+?0*(?:[0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$"#)]
+    #[schema(
+        pattern = r#"^[\s\S]+:\+?0*(?:[0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$"#
+    )]
     pub peer_addr: String,
     /// QUIC address agents connect to (`host:port`).
     #[serde(default)]

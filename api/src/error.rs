@@ -55,7 +55,9 @@ impl ErrorCode {
 }
 
 /// An API error with everything a client needs to act on it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error, utoipa::ToSchema,
+)]
 #[error("{message}")]
 pub struct ApiError {
     pub code: ErrorCode,
@@ -68,7 +70,7 @@ pub struct ApiError {
     /// without another read. Absent on other errors.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
-    pub current_value: Option<serde_json::Value>,
+    pub current_value: Option<Box<serde_json::Value>>,
     /// On unavailability: the leader this peer last knew of.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leader_hint: Option<u64>,
@@ -111,7 +113,7 @@ impl ApiError {
     ) -> Self {
         ApiError {
             current_revision: Some(current_revision),
-            current_value: Some(current_value.unwrap_or(serde_json::Value::Null)),
+            current_value: Some(Box::new(current_value.unwrap_or(serde_json::Value::Null))),
             ..Self::new(ErrorCode::Conflict, message)
         }
     }

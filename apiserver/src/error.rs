@@ -115,7 +115,6 @@ fn integral_floats_as_integers<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
     serde_json::from_value(value).ok()
 }
 
-
 /// What an oversized body is read (and dropped) up to before the 413 is sent.
 const DRAIN_CAP: u64 = 16 << 20;
 /// How long that reading may take.
@@ -261,7 +260,10 @@ mod tests {
         assert!(half.is_none());
         let plain: Option<orion_api::security::CreateToken> =
             integral_floats_as_integers(br#"{"role":"admin","ttl_seconds":3}"#);
-        assert!(plain.is_none(), "nothing to fix: the first parse's error stands");
+        assert!(
+            plain.is_none(),
+            "nothing to fix: the first parse's error stands"
+        );
     }
 
     #[test]

@@ -27,6 +27,12 @@ pub type Schemas = BTreeMap<String, Value>;
 /// Adds a type's schema (and those it refers to) and returns a `$ref` to it.
 pub type SchemaFn = fn(&mut Schemas) -> Value;
 
+/// A path parameter's schema: its name and the schema.
+pub type PathSchema = (&'static str, fn() -> Value);
+
+/// A header the operation reads: name, description, schema.
+pub type HeaderDoc = (&'static str, &'static str, fn() -> Value);
+
 /// What a route answers on success.
 #[derive(Clone, Copy)]
 pub enum Answer {
@@ -54,9 +60,9 @@ pub struct Doc {
     /// Error answers beyond [`ERROR_STATUSES`] (e.g. 410 for a watch).
     pub extra_errors: &'static [u16],
     /// Path parameters whose schema is not a plain non-empty string.
-    pub path_schemas: &'static [(&'static str, fn() -> Value)],
+    pub path_schemas: &'static [PathSchema],
     /// Headers the operation reads: name, description, schema.
-    pub headers: &'static [(&'static str, &'static str, fn() -> Value)],
+    pub headers: &'static [HeaderDoc],
 }
 
 /// `$ref` to `T`, adding `T` and every schema it uses.
@@ -146,11 +152,8 @@ fn path_template(path: &str) -> (String, Vec<String>) {
     let mut names = Vec::new();
     let segments: Vec<String> = path
         .split('/')
-        .map(|segment| {
-            match segment
-                .strip_prefix('{')
-                .and_then(|s| s.strip_suffix('}'))
-            {
+        .map(
+            |segment| match segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
                 Some(name) => {
                     let name = name.trim_start_matches('*').to_string();
                     let out = format!("{{{name}}}");
@@ -158,8 +161,8 @@ fn path_template(path: &str) -> (String, Vec<String>) {
                     out
                 }
                 None => segment.to_string(),
-            }
-        })
+            },
+        )
         .collect();
     (segments.join("/"), names)
 }
@@ -252,10 +255,7 @@ fn operation(
         );
     }
     let mut op = Map::new();
-    op.insert(
-        "operationId".into(),
-        json!(operation_id(method, path)),
-    );
+    op.insert("operationId".into(), json!(operation_id(method, path)));
     op.insert("summary".into(), json!(doc.summary));
     op.insert(
         "description".into(),

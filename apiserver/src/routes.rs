@@ -20,9 +20,9 @@ use crate::api::{
     certificates, cluster, health, internal, nodes, replicas, services, streams, tokens, variables,
     watch,
 };
-use crate::openapi::{self, Answer, Doc, SchemaFn};
 use crate::auth::{self, Access, Auth};
 use crate::error;
+use crate::openapi::{self, Answer, Doc, HeaderDoc, PathSchema, SchemaFn};
 use crate::state::AppState;
 
 /// One row of the table: method, path, access, handler, and what the OpenAPI
@@ -89,14 +89,11 @@ impl Route {
         self.doc.extra_errors = extra;
         self
     }
-    pub fn path_schemas(mut self, schemas: &'static [(&'static str, fn() -> Value)]) -> Self {
+    pub fn path_schemas(mut self, schemas: &'static [PathSchema]) -> Self {
         self.doc.path_schemas = schemas;
         self
     }
-    pub fn headers(
-        mut self,
-        headers: &'static [(&'static str, &'static str, fn() -> Value)],
-    ) -> Self {
+    pub fn headers(mut self, headers: &'static [HeaderDoc]) -> Self {
         self.doc.headers = headers;
         self
     }
@@ -132,7 +129,8 @@ fn service_name() -> Value {
 fn variable_path() -> Value {
     // What `orion_api::validate_path` accepts: segments of letters, digits, '.',
     // '_', '-' (never "." or ".."), joined by single '/'.
-    let segment = r"(?:[A-Za-z0-9_-][A-Za-z0-9._-]*|\.[A-Za-z0-9_-][A-Za-z0-9._-]*|\.\.[A-Za-z0-9._-]+)";
+    let segment =
+        r"(?:[A-Za-z0-9_-][A-Za-z0-9._-]*|\.[A-Za-z0-9_-][A-Za-z0-9._-]*|\.\.[A-Za-z0-9._-]+)";
     serde_json::json!({
         "type": "string", "minLength": 1, "maxLength": orion_api::MAX_PATH_LEN,
         "pattern": format!("^{segment}(?:/{segment})*$")
@@ -165,7 +163,7 @@ fn any_object(_: &mut openapi::Schemas) -> Value {
     serde_json::json!({ "type": "object" })
 }
 
-const IDEMPOTENCY: &[(&str, &str, fn() -> Value)] = &[(
+const IDEMPOTENCY: &[HeaderDoc] = &[(
     "Idempotency-Key",
     "the write's request id: a retry under the same key is applied once and answered with the first result",
     idempotency_key,
@@ -205,36 +203,286 @@ pub fn routes() -> Vec<Route> {
     use Method as M;
     let r = Route::new;
     vec![
-        r(M::GET, "/healthz", Public, get(health::healthz), "Liveness: the process answers").answers_with(health_answer),
-        r(M::GET, "/readyz", Public, get(health::readyz), "Readiness: a member that knows a leader (503 when not)").answers_with(ready_answer),
-        r(M::GET, "/v1/openapi.json", Public, get(openapi_document), "This document").answers_with(any_object),
-        r(M::GET, "/v1/variables", Read, get(variables::list), "List variables under a prefix, one page").query::<variables::ListParams>().answers::<orion_api::ListResponse>(),
-        r(M::GET, "/v1/variables/{*path}", Read, get(variables::get), "Read a variable").path_schemas(&[("path", variable_path)]).query::<ReadParams>().answers::<orion_api::VariableResponse>(),
-        r(M::PUT, "/v1/variables/{*path}", Write, put(variables::put), "Write a variable; compare-and-set with expected_revision (0: create only)").path_schemas(&[("path", variable_path)]).headers(IDEMPOTENCY).body::<orion_api::PutVariable>().answers::<orion_api::WriteResponse>(),
-        r(M::DELETE, "/v1/variables/{*path}", Write, delete(variables::delete), "Delete a variable, only at expected_revision if given").path_schemas(&[("path", variable_path)]).headers(IDEMPOTENCY).query::<variables::DeleteParams>().answers::<orion_api::DeleteResponse>(),
-        r(M::POST, "/v1/apply", Write, post(services::apply), "Apply orion.yaml files: every resource in one write, or none").headers(IDEMPOTENCY).body::<orion_api::ApplyRequest>().answers::<orion_api::ApplyResponse>(),
-        r(M::GET, "/v1/services", Read, get(services::list), "List services").query::<ReadParams>().answers::<orion_api::ServiceList>(),
-        r(M::GET, "/v1/services/{name}", Read, get(services::get), "Read a service").path_schemas(&[("name", service_name)]).query::<ReadParams>().answers::<orion_api::ServiceResponse>(),
-        r(M::DELETE, "/v1/services/{name}", Write, delete(services::delete), "Delete a service and, by the controllers, its replicas").path_schemas(&[("name", service_name)]).headers(IDEMPOTENCY).answers::<orion_api::DeletedService>(),
-        r(M::GET, "/v1/nodes", Read, get(nodes::list), "List nodes with the usage their agents report").query::<ReadParams>().answers::<orion_api::NodeList>(),
-        r(M::PUT, "/v1/nodes/{name}", Admin, put(nodes::put), "Register or update a node by hand").path_schemas(&[("name", service_name)]).headers(IDEMPOTENCY).body::<orion_api::NodeObject>().answers::<orion_api::NodeObject>(),
-        r(M::GET, "/v1/replicas", Read, get(replicas::list), "List placed replicas, their agents' reports and the unplaced").query::<ReadParams>().answers::<orion_api::ReplicaList>(),
-        r(M::GET, "/v1/replicas/{id}/logs", Sessions, get(streams::logs), "A replica's log, as text or JSON records, optionally followed").query::<streams::LogParams>().text(),
-        r(M::POST, "/v1/replicas/{id}/exec", Sessions, post(streams::exec), "Run a command in a replica").body_with(exec_body).answers_with(any_object),
-        r(M::GET, "/v1/watch", Read, get(watch::watch), "Changes as server-sent events, resumable from a cursor").query::<watch::WatchParams>().headers(&[("Last-Event-ID", "resume after this cursor (REV.SEQ); wins over `from`", event_cursor)]).errors(&[410]).event_stream(),
-        r(M::GET, "/v1/events", Read, get(watch::recent), "The most recent events still in the window").query::<watch::EventQuery>().errors(&[410]).answers_with(openapi::list_of::<orion_api::Event>),
-        r(M::GET, "/v1/cluster/members", Read, get(cluster::members), "Control-plane members, with replication lag from the leader").query::<ReadParams>().answers::<orion_api::MembersResponse>(),
-        r(M::POST, "/v1/cluster/members", AdminOrPeer, post(cluster::join), "Add a running peer: a learner, then a voter once caught up").body::<orion_api::PeerIdentity>().answers::<orion_api::MembersResponse>(),
-        r(M::DELETE, "/v1/cluster/members/{id}", Admin, delete(cluster::remove), "Remove a member and retire its id").path_schemas(&[("id", numeric_id)]).answers::<orion_api::MembersResponse>(),
-        r(M::GET, "/v1/cluster/status", Read, get(cluster::status), "This peer's own view: leader, term, log").answers::<orion_api::ClusterStatus>(),
-        r(M::GET, "/v1/cluster/self", Read, get(cluster::identity), "Who this peer is").answers::<orion_api::PeerIdentity>(),
-        r(M::GET, "/v1/cluster/ca", Public, get(cluster::agent_bootstrap), "The cluster CA and the agent gateways").answers::<orion_api::AgentBootstrap>(),
-        r(M::POST, "/v1/join", Public, post(certificates::join), "Trade a join token (spent once) and a CSR for a certificate").body::<orion_api::security::JoinCertRequest>().answers::<orion_api::security::IssuedCert>(),
-        r(M::POST, "/v1/certificates/renew", Certified, post(certificates::renew), "A new certificate for the caller's identity").body::<orion_api::security::RenewRequest>().answers::<orion_api::security::IssuedCert>(),
-        r(M::GET, "/v1/tokens", Admin, get(tokens::list), "Token records (never the tokens)").answers::<orion_api::security::TokenList>(),
-        r(M::POST, "/v1/tokens", Admin, post(tokens::create), "Mint a token").body::<orion_api::security::CreateToken>().status(201).answers::<orion_api::security::CreatedToken>(),
-        r(M::DELETE, "/v1/tokens/{id}", Admin, delete(tokens::revoke), "Revoke a token by its id").answers::<orion_api::security::RevokedToken>(),
-        r(M::POST, "/v1/internal/leader", Peer, post(internal::leader), "Peer to leader: a request only the leader can answer").body_with(any_object).answers_with(any_object),
+        r(
+            M::GET,
+            "/healthz",
+            Public,
+            get(health::healthz),
+            "Liveness: the process answers",
+        )
+        .answers_with(health_answer),
+        r(
+            M::GET,
+            "/readyz",
+            Public,
+            get(health::readyz),
+            "Readiness: a member that knows a leader (503 when not)",
+        )
+        .answers_with(ready_answer),
+        r(
+            M::GET,
+            "/v1/openapi.json",
+            Public,
+            get(openapi_document),
+            "This document",
+        )
+        .answers_with(any_object),
+        r(
+            M::GET,
+            "/v1/variables",
+            Read,
+            get(variables::list),
+            "List variables under a prefix, one page",
+        )
+        .query::<variables::ListParams>()
+        .answers::<orion_api::ListResponse>(),
+        r(
+            M::GET,
+            "/v1/variables/{*path}",
+            Read,
+            get(variables::get),
+            "Read a variable",
+        )
+        .path_schemas(&[("path", variable_path)])
+        .query::<ReadParams>()
+        .answers::<orion_api::VariableResponse>(),
+        r(
+            M::PUT,
+            "/v1/variables/{*path}",
+            Write,
+            put(variables::put),
+            "Write a variable; compare-and-set with expected_revision (0: create only)",
+        )
+        .path_schemas(&[("path", variable_path)])
+        .headers(IDEMPOTENCY)
+        .body::<orion_api::PutVariable>()
+        .answers::<orion_api::WriteResponse>(),
+        r(
+            M::DELETE,
+            "/v1/variables/{*path}",
+            Write,
+            delete(variables::delete),
+            "Delete a variable, only at expected_revision if given",
+        )
+        .path_schemas(&[("path", variable_path)])
+        .headers(IDEMPOTENCY)
+        .query::<variables::DeleteParams>()
+        .answers::<orion_api::DeleteResponse>(),
+        r(
+            M::POST,
+            "/v1/apply",
+            Write,
+            post(services::apply),
+            "Apply orion.yaml files: every resource in one write, or none",
+        )
+        .headers(IDEMPOTENCY)
+        .body::<orion_api::ApplyRequest>()
+        .answers::<orion_api::ApplyResponse>(),
+        r(
+            M::GET,
+            "/v1/services",
+            Read,
+            get(services::list),
+            "List services",
+        )
+        .query::<ReadParams>()
+        .answers::<orion_api::ServiceList>(),
+        r(
+            M::GET,
+            "/v1/services/{name}",
+            Read,
+            get(services::get),
+            "Read a service",
+        )
+        .path_schemas(&[("name", service_name)])
+        .query::<ReadParams>()
+        .answers::<orion_api::ServiceResponse>(),
+        r(
+            M::DELETE,
+            "/v1/services/{name}",
+            Write,
+            delete(services::delete),
+            "Delete a service and, by the controllers, its replicas",
+        )
+        .path_schemas(&[("name", service_name)])
+        .headers(IDEMPOTENCY)
+        .answers::<orion_api::DeletedService>(),
+        r(
+            M::GET,
+            "/v1/nodes",
+            Read,
+            get(nodes::list),
+            "List nodes with the usage their agents report",
+        )
+        .query::<ReadParams>()
+        .answers::<orion_api::NodeList>(),
+        r(
+            M::PUT,
+            "/v1/nodes/{name}",
+            Admin,
+            put(nodes::put),
+            "Register or update a node by hand",
+        )
+        .path_schemas(&[("name", service_name)])
+        .headers(IDEMPOTENCY)
+        .body::<orion_api::NodeObject>()
+        .answers::<orion_api::NodeObject>(),
+        r(
+            M::GET,
+            "/v1/replicas",
+            Read,
+            get(replicas::list),
+            "List placed replicas, their agents' reports and the unplaced",
+        )
+        .query::<ReadParams>()
+        .answers::<orion_api::ReplicaList>(),
+        r(
+            M::GET,
+            "/v1/replicas/{id}/logs",
+            Sessions,
+            get(streams::logs),
+            "A replica's log, as text or JSON records, optionally followed",
+        )
+        .query::<streams::LogParams>()
+        .text(),
+        r(
+            M::POST,
+            "/v1/replicas/{id}/exec",
+            Sessions,
+            post(streams::exec),
+            "Run a command in a replica",
+        )
+        .body_with(exec_body)
+        .answers_with(any_object),
+        r(
+            M::GET,
+            "/v1/watch",
+            Read,
+            get(watch::watch),
+            "Changes as server-sent events, resumable from a cursor",
+        )
+        .query::<watch::WatchParams>()
+        .headers(&[(
+            "Last-Event-ID",
+            "resume after this cursor (REV.SEQ); wins over `from`",
+            event_cursor,
+        )])
+        .errors(&[410])
+        .event_stream(),
+        r(
+            M::GET,
+            "/v1/events",
+            Read,
+            get(watch::recent),
+            "The most recent events still in the window",
+        )
+        .query::<watch::EventQuery>()
+        .errors(&[410])
+        .answers_with(openapi::list_of::<orion_api::Event>),
+        r(
+            M::GET,
+            "/v1/cluster/members",
+            Read,
+            get(cluster::members),
+            "Control-plane members, with replication lag from the leader",
+        )
+        .query::<ReadParams>()
+        .answers::<orion_api::MembersResponse>(),
+        r(
+            M::POST,
+            "/v1/cluster/members",
+            AdminOrPeer,
+            post(cluster::join),
+            "Add a running peer: a learner, then a voter once caught up",
+        )
+        .body::<orion_api::PeerIdentity>()
+        .answers::<orion_api::MembersResponse>(),
+        r(
+            M::DELETE,
+            "/v1/cluster/members/{id}",
+            Admin,
+            delete(cluster::remove),
+            "Remove a member and retire its id",
+        )
+        .path_schemas(&[("id", numeric_id)])
+        .answers::<orion_api::MembersResponse>(),
+        r(
+            M::GET,
+            "/v1/cluster/status",
+            Read,
+            get(cluster::status),
+            "This peer's own view: leader, term, log",
+        )
+        .answers::<orion_api::ClusterStatus>(),
+        r(
+            M::GET,
+            "/v1/cluster/self",
+            Read,
+            get(cluster::identity),
+            "Who this peer is",
+        )
+        .answers::<orion_api::PeerIdentity>(),
+        r(
+            M::GET,
+            "/v1/cluster/ca",
+            Public,
+            get(cluster::agent_bootstrap),
+            "The cluster CA and the agent gateways",
+        )
+        .answers::<orion_api::AgentBootstrap>(),
+        r(
+            M::POST,
+            "/v1/join",
+            Public,
+            post(certificates::join),
+            "Trade a join token (spent once) and a CSR for a certificate",
+        )
+        .body::<orion_api::security::JoinCertRequest>()
+        .answers::<orion_api::security::IssuedCert>(),
+        r(
+            M::POST,
+            "/v1/certificates/renew",
+            Certified,
+            post(certificates::renew),
+            "A new certificate for the caller's identity",
+        )
+        .body::<orion_api::security::RenewRequest>()
+        .answers::<orion_api::security::IssuedCert>(),
+        r(
+            M::GET,
+            "/v1/tokens",
+            Admin,
+            get(tokens::list),
+            "Token records (never the tokens)",
+        )
+        .answers::<orion_api::security::TokenList>(),
+        r(
+            M::POST,
+            "/v1/tokens",
+            Admin,
+            post(tokens::create),
+            "Mint a token",
+        )
+        .body::<orion_api::security::CreateToken>()
+        .status(201)
+        .answers::<orion_api::security::CreatedToken>(),
+        r(
+            M::DELETE,
+            "/v1/tokens/{id}",
+            Admin,
+            delete(tokens::revoke),
+            "Revoke a token by its id",
+        )
+        .answers::<orion_api::security::RevokedToken>(),
+        r(
+            M::POST,
+            "/v1/internal/leader",
+            Peer,
+            post(internal::leader),
+            "Peer to leader: a request only the leader can answer",
+        )
+        .body_with(any_object)
+        .answers_with(any_object),
     ]
 }
 
@@ -246,10 +494,7 @@ async fn openapi_document() -> axum::Json<Value> {
 /// The OpenAPI document of [`routes`].
 pub fn openapi() -> Value {
     let rows = routes();
-    openapi::document(
-        rows.iter()
-            .map(|r| (&r.method, r.path, r.access, &r.doc)),
-    )
+    openapi::document(rows.iter().map(|r| (&r.method, r.path, r.access, &r.doc)))
 }
 
 /// The route table without handlers: `(method, path, access)`.

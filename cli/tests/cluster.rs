@@ -339,7 +339,10 @@ async fn bad_input_is_refused_with_clear_errors_and_changes_nothing() {
     );
     assert_eq!(conflict.error.current_revision, Some(rev));
     // The 409 carries the variable as it is now, so a retry needs no read.
-    let now = conflict.error.current_value.expect("a conflict names the current value");
+    let now = conflict
+        .error
+        .current_value
+        .expect("a conflict names the current value");
     assert_eq!(now["value"], "1", "{now}");
     assert_eq!(now["mod_revision"], rev, "{now}");
     // A create-only write of a missing variable that lost: the value is null.

@@ -160,7 +160,9 @@ mod tests {
             Some(3)
         );
         assert_eq!(
-            conflict.api_error().and_then(|e| e.current_value.clone()),
+            conflict
+                .api_error()
+                .and_then(|e| e.current_value.as_deref().cloned()),
             Some(serde_json::json!({"v": 1}))
         );
         assert_eq!(conflict.to_string(), "revision 3, not 2 (409 Conflict)");

@@ -93,8 +93,10 @@ impl From<Rejection> for ApiError {
             current_revision: r.current_revision,
             // A conflict always names what is there now: `null` when nothing is.
             current_value: match r.code {
-                ErrorCode::Conflict => Some(r.current_value.unwrap_or(serde_json::Value::Null)),
-                _ => r.current_value,
+                ErrorCode::Conflict => {
+                    Some(Box::new(r.current_value.unwrap_or(serde_json::Value::Null)))
+                }
+                _ => r.current_value.map(Box::new),
             },
             leader_hint: None,
         }
