@@ -17,6 +17,7 @@ dev: deps
 
 # The whole suite: lints, then every test with nextest.
 test: deps lint
+	scripts/schemathesis/install.sh
 	cargo nextest run --workspace --no-fail-fast
 
 # Fault-injection runs on real processes in network namespaces (root); each run

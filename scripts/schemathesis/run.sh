@@ -10,23 +10,11 @@
 # destroying; see hooks.py.
 set -euo pipefail
 
-VERSION=4.32.5
 here="$(cd "$(dirname "$0")" && pwd)"
 venv="${ORION_VENV:-/var/tmp/orion-venv}"
 url="$1"; ca="$2"; token="$3"; seconds="$4"; report="$5"
 
-if [ ! -x "$venv/bin/st" ] || ! "$venv/bin/st" --version 2>/dev/null | grep -q "$VERSION"; then
-    # Another test may be installing at the same time: one at a time.
-    exec 9>"$venv.lock"
-    flock 9
-    if [ ! -x "$venv/bin/st" ] || ! "$venv/bin/st" --version 2>/dev/null | grep -q "$VERSION"; then
-        rm -rf "$venv"
-        /usr/bin/python3 -m venv "$venv"
-        "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$VERSION"
-    fi
-    flock -u 9
-fi
-
+"$here/install.sh"
 mkdir -p "$report"
 export PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}"
 export SCHEMATHESIS_HOOKS=hooks
