@@ -29,7 +29,7 @@ exec "$venv/bin/st" --config-file "$here/schemathesis.toml" run "$url/v1/openapi
     --checks all \
     --max-time "$seconds" \
     --request-timeout 20 \
-    --workers 2 \
+    --workers 1 \
     --phases examples,coverage,fuzzing \
     --generation-database none \
     --suppress-health-check filter_too_much \

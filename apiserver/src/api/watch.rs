@@ -226,10 +226,14 @@ pub struct EventQuery {
     /// Only events whose key starts with this.
     #[serde(default)]
     pub prefix: String,
-    /// At most this many, the newest (50 when absent; more than 1000 is 1000).
+    /// At most this many, the newest (50 when absent).
     #[serde(default = "default_limit")]
+    #[param(minimum = 0, maximum = 1000)]
     pub limit: usize,
 }
+
+/// Most events `GET /v1/events` returns.
+const MAX_RECENT: usize = 1_000;
 
 fn default_limit() -> usize {
     50
@@ -240,6 +244,13 @@ pub async fn recent(
     State(node): State<RaftNode>,
     Query(q): Query<EventQuery>,
 ) -> HttpResult<axum::Json<Vec<Event>>> {
+    if q.limit > MAX_RECENT {
+        return Err(ApiError::invalid(format!(
+            "limit is {}; it must be at most {MAX_RECENT}",
+            q.limit
+        ))
+        .into());
+    }
     let all = node
         .reader
         .with_view(|v| read::events(v, WatchStart::Revision(0), usize::MAX))
@@ -249,7 +260,7 @@ pub async fn recent(
         .filter(|e| q.resource.as_deref().is_none_or(|r| e.resource == r))
         .filter(|e| e.key.starts_with(&q.prefix))
         .collect();
-    let keep = q.limit.min(1_000);
+    let keep = q.limit;
     if matching.len() > keep {
         matching.drain(..matching.len() - keep);
     }
