@@ -5,7 +5,7 @@ CARGO_TARGET_DIR ?= /var/tmp/orion-target
 export CARGO_TARGET_DIR
 ORION := $(CARGO_TARGET_DIR)/debug/orion
 
-.PHONY: dev test lint deps build jepsen install
+.PHONY: dev test lint deps build jepsen install openapi api-fuzz
 
 # `make jepsen JEPSEN="--time-limit 120 --workload register,set --peers 5 --runs 10"`
 JEPSEN ?= --time-limit 60 --workload all
@@ -17,6 +17,7 @@ dev: deps
 
 # The whole suite: lints, then every test with nextest.
 test: deps lint
+	scripts/schemathesis/install.sh
 	cargo nextest run --workspace --no-fail-fast
 
 # Fault-injection runs on real processes in network namespaces (root); each run
@@ -71,3 +72,15 @@ fuzz:
 deps:
 	@scripts/deps.sh
 	@scripts/check-fresh.sh
+
+# Regenerate docs/openapi.json from the route table; the test `api_contract`
+# fails when the committed file differs from what the peers serve.
+openapi: deps
+	cargo build --workspace --bins
+	$(ORION) openapi > docs/openapi.json
+
+# `make api-fuzz API_FUZZ_SECONDS=600`: the schemathesis contract run of
+# `make test` (60 s there), for longer.
+API_FUZZ_SECONDS ?= 600
+api-fuzz: deps
+	ORION_SCHEMATHESIS_SECONDS=$(API_FUZZ_SECONDS) cargo test --workspace --test api_contract schemathesis -- --nocapture

@@ -3,12 +3,19 @@
 use serde::{Deserialize, Serialize};
 
 /// Who a peer is: returned by `GET /v1/cluster/self` and sent to join a cluster.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PeerIdentity {
+    #[schema(minimum = 1)]
     pub id: u64,
     /// Address clients use for the REST API (`host:port`).
+    #[schema(
+        pattern = r#"^[\s\S]+:\+?0*(?:[0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$"#
+    )]
     pub api_addr: String,
     /// Address other peers use for Raft gRPC (`host:port`).
+    #[schema(
+        pattern = r#"^[\s\S]+:\+?0*(?:[0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$"#
+    )]
     pub peer_addr: String,
     /// QUIC address agents connect to (`host:port`).
     #[serde(default)]
@@ -18,7 +25,7 @@ pub struct PeerIdentity {
 /// Body of `POST /v1/cluster/members`.
 pub type JoinRequest = PeerIdentity;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MemberRole {
     Voter,
@@ -26,7 +33,7 @@ pub enum MemberRole {
 }
 
 /// One member as `GET /v1/cluster/members` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MemberInfo {
     pub id: u64,
     pub api_addr: String,
@@ -57,7 +64,7 @@ pub struct MemberInfo {
 /// several heartbeat intervals, well past an election timeout.
 pub const REACHABLE_WITHIN_MS: u64 = 5_000;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MembersResponse {
     pub leader: Option<u64>,
     pub term: u64,
@@ -66,7 +73,7 @@ pub struct MembersResponse {
 }
 
 /// `GET /v1/cluster/status`: the answering peer's own view.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ClusterStatus {
     pub id: u64,
     /// `leader`, `follower`, `candidate`, `learner` or `shutdown`.
@@ -85,7 +92,7 @@ pub struct ClusterStatus {
 }
 
 /// `GET /v1/cluster/ca`: what an agent needs to find and verify the cluster.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AgentBootstrap {
     /// The cluster CA certificate (PEM) that signs every peer's agent-gateway certificate.
     pub ca_pem: String,

@@ -3,13 +3,17 @@
 use serde::{Deserialize, Serialize};
 
 /// Machine-readable error codes; each maps to one HTTP status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// Malformed request: bad JSON, bad path, bad parameter. 400.
     InvalidArgument,
-    /// The object does not exist, or the route is unknown. 404.
+    /// The object does not exist (the route is known). 404.
     NotFound,
+    /// No route has this path: a typo in the URL, or a server older than the
+    /// client. Told apart from [`ErrorCode::NotFound`] so a client never takes a
+    /// wrong URL for a missing object. 404.
+    NoSuchRoute,
     /// Compare-and-set mismatch or an already-existing id. 409.
     Conflict,
     /// The method is not allowed on this route. 405.
@@ -36,7 +40,7 @@ impl ErrorCode {
     pub fn http_status(self) -> u16 {
         match self {
             ErrorCode::InvalidArgument => 400,
-            ErrorCode::NotFound => 404,
+            ErrorCode::NotFound | ErrorCode::NoSuchRoute => 404,
             ErrorCode::Conflict => 409,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::RelistRequired => 410,
@@ -51,7 +55,9 @@ impl ErrorCode {
 }
 
 /// An API error with everything a client needs to act on it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error, utoipa::ToSchema,
+)]
 #[error("{message}")]
 pub struct ApiError {
     pub code: ErrorCode,
@@ -59,6 +65,12 @@ pub struct ApiError {
     /// On a conflict: the object's current `mod_revision` (0 if it does not exist).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_revision: Option<u64>,
+    /// On a conflict: the object as it is now (`null` when it does not exist; a
+    /// secret variable's value redacted), so a compare-and-set can be retried
+    /// without another read. Absent on other errors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub current_value: Option<Box<serde_json::Value>>,
     /// On unavailability: the leader this peer last knew of.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leader_hint: Option<u64>,
@@ -70,6 +82,7 @@ impl ApiError {
             code,
             message: message.into(),
             current_revision: None,
+            current_value: None,
             leader_hint: None,
         }
     }
@@ -91,11 +104,21 @@ impl ApiError {
     pub fn denied(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::PermissionDenied, message)
     }
-    pub fn conflict(message: impl Into<String>, current_revision: u64) -> Self {
+    /// A conflict with what is there now: its revision (0 if absent) and the
+    /// object itself (`None`: absent, sent as `null`).
+    pub fn conflict(
+        message: impl Into<String>,
+        current_revision: u64,
+        current_value: Option<serde_json::Value>,
+    ) -> Self {
         ApiError {
             current_revision: Some(current_revision),
+            current_value: Some(Box::new(current_value.unwrap_or(serde_json::Value::Null))),
             ..Self::new(ErrorCode::Conflict, message)
         }
+    }
+    pub fn no_such_route(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::NoSuchRoute, message)
     }
 }
 
@@ -138,7 +161,7 @@ impl From<Invalid> for String {
 }
 
 /// The JSON envelope: `{"error": {...}}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     pub error: ApiError,
 }

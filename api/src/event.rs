@@ -10,7 +10,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
     Put,
@@ -18,7 +18,7 @@ pub enum EventKind {
 }
 
 /// One change, as stored in the event window and sent on `GET /v1/watch`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Event {
     /// The revision of the write that made this change.
     pub revision: u64,
@@ -31,6 +31,7 @@ pub struct Event {
     /// The object's key within its kind (a variable's path, a service's name).
     pub key: String,
     /// The object after a put, or as it was just before a delete.
+    #[schema(value_type = Object)]
     pub object: serde_json::Value,
 }
 

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 pub const MAX_PATH_LEN: usize = 512;
 
 /// A stored variable.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Variable {
     pub path: String,
     pub value: String,
@@ -36,7 +36,7 @@ impl Variable {
 }
 
 /// Body of `PUT /v1/variables/{path}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutVariable {
     pub value: String,
@@ -50,7 +50,7 @@ pub struct PutVariable {
 }
 
 /// How a read was served.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReadMeta {
     /// The cluster revision the read observed (last applied log index on the answering peer).
     pub revision: u64,
@@ -66,7 +66,7 @@ pub struct ReadMeta {
 }
 
 /// Answer to a read of one variable.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct VariableResponse {
     #[serde(flatten)]
     pub meta: ReadMeta,
@@ -74,7 +74,7 @@ pub struct VariableResponse {
 }
 
 /// Answer to a prefix listing.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ListResponse {
     #[serde(flatten)]
     pub meta: ReadMeta,
@@ -85,14 +85,14 @@ pub struct ListResponse {
 }
 
 /// Answer to a successful put.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WriteResponse {
     pub revision: u64,
     pub variable: Variable,
 }
 
 /// Answer to a successful delete.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeleteResponse {
     pub revision: u64,
     pub deleted: Variable,

@@ -5,8 +5,9 @@ use serde::{Deserialize, Serialize};
 use crate::spec::ServiceSpec;
 
 /// A stored service: the spec as applied, with its revisions.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ServiceObject {
+    #[schema(value_type = Object)]
     pub spec: ServiceSpec,
     pub create_revision: u64,
     pub mod_revision: u64,
@@ -22,7 +23,7 @@ pub struct ServiceObject {
 }
 
 /// Body of `POST /v1/services/{name}/rollout/undo`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RolloutUndo {
     /// The generation to restore; the one before the current when absent.
@@ -47,9 +48,10 @@ impl ServiceObject {
 }
 
 /// One earlier spec of a service.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ServiceRevision {
     pub generation: u64,
+    #[schema(value_type = Object)]
     pub spec: ServiceSpec,
     /// The store revision at which this spec was applied.
     pub revision: u64,
@@ -61,7 +63,7 @@ pub struct ServiceRevision {
 
 /// The state of a service's rolling update, replicated so a new leader carries on
 /// where the old one stopped.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Rollout {
     pub state: RolloutState,
     /// Set by `rollout pause`: no replica is moved to the new revision until resumed.
@@ -76,7 +78,7 @@ pub struct Rollout {
     pub rolled_back_from: Option<u64>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RolloutState {
     /// Replicas are being moved to the current revision.
@@ -103,7 +105,7 @@ impl std::fmt::Display for RolloutState {
 
 /// One file of an `orion apply`, sent as text so the server parses and validates it
 /// with file, line and column in every error.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SourceFile {
     pub name: String,
@@ -112,20 +114,20 @@ pub struct SourceFile {
 
 /// Body of `POST /v1/apply`: every resource of every file is applied in one Raft
 /// entry, or none is.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApplyRequest {
     pub files: Vec<SourceFile>,
 }
 
 /// Body of `POST /v1/replicas/{id}/exec`: the program and its arguments.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExecRequest {
     pub command: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Change {
     Created,
@@ -134,7 +136,7 @@ pub enum Change {
 }
 
 /// What applying one resource did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ApplyResult {
     pub kind: String,
     pub name: String,
@@ -143,32 +145,32 @@ pub struct ApplyResult {
     pub mod_revision: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ApplyResponse {
     pub revision: u64,
     pub results: Vec<ApplyResult>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ServiceList {
     pub revision: u64,
     pub items: Vec<ServiceObject>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ServiceResponse {
     pub revision: u64,
     pub service: ServiceObject,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeletedService {
     pub revision: u64,
     pub deleted: ServiceObject,
 }
 
 /// Whether a node takes and keeps replicas.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum NodeStatus {
     #[default]
@@ -177,7 +179,7 @@ pub enum NodeStatus {
 }
 
 /// A machine that runs replicas (registered by its agent, or by an admin).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NodeObject {
     pub name: String,
@@ -199,7 +201,7 @@ pub struct NodeObject {
 
 /// One placed instance of a service. Intent (`node`, `generation`) is written by the
 /// leader's replica controller; what the agent observes lives in other fields later.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReplicaObject {
     pub service: String,
     pub ordinal: u32,
@@ -218,16 +220,17 @@ impl ReplicaObject {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NodeList {
     pub revision: u64,
     pub items: Vec<NodeObject>,
     /// The latest heartbeat usage per node (answered by the leader only).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    #[schema(value_type = Object)]
     pub usage: std::collections::BTreeMap<String, crate::agent_proto::NodeUsage>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReplicaList {
     pub revision: u64,
     pub items: Vec<ReplicaObject>,
@@ -237,11 +240,12 @@ pub struct ReplicaList {
     pub unplaced: Vec<UnplacedReplicas>,
     /// What the agents last reported, by replica id (answered by the leader only).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    #[schema(value_type = Object)]
     pub observed: std::collections::BTreeMap<String, crate::agent_proto::ReplicaReport>,
 }
 
 /// Replicas of one service that no node can take now, all for the same reason.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UnplacedReplicas {
     pub service: String,
     /// Per-node failures counted by kind, e.g.

@@ -36,7 +36,7 @@ pub type HttpResult<T> = std::result::Result<T, HttpError>;
 pub fn membership_refusal(r: MembershipRefusal) -> ApiError {
     match r {
         MembershipRefusal::UnknownMember { .. } => ApiError::not_found(r.to_string()),
-        r if r.is_conflict() => ApiError::conflict(r.to_string(), 0),
+        r if r.is_conflict() => ApiError::conflict(r.to_string(), 0, None),
         r => ApiError::invalid(r.to_string()),
     }
 }
@@ -74,10 +74,45 @@ where
                 ApiError::invalid("request body is empty; a JSON object is expected").into(),
             );
         }
-        serde_json::from_slice(&bytes)
-            .map(JsonBody)
-            .map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")).into())
+        match serde_json::from_slice(&bytes) {
+            Ok(value) => Ok(JsonBody(value)),
+            Err(e) => integral_floats_as_integers(&bytes)
+                .map(JsonBody)
+                .ok_or_else(|| ApiError::invalid(format!("invalid JSON body: {e}")).into()),
+        }
     }
+}
+
+/// The body again, with every whole-number float (`300.0`, `1e3`) read as the
+/// integer it is: JSON has one number type, and JSON Schema's `integer` includes
+/// them, so a client that sends `"ttl_seconds": 300.0` is understood (found by
+/// schemathesis). `None` when that changes nothing or does not help.
+fn integral_floats_as_integers<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
+    fn fix(v: &mut serde_json::Value) -> bool {
+        match v {
+            serde_json::Value::Number(n) if n.is_f64() => {
+                let f = n.as_f64().unwrap_or(f64::NAN);
+                // Exactly representable whole numbers only (below 2^53).
+                if f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0 {
+                    *v = if f < 0.0 {
+                        serde_json::Value::from(f as i64)
+                    } else {
+                        serde_json::Value::from(f as u64)
+                    };
+                    return true;
+                }
+                false
+            }
+            serde_json::Value::Array(items) => items.iter_mut().fold(false, |c, i| fix(i) | c),
+            serde_json::Value::Object(map) => map.values_mut().fold(false, |c, i| fix(i) | c),
+            _ => false,
+        }
+    }
+    let mut value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    if !fix(&mut value) {
+        return None;
+    }
+    serde_json::from_value(value).ok()
 }
 
 /// What an oversized body is read (and dropped) up to before the 413 is sent.
@@ -117,13 +152,68 @@ pub async fn refuse_oversized(
     HttpError(too_large()).into_response()
 }
 
-/// Answer for any path no route matches.
+/// Answer for any path no route matches: `no_such_route`, never `not_found`, so a
+/// wrong URL is not taken for a missing object.
 pub async fn no_route(req: Request) -> HttpError {
-    HttpError(ApiError::not_found(format!(
-        "no such endpoint: {} {}",
+    HttpError(ApiError::no_such_route(format!(
+        "no such route: {} {} (the API is described at GET /v1/openapi.json)",
         req.method(),
         req.uri().path()
     )))
+}
+
+/// Gives every error answer the JSON error body. Most already have it; what axum
+/// itself answers (a query string or a path segment that does not parse) is
+/// plain text, and is rewritten here with the code its status maps to and the
+/// text as the message (which names the parameter).
+pub async fn json_errors(req: Request, next: axum::middleware::Next) -> Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = match axum::body::to_bytes(body, 64 << 10).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(_) => String::new(),
+    };
+    let code = code_for_status(status);
+    let message = if text.trim().is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("request refused")
+            .to_string()
+    } else {
+        text
+    };
+    let mut out = HttpError(ApiError::new(code, message)).into_response();
+    *out.status_mut() = parts.status;
+    out
+}
+
+/// The error code of an answer that came without one, by its status.
+fn code_for_status(status: StatusCode) -> ErrorCode {
+    match status.as_u16() {
+        401 => ErrorCode::Unauthenticated,
+        403 => ErrorCode::PermissionDenied,
+        404 => ErrorCode::NotFound,
+        405 => ErrorCode::MethodNotAllowed,
+        409 => ErrorCode::Conflict,
+        410 => ErrorCode::RelistRequired,
+        413 => ErrorCode::PayloadTooLarge,
+        429 => ErrorCode::TooManyRequests,
+        503 => ErrorCode::Unavailable,
+        s if s >= 500 => ErrorCode::Internal,
+        _ => ErrorCode::InvalidArgument,
+    }
 }
 
 /// Answer for a known path with a method it does not take.
@@ -155,3 +245,37 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_number_floats_are_integers_and_others_are_not() {
+        let token: Option<orion_api::security::CreateToken> =
+            integral_floats_as_integers(br#"{"role":"admin","ttl_seconds":21687.0}"#);
+        assert_eq!(token.map(|t| t.ttl_seconds), Some(21687));
+        let half: Option<orion_api::security::CreateToken> =
+            integral_floats_as_integers(br#"{"role":"admin","ttl_seconds":1.5}"#);
+        assert!(half.is_none());
+        let plain: Option<orion_api::security::CreateToken> =
+            integral_floats_as_integers(br#"{"role":"admin","ttl_seconds":3}"#);
+        assert!(
+            plain.is_none(),
+            "nothing to fix: the first parse's error stands"
+        );
+    }
+
+    #[test]
+    fn answers_without_a_code_get_one_by_status() {
+        assert_eq!(
+            code_for_status(StatusCode::BAD_REQUEST),
+            ErrorCode::InvalidArgument
+        );
+        assert_eq!(code_for_status(StatusCode::NOT_FOUND), ErrorCode::NotFound);
+        assert_eq!(
+            code_for_status(StatusCode::INTERNAL_SERVER_ERROR),
+            ErrorCode::Internal
+        );
+    }
+}

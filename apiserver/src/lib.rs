@@ -55,6 +55,7 @@ pub mod https;
 pub mod idempotency;
 pub mod join;
 pub mod leadership;
+pub mod openapi;
 pub mod peer_grpc;
 pub mod routes;
 pub mod scheduler;

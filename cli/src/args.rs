@@ -212,6 +212,9 @@ pub enum Command {
     },
     /// Print the JSON Schema of an `orion.yaml` document, for editors.
     Schema,
+    /// Print the OpenAPI 3.1 document of the REST API (what every peer serves at
+    /// `/v1/openapi.json`; `docs/openapi.json` is this output).
+    Openapi,
     /// Print this CLI's version and the version of the server it reaches.
     Version {
         #[command(flatten)]

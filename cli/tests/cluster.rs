@@ -322,7 +322,8 @@ async fn bad_input_is_refused_with_clear_errors_and_changes_nothing() {
         )
         .await,
     );
-    expect(404, ErrorCode::NotFound, "/v1/nothing")(
+    // An unknown route and a missing object are told apart by their code.
+    expect(404, ErrorCode::NoSuchRoute, "/v1/nothing")(
         send(c.http.get(format!("{base}/v1/nothing"))).await,
     );
     expect(404, ErrorCode::NotFound, "does not exist")(
@@ -337,6 +338,24 @@ async fn bad_input_is_refused_with_clear_errors_and_changes_nothing() {
         .await,
     );
     assert_eq!(conflict.error.current_revision, Some(rev));
+    // The 409 carries the variable as it is now, so a retry needs no read.
+    let now = conflict
+        .error
+        .current_value
+        .expect("a conflict names the current value");
+    assert_eq!(now["value"], "1", "{now}");
+    assert_eq!(now["mod_revision"], rev, "{now}");
+    // A create-only write of a missing variable that lost: the value is null.
+    let absent = expect(409, ErrorCode::Conflict, "does not exist")(
+        send(
+            c.http
+                .put(format!("{base}/v1/variables/app/never"))
+                .json(&serde_json::json!({"value": "2", "expected_revision": 5})),
+        )
+        .await,
+    );
+    assert_eq!(absent.error.current_revision, Some(0));
+    assert_eq!(absent.error.current_value, None, "sent as null");
     // The server closes a connection whose body it refused, so this call gets a
     // client of its own rather than leaving a closing connection in the shared pool.
     expect(413, ErrorCode::PayloadTooLarge, "size limit")(

@@ -95,9 +95,17 @@ impl ClientError {
         }
     }
 
-    /// The cluster answered `404` (no such variable, service, route…).
+    /// The cluster answered `404` for a missing object (variable, service, member…).
+    /// A URL no route has is not that: see [`ClientError::is_no_such_route`].
     pub fn is_not_found(&self) -> bool {
-        self.status() == Some(StatusCode::NOT_FOUND)
+        self.status() == Some(StatusCode::NOT_FOUND) && !self.is_no_such_route()
+    }
+
+    /// The cluster has no route for the URL (`404`, code `no_such_route`): a wrong
+    /// path, or a server older than this client.
+    pub fn is_no_such_route(&self) -> bool {
+        self.api_error()
+            .is_some_and(|e| e.code == ErrorCode::NoSuchRoute)
     }
 
     /// A compare-and-set (or create-only write) found another revision: `409`.
@@ -144,14 +152,30 @@ mod tests {
     fn status_helpers_read_the_api_answer() {
         let conflict = ClientError::Api {
             status: StatusCode::CONFLICT,
-            error: ApiError::conflict("revision 3, not 2", 3),
+            error: ApiError::conflict("revision 3, not 2", 3, Some(serde_json::json!({"v": 1}))),
         };
         assert!(conflict.is_conflict() && !conflict.is_not_found());
         assert_eq!(
             conflict.api_error().and_then(|e| e.current_revision),
             Some(3)
         );
+        assert_eq!(
+            conflict
+                .api_error()
+                .and_then(|e| e.current_value.as_deref().cloned()),
+            Some(serde_json::json!({"v": 1}))
+        );
         assert_eq!(conflict.to_string(), "revision 3, not 2 (409 Conflict)");
+        let no_route = ClientError::Api {
+            status: StatusCode::NOT_FOUND,
+            error: ApiError::no_such_route("no such route: GET /v1/nope"),
+        };
+        assert!(no_route.is_no_such_route() && !no_route.is_not_found());
+        let missing = ClientError::Api {
+            status: StatusCode::NOT_FOUND,
+            error: ApiError::not_found("variable \"a\" does not exist"),
+        };
+        assert!(missing.is_not_found() && !missing.is_no_such_route());
         let gone = ClientError::Api {
             status: StatusCode::GONE,
             error: ApiError::new(ErrorCode::RelistRequired, "compacted"),

@@ -198,6 +198,7 @@ impl OrionApplier {
                         code: ErrorCode::InvalidArgument,
                         message: why.into(),
                         current_revision: None,
+                        current_value: None,
                     }),
                 },
                 None => self.apply_proposal(txn, index, write)?,
@@ -247,6 +248,7 @@ fn reject(code: ErrorCode, message: String, current_revision: Option<u64>) -> Fa
         code,
         message,
         current_revision,
+        current_value: None,
     })
 }
 
@@ -735,7 +737,14 @@ fn check_expected(
             format!("variable {path:?} has mod_revision {actual}, not the expected {expected}")
         }
     };
-    Err(reject(ErrorCode::Conflict, message, Some(actual)))
+    // The variable as it is now goes with the refusal, so the caller can retry the
+    // compare-and-set without reading it again (a secret's value stays redacted).
+    Err(Failure::Rejected(Rejection {
+        code: ErrorCode::Conflict,
+        message,
+        current_revision: Some(actual),
+        current_value: current.and_then(|v| serde_json::to_value(v.clone().redacted()).ok()),
+    }))
 }
 
 fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {

@@ -118,6 +118,9 @@ pub struct Rejection {
     pub message: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_revision: Option<u64>,
+    /// On a conflict: the object as it is now (redacted), `None` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_value: Option<serde_json::Value>,
 }
 
 impl From<Rejection> for ApiError {
@@ -126,6 +129,13 @@ impl From<Rejection> for ApiError {
             code: r.code,
             message: r.message,
             current_revision: r.current_revision,
+            // A conflict always names what is there now: `null` when nothing is.
+            current_value: match r.code {
+                ErrorCode::Conflict => {
+                    Some(Box::new(r.current_value.unwrap_or(serde_json::Value::Null)))
+                }
+                _ => r.current_value.map(Box::new),
+            },
             leader_hint: None,
         }
     }

@@ -235,6 +235,7 @@ async fn send(raft: Raft, mut batch: Vec<Pending>, _slot: OwnedSemaphorePermit) 
                             code: orion_api::ErrorCode::Internal,
                             message,
                             current_revision: None,
+                            current_value: None,
                         }),
                     };
                     vec![broken; count]

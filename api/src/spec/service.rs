@@ -125,7 +125,7 @@ impl ServiceSpec {
 }
 
 /// What one replica reserves on its node; the scheduler packs by these.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Resources {
     /// Thousandths of a CPU core (`250m`, `0.25`).

@@ -83,6 +83,7 @@ async fn refuse_taken_member_id(
         return Err(ApiError::conflict(
             format!("member id {id} is already in use by {member}; ids are never reused, pick another --id"),
             0,
+            None,
         ));
     }
     let retired = node
@@ -93,6 +94,7 @@ async fn refuse_taken_member_id(
         return Err(ApiError::conflict(
             format!("member id {id} belonged to a removed peer; ids are never reused, pick another --id"),
             0,
+            None,
         ));
     }
     Ok(())

@@ -7,8 +7,9 @@ use serde::Deserialize;
 
 use crate::forward::Forwarder;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ReadParams {
     /// Answer from this peer without a leader round trip.
     #[serde(default)]

@@ -131,7 +131,7 @@ pub async fn delete(
 }
 
 /// Body of `POST /v1/services/{name}/scale`.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScaleRequest {
     pub replicas: u32,

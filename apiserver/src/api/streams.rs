@@ -26,11 +26,14 @@ use crate::gateway::open_stream;
 use crate::gateway::registry::AgentRegistry;
 use crate::https::Draining;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct LogParams {
+    /// Lines of the end of the log to send first (100 when absent).
+    /// More than 100000 is 100000.
     #[serde(default = "default_tail")]
-    pub tail: usize,
+    pub tail: u64,
     #[serde(default)]
     pub follow: bool,
     /// One JSON [`orion_api::agent_proto::LogRecord`] per line instead of raw text:
@@ -68,7 +71,7 @@ impl LogParams {
     }
 }
 
-fn default_tail() -> usize {
+fn default_tail() -> u64 {
     100
 }
 
@@ -155,7 +158,7 @@ pub async fn logs(
     }
     let request = StreamRequest::Logs {
         replica: id.clone(),
-        tail: params.tail.min(100_000),
+        tail: usize::try_from(params.tail.min(100_000)).unwrap_or(100_000),
         follow: params.follow,
         from,
         records: params.records,

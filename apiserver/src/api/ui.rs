@@ -134,14 +134,14 @@ pub async fn asset(Path(file): Path<String>, headers: HeaderMap) -> Response {
 }
 
 /// Body of `POST /ui/login`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Login {
     pub token: String,
 }
 
 /// What the page knows of its session (`POST /ui/login`, `GET /ui/session`).
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SessionInfo {
     pub token_id: String,
     pub role: String,

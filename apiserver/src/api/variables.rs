@@ -29,20 +29,27 @@ const MAX_LIST_LIMIT: usize = 10_000;
 #[derive(Debug, Clone, Copy)]
 pub struct StaleReads(pub bool);
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
+    /// Only paths that start with this.
     #[serde(default)]
     pub prefix: String,
+    /// Start after this path (the `next` of the previous page).
     pub start_after: Option<String>,
+    /// Page size (1000 when absent).
+    #[param(minimum = 1, maximum = 10000)]
     pub limit: Option<usize>,
     #[serde(default)]
     pub stale: bool,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct DeleteParams {
+    /// Delete only if the variable's mod_revision is this.
     pub expected_revision: Option<u64>,
 }
 

@@ -33,14 +33,24 @@ const BATCH: usize = 512;
 /// The SSE header a reconnecting `EventSource` sends with the last `id` it saw.
 const LAST_EVENT_ID: &str = "last-event-id";
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct WatchParams {
     /// `REV` or `REV.SEQ`; see the module docs.
+    #[param(pattern = r"^[0-9]{1,19}(\.[0-9]{1,9})?$")]
     pub from: Option<String>,
+    /// Only keys that start with this.
     #[serde(default)]
     pub prefix: String,
+    /// End the stream after this many seconds (Kubernetes' `timeoutSeconds`);
+    /// without it the stream runs until the client or the peer stops.
+    #[param(minimum = 1, maximum = 86400)]
+    pub timeout_seconds: Option<u64>,
 }
+
+/// Longest `timeout_seconds` a watch takes: one day.
+const MAX_WATCH_SECONDS: u64 = 86_400;
 
 fn read_error(e: ReadError) -> ApiError {
     match e {
@@ -54,7 +64,11 @@ fn requested_start(
     headers: &HeaderMap,
     params: &WatchParams,
 ) -> Result<Option<WatchStart>, ApiError> {
-    if let Some(value) = headers.get(LAST_EVENT_ID) {
+    // An empty header is no position: a browser sends none until it saw an id.
+    let given = headers
+        .get(LAST_EVENT_ID)
+        .filter(|v| !v.as_bytes().iter().all(u8::is_ascii_whitespace));
+    if let Some(value) = given {
         let text = value
             .to_str()
             .map_err(|_| ApiError::invalid("the Last-Event-ID header is not text"))?;
@@ -150,6 +164,16 @@ pub async fn watch(
     headers: HeaderMap,
     Query(params): Query<WatchParams>,
 ) -> HttpResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
+    let timeout = match params.timeout_seconds {
+        None => None,
+        Some(s) if (1..=MAX_WATCH_SECONDS).contains(&s) => Some(Duration::from_secs(s)),
+        Some(s) => {
+            return Err(ApiError::invalid(format!(
+                "timeout_seconds is {s}; it must be between 1 and {MAX_WATCH_SECONDS}"
+            ))
+            .into())
+        }
+    };
     let start = match requested_start(&headers, &params)? {
         Some(start) => start,
         None => {
@@ -182,21 +206,34 @@ pub async fn watch(
         cursor.next_batch().await.map(|batch| (batch, cursor))
     })
     .flat_map(|batch| stream::iter(batch.into_iter().map(Ok)));
-    let events = stream::once(async move { Ok(hello) }).chain(events);
+    let events = stream::once(async move { Ok(hello) })
+        .chain(events)
+        .take_until(async move {
+            match timeout {
+                Some(limit) => tokio::time::sleep(limit).await,
+                None => std::future::pending().await,
+            }
+        });
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct EventQuery {
     /// Only events of this kind (`Service`, `Replica`, `Node`, `Variable`).
     pub resource: Option<String>,
     /// Only events whose key starts with this.
     #[serde(default)]
     pub prefix: String,
+    /// At most this many, the newest (50 when absent).
     #[serde(default = "default_limit")]
+    #[param(minimum = 0, maximum = 1000)]
     pub limit: usize,
 }
+
+/// Most events `GET /v1/events` returns.
+const MAX_RECENT: usize = 1_000;
 
 fn default_limit() -> usize {
     50
@@ -207,6 +244,13 @@ pub async fn recent(
     State(node): State<RaftNode>,
     Query(q): Query<EventQuery>,
 ) -> HttpResult<axum::Json<Vec<Event>>> {
+    if q.limit > MAX_RECENT {
+        return Err(ApiError::invalid(format!(
+            "limit is {}; it must be at most {MAX_RECENT}",
+            q.limit
+        ))
+        .into());
+    }
     let all = node
         .reader
         .with_view(|v| read::events(v, WatchStart::Revision(0), usize::MAX))
@@ -216,9 +260,33 @@ pub async fn recent(
         .filter(|e| q.resource.as_deref().is_none_or(|r| e.resource == r))
         .filter(|e| e.key.starts_with(&q.prefix))
         .collect();
-    let keep = q.limit.min(1_000);
+    let keep = q.limit;
     if matching.len() > keep {
         matching.drain(..matching.len() - keep);
     }
     Ok(axum::Json(matching))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by schemathesis: an empty `Last-Event-ID` was a 400; it is no position.
+    #[test]
+    fn an_empty_last_event_id_is_no_position() {
+        let mut headers = HeaderMap::new();
+        headers.insert(LAST_EVENT_ID, axum::http::HeaderValue::from_static(""));
+        let params = WatchParams::default();
+        assert_eq!(requested_start(&headers, &params), Ok(None));
+        headers.insert(LAST_EVENT_ID, axum::http::HeaderValue::from_static("7.2"));
+        assert_eq!(
+            requested_start(&headers, &params),
+            Ok(Some(WatchStart::After(orion_api::EventCursor {
+                revision: 7,
+                seq: 2
+            })))
+        );
+        headers.insert(LAST_EVENT_ID, axum::http::HeaderValue::from_static("x"));
+        assert!(requested_start(&headers, &params).is_err());
+    }
 }

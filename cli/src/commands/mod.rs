@@ -132,6 +132,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Openapi => {
+            let doc = orion_apiserver::routes::openapi();
+            print!("{}", orion_apiserver::openapi::document_text(&doc));
+            Ok(())
+        }
         Command::Schema => {
             println!(
                 "{}",
