@@ -46,6 +46,8 @@ pub enum Answer {
     Html,
     /// A static file (script, style, image), not part of the JSON API.
     Asset,
+    /// No body (`204 No Content`).
+    Empty,
 }
 
 /// One route's documentation: what the table says beyond method, path and access.
@@ -198,6 +200,7 @@ fn success_content(answer: Answer, schemas: &mut Schemas) -> (Value, &'static st
             json!({ "application/octet-stream": { "schema": { "type": "string" } } }),
             "asset",
         ),
+        Answer::Empty => (Value::Null, "empty"),
     }
 }
 
@@ -240,10 +243,12 @@ fn operation(
         Some(answer) => success_content(answer, schemas),
         None => (json!({}), "none"),
     };
-    responses.insert(
-        status.to_string(),
-        json!({ "description": "Success", "content": content }),
-    );
+    let success = if content.is_null() {
+        json!({ "description": "Success, no content" })
+    } else {
+        json!({ "description": "Success", "content": content })
+    };
+    responses.insert(status.to_string(), success);
     let mut errors: Vec<u16> = ERROR_STATUSES.to_vec();
     errors.extend(doc.extra_errors);
     errors.sort_unstable();

@@ -112,6 +112,12 @@ impl Route {
         self.doc.answer = Some(Answer::Html);
         self
     }
+    /// No body: `204 No Content`.
+    pub fn no_content(mut self) -> Self {
+        self.doc.status = Some(204);
+        self.doc.answer = Some(Answer::Empty);
+        self
+    }
     /// A static file: listed as `application/octet-stream`, `x-orion-content: asset`.
     pub fn asset(mut self) -> Self {
         self.doc.answer = Some(Answer::Asset);
@@ -544,8 +550,7 @@ pub fn routes() -> Vec<Route> {
             post(ui::logout),
             "End this browser's session",
         )
-        .status(204)
-        .answers_with(any_object),
+        .no_content(),
         r(
             M::GET,
             "/ui/session",

@@ -134,6 +134,8 @@ pub async fn delete(
 #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScaleRequest {
+    /// At most `orion_api::spec::MAX_REPLICAS`.
+    #[schema(maximum = 1000)]
     pub replicas: u32,
 }
 
