@@ -4,6 +4,7 @@ mod fixture;
 
 use std::time::Duration;
 
+use fixture::orion;
 use fixture::TestCluster;
 use orion_client::{Client, Consistency};
 
@@ -12,21 +13,6 @@ fn client(c: &TestCluster, via: u64) -> Client {
     Client::new(&[c.url(via)], &c.ca_pem, Some(c.admin_token.clone()))
         .expect("client")
         .with_timeout(Duration::from_secs(20))
-}
-
-/// Runs the `orion` CLI against `server`; returns (success, stdout, stderr).
-fn orion(c: &TestCluster, server: &str, args: &[&str]) -> (bool, String, String) {
-    let out = c
-        .cli()
-        .args(args)
-        .args(["--server", server])
-        .output()
-        .expect("run orion");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 const WEB: &str = "kind: Service\nname: web\nreplicas: 3\ncommand: [\"python3\", \"-m\", \"http.server\", \"${PORT}\"]\nports: [http]\n";

@@ -8,27 +8,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use fixture::haproxy::{Haproxy, HaproxyOptions};
+use fixture::orion;
 use fixture::{TestCluster, WAIT};
 
 /// The load balancer's IP: on loopback, but no peer's.
 const LB_IP: &str = "127.0.0.100";
 /// A DNS name for it, resolved by the test's client.
 const LB_NAME: &str = "orion-lb.test";
-
-/// Runs the CLI against `server`; returns (success, stdout, stderr).
-fn orion(c: &TestCluster, server: &str, args: &[&str]) -> (bool, String, String) {
-    let out = c
-        .cli()
-        .args(args)
-        .args(["--server", server])
-        .output()
-        .expect("run orion");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 /// A client of the load balancer by its DNS name: it trusts the cluster CA, sends
 /// the admin token, and resolves `LB_NAME` to the load balancer (an HTTP client

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use browser::{profile_processes, Browser};
 use fixture::haproxy::{Haproxy, HaproxyOptions};
+use fixture::orion;
 use fixture::{TestCluster, WAIT};
 use serde_json::{json, Value};
 
@@ -21,20 +22,6 @@ const SEE: Duration = Duration::from_secs(30);
 
 /// Prints `n 1`, `n 2`, … every 50 ms.
 const COUNTER: &str = "kind: Service\nname: counter\nreplicas: 2\ncommand: [sh, -c, 'i=0; while :; do i=$((i+1)); echo \"n $i\"; sleep 0.05; done']\nresources: {cpu: 10m, memory: 8Mi}\n";
-
-fn orion(c: &TestCluster, server: &str, args: &[&str]) -> (bool, String, String) {
-    let out = c
-        .cli()
-        .args(args)
-        .args(["--server", server])
-        .output()
-        .expect("run orion");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 fn apply(c: &TestCluster, server: &str, name: &str, text: &str) {
     let file = c.dir.path().join(format!("{name}.yaml"));
