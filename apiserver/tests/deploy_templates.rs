@@ -4,13 +4,13 @@ use std::path::PathBuf;
 
 use orion_apiserver::ServerConfig;
 
-/// `deploy/peer.toml` of the checkout under test. The manifest directory is read when
+/// `deploy/server.toml` of the checkout under test. The manifest directory is read when
 /// the test runs, not when it was compiled: two checkouts that share a
 /// `CARGO_TARGET_DIR` may share this binary, and each must read its own template.
 fn template() -> PathBuf {
     let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
         .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
-    manifest.join("../deploy/peer.toml")
+    manifest.join("../deploy/server.toml")
 }
 
 #[test]

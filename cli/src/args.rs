@@ -219,6 +219,9 @@ pub enum Command {
     Version {
         #[command(flatten)]
         opts: ClientOpts,
+        /// Print only the CLI's own version, without asking a server.
+        #[arg(long)]
+        client: bool,
     },
     /// Create, list and revoke tokens (admin).
     Token {
@@ -296,28 +299,37 @@ pub struct ServerArgs {
 
 #[derive(Debug, Args)]
 pub struct AgentArgs {
-    /// API URLs of any peers; the agent finds the leader's gateway from them.
-    #[arg(long, env = "ORION_SERVER", value_delimiter = ',', default_value = DEFAULT_SERVERS)]
+    /// TOML file with the same settings as the flags (see `deploy/agent.toml`);
+    /// flags override it, unknown keys are errors.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// API URLs of any peers; the agent finds the leader's gateway from them
+    /// (default: the `orion dev` URLs).
+    #[arg(long, env = "ORION_SERVER", value_delimiter = ',')]
     pub servers: Vec<String>,
     /// Node name (default: this machine's host name).
     #[arg(long)]
     pub name: Option<String>,
-    /// Node labels, `k=v,k=v`, matched by placement constraints.
+    /// Node labels, `k=v,k=v`, matched by placement constraints; replace the
+    /// config file's.
     #[arg(long, value_delimiter = ',')]
     pub labels: Vec<String>,
     /// A single-use `agent` join token (`orion token create --role agent`); needed
     /// only the first time, until the agent has its certificate.
     #[arg(long, env = "ORION_JOIN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
-    /// Where the agent keeps its certificate, replica records, logs and ports.
-    #[arg(long, default_value = "orion-agent-data")]
-    pub data_dir: PathBuf,
+    /// Where the agent keeps its certificate, replica records, logs and ports
+    /// (default: `orion-agent-data`).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
     /// CPU offered to replicas, in millicores (default: all cores).
     #[arg(long)]
     pub cpu_millis: Option<u64>,
     /// Memory offered to replicas, in bytes (default: the machine's memory).
     #[arg(long)]
     pub memory_bytes: Option<u64>,
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 }
 
 #[derive(Debug, Args)]

@@ -9,12 +9,14 @@
 //!   oj<run>-h2 (10.77.0.12) ─┘
 //! ```
 //!
-//! [`Net`] tears everything down on drop (namespaces, and with them the veths and
-//! any fault rules), also when a run panics.
+//! [`Net`] tears everything down on drop (the processes left in the namespaces,
+//! the namespaces, and with them the veths and any fault rules), also when a run
+//! panics; the namespaces are `orion_launch::netns`'s.
 
 use std::process::{Command, Output};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
+use orion_launch::netns::Bridge;
 
 /// The subnet every run uses; runs are isolated by their bridge namespaces.
 pub const SUBNET: &str = "10.77.0";
@@ -23,22 +25,11 @@ pub const CLIENT_IP: &str = "10.77.0.100";
 
 /// Runs `ip` with `args`; fails naming the command and its stderr.
 pub fn ip(args: &[&str]) -> anyhow::Result<Output> {
-    run("ip", args)
+    Ok(orion_launch::netns::ip(args)?)
 }
 
 pub fn run(program: &str, args: &[&str]) -> anyhow::Result<Output> {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .with_context(|| format!("cannot run {program}"))?;
-    if !out.status.success() {
-        bail!(
-            "`{program} {}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(out)
+    Ok(orion_launch::netns::run(program, args)?)
 }
 
 /// One host: a namespace with one address on the bridge.
@@ -57,83 +48,45 @@ pub struct Net {
     pub bridge_ns: String,
     pub client_ns: String,
     pub hosts: Vec<Host>,
+    /// Owns the namespaces: dropping it kills what runs in them and removes them.
+    bridge: Bridge,
 }
 
 impl Net {
     /// Creates the bridge, the client namespace and `n` hosts. Needs root.
     pub fn create(n: usize) -> anyhow::Result<Self> {
         let run = format!("oj{}", std::process::id());
-        let mut net = Net {
-            bridge_ns: format!("{run}-br"),
-            client_ns: format!("{run}-c"),
-            run,
-            hosts: Vec::new(),
-        };
-        // From here on, a failure drops `net`, which removes what was made.
-        ip(&["netns", "add", &net.bridge_ns])?;
-        net.in_ns(
-            &net.bridge_ns,
-            "ip",
-            &["link", "add", "br0", "type", "bridge"],
-        )?;
-        net.in_ns(&net.bridge_ns, "ip", &["link", "set", "br0", "up"])?;
-        net.in_ns(&net.bridge_ns, "ip", &["link", "set", "lo", "up"])?;
-        let client_ns = net.client_ns.clone();
-        net.attach(&client_ns, "c", CLIENT_IP)?;
+        // From here on, a failure drops `bridge`, which removes what was made.
+        let mut bridge = Bridge::create(&run, 24)?;
+        let client = bridge.attach("c", "c", CLIENT_IP)?;
+        let mut hosts = Vec::new();
         for index in 1..=n {
-            let host = Host {
+            let tag = format!("h{index}");
+            let h = bridge.attach(&tag, &tag, &format!("{SUBNET}.{}", 10 + index))?;
+            hosts.push(Host {
                 index,
-                ns: format!("{}-h{index}", net.run),
-                ip: format!("{SUBNET}.{}", 10 + index),
-            };
-            net.attach(&host.ns, &format!("h{index}"), &host.ip)?;
-            net.hosts.push(host);
+                ns: h.ns,
+                ip: h.ip,
+            });
         }
-        Ok(net)
-    }
-
-    /// Makes namespace `ns` with a veth to the bridge and `addr`/24 on it.
-    fn attach(&self, ns: &str, tag: &str, addr: &str) -> anyhow::Result<()> {
-        ip(&["netns", "add", ns])?;
-        // Interface names are per namespace, but the pair is born in the root
-        // namespace: make them unique to this run there.
-        let inner = format!("{}{tag}a", self.run);
-        let outer = format!("{}{tag}b", self.run);
-        ip(&[
-            "link", "add", &inner, "type", "veth", "peer", "name", &outer,
-        ])?;
-        ip(&["link", "set", &inner, "netns", ns])?;
-        ip(&["link", "set", &outer, "netns", &self.bridge_ns])?;
-        self.in_ns(ns, "ip", &["link", "set", &inner, "name", "eth0"])?;
-        self.in_ns(
-            ns,
-            "ip",
-            &["addr", "add", &format!("{addr}/24"), "dev", "eth0"],
-        )?;
-        self.in_ns(ns, "ip", &["link", "set", "eth0", "up"])?;
-        self.in_ns(ns, "ip", &["link", "set", "lo", "up"])?;
-        self.in_ns(
-            &self.bridge_ns,
-            "ip",
-            &["link", "set", &outer, "master", "br0"],
-        )?;
-        self.in_ns(&self.bridge_ns, "ip", &["link", "set", &outer, "up"])?;
-        Ok(())
+        Ok(Net {
+            bridge_ns: bridge.bridge_ns.clone(),
+            client_ns: client.ns,
+            run,
+            hosts,
+            bridge,
+        })
     }
 
     /// Runs `program args` inside namespace `ns` and waits for it.
     pub fn in_ns(&self, ns: &str, program: &str, args: &[&str]) -> anyhow::Result<Output> {
-        let mut all = vec!["netns", "exec", ns, program];
-        all.extend_from_slice(args);
-        ip(&all)
+        Ok(self.bridge.in_ns(ns, program, args)?)
     }
 
     /// A command that will run inside `host`'s namespace (`ip netns exec` execs
     /// the program, so the child's pid is the program's).
     pub fn command(&self, host: &Host, program: &str) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &host.ns, program]);
-        c
+        self.bridge.command(&host.ns, program)
     }
 
     /// Moves the calling thread into the client namespace: sockets it opens from
@@ -147,21 +100,7 @@ impl Net {
     }
 }
 
-impl Drop for Net {
-    fn drop(&mut self) {
-        for h in &self.hosts {
-            let _ = ip(&["netns", "del", &h.ns]);
-        }
-        let _ = ip(&["netns", "del", &self.client_ns]);
-        let _ = ip(&["netns", "del", &self.bridge_ns]);
-    }
-}
-
 /// Whether this process may create namespaces (root, with `ip` present).
 pub fn available() -> bool {
-    nix::unistd::Uid::effective().is_root()
-        && Command::new("ip")
-            .arg("-V")
-            .output()
-            .is_ok_and(|o| o.status.success())
+    orion_launch::netns::available()
 }

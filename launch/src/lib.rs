@@ -9,6 +9,7 @@
 //!   caller's [`Wrapper`] (a command prefix such as `ip netns exec NS`, environment,
 //!   extra arguments), killed on drop.
 //! - [`wait`]: polling with a deadline.
+//! - [`netns`]: hosts made of network namespaces on one bridge (root only).
 //! - [`error`]: [`LaunchError`], what failed and where its log is.
 //!
 //! Every REST call goes through `orion-client`. What is particular to one caller
@@ -16,6 +17,7 @@
 
 pub mod cluster;
 pub mod error;
+pub mod netns;
 pub mod process;
 pub mod wait;
 

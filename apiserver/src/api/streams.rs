@@ -7,6 +7,7 @@
 //! call that lands on a non-leader gets 503 rather than bouncing on).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -105,6 +106,11 @@ impl Sessions {
     }
 }
 
+/// How long a log or exec call waits for the agent of the replica's node to be
+/// connected. Agents find a new leader within a few seconds of an election, so a
+/// call right after a failover waits instead of failing.
+const AGENT_WAIT: Duration = Duration::from_secs(5);
+
 /// What relaying a session to an agent takes: where replicas are placed, the
 /// agents' connections, and the bound on sessions.
 #[derive(Clone)]
@@ -130,9 +136,16 @@ impl AgentStreams {
             .find(|r| r.id() == id)
             .map(|r| r.node)
             .ok_or_else(|| ApiError::not_found(format!("replica {id:?} does not exist")))?;
-        let conn = self.agents.connection(&placed_on).ok_or_else(|| {
-            ApiError::unavailable(format!("the agent of node {placed_on:?} is not connected"))
-        })?;
+        let conn = self
+            .agents
+            .wait_for_connection(&placed_on, AGENT_WAIT)
+            .await
+            .ok_or_else(|| {
+                ApiError::unavailable(format!(
+                    "the agent of node {placed_on:?} is not connected (waited {}s)",
+                    AGENT_WAIT.as_secs()
+                ))
+            })?;
         open_stream(&conn, request).await.map_err(|e| {
             ApiError::unavailable(format!("cannot reach the agent of node {placed_on:?}: {e}"))
         })

@@ -5,13 +5,17 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
 
 use orion_api::agent_proto::{NodeUsage, ReplicaReport};
 
 #[derive(Default)]
 pub struct AgentRegistry {
     table: Mutex<Table>,
+    /// Woken whenever an agent connects.
+    arrived: Notify,
 }
 
 #[derive(Default)]
@@ -37,6 +41,8 @@ impl AgentRegistry {
         let mut t = self.table();
         t.last_seen.insert(node.to_string(), Instant::now());
         t.conns.insert(node.to_string(), conn);
+        drop(t);
+        self.arrived.notify_waiters();
     }
 
     /// The session on `conn` ended; forgets the connection unless a newer one
@@ -89,5 +95,27 @@ impl AgentRegistry {
     /// The live connection of `node`'s agent.
     pub fn connection(&self, node: &str) -> Option<quinn::Connection> {
         self.table().conns.get(node).cloned()
+    }
+
+    /// The live connection of `node`'s agent, waiting up to `timeout` for one to
+    /// arrive: right after this peer became leader, agents are still finding it.
+    pub async fn wait_for_connection(
+        &self,
+        node: &str,
+        timeout: Duration,
+    ) -> Option<quinn::Connection> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            // Registered before the check, so a connection in between still wakes it.
+            let arrived = self.arrived.notified();
+            tokio::pin!(arrived);
+            arrived.as_mut().enable();
+            if let Some(conn) = self.connection(node) {
+                return Some(conn);
+            }
+            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
+                return None;
+            }
+        }
     }
 }

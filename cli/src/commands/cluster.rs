@@ -107,8 +107,19 @@ pub async fn run(client: &Client, output: Output, command: ClusterCommand) -> an
 /// `orion version`: this CLI's version, then the server's as the contacted peer
 /// reports it. A server that cannot be reached is said so, not an error: the
 /// client's version is still worth printing on a machine with no cluster.
-pub async fn version(opts: &ClientOpts) -> anyhow::Result<()> {
+pub async fn version(opts: &ClientOpts, client_only: bool) -> anyhow::Result<()> {
     let client_version = env!("CARGO_PKG_VERSION");
+    if client_only {
+        match opts.output {
+            Output::Json | Output::Yaml => print(
+                opts.output,
+                &serde_json::json!({ "client": client_version }),
+                |_| Table::new(&[]),
+            )?,
+            Output::Table | Output::Wide => println!("client: orion {client_version}"),
+        }
+        return Ok(());
+    }
     let server = match crate::context::client(opts) {
         Err(e) => Err(format!("{e:#}")),
         Ok(client) => client.status().await.map_err(|e| e.to_string()),

@@ -22,7 +22,8 @@ use crate::args::{Cli, ClientOpts, Command, LogFormat};
 pub fn main(cli: Cli) -> ExitCode {
     let (default_level, format) = match &cli.command {
         Command::Server(args) => ("info", args.log_format),
-        Command::Dev(_) | Command::Agent(_) => ("info", LogFormat::Text),
+        Command::Agent(args) => ("info", args.log_format),
+        Command::Dev(_) => ("info", LogFormat::Text),
         _ => ("warn", LogFormat::Text),
     };
     init_tracing(default_level, format);
@@ -37,9 +38,33 @@ pub fn main(cli: Cli) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            if is_refused_config(&e) {
+                ExitCode::from(EX_CONFIG)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
+}
+
+/// The exit status of a peer or agent that refuses its configuration (sysexits'
+/// `EX_CONFIG`): starting it again cannot help, so the systemd units in `deploy/`
+/// do not (`RestartPreventExitStatus=78`).
+pub const EX_CONFIG: u8 = 78;
+
+/// A setting the agent refuses (its file or flags), before it starts.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct InvalidConfig(pub String);
+
+fn is_refused_config(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause.is::<InvalidConfig>()
+            || matches!(
+                cause.downcast_ref::<orion_apiserver::Error>(),
+                Some(orion_apiserver::Error::Config(_))
+            )
+    })
 }
 
 fn init_tracing(default_level: &str, format: LogFormat) {
@@ -149,7 +174,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             token::run(&crate::context::client(&opts)?, opts.output, command).await
         }
         Command::Context { command } => crate::context::run(command).await,
-        Command::Version { opts } => cluster::version(&g(opts)).await,
+        Command::Version { opts, client } => cluster::version(&g(opts), client).await,
         Command::Var { opts, command } => {
             let opts = g(opts);
             var::run(&crate::context::client(&opts)?, opts.output, command).await
