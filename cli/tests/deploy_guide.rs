@@ -9,7 +9,8 @@
 //!
 //! Two programs the guide uses need a stand-in, because namespaces have no systemd
 //! and no ssh; both are small scripts placed in `/usr/local/sbin` of every machine:
-//! - `systemctl` starts a unit's `ExecStart=` as its `User=`, with its
+//! - `systemctl daemon-reload` checks every installed unit with `systemd-analyze
+//!   verify`; `systemctl start` (or `enable --now`) starts a unit's `ExecStart=` as its `User=`, with its
 //!   `Environment=`/`EnvironmentFile=`, `StateDirectory=` and `UMask=`, read from
 //!   the unit file the guide installed (or Debian's, for `haproxy`), detached, its
 //!   output in `/var/lib/systemctl-shim/<unit>.log`;
@@ -364,6 +365,29 @@ fn the_deploy_guide_runs_as_written_on_fresh_machines() {
     }
 }
 
+/// systemd's own score of the units' sandboxing (0 is the best, 100 the worst):
+/// the peer needs nothing but its data directory and sockets; the agent is looser,
+/// because its replicas inherit its restrictions.
+#[test]
+fn the_units_are_hardened_by_systemds_own_measure() {
+    for (unit, threshold) in [("orion-server", 20), ("orion-agent", 50)] {
+        let path = repo().join("deploy").join(format!("{unit}.service"));
+        let out = Command::new("systemd-analyze")
+            .args(["security", "--offline=yes"])
+            .arg(format!("--threshold={threshold}"))
+            .arg(&path)
+            .output()
+            .expect("run systemd-analyze");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let overall = text.lines().last().unwrap_or_default().to_string();
+        eprintln!("{unit}: {overall}");
+        assert!(
+            out.status.success(),
+            "{unit}'s exposure is above {threshold}/100: {overall}\n{text}"
+        );
+    }
+}
+
 /// The `systemctl` stand-in (see the module docs).
 const SYSTEMCTL: &str = r#"#!/bin/bash
 # systemctl stand-in for cli/tests/deploy_guide.rs: these namespaces have no systemd.
@@ -423,7 +447,8 @@ done
 verb=${args[0]:-}
 units=("${args[@]:1}")
 case "$verb" in
-    daemon-reload) ;;
+    # What systemd would refuse to load fails here too.
+    daemon-reload) for f in /etc/systemd/system/*.service; do [ -f "$f" ] && systemd-analyze verify "$f"; done ;;
     enable) if $now; then for u in "${units[@]}"; do start "${u%.service}"; done; fi ;;
     start) for u in "${units[@]}"; do start "${u%.service}"; done ;;
     stop) for u in "${units[@]}"; do stop "${u%.service}"; done ;;
