@@ -188,15 +188,47 @@ pub struct NodeObject {
     pub capacity: crate::spec::Resources,
     #[serde(default)]
     pub status: NodeStatus,
-    /// A draining node keeps nothing: its replicas are placed elsewhere.
+    /// Takes no new replicas and keeps those it has (`orion node cordon`).
+    #[serde(default)]
+    pub cordoned: bool,
+    /// Being drained (`orion node drain`): it takes no new replicas, and its
+    /// replicas move elsewhere, never more of a service at once than its
+    /// `strategy.max_unavailable` allows. It stays ineligible once empty, until
+    /// `orion node uncordon`.
     #[serde(default)]
     pub draining: bool,
+    /// When a drain stops waiting for replicas to be healthy elsewhere and moves
+    /// every one left (milliseconds since the Unix epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_deadline_unix_ms: Option<u64>,
     /// Registered by its agent, whose heartbeats keep it ready. A node registered by
     /// hand (`PUT /v1/nodes`) has no agent and never times out.
     #[serde(default)]
     pub agent: bool,
     #[serde(default)]
     pub mod_revision: u64,
+}
+
+/// The longest drain deadline accepted (a week) and the default (an hour, as Nomad's).
+pub const MAX_DRAIN_DEADLINE_SECS: u64 = 7 * 24 * 3600;
+pub const DEFAULT_DRAIN_DEADLINE_SECS: u64 = 3600;
+
+/// `POST /v1/nodes/{name}/drain`: how long the drain may wait for replicas to be
+/// healthy elsewhere before it moves the rest at once.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DrainRequest {
+    /// Seconds (default 3600, at most 604800).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(maximum = 604800)]
+    pub deadline_seconds: Option<u64>,
+}
+
+impl NodeObject {
+    /// Whether new replicas may be placed here: ready, not cordoned, not draining.
+    pub fn schedulable(&self) -> bool {
+        self.status == NodeStatus::Ready && !self.cordoned && !self.draining
+    }
 }
 
 /// One placed instance of a service. Intent (`node`, `generation`) is written by the

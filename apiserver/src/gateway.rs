@@ -287,7 +287,7 @@ async fn control_loop(
                         last_sent.iter().flatten().map(|d| d.id.as_str()).collect();
                     let (own, strays): (Vec<_>, Vec<_>) =
                         replicas.into_iter().partition(|r| mine.contains(r.id.as_str()));
-                    gw.agents.observed(own);
+                    gw.agents.observed(&node, own);
                     if !strays.is_empty() {
                         refuse_strays(&gw.node, &node, &strays);
                     }
@@ -341,7 +341,10 @@ async fn register(
         labels,
         capacity,
         status: NodeStatus::Ready,
-        draining: current.as_ref().is_some_and(|n| n.draining),
+        // Kept from the stored record by apply whatever is sent here.
+        cordoned: false,
+        draining: false,
+        drain_deadline_unix_ms: None,
         agent: true,
         mod_revision: 0,
     };

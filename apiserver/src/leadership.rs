@@ -38,6 +38,7 @@ impl LeaderWork {
                 let tasks = TaskTracker::new();
                 tasks.spawn(controllers::replicas::run(
                     self.node.clone(),
+                    self.agents.clone(),
                     self.unplaced.clone(),
                     term.clone(),
                 ));

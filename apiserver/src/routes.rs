@@ -376,6 +376,47 @@ pub fn routes() -> Vec<Route> {
         .body::<orion_api::NodeObject>()
         .answers::<orion_api::NodeObject>(),
         r(
+            M::DELETE,
+            "/v1/nodes/{name}",
+            Admin,
+            delete(nodes::delete),
+            "Forget a node that is gone; its replicas are placed elsewhere",
+        )
+        .path_schemas(&[("name", service_name)])
+        .headers(IDEMPOTENCY)
+        .answers::<orion_api::NodeObject>(),
+        r(
+            M::POST,
+            "/v1/nodes/{name}/cordon",
+            Admin,
+            post(nodes::cordon),
+            "Cordon a node: no new replicas; those it has stay",
+        )
+        .path_schemas(&[("name", service_name)])
+        .headers(IDEMPOTENCY)
+        .answers::<orion_api::NodeObject>(),
+        r(
+            M::POST,
+            "/v1/nodes/{name}/uncordon",
+            Admin,
+            post(nodes::uncordon),
+            "Uncordon a node (also ends a drain): it takes replicas again",
+        )
+        .path_schemas(&[("name", service_name)])
+        .headers(IDEMPOTENCY)
+        .answers::<orion_api::NodeObject>(),
+        r(
+            M::POST,
+            "/v1/nodes/{name}/drain",
+            Admin,
+            post(nodes::drain),
+            "Drain a node: its replicas move elsewhere within each service's max_unavailable",
+        )
+        .path_schemas(&[("name", service_name)])
+        .headers(IDEMPOTENCY)
+        .body::<orion_api::workload::DrainRequest>()
+        .answers::<orion_api::NodeObject>(),
+        r(
             M::GET,
             "/v1/replicas",
             Read,

@@ -152,6 +152,13 @@ pub enum Command {
         #[arg(long, default_value = "10m", requires = "wait")]
         timeout: String,
     },
+    /// Cordon, drain, uncordon or delete a node (admin).
+    Node {
+        #[command(flatten)]
+        opts: ClientOpts,
+        #[command(subcommand)]
+        command: NodeCommand,
+    },
     /// Follow, inspect and steer a service's rolling update.
     Rollout {
         #[command(flatten)]
@@ -357,6 +364,28 @@ pub enum ClusterCommand {
     Join { url: String },
     /// Remove a member by id. Its id is never used again.
     Remove { id: u64 },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// No new replicas on the node; those it runs stay.
+    Cordon { node: String },
+    /// The node takes replicas again (this also ends a drain).
+    Uncordon { node: String },
+    /// Cordon the node and move its replicas elsewhere, never more of a service at
+    /// once than its `strategy.max_unavailable`; follows until the node is empty.
+    Drain {
+        node: String,
+        /// After this long, every replica left moves at once (e.g. 90s, 1h; at most 7 days).
+        #[arg(long, default_value = "1h")]
+        deadline: String,
+        /// Start the drain and return instead of following it.
+        #[arg(long)]
+        detach: bool,
+    },
+    /// Forget a node that is gone for good: its replicas are placed elsewhere. A
+    /// live agent registers again when it reconnects.
+    Delete { node: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -95,7 +95,9 @@ async fn leader_places_replicas_across_nodes_and_follows_scale_through_a_failove
                 memory_bytes: 1u64 << 30,
             },
             status: Default::default(),
+            cordoned: false,
             draining: false,
+            drain_deadline_unix_ms: None,
             agent: false,
             mod_revision: 0,
         };

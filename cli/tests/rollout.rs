@@ -347,3 +347,86 @@ async fn an_update_that_never_becomes_healthy_stops_and_rolls_back_by_itself() {
     assert_eq!(kept, 2, "before {before:?}, after {after:?}");
     c.assert_no_unexpected_errors(&[]);
 }
+
+/// The nodes the service's replicas are placed on, by replica id.
+async fn placement(c: &TestCluster) -> BTreeMap<String, String> {
+    client(c)
+        .replicas(Consistency::Linearizable)
+        .await
+        .map(|l| {
+            l.items
+                .iter()
+                .filter(|r| r.service == "web")
+                .map(|r| (r.id(), r.node.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_moves_every_replica_within_max_unavailable_and_a_deleted_node_is_replaced() {
+    let mut c = TestCluster::start(3).await;
+    c.spawn_agent("n1").await;
+    c.spawn_agent("n2").await;
+    c.wait_for("both nodes registered", Duration::from_secs(30), || async {
+        let nodes = client(&c).nodes(Consistency::Linearizable).await.ok()?;
+        (nodes.items.len() == 2).then_some(())
+    })
+    .await;
+    let marker = unique_marker();
+    apply(&c, &web(&marker, 4, "v1", "")).await;
+    wait_versions(&c, &marker, 4, "v1").await;
+    let before = placement(&c).await;
+    let on_n1 = before.values().filter(|n| *n == "n1").count();
+    assert!(on_n1 > 0, "spread puts replicas on both nodes: {before:?}");
+
+    // The drain follows until n1 is empty; the machine never has fewer than 3 of
+    // the 4 answering (max_unavailable 1).
+    let sampler = Sampler::start(&marker);
+    let (ok, out, err) = fixture::orion(
+        &c,
+        &c.url(c.follower().await),
+        &["node", "drain", "n1", "--deadline", "2m"],
+    );
+    let (fewest, samples, at) = sampler.finish().await;
+    assert!(ok, "drain: {out}{err}");
+    assert!(out.contains("node/n1 drained"), "{out}");
+    assert!(
+        fewest >= 3,
+        "only {fewest} of 4 answered during the drain ({samples} samples): {at:?}"
+    );
+    let after = placement(&c).await;
+    assert!(after.values().all(|n| n == "n2"), "all on n2: {after:?}");
+    wait_versions(&c, &marker, 4, "v1").await;
+    // n1 stays ineligible until uncordoned.
+    let nodes = client(&c)
+        .nodes(Consistency::Linearizable)
+        .await
+        .expect("nodes");
+    let n1 = nodes.items.iter().find(|n| n.name == "n1").expect("n1");
+    assert!(n1.draining && n1.cordoned && !n1.schedulable(), "{n1:?}");
+    let (ok, out, err) = fixture::orion(&c, &c.url(1), &["node", "uncordon", "n1"]);
+    assert!(ok && out.contains("uncordoned"), "{out}{err}");
+
+    // n2's machine is gone: its agent is killed (its processes live on, as on a
+    // machine cut off), and the node is deleted: its replicas go to n1.
+    c.kill_agent("n2");
+    let (ok, out, err) = fixture::orion(&c, &c.url(1), &["node", "delete", "n2"]);
+    assert!(ok && out.contains("deleted"), "{out}{err}");
+    c.wait_for(
+        "every replica placed on n1",
+        Duration::from_secs(60),
+        || async {
+            let p = placement(&c).await;
+            (p.len() == 4 && p.values().all(|n| n == "n1")).then_some(())
+        },
+    )
+    .await;
+    c.wait_for_replicas_running("web", 4).await;
+    // n2 comes back: it registers anew and stops the replicas it ran before.
+    c.spawn_agent("n2").await;
+    wait_versions(&c, &marker, 4, "v1").await;
+    let (ok, _, err) = fixture::orion(&c, &c.url(1), &["node", "delete", "no-such-node"]);
+    assert!(!ok && err.contains("does not exist"), "{err}");
+    c.assert_no_unexpected_errors(&[]);
+}

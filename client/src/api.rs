@@ -10,6 +10,7 @@ use orion_api::agent_proto::{ExecResult, LogCursor};
 use orion_api::security::{
     CreateToken, CreatedToken, IssuedCert, JoinCertRequest, RevokedToken, TokenList,
 };
+use orion_api::workload::DrainRequest;
 use orion_api::{
     AgentBootstrap, ApplyRequest, ApplyResponse, ClusterStatus, DeleteResponse, DeletedService,
     Event, ExecRequest, JoinRequest, ListResponse, MembersResponse, NodeList, NodeObject,
@@ -20,6 +21,18 @@ use reqwest::Method;
 
 use crate::rest::{query_value, segment, Stream};
 use crate::{Client, ClientError, Result};
+
+/// A change to where a node takes replicas ([`Client::schedule_node`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeAction {
+    /// No new replicas; those it has stay.
+    Cordon,
+    /// Takes replicas again; ends a drain.
+    Uncordon,
+    /// Cordon, and move every replica off within each service's
+    /// `max_unavailable`; the rest move at once after `deadline_seconds`.
+    Drain { deadline_seconds: u64 },
+}
 
 /// How fresh a read must be.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -279,6 +292,30 @@ impl Client {
             node,
         )
         .await
+    }
+
+    /// `POST /v1/nodes/{name}/cordon|uncordon|drain` (admin): `action` is one of
+    /// those three; `drain` takes a deadline.
+    pub async fn schedule_node(&self, node: &str, action: NodeAction) -> Result<NodeObject> {
+        let name = name("node name", node)?;
+        let (verb, body) = match action {
+            NodeAction::Cordon => ("cordon", DrainRequest::default()),
+            NodeAction::Uncordon => ("uncordon", DrainRequest::default()),
+            NodeAction::Drain { deadline_seconds } => (
+                "drain",
+                DrainRequest {
+                    deadline_seconds: Some(deadline_seconds),
+                },
+            ),
+        };
+        let path = format!("/v1/nodes/{name}/{verb}");
+        self.post_idempotent(&path, &body).await
+    }
+
+    /// `DELETE /v1/nodes/{name}` (admin): forgets a node that is gone.
+    pub async fn delete_node(&self, node: &str) -> Result<NodeObject> {
+        self.delete(&format!("/v1/nodes/{}", name("node name", node)?))
+            .await
     }
 
     /// `GET /v1/replicas`: placed replicas, their agents' reports, the unplaced.

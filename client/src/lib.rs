@@ -15,7 +15,7 @@ pub mod api;
 pub mod join;
 pub mod rest;
 
-pub use api::{Consistency, EventQuery, LogQuery, VariableQuery, WatchQuery};
+pub use api::{Consistency, EventQuery, LogQuery, NodeAction, VariableQuery, WatchQuery};
 pub use reqwest::StatusCode;
 pub use rest::{
     http_builder, Client, ClientBuilder, NoteHook, Stream, WriteRetry, CALL_TIMEOUT,

@@ -347,6 +347,44 @@ fn apply_command(txn: &mut Txn<'_>, index: u64, cmd: &Command) -> Result<Applied
             Ok(Applied::DeletedService(Box::new(service)))
         }
         Command::UpsertNode { node } => upsert_node(txn, index, node),
+        Command::SetNodeScheduling {
+            name,
+            cordoned,
+            draining,
+            drain_deadline_unix_ms,
+        } => {
+            let key = node_key(name);
+            let Some(current) = read_json::<NodeObject>(txn, &key)? else {
+                return Err(reject(
+                    ErrorCode::NotFound,
+                    format!("node {name:?} does not exist (`orion get nodes` lists them)"),
+                    None,
+                ));
+            };
+            let node = NodeObject {
+                cordoned: *cordoned,
+                draining: *draining,
+                drain_deadline_unix_ms: *drain_deadline_unix_ms,
+                mod_revision: index,
+                ..current
+            };
+            txn.put(&key, &encode(&node));
+            record_event(txn, index, EventKind::Put, "Node", name, &node)?;
+            Ok(Applied::Node(Box::new(node)))
+        }
+        Command::DeleteNode { name } => {
+            let key = node_key(name);
+            let Some(node) = read_json::<NodeObject>(txn, &key)? else {
+                return Err(reject(
+                    ErrorCode::NotFound,
+                    format!("node {name:?} does not exist (`orion get nodes` lists them)"),
+                    None,
+                ));
+            };
+            txn.delete(&key);
+            record_event(txn, index, EventKind::Delete, "Node", name, &node)?;
+            Ok(Applied::Node(Box::new(node)))
+        }
         Command::SetClusterCa {
             cert_pem,
             key_pem,
@@ -617,10 +655,16 @@ fn upsert_node(txn: &mut Txn<'_>, index: u64, node: &NodeObject) -> Result<Appli
             None,
         )
     })?;
-    let node = NodeObject {
+    let stored = read_json::<NodeObject>(txn, &node_key(&node.name))?;
+    let mut node = NodeObject {
         mod_revision: index,
         ..node.clone()
     };
+    if let Some(stored) = stored {
+        node.cordoned = stored.cordoned;
+        node.draining = stored.draining;
+        node.drain_deadline_unix_ms = stored.drain_deadline_unix_ms;
+    }
     txn.put(&node_key(&node.name), &encode(&node));
     record_event(txn, index, EventKind::Put, "Node", &node.name, &node)?;
     Ok(Applied::Done)

@@ -47,8 +47,20 @@ pub enum Command {
     /// at `now` (seconds since the epoch, from the proposer, so apply stays
     /// deterministic).
     UseToken { id: String, now: u64 },
-    /// Register or update a node.
+    /// Register or update a node. Its scheduling (`cordoned`, `draining`, the drain
+    /// deadline) is kept from the stored record: only [`Command::SetNodeScheduling`]
+    /// changes it, so an agent registering again cannot undo a cordon.
     UpsertNode { node: NodeObject },
+    /// Cordon, drain or uncordon a node (it must exist).
+    SetNodeScheduling {
+        name: String,
+        cordoned: bool,
+        draining: bool,
+        drain_deadline_unix_ms: Option<u64>,
+    },
+    /// Forget a node (it must exist): its replicas are placed elsewhere, and its
+    /// agent, should it come back, registers anew and is sent no old replica.
+    DeleteNode { name: String },
     /// The replica controller's decisions: place new replicas, remove old ones.
     /// Idempotent: placing an existing replica or removing a missing one is a no-op.
     ReconcileReplicas {
@@ -105,6 +117,8 @@ pub enum Applied {
     DeletedService(Box<ServiceObject>),
     /// The service after a rollout command.
     Service(Box<ServiceObject>),
+    /// The node after a scheduling change, or as it was before a delete.
+    Node(Box<NodeObject>),
     /// A command with no object result.
     Done,
     /// What each write of a [`Command::Batch`] did, in batch order.

@@ -94,7 +94,9 @@ mod tests {
                 memory_bytes: 1 << 30,
             },
             status: NodeStatus::Ready,
+            cordoned: false,
             draining: false,
+            drain_deadline_unix_ms: None,
             agent,
             mod_revision: 1,
         }

@@ -74,7 +74,7 @@ impl Clocks {
 }
 
 /// Whether a report says the replica is up for `generation`.
-fn up(report: Option<&ReplicaReport>, generation: u64, has_check: bool) -> bool {
+pub(crate) fn up(report: Option<&ReplicaReport>, generation: u64, has_check: bool) -> bool {
     report.is_some_and(|r| {
         r.generation == generation
             && match r.state {

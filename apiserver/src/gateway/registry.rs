@@ -24,6 +24,9 @@ struct Table {
     last_seen: BTreeMap<String, Instant>,
     /// Last reported replica states, by replica id.
     observed: BTreeMap<String, ReplicaReport>,
+    /// The node whose agent sent each of those reports: right after a replica
+    /// moved, the report of its old process may still be the last one.
+    reporter: BTreeMap<String, String>,
     /// The latest usage each agent reported.
     usage: BTreeMap<String, NodeUsage>,
     /// The live connection of each node's agent, for log and exec streams.
@@ -64,12 +67,21 @@ impl AgentRegistry {
         t.usage.insert(node.to_string(), usage);
     }
 
-    /// Replica states an agent reported (for replicas placed on its node).
-    pub fn observed(&self, reports: impl IntoIterator<Item = ReplicaReport>) {
+    /// Replica states `node`'s agent reported (for replicas placed on its node).
+    pub fn observed(&self, node: &str, reports: impl IntoIterator<Item = ReplicaReport>) {
         let mut t = self.table();
         for r in reports {
+            t.reporter.insert(r.id.clone(), node.to_string());
             t.observed.insert(r.id.clone(), r);
         }
+    }
+
+    /// The latest report of replica `id` if `node`'s agent sent it.
+    pub fn report_from(&self, node: &str, id: &str) -> Option<ReplicaReport> {
+        let t = self.table();
+        (t.reporter.get(id).map(String::as_str) == Some(node))
+            .then(|| t.observed.get(id).cloned())
+            .flatten()
     }
 
     /// When `node`'s agent was last heard from, for every node heard from.

@@ -5,6 +5,7 @@ pub mod agent;
 pub mod cluster;
 pub mod dev;
 pub mod logs;
+pub mod node;
 pub mod rollout;
 pub mod server;
 pub mod token;
@@ -106,6 +107,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 rollout::wait_all(&client, &changed, timeout).await?;
             }
             Ok(())
+        }
+        Command::Node { opts, command } => {
+            let opts = g(opts);
+            node::run(&crate::context::client(&opts)?, opts.output, command).await
         }
         Command::Rollout { opts, command } => {
             let opts = g(opts);

@@ -125,14 +125,15 @@ pub async fn get(
                 ]);
                 for n in &r.items {
                     let u = r.usage.get(&n.name);
-                    let status = format!("{:?}", n.status).to_lowercase();
+                    let mut status = format!("{:?}", n.status).to_lowercase();
+                    if n.draining {
+                        status += ",draining";
+                    } else if n.cordoned {
+                        status += ",cordoned";
+                    }
                     t.row(vec![
                         n.name.clone(),
-                        if n.draining {
-                            format!("{status},draining")
-                        } else {
-                            status
-                        },
+                        status,
                         format!("{}m", n.capacity.cpu_millis),
                         format!("{}Mi", n.capacity.memory_bytes >> 20),
                         n.labels
