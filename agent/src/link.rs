@@ -17,6 +17,7 @@ use crate::error::{LinkError, SessionError};
 use crate::ports::PortBook;
 use crate::replica::ReplicaState;
 use crate::retry::Faults;
+use crate::metrics::AgentMetrics;
 use crate::streams::accept_streams;
 use crate::supervisor::Supervisor;
 use crate::usage::usage;
@@ -68,6 +69,7 @@ pub(crate) async fn connect_once(
     client: &quinn::ClientConfig,
     addr: &str,
     supervisor: &Arc<Supervisor>,
+    metrics: &Arc<AgentMetrics>,
     ports: &mut PortBook,
     shutdown: &CancellationToken,
     faults: &mut Faults,
@@ -110,8 +112,14 @@ pub(crate) async fn connect_once(
         }
         info!(%addr, "connected to the leader");
         faults.reset();
-        let streams = tokio::spawn(accept_streams(conn.clone(), supervisor.clone()));
+        let streams = tokio::spawn(accept_streams(
+            conn.clone(),
+            supervisor.clone(),
+            metrics.clone(),
+        ));
+        metrics.connected.set(1);
         let ended = serve(send, frames, supervisor, ports, shutdown).await;
+        metrics.connected.set(0);
         streams.abort();
         conn.close(0u32.into(), b"bye");
         endpoint.wait_idle().await;

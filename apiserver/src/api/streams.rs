@@ -20,6 +20,7 @@ use orion_raft::{read, RaftNode};
 use serde::Deserialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::metrics::PeerMetrics;
 use crate::error::{HttpResult, JsonBody};
 use crate::forward::Forwarder;
 use crate::gateway::open_stream;
@@ -112,6 +113,8 @@ pub struct AgentStreams {
     pub node: RaftNode,
     pub agents: Arc<AgentRegistry>,
     pub sessions: Sessions,
+    /// `orion_log_streams`.
+    pub metrics: Arc<PeerMetrics>,
 }
 
 impl AgentStreams {
@@ -165,7 +168,9 @@ pub async fn logs(
     };
     let permit = streams.sessions.permit()?;
     let (send, recv) = streams.open(&id, &request).await?;
-    // The permit lives as long as the stream does; `None` once it ended.
+    // The permit (and the stream's count) lives as long as the stream does; `None`
+    // once it ended.
+    let permit = (permit, streams.metrics.log_stream());
     let state = Some((send, recv, permit, draining));
     let chunks = futures::stream::unfold(state, |state| async move {
         let (send, mut recv, permit, draining) = state?;

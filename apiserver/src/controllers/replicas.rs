@@ -17,6 +17,7 @@ use orion_raft::{read, Command, LeaderError, RaftNode};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::metrics::PeerMetrics;
 use crate::scheduler::{self, NodeView, Request, Strategy};
 
 /// The controller's latest unplaced replicas and why, for `GET /v1/replicas`
@@ -159,7 +160,12 @@ pub fn plan(
 const RESYNC: Duration = Duration::from_secs(2);
 
 /// Runs rounds until `token` is cancelled (leadership lost, or shutdown).
-pub async fn run(node: RaftNode, unplaced: Arc<Unplaced>, token: CancellationToken) {
+pub async fn run(
+    node: RaftNode,
+    unplaced: Arc<Unplaced>,
+    metrics: Arc<PeerMetrics>,
+    token: CancellationToken,
+) {
     let mut metrics = node.raft.metrics();
     loop {
         let state = node.reader.with_view(|v| {
@@ -167,7 +173,9 @@ pub async fn run(node: RaftNode, unplaced: Arc<Unplaced>, token: CancellationTok
         });
         match state {
             Ok((services, nodes, replicas)) => {
+                let started = std::time::Instant::now();
                 let round = plan(&services, &nodes, &replicas);
+                metrics.scheduled(started.elapsed().as_secs_f64());
                 unplaced.set(&round.unplaced);
                 if !round.is_empty() {
                     debug!(

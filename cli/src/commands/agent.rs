@@ -1,11 +1,16 @@
 //! `orion agent`: the node daemon.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use orion_agent::AgentConfig;
+use orion_agent::{AgentConfig, AgentMetrics};
+use orion_apiserver::server::LISTEN_FILE;
 use orion_api::spec::Resources;
 use tokio_util::sync::CancellationToken;
+use tracing::info;
 
 use crate::args::AgentArgs;
 
@@ -52,7 +57,46 @@ pub fn config_from(args: AgentArgs) -> anyhow::Result<AgentConfig> {
 }
 
 pub async fn run(args: AgentArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let metrics_addr = args.metrics_addr;
     let config = config_from(args)?;
-    orion_agent::session::run(config, shutdown).await?;
+    let metrics = Arc::new(AgentMetrics::new().context("cannot make the agent's metrics")?);
+    let served = match metrics_addr {
+        Some(addr) => Some(serve_metrics(addr, &config.data_dir, metrics.clone(), &shutdown).await?),
+        None => None,
+    };
+    let outcome = orion_agent::session::run(config, metrics, shutdown.clone()).await;
+    shutdown.cancel();
+    if let Some(task) = served {
+        let _ = task.await;
+    }
+    outcome?;
     Ok(())
+}
+
+/// Binds `addr`, records the bound address in `<data-dir>/listen.json` and serves
+/// `GET /metrics` there until `shutdown`.
+async fn serve_metrics(
+    addr: SocketAddr,
+    data_dir: &Path,
+    metrics: Arc<AgentMetrics>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen for metrics on {addr}"))?;
+    let bound = listener.local_addr()?;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let listen = data_dir.join(LISTEN_FILE);
+    let tmp = data_dir.join(format!("{LISTEN_FILE}.tmp"));
+    std::fs::write(&tmp, serde_json::to_vec(&serde_json::json!({ "metrics": bound.to_string() }))?)
+        .and_then(|()| std::fs::rename(&tmp, &listen))
+        .with_context(|| format!("cannot write {}", listen.display()))?;
+    info!(addr = %bound, "serving metrics at /metrics");
+    let encode = move || metrics.encode().map_err(|e| e.to_string());
+    Ok(tokio::spawn(orion_apiserver::metrics::serve_text(
+        listener,
+        Arc::new(encode),
+        shutdown.clone(),
+    )))
 }

@@ -22,7 +22,8 @@ use crate::args::{Cli, ClientOpts, Command, LogFormat};
 pub fn main(cli: Cli) -> ExitCode {
     let (default_level, format) = match &cli.command {
         Command::Server(args) => ("info", args.log_format),
-        Command::Dev(_) | Command::Agent(_) => ("info", LogFormat::Text),
+        Command::Agent(args) => ("info", args.log_format),
+        Command::Dev(_) => ("info", LogFormat::Text),
         _ => ("warn", LogFormat::Text),
     };
     init_tracing(default_level, format);
