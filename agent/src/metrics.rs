@@ -9,9 +9,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use prometheus::{
-    Encoder, IntCounter, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
-};
+use prometheus::{IntCounter, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
 use crate::replica::ReplicaState;
 use crate::supervisor::Supervisor;
@@ -117,7 +115,10 @@ impl AgentMetrics {
         };
         let statuses = supervisor.statuses();
         for state in REPLICA_STATES {
-            let n = statuses.iter().filter(|s| name_of(&s.state) == *state).count();
+            let n = statuses
+                .iter()
+                .filter(|s| name_of(&s.state) == *state)
+                .count();
             self.replicas
                 .with_label_values(&[state])
                 .set(i64::try_from(n).unwrap_or(i64::MAX));

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::credentials;
 use crate::error::SessionError;
-use crate::link::{self, Hello, Outcome};
+use crate::link::{self, Hello, Local, Outcome};
 use crate::metrics::AgentMetrics;
 use crate::ports::PortBook;
 use crate::retry::{self, Faults};
@@ -60,6 +60,10 @@ pub async fn run(
         shutdown.child_token(),
     ));
     metrics.watch(supervisor.clone());
+    let local = Local {
+        supervisor: supervisor.clone(),
+        metrics,
+    };
     let mut ports = PortBook::load(config.data_dir.join("ports.json"));
     let tls_dir = config.data_dir.join("tls");
     let creds = tokio::select! {
@@ -105,8 +109,7 @@ pub async fn run(
                 &hello,
                 &client,
                 &addr,
-                &supervisor,
-                &metrics,
+                &local,
                 &mut ports,
                 &shutdown,
                 &mut faults,

@@ -18,8 +18,8 @@ use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use std::sync::Arc;
 
@@ -36,8 +36,8 @@ pub const API_BUCKETS: &[f64] = &[
 /// The buckets of the scheduler histogram, in seconds: one reconcile round's plan,
 /// microseconds for a few nodes up to a second for very large clusters.
 pub const SCHEDULER_BUCKETS: &[f64] = &[
-    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-    0.05, 0.1, 0.25, 0.5, 1.0,
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+    0.1, 0.25, 0.5, 1.0,
 ];
 
 /// What a follower forwards to the leader (`orion_forwarded_requests_total{kind}`).
@@ -308,14 +308,20 @@ pub type Encode = Arc<dyn Fn() -> std::result::Result<String, String> + Send + S
 /// Serves `GET /metrics` in plain HTTP on `listener` until `shutdown`, with the
 /// text `encode` makes (for `orion agent --metrics-addr`: the agent crate serves
 /// no HTTP itself). Anything else is 404.
-pub async fn serve_text(listener: tokio::net::TcpListener, encode: Encode, shutdown: CancellationToken) {
+pub async fn serve_text(
+    listener: tokio::net::TcpListener,
+    encode: Encode,
+    shutdown: CancellationToken,
+) {
     use axum::http::{header, StatusCode};
     use axum::response::IntoResponse;
     let handler = move || {
         let encode = encode.clone();
         async move {
             match encode() {
-                Ok(text) => ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], text).into_response(),
+                Ok(text) => {
+                    ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], text).into_response()
+                }
                 Err(e) => (
                     StatusCode::INTERNAL_SERVER_ERROR,
                     format!("cannot encode the metrics: {e}\n"),

@@ -17,8 +17,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::api::common::ReadParams;
 use crate::api::{
-    certificates, cluster, health, internal, metrics, nodes, replicas, rollout, services, streams, tokens,
-    ui, variables, watch,
+    certificates, cluster, health, internal, metrics, nodes, replicas, rollout, services, streams,
+    tokens, ui, variables, watch,
 };
 use crate::auth::{self, Access, Auth};
 use crate::error;

@@ -222,7 +222,10 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
             "the membership record",
             tasks.spawn(advertiser.keep_current(work.clone())),
         ),
-        ("the Raft metrics", tasks.spawn(node.follow_metrics(work.clone()))),
+        (
+            "the Raft metrics",
+            tasks.spawn(node.follow_metrics(work.clone())),
+        ),
     ];
 
     let peer_task = {

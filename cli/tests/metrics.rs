@@ -160,8 +160,8 @@ async fn peers_and_agents_export_every_listed_metric() {
     assert!(c.get(leader, "metrics/a").await.is_some());
     c.must_put(follower, "metrics/b", "2").await;
     assert!(c.get(follower, "metrics/b").await.is_some());
-    let via_follower = Client::new(&[c.url(follower)], &c.ca_pem, Some(c.admin_token.clone()))
-        .expect("client");
+    let via_follower =
+        Client::new(&[c.url(follower)], &c.ca_pem, Some(c.admin_token.clone())).expect("client");
     assert!(via_follower
         .variable("metrics/a", Consistency::Linearizable)
         .await
@@ -227,7 +227,10 @@ async fn peers_and_agents_export_every_listed_metric() {
             ("status", "200"),
         ],
     );
-    assert!(puts.iter().sum::<f64>() >= 1.0, "PUTs on the leader: {puts:?}");
+    assert!(
+        puts.iter().sum::<f64>() >= 1.0,
+        "PUTs on the leader: {puts:?}"
+    );
     let applies = lead.values(
         "orion_api_requests_total",
         &[("route", "/v1/apply"), ("status", "200")],
@@ -264,15 +267,21 @@ async fn peers_and_agents_export_every_listed_metric() {
 
     let agent_addr = c.agent_metrics_addr("n1").await;
     let agent = c
-        .wait_for("the agent's metrics to show its session and replica", fixture::WAIT, || async {
-            let resp = reqwest::get(format!("http://{agent_addr}/metrics")).await.ok()?;
-            let m = Scraped::parse(&resp.text().await.ok()?);
-            let running: f64 = ["running", "healthy"]
-                .iter()
-                .flat_map(|s| m.values("orion_agent_replicas", &[("state", s)]))
-                .sum();
-            (m.value("orion_agent_connected") == 1.0 && running >= 1.0).then_some(m)
-        })
+        .wait_for(
+            "the agent's metrics to show its session and replica",
+            fixture::WAIT,
+            || async {
+                let resp = reqwest::get(format!("http://{agent_addr}/metrics"))
+                    .await
+                    .ok()?;
+                let m = Scraped::parse(&resp.text().await.ok()?);
+                let running: f64 = ["running", "healthy"]
+                    .iter()
+                    .flat_map(|s| m.values("orion_agent_replicas", &[("state", s)]))
+                    .sum();
+                (m.value("orion_agent_connected") == 1.0 && running >= 1.0).then_some(m)
+            },
+        )
         .await;
     agent.assert_has(AGENT_METRICS, "the agent");
     assert_eq!(agent.value("orion_agent_replica_restarts_total"), 0.0);
@@ -326,7 +335,9 @@ fn the_grafana_dashboard_charts_exactly_the_exported_metrics() {
     let text = std::fs::read_to_string(path).expect("deploy/grafana-orion.json");
     let dashboard: serde_json::Value = serde_json::from_str(&text).expect("dashboard JSON");
     assert!(dashboard["schemaVersion"].as_u64().is_some_and(|v| v >= 36));
-    let variables = dashboard["templating"]["list"].as_array().expect("variables");
+    let variables = dashboard["templating"]["list"]
+        .as_array()
+        .expect("variables");
     assert!(
         variables
             .iter()
@@ -341,9 +352,15 @@ fn the_grafana_dashboard_charts_exactly_the_exported_metrics() {
         .collect();
     let charted = dashboard_metrics(&dashboard);
     let unknown: Vec<&String> = charted.difference(&exported).collect();
-    assert!(unknown.is_empty(), "the dashboard queries metrics nobody exports: {unknown:?}");
+    assert!(
+        unknown.is_empty(),
+        "the dashboard queries metrics nobody exports: {unknown:?}"
+    );
     let uncharted: Vec<&String> = exported.difference(&charted).collect();
-    assert!(uncharted.is_empty(), "exported but not charted: {uncharted:?}");
+    assert!(
+        uncharted.is_empty(),
+        "exported but not charted: {uncharted:?}"
+    );
     // Every panel queries through the variable, not a fixed data source.
     for panel in dashboard["panels"].as_array().expect("panels") {
         if panel["type"] == "row" {

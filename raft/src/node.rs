@@ -274,7 +274,10 @@ impl RaftNode {
         result
     }
 
-    async fn propose_now(&self, proposal: Proposal) -> std::result::Result<CommandResult, LeaderError> {
+    async fn propose_now(
+        &self,
+        proposal: Proposal,
+    ) -> std::result::Result<CommandResult, LeaderError> {
         if let Some(writes) = self.writes.as_ref().filter(|_| batchable(&proposal)) {
             return writes.write(proposal).await.map_err(|e| match e {
                 WriteFailure::NotLeader(leader) => LeaderError::NotLeader { leader },

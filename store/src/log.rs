@@ -30,8 +30,8 @@ use crate::codec::{decode, encode};
 use crate::db::cf;
 use crate::error::Result;
 use crate::group_commit::GroupCommit;
-use crate::metrics::StoreMetrics;
 use crate::keys::{log_index, log_key, CF_LOG, CF_META, COMMITTED, LAST_PURGED, VOTE};
+use crate::metrics::StoreMetrics;
 use crate::StoreConfig;
 
 /// The Raft log storage. Clones share the database and the group-commit thread.

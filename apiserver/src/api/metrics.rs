@@ -28,7 +28,11 @@ pub async fn metrics(
     let text = metrics
         .encode()
         .map_err(|e| ApiError::internal(format!("cannot encode the metrics: {e}")))?;
-    Ok(([(axum::http::header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], text).into_response())
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
+        text,
+    )
+        .into_response())
 }
 
 /// Sets the scrape-time gauges from the leader's view.

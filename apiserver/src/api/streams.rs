@@ -20,12 +20,12 @@ use orion_raft::{read, RaftNode};
 use serde::Deserialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::metrics::PeerMetrics;
 use crate::error::{HttpResult, JsonBody};
 use crate::forward::Forwarder;
 use crate::gateway::open_stream;
 use crate::gateway::registry::AgentRegistry;
 use crate::https::Draining;
+use crate::metrics::PeerMetrics;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]

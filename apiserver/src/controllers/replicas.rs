@@ -163,7 +163,7 @@ const RESYNC: Duration = Duration::from_secs(2);
 pub async fn run(
     node: RaftNode,
     unplaced: Arc<Unplaced>,
-    metrics: Arc<PeerMetrics>,
+    exported: Arc<PeerMetrics>,
     token: CancellationToken,
 ) {
     let mut metrics = node.raft.metrics();
@@ -175,7 +175,7 @@ pub async fn run(
             Ok((services, nodes, replicas)) => {
                 let started = std::time::Instant::now();
                 let round = plan(&services, &nodes, &replicas);
-                metrics.scheduled(started.elapsed().as_secs_f64());
+                exported.scheduled(started.elapsed().as_secs_f64());
                 unplaced.set(&round.unplaced);
                 if !round.is_empty() {
                     debug!(

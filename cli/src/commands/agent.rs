@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use orion_agent::{AgentConfig, AgentMetrics};
-use orion_apiserver::server::LISTEN_FILE;
 use orion_api::spec::Resources;
+use orion_apiserver::server::LISTEN_FILE;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
@@ -61,7 +61,9 @@ pub async fn run(args: AgentArgs, shutdown: CancellationToken) -> anyhow::Result
     let config = config_from(args)?;
     let metrics = Arc::new(AgentMetrics::new().context("cannot make the agent's metrics")?);
     let served = match metrics_addr {
-        Some(addr) => Some(serve_metrics(addr, &config.data_dir, metrics.clone(), &shutdown).await?),
+        Some(addr) => {
+            Some(serve_metrics(addr, &config.data_dir, metrics.clone(), &shutdown).await?)
+        }
         None => None,
     };
     let outcome = orion_agent::session::run(config, metrics, shutdown.clone()).await;
@@ -89,9 +91,12 @@ async fn serve_metrics(
         .with_context(|| format!("cannot create {}", data_dir.display()))?;
     let listen = data_dir.join(LISTEN_FILE);
     let tmp = data_dir.join(format!("{LISTEN_FILE}.tmp"));
-    std::fs::write(&tmp, serde_json::to_vec(&serde_json::json!({ "metrics": bound.to_string() }))?)
-        .and_then(|()| std::fs::rename(&tmp, &listen))
-        .with_context(|| format!("cannot write {}", listen.display()))?;
+    std::fs::write(
+        &tmp,
+        serde_json::to_vec(&serde_json::json!({ "metrics": bound.to_string() }))?,
+    )
+    .and_then(|()| std::fs::rename(&tmp, &listen))
+    .with_context(|| format!("cannot write {}", listen.display()))?;
     info!(addr = %bound, "serving metrics at /metrics");
     let encode = move || metrics.encode().map_err(|e| e.to_string());
     Ok(tokio::spawn(orion_apiserver::metrics::serve_text(
