@@ -18,12 +18,15 @@
 //! session ─► credentials ─► retry
 //!    │ └───► link ─► streams ─► supervisor ─► task ─► health ─► process ─► replica, logs, error
 //!    └─► ports     └► usage                        └► records ─┘
+//! session, link, streams ─► metrics ─► supervisor, replica
 //! ```
 //! - [`session`]: [`session::run`], the agent's main loop: credentials, discovery
 //!   through the API, one link at a time with backoff.
 //! - `credentials`: load the certificate or trade the join token for it; renewal.
 //! - `link`: one QUIC link to a gateway: hello, redirect, the control stream.
 //! - `streams`: the log and exec streams the leader opens.
+//! - [`metrics`]: [`metrics::AgentMetrics`], the agent's Prometheus metrics (served
+//!   by `orion agent --metrics-addr`, not by this crate).
 //! - `ports`: the port book, where the agent picks and keeps each replica's ports.
 //! - `usage`: the node's load and memory for the heartbeat.
 //! - `retry`: the one backoff (`backon`) and WARN-once logging of retried faults.
@@ -46,6 +49,7 @@ mod credentials;
 pub mod error;
 mod link;
 pub mod logs;
+pub mod metrics;
 mod ports;
 pub mod replica;
 mod retry;
@@ -56,6 +60,7 @@ mod usage;
 
 pub use error::{Error, ExecError, LaunchError, Result, SessionError};
 pub use logs::{LogConfig, LogStream};
+pub use metrics::AgentMetrics;
 pub use replica::{ExecOutput, ReplicaSpec, ReplicaState, ReplicaStatus};
 pub use session::AgentConfig;
 pub use supervisor::{Supervisor, SupervisorConfig};

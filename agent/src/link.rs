@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::error::{LinkError, SessionError};
+use crate::metrics::AgentMetrics;
 use crate::ports::PortBook;
 use crate::replica::ReplicaState;
 use crate::retry::Faults;
@@ -61,13 +62,19 @@ pub(crate) fn client_config(
     Ok(config)
 }
 
+/// What a link drives on this node: the supervisor, and the metrics it keeps.
+pub(crate) struct Local {
+    pub supervisor: Arc<Supervisor>,
+    pub metrics: Arc<AgentMetrics>,
+}
+
 /// Connects to the gateway at `addr` and, if it is the leader's, keeps the session
 /// until it ends. Faults are logged through `faults`.
 pub(crate) async fn connect_once(
     hello: &Hello,
     client: &quinn::ClientConfig,
     addr: &str,
-    supervisor: &Arc<Supervisor>,
+    local: &Local,
     ports: &mut PortBook,
     shutdown: &CancellationToken,
     faults: &mut Faults,
@@ -110,8 +117,14 @@ pub(crate) async fn connect_once(
         }
         info!(%addr, "connected to the leader");
         faults.reset();
-        let streams = tokio::spawn(accept_streams(conn.clone(), supervisor.clone()));
-        let ended = serve(send, frames, supervisor, ports, shutdown).await;
+        let streams = tokio::spawn(accept_streams(
+            conn.clone(),
+            local.supervisor.clone(),
+            local.metrics.clone(),
+        ));
+        local.metrics.connected.set(1);
+        let ended = serve(send, frames, &local.supervisor, ports, shutdown).await;
+        local.metrics.connected.set(0);
         streams.abort();
         conn.close(0u32.into(), b"bye");
         endpoint.wait_idle().await;

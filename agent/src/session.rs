@@ -24,7 +24,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::credentials;
 use crate::error::SessionError;
-use crate::link::{self, Hello, Outcome};
+use crate::link::{self, Hello, Local, Outcome};
+use crate::metrics::AgentMetrics;
 use crate::ports::PortBook;
 use crate::retry::{self, Faults};
 use crate::supervisor::Supervisor;
@@ -43,9 +44,13 @@ pub struct AgentConfig {
     pub token: Option<String>,
 }
 
-/// Runs the agent until `shutdown`. Processes are left running at shutdown; a
+/// Runs the agent until `shutdown`, keeping `metrics` current. Processes are left running at shutdown; a
 /// restarted agent adopts them again.
-pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(), SessionError> {
+pub async fn run(
+    config: AgentConfig,
+    metrics: Arc<AgentMetrics>,
+    shutdown: CancellationToken,
+) -> Result<(), SessionError> {
     std::fs::create_dir_all(&config.data_dir).map_err(|source| SessionError::DataDir {
         path: config.data_dir.clone(),
         source,
@@ -54,6 +59,11 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
         config.data_dir.join("supervisor"),
         shutdown.child_token(),
     ));
+    metrics.watch(supervisor.clone());
+    let local = Local {
+        supervisor: supervisor.clone(),
+        metrics,
+    };
     let mut ports = PortBook::load(config.data_dir.join("ports.json"));
     let tls_dir = config.data_dir.join("tls");
     let creds = tokio::select! {
@@ -99,7 +109,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
                 &hello,
                 &client,
                 &addr,
-                &supervisor,
+                &local,
                 &mut ports,
                 &shutdown,
                 &mut faults,

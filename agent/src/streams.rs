@@ -14,15 +14,25 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::logs::{self, LogEvent, LogStream};
+use crate::metrics::AgentMetrics;
 use crate::supervisor::Supervisor;
 
 /// How long an exec may run before it is killed.
 const EXEC_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Serves the leader's log and exec requests, each on its own stream.
-pub(crate) async fn accept_streams(conn: quinn::Connection, supervisor: Arc<Supervisor>) {
+pub(crate) async fn accept_streams(
+    conn: quinn::Connection,
+    supervisor: Arc<Supervisor>,
+    metrics: Arc<AgentMetrics>,
+) {
     while let Ok((send, recv)) = conn.accept_bi().await {
-        tokio::spawn(handle_stream(send, recv, supervisor.clone()));
+        tokio::spawn(handle_stream(
+            send,
+            recv,
+            supervisor.clone(),
+            metrics.clone(),
+        ));
     }
 }
 
@@ -30,6 +40,7 @@ async fn handle_stream(
     mut send: quinn::SendStream,
     recv: quinn::RecvStream,
     supervisor: Arc<Supervisor>,
+    metrics: Arc<AgentMetrics>,
 ) {
     let request = match FrameReader::<_, StreamRequest>::new(recv).next().await {
         Ok(Some(r)) => r,
@@ -72,6 +83,7 @@ async fn handle_stream(
             from,
             records,
         } => {
+            let _counted = metrics.log_stream();
             let dir = supervisor.log_dir(&replica);
             let mut out = LogWriter { send, records };
             if send_logs(&mut out, &dir, tail, follow, from).await.is_ok() {

@@ -26,6 +26,7 @@
 //! reached it meanwhile. A round is never shared with a read that arrived after it
 //! started.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -42,6 +43,7 @@ use tokio::time::Instant;
 use tracing::{debug, info};
 
 use crate::error::{Error, Result};
+use crate::metrics::{Forwarded, PeerMetrics};
 
 /// Work only the leader can do.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -89,6 +91,18 @@ impl LeaderRequest {
         }
     }
 
+    /// Its kind, as `orion_forwarded_requests_total` counts it.
+    fn kind(&self) -> Forwarded {
+        match self {
+            LeaderRequest::Propose { .. } => Forwarded::Write,
+            LeaderRequest::ReadIndex => Forwarded::ReadIndex,
+            LeaderRequest::AddPeer { .. }
+            | LeaderRequest::UpdateMember { .. }
+            | LeaderRequest::RemovePeer { .. }
+            | LeaderRequest::Members => Forwarded::Membership,
+        }
+    }
+
     /// How long the leader may take to answer.
     fn budget(&self, hold: Duration) -> Duration {
         match self {
@@ -124,6 +138,8 @@ pub struct Forwarder {
     hold: Duration,
     /// Read indexes shared by concurrent linearizable reads on this peer.
     read_rounds: SharedRounds<Result<u64, ApiError>>,
+    /// Forwarded and held calls are counted here.
+    metrics: Arc<PeerMetrics>,
 }
 
 enum Attempt {
@@ -164,7 +180,12 @@ impl Forwarder {
     /// The forwarder of `node`, reaching other peers with `tls` (this peer's
     /// certificate: the internal endpoint takes peers only). This is the
     /// apiserver's one HTTP client.
-    pub fn new(node: RaftNode, tls: rustls::ClientConfig, hold: Duration) -> Result<Self> {
+    pub fn new(
+        node: RaftNode,
+        tls: rustls::ClientConfig,
+        hold: Duration,
+        metrics: Arc<PeerMetrics>,
+    ) -> Result<Self> {
         let http = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
             .connect_timeout(Duration::from_millis(500))
@@ -176,6 +197,7 @@ impl Forwarder {
             http,
             hold,
             read_rounds: SharedRounds::new(),
+            metrics,
         })
     }
 
@@ -198,13 +220,20 @@ impl Forwarder {
         let mut metrics = self.node.raft.metrics();
         let mut last_leader = None;
         let mut lost_once = false;
+        let mut counted = Counted::default();
         loop {
             let leader = self.node.leader();
             last_leader = leader.as_ref().map(|(id, _)| *id).or(last_leader);
             let attempt = match leader {
                 Some((id, _)) if id == self.node.id => self.local(req.clone()).await,
-                Some((id, member)) => self.forward(id, &member, &req).await,
-                None => Attempt::Retry,
+                Some((id, member)) => {
+                    counted.forwarded(&self.metrics, req.kind());
+                    self.forward(id, &member, &req).await
+                }
+                None => {
+                    counted.held(&self.metrics);
+                    Attempt::Retry
+                }
             };
             match attempt {
                 Attempt::Done(result) => return result,
@@ -436,8 +465,17 @@ impl Forwarder {
     ) -> Result<Option<Response>, ApiError> {
         let deadline = Instant::now() + self.hold;
         let mut metrics = self.node.raft.metrics();
+        let mut counted = Counted::default();
         loop {
-            let cause = match self.node.leader() {
+            let leader = self.node.leader();
+            match &leader {
+                Some((id, _)) if *id != self.node.id && !headers.contains_key(FORWARDED) => {
+                    counted.forwarded(&self.metrics, Forwarded::Relay)
+                }
+                None => counted.held(&self.metrics),
+                _ => {}
+            }
+            let cause = match leader {
                 Some((id, _)) if id == self.node.id => return Ok(None),
                 _ if headers.contains_key(FORWARDED) => {
                     return Err(ApiError::unavailable(
@@ -506,6 +544,27 @@ impl Forwarder {
             body,
         )
             .into_response())
+    }
+}
+
+/// What one call has been counted as already: each call counts once as forwarded
+/// and once as held, however many attempts it takes.
+#[derive(Default)]
+struct Counted {
+    forwarded: bool,
+    held: bool,
+}
+
+impl Counted {
+    fn forwarded(&mut self, metrics: &PeerMetrics, kind: Forwarded) {
+        if !std::mem::replace(&mut self.forwarded, true) {
+            metrics.forwarded(kind);
+        }
+    }
+    fn held(&mut self, metrics: &PeerMetrics) {
+        if !std::mem::replace(&mut self.held, true) {
+            metrics.held();
+        }
     }
 }
 

@@ -12,6 +12,7 @@ use tracing::info;
 use crate::controllers;
 use crate::controllers::replicas::Unplaced;
 use crate::gateway::registry::AgentRegistry;
+use crate::metrics::PeerMetrics;
 use crate::security::Security;
 
 /// What the leader-only work needs.
@@ -25,6 +26,8 @@ pub struct LeaderWork {
     pub node_ttl: Duration,
     /// Finishing a bootstrap: recording the CA, minting the admin token.
     pub security: Arc<Security>,
+    /// The scheduler's latency.
+    pub metrics: Arc<PeerMetrics>,
 }
 
 impl LeaderWork {
@@ -40,6 +43,7 @@ impl LeaderWork {
                     self.node.clone(),
                     self.agents.clone(),
                     self.unplaced.clone(),
+                    self.metrics.clone(),
                     term.clone(),
                 ));
                 tasks.spawn(controllers::rollout::run(

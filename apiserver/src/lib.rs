@@ -14,6 +14,8 @@
 //! # Layout
 //! In import order: each module imports only modules listed above it.
 //! - [`error`]: fatal errors; API errors as JSON responses; the body extractor.
+//! - [`metrics`]: the peer's Prometheus registry, the API's request metrics
+//!   (middleware) and the apiserver's own counters, histograms and gauges.
 //! - [`config`]: the peer's settings as data, with validation.
 //! - [`caller`]: who is calling, as the auth middleware established it.
 //! - [`idempotency`]: a write's client request id (`Idempotency-Key`), so a retry applies once.
@@ -55,6 +57,7 @@ pub mod https;
 pub mod idempotency;
 pub mod join;
 pub mod leadership;
+pub mod metrics;
 pub mod openapi;
 pub mod peer_grpc;
 pub mod routes;

@@ -17,8 +17,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::api::common::ReadParams;
 use crate::api::{
-    certificates, cluster, health, internal, nodes, replicas, rollout, services, streams, tokens,
-    ui, variables, watch,
+    certificates, cluster, health, internal, metrics, nodes, replicas, rollout, services, streams,
+    tokens, ui, variables, watch,
 };
 use crate::auth::{self, Access, Auth};
 use crate::error;
@@ -225,6 +225,14 @@ pub fn routes() -> Vec<Route> {
             "Readiness: a member that knows a leader (503 when not)",
         )
         .answers_with(ready_answer),
+        r(
+            M::GET,
+            "/metrics",
+            Read,
+            get(metrics::metrics),
+            "This peer's metrics in the Prometheus text format (any API token: readonly suffices)",
+        )
+        .text(),
         r(
             M::GET,
             "/v1/openapi.json",
@@ -658,15 +666,22 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         tokens: state.tokens(),
         policy: Arc::new(policy),
     };
+    let metrics = state.metrics.clone();
     router
         .layer(axum::middleware::from_fn(error::json_errors))
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::wrong_method)
         .route_layer(axum::middleware::from_fn_with_state(auth, auth::enforce))
+        // Outside the auth check, so refused calls are counted with their route.
+        .route_layer(axum::middleware::from_fn(crate::metrics::label_route))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(
             max_body_bytes,
             error::refuse_oversized,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            crate::metrics::track,
         ))
         .with_state(state)
 }

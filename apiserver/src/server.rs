@@ -39,6 +39,7 @@ use crate::forward::Forwarder;
 use crate::gateway::{AgentRegistry, Gateway};
 use crate::https::Draining;
 use crate::leadership::LeaderWork;
+use crate::metrics::PeerMetrics;
 use crate::security::{self, Security};
 use crate::state::AppState;
 use crate::{https, join};
@@ -132,10 +133,13 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
         peer_tls,
     )
     .await?;
+    let metrics = Arc::new(PeerMetrics::new()?);
+    node.exported_metrics().register(metrics.registry())?;
     let leader = Arc::new(Forwarder::new(
         node.clone(),
         creds.client_config()?,
         Duration::from_millis(config.leader_hold_ms),
+        metrics.clone(),
     )?);
     let security = Arc::new(Security::new(
         creds.clone(),
@@ -179,6 +183,7 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
         stale_reads: StaleReads(config.debug_stale_reads),
         draining: Draining(api.clone()),
         me: me.clone(),
+        metrics: metrics.clone(),
     };
 
     let gateway = Arc::new(Gateway {
@@ -198,6 +203,7 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
         unplaced,
         node_ttl: Duration::from_millis(config.node_ttl_ms),
         security: security.clone(),
+        metrics,
     };
     let work_tasks = [
         (
@@ -215,6 +221,10 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
         (
             "the membership record",
             tasks.spawn(advertiser.keep_current(work.clone())),
+        ),
+        (
+            "the Raft metrics",
+            tasks.spawn(node.follow_metrics(work.clone())),
         ),
     ];
 

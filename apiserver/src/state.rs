@@ -15,6 +15,7 @@
 //! | [`StaleReads`] | `api/variables.rs` | `debug-stale-reads` |
 //! | [`Draining`] | `https.rs` | cancelled when the API stops accepting |
 //! | [`PeerIdentity`] | `server.rs` | this peer as it advertises itself |
+//! | [`PeerMetrics`] | `metrics.rs` | the peer's metrics registry |
 
 use std::sync::Arc;
 
@@ -29,6 +30,7 @@ use crate::controllers::replicas::Unplaced;
 use crate::forward::Forwarder;
 use crate::gateway::registry::AgentRegistry;
 use crate::https::Draining;
+use crate::metrics::PeerMetrics;
 use crate::security::{PeerCreds, Security};
 
 #[derive(Clone)]
@@ -42,6 +44,7 @@ pub struct AppState {
     pub stale_reads: StaleReads,
     pub draining: Draining,
     pub me: PeerIdentity,
+    pub metrics: Arc<PeerMetrics>,
 }
 
 impl AppState {
@@ -75,7 +78,9 @@ part!(AgentStreams, |s| AgentStreams {
     node: s.node.clone(),
     agents: s.agents.clone(),
     sessions: s.sessions.clone(),
+    metrics: s.metrics.clone(),
 });
 part!(StaleReads, |s| s.stale_reads);
 part!(Draining, |s| s.draining.clone());
 part!(PeerIdentity, |s| s.me.clone());
+part!(Arc<PeerMetrics>, |s| s.metrics.clone());

@@ -335,6 +335,11 @@ pub struct AgentArgs {
     /// Memory offered to replicas, in bytes (default: the machine's memory).
     #[arg(long)]
     pub memory_bytes: Option<u64>,
+    /// Serve this agent's Prometheus metrics at `http://ADDR/metrics` (plain HTTP,
+    /// no token: keep it on loopback or a monitoring network). Off by default;
+    /// port 0 picks one, written to `<data-dir>/listen.json` as `metrics`.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 }

@@ -175,7 +175,7 @@ async fn everything_works_through_haproxy_while_the_leader_is_killed_twice() {
     lb.wait_for_up(3, WAIT).await.expect("every peer healthy");
     let url = lb.url();
     // The agent, too, knows only the load balancer.
-    c.spawn_agent_with("n1", vec![url.clone()]).await;
+    c.spawn_agent_with("n1", vec![url.clone()], &[]).await;
 
     let spec = c.dir.path().join("counter.yaml");
     std::fs::write(&spec, COUNTER).expect("write spec");

@@ -55,6 +55,7 @@ const TABLE: &[Row] = &[
     ("GET", "/healthz", "/healthz", None, [200, 200, 200, 200, 200, 200]),
     ("GET", "/v1/openapi.json", "/v1/openapi.json", None, [200, 200, 200, 200, 200, 200]),
     ("GET", "/readyz", "/readyz", None, [200, 200, 200, 200, 200, 200]),
+    ("GET", "/metrics", "/metrics", None, [401, 401, 401, 200, 200, 200]),
     ("GET", "/v1/variables", "/v1/variables", None, [401, 401, 401, 200, 200, 200]),
     ("GET", "/v1/variables/{*path}", "/v1/variables/missing", None, [401, 401, 401, 404, 404, 404]),
     ("PUT", "/v1/variables/{*path}", "/v1/variables/x", Some("{"), [401, 401, 401, 403, 400, 400]),

@@ -17,6 +17,9 @@ pub enum Error {
     Config(Box<openraft::ConfigError>),
     #[error("raft stopped: {0}")]
     Fatal(Box<Fatal<NodeId>>),
+    /// A metric could not be made or registered (a bug: a bad name, or registered twice).
+    #[error("metrics: {0}")]
+    Metrics(String),
     #[error("initializing the cluster: {0}")]
     Initialize(Box<RaftError<NodeId, InitializeError<NodeId, Member>>>),
 }

@@ -20,6 +20,8 @@
 //! - [`node`]: one running Raft peer: open storage, start Raft, membership, shut down.
 //! - [`Error`], [`LeaderError`], [`MembershipRefusal`]: what can fail, typed; what an
 //!   HTTP status they become is decided in `orion-apiserver`.
+//! - [`metrics`]: [`metrics::NodeMetrics`], this peer's Raft and store metrics in
+//!   Prometheus form (registered and served by the apiserver).
 //! - [`read`]: typed reads of the replicated state through a consistent view.
 //! - [`write_batch`]: write batching: concurrent variable writes share one entry
 //!   (one WAL sync, one replication round).
@@ -30,6 +32,7 @@ pub mod apply;
 pub mod codec;
 pub mod command;
 mod error;
+pub mod metrics;
 pub mod network;
 pub mod node;
 pub mod read;

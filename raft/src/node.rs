@@ -15,6 +15,7 @@ use tracing::{debug, info, warn};
 
 use crate::apply::OrionApplier;
 use crate::command::{Command, CommandResult, Proposal};
+use crate::metrics::NodeMetrics;
 use crate::network::{Contacts, PeerNetwork};
 use crate::proto::peer_raft_server::PeerRaftServer;
 use crate::read;
@@ -129,6 +130,8 @@ pub struct RaftNode {
     /// Concurrent variable writes grouped into shared entries (`None`: each write
     /// is its own entry, `raft.batch-writes = false`).
     writes: Option<WriteBatcher>,
+    /// Term, indexes, lag, proposal latency (see [`crate::metrics`]).
+    exported: NodeMetrics,
 }
 
 /// What one leadership confirmation found, shared by every read of its round.
@@ -170,6 +173,7 @@ impl RaftNode {
     ) -> Result<Self> {
         let config = Arc::new(settings.openraft_config()?);
         let store = orion_store::open::<TypeConfig>(data_dir, Arc::new(OrionApplier))?;
+        let exported = NodeMetrics::new(store.log.metrics())?;
         let contacts = Arc::new(Contacts::default());
         let network = PeerNetwork::new(id, tls.client.clone(), contacts.clone());
         let raft = Raft::new(id, config, network, store.log, store.sm).await?;
@@ -183,6 +187,7 @@ impl RaftNode {
                 .batch_writes
                 .then(|| WriteBatcher::new(raft.clone())),
             raft,
+            exported,
         })
     }
 
@@ -223,6 +228,20 @@ impl RaftNode {
         self.raft.metrics().borrow().clone()
     }
 
+    /// This peer's metrics in Prometheus form, to register and serve.
+    pub fn exported_metrics(&self) -> &NodeMetrics {
+        &self.exported
+    }
+
+    /// Keeps [`RaftNode::exported_metrics`] current until `shutdown` or until Raft
+    /// stops: the one task that follows openraft's metrics for them.
+    pub fn follow_metrics(
+        &self,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        self.exported.clone().follow(self.raft.metrics(), shutdown)
+    }
+
     /// Whether this peer is the leader right now, as far as it knows.
     pub fn is_leader(&self) -> bool {
         self.raft.metrics().borrow().state == ServerState::Leader
@@ -243,7 +262,22 @@ impl RaftNode {
         &self,
         proposal: impl Into<Proposal>,
     ) -> std::result::Result<CommandResult, LeaderError> {
-        let proposal = proposal.into();
+        let timer = self.exported.proposal_seconds.start_timer();
+        let result = self.propose_now(proposal.into()).await;
+        // Only proposals this peer led count: a refusal says nothing of latency.
+        match &result {
+            Ok(_) => timer.observe_duration(),
+            Err(_) => {
+                timer.stop_and_discard();
+            }
+        }
+        result
+    }
+
+    async fn propose_now(
+        &self,
+        proposal: Proposal,
+    ) -> std::result::Result<CommandResult, LeaderError> {
         if let Some(writes) = self.writes.as_ref().filter(|_| batchable(&proposal)) {
             return writes.write(proposal).await.map_err(|e| match e {
                 WriteFailure::NotLeader(leader) => LeaderError::NotLeader { leader },

@@ -61,6 +61,10 @@ pub enum Error {
     #[error("the group-commit thread has stopped")]
     GroupCommitStopped,
 
+    /// A metric could not be made (an invalid name or bucket list: a bug).
+    #[error("cannot make a metric: {0}")]
+    Metrics(String),
+
     /// The applier saw a read error; the `apply` call fails rather than let this replica
     /// compute a different result from the others.
     #[error("state-machine read failed during apply: {0}")]

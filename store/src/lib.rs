@@ -33,6 +33,8 @@
 //! - `snapshot`: building, keeping (`current.snap`) and installing snapshots.
 //! - `snapshot_format`: the snapshot byte format (magic, version, header, pairs, CRC).
 //! - `checksum`: CRC-32C.
+//! - `metrics`: [`StoreMetrics`], the WAL sync histogram and the commit index, made
+//!   here and registered by the peer.
 //! - `error`: [`Error`] and [`Result`].
 //!
 //! Feature `fault-injection` (tests only) adds seams that make state-machine reads
@@ -45,6 +47,7 @@ mod error;
 mod group_commit;
 mod keys;
 mod log;
+mod metrics;
 mod open;
 mod reader;
 mod scan;
@@ -59,6 +62,7 @@ use openraft::{Entry, RaftTypeConfig};
 
 pub use crate::error::{Error, Result};
 pub use crate::log::LogStore;
+pub use crate::metrics::{StoreMetrics, FSYNC_BUCKETS};
 pub use crate::open::{open, Store};
 pub use crate::reader::{StateReader, View};
 pub use crate::snapshot::SnapshotBuilder;

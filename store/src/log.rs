@@ -31,6 +31,7 @@ use crate::db::cf;
 use crate::error::Result;
 use crate::group_commit::GroupCommit;
 use crate::keys::{log_index, log_key, CF_LOG, CF_META, COMMITTED, LAST_PURGED, VOTE};
+use crate::metrics::StoreMetrics;
 use crate::StoreConfig;
 
 /// The Raft log storage. Clones share the database and the group-commit thread.
@@ -44,6 +45,7 @@ struct Inner {
     /// Syncs appends in groups; declared after `db` only for readability — it owns its
     /// own `Arc<DB>` and is joined when the last clone of the store is dropped.
     group_commit: GroupCommit,
+    metrics: StoreMetrics,
 }
 
 impl<C> Clone for LogStore<C> {
@@ -57,9 +59,14 @@ impl<C> Clone for LogStore<C> {
 
 impl<C: StoreConfig> LogStore<C> {
     pub(crate) fn new(db: Arc<DB>) -> Result<Self> {
-        let group_commit = GroupCommit::start(Arc::clone(&db))?;
+        let metrics = StoreMetrics::new()?;
+        let group_commit = GroupCommit::start(Arc::clone(&db), metrics.fsync_seconds.clone())?;
         Ok(Self {
-            inner: Arc::new(Inner { db, group_commit }),
+            inner: Arc::new(Inner {
+                db,
+                group_commit,
+                metrics,
+            }),
             _config: PhantomData,
         })
     }
@@ -68,6 +75,12 @@ impl<C: StoreConfig> LogStore<C> {
     /// appends when several appends shared one sync (group commit).
     pub fn sync_count(&self) -> u64 {
         self.inner.group_commit.sync_count()
+    }
+
+    /// The WAL sync histogram and the commit index, for the peer to register in
+    /// its metrics registry.
+    pub fn metrics(&self) -> StoreMetrics {
+        self.inner.metrics.clone()
     }
 
     /// Append `entries` and call `on_durable` once they are synced to disk (or with the
@@ -173,6 +186,11 @@ impl<C: StoreConfig> LogStore<C> {
             Some(id) => db.put_cf(meta, COMMITTED, encode("committed log id", &id)?)?,
             None => db.delete_cf(meta, COMMITTED)?,
         }
+        let index = committed.map_or(0, |id| id.index);
+        self.inner
+            .metrics
+            .commit_index
+            .set(i64::try_from(index).unwrap_or(i64::MAX));
         Ok(())
     }
 

@@ -25,6 +25,7 @@ use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -102,6 +103,7 @@ impl Supervisor {
                 root,
                 config,
                 changes,
+                restarts: AtomicU64::new(0),
             }),
             replicas: Mutex::new(BTreeMap::new()),
             stopping: Mutex::new(Vec::new()),
@@ -192,6 +194,11 @@ impl Supervisor {
             .iter()
             .map(|(id, h)| (id.clone(), h.spec.ports.clone()))
             .collect()
+    }
+
+    /// How many restarts the replica tasks made since this supervisor started.
+    pub fn restarts_total(&self) -> u64 {
+        self.shared.restarts.load(Ordering::Relaxed)
     }
 
     /// A counter bumped on every status change (then read [`Supervisor::statuses`]).

@@ -15,6 +15,7 @@
 //! including retries of a failed spawn.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -40,6 +41,8 @@ pub(crate) struct Shared {
     pub config: SupervisorConfig,
     /// Bumped on every status change.
     pub changes: watch::Sender<u64>,
+    /// Restarts made by every task since the supervisor started.
+    pub restarts: AtomicU64,
 }
 
 impl Shared {
@@ -188,6 +191,7 @@ impl ReplicaTask {
                         return;
                     }
                     restarts = restarts.saturating_add(1);
+                    self.shared.restarts.fetch_add(1, Ordering::Relaxed);
                     self.update(|s| s.restarts = restarts);
                     continue;
                 }
@@ -277,6 +281,7 @@ impl ReplicaTask {
                 return;
             }
             restarts = restarts.saturating_add(1);
+            self.shared.restarts.fetch_add(1, Ordering::Relaxed);
             self.update(|s| s.restarts = restarts);
         }
     }

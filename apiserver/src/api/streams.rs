@@ -26,6 +26,7 @@ use crate::forward::Forwarder;
 use crate::gateway::open_stream;
 use crate::gateway::registry::AgentRegistry;
 use crate::https::Draining;
+use crate::metrics::PeerMetrics;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -118,6 +119,8 @@ pub struct AgentStreams {
     pub node: RaftNode,
     pub agents: Arc<AgentRegistry>,
     pub sessions: Sessions,
+    /// `orion_log_streams`.
+    pub metrics: Arc<PeerMetrics>,
 }
 
 impl AgentStreams {
@@ -178,7 +181,9 @@ pub async fn logs(
     };
     let permit = streams.sessions.permit()?;
     let (send, recv) = streams.open(&id, &request).await?;
-    // The permit lives as long as the stream does; `None` once it ended.
+    // The permit (and the stream's count) lives as long as the stream does; `None`
+    // once it ended.
+    let permit = (permit, streams.metrics.log_stream());
     let state = Some((send, recv, permit, draining));
     let chunks = futures::stream::unfold(state, |state| async move {
         let (send, mut recv, permit, draining) = state?;

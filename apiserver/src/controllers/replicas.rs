@@ -21,6 +21,7 @@ use tracing::{debug, info, warn};
 
 use crate::controllers::rollout;
 use crate::gateway::registry::AgentRegistry;
+use crate::metrics::PeerMetrics;
 use crate::scheduler::{self, NodeView, Request, Strategy};
 
 /// The controller's latest unplaced replicas and why, for `GET /v1/replicas`
@@ -246,6 +247,7 @@ pub async fn run(
     node: RaftNode,
     agents: Arc<AgentRegistry>,
     unplaced: Arc<Unplaced>,
+    exported: Arc<PeerMetrics>,
     token: CancellationToken,
 ) {
     let mut metrics = node.raft.metrics();
@@ -255,6 +257,7 @@ pub async fn run(
         });
         match state {
             Ok((services, nodes, replicas)) => {
+                let started = std::time::Instant::now();
                 let round = {
                     let checked: BTreeSet<&str> = services
                         .iter()
@@ -279,6 +282,7 @@ pub async fn run(
                         },
                     )
                 };
+                exported.scheduled(started.elapsed().as_secs_f64());
                 unplaced.set(&round.unplaced);
                 for (replica, from, overdue, down) in &round.drained {
                     let why = match (overdue, down) {

@@ -60,6 +60,11 @@ impl AgentRegistry {
         }
     }
 
+    /// How many agents have a live session to this peer.
+    pub fn connection_count(&self) -> usize {
+        self.table().conns.len()
+    }
+
     /// A heartbeat from `node`'s agent.
     pub fn heartbeat(&self, node: &str, usage: NodeUsage) {
         let mut t = self.table();

@@ -1,12 +1,16 @@
 //! `orion agent`: the node daemon.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use orion_agent::AgentConfig;
+use orion_agent::{AgentConfig, AgentMetrics};
 use orion_api::spec::Resources;
+use orion_apiserver::server::LISTEN_FILE;
 use tokio_util::sync::CancellationToken;
+use tracing::info;
 
 use serde::Deserialize;
 
@@ -40,6 +44,7 @@ pub struct AgentFile {
     pub data_dir: Option<PathBuf>,
     pub cpu_millis: Option<u64>,
     pub memory_bytes: Option<u64>,
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// The most labels a node carries, and the longest key or value.
@@ -102,11 +107,13 @@ impl AgentFile {
         self.data_dir = args.data_dir.or(self.data_dir);
         self.cpu_millis = args.cpu_millis.or(self.cpu_millis);
         self.memory_bytes = args.memory_bytes.or(self.memory_bytes);
+        self.metrics_addr = args.metrics_addr.or(self.metrics_addr);
         Ok(self)
     }
 }
 
-pub fn config_from(args: AgentArgs) -> anyhow::Result<AgentConfig> {
+/// The agent's settings, and the address to serve its metrics on (if any).
+pub fn config_from(args: AgentArgs) -> anyhow::Result<(AgentConfig, Option<SocketAddr>)> {
     let file = match &args.config {
         Some(path) => AgentFile::from_file(path)?,
         None => AgentFile::default(),
@@ -126,7 +133,8 @@ pub fn config_from(args: AgentArgs) -> anyhow::Result<AgentConfig> {
     } else {
         settings.servers
     };
-    Ok(AgentConfig {
+    let metrics_addr = settings.metrics_addr;
+    let config = AgentConfig {
         servers,
         name: settings.name.unwrap_or_else(host_name),
         labels: settings.labels,
@@ -135,13 +143,58 @@ pub fn config_from(args: AgentArgs) -> anyhow::Result<AgentConfig> {
             .data_dir
             .unwrap_or_else(|| PathBuf::from("orion-agent-data")),
         token: settings.token,
-    })
+    };
+    Ok((config, metrics_addr))
 }
 
 pub async fn run(args: AgentArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let config = config_from(args).map_err(|e| super::InvalidConfig(format!("{e:#}")))?;
-    orion_agent::session::run(config, shutdown).await?;
+    let (config, metrics_addr) =
+        config_from(args).map_err(|e| super::InvalidConfig(format!("{e:#}")))?;
+    let metrics = Arc::new(AgentMetrics::new().context("cannot make the agent's metrics")?);
+    let served = match metrics_addr {
+        Some(addr) => {
+            Some(serve_metrics(addr, &config.data_dir, metrics.clone(), &shutdown).await?)
+        }
+        None => None,
+    };
+    let outcome = orion_agent::session::run(config, metrics, shutdown.clone()).await;
+    shutdown.cancel();
+    if let Some(task) = served {
+        let _ = task.await;
+    }
+    outcome?;
     Ok(())
+}
+
+/// Binds `addr`, records the bound address in `<data-dir>/listen.json` and serves
+/// `GET /metrics` there until `shutdown`.
+async fn serve_metrics(
+    addr: SocketAddr,
+    data_dir: &Path,
+    metrics: Arc<AgentMetrics>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen for metrics on {addr}"))?;
+    let bound = listener.local_addr()?;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let listen = data_dir.join(LISTEN_FILE);
+    let tmp = data_dir.join(format!("{LISTEN_FILE}.tmp"));
+    std::fs::write(
+        &tmp,
+        serde_json::to_vec(&serde_json::json!({ "metrics": bound.to_string() }))?,
+    )
+    .and_then(|()| std::fs::rename(&tmp, &listen))
+    .with_context(|| format!("cannot write {}", listen.display()))?;
+    info!(addr = %bound, "serving metrics at /metrics");
+    let encode = move || metrics.encode().map_err(|e| e.to_string());
+    Ok(tokio::spawn(orion_apiserver::metrics::serve_text(
+        listener,
+        Arc::new(encode),
+        shutdown.clone(),
+    )))
 }
 
 #[cfg(test)]
@@ -189,6 +242,7 @@ mod tests {
             cpu_millis: Some(500),
             memory_bytes: None,
             log_format: crate::args::LogFormat::Text,
+            metrics_addr: None,
         };
         let merged = file.overridden_by(args).expect("merge");
         assert_eq!(merged.servers, ["https://b:7400"]);
