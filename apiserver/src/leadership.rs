@@ -25,6 +25,8 @@ pub struct LeaderWork {
     pub node_ttl: Duration,
     /// Finishing a bootstrap: recording the CA, minting the admin token.
     pub security: Arc<Security>,
+    /// This peer's data directory: where a forced new cluster left the ids to retire.
+    pub data_dir: std::path::PathBuf,
 }
 
 impl LeaderWork {
@@ -53,6 +55,11 @@ impl LeaderWork {
                     term.clone(),
                 ));
                 tasks.spawn(finish_bootstrap(self.security.clone(), term.clone()));
+                tasks.spawn(crate::recovery::finish_force_new_cluster(
+                    self.node.clone(),
+                    self.data_dir.clone(),
+                    term.clone(),
+                ));
                 tasks.close();
                 info!("became leader: controllers started");
                 while self.node.is_leader() && !shutdown.is_cancelled() {

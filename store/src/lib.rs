@@ -32,12 +32,15 @@
 //! - `reader`: [`StateReader`] and [`View`], point-in-time reads for the API.
 //! - `snapshot`: building, keeping (`current.snap`) and installing snapshots.
 //! - `snapshot_format`: the snapshot byte format (magic, version, header, pairs, CRC).
+//! - `backup`: backups in that format: streamed out of one RocksDB snapshot, checked
+//!   and read back from a file in bounded pieces, and a new store seeded from one.
 //! - `checksum`: CRC-32C.
 //! - `error`: [`Error`] and [`Result`].
 //!
 //! Feature `fault-injection` (tests only) adds seams that make state-machine reads
 //! fail, so an applier's handling of a broken disk can be tested.
 
+pub mod backup;
 mod checksum;
 mod codec;
 mod db;

@@ -7,6 +7,7 @@ pub mod dev;
 pub mod logs;
 pub mod rollout;
 pub mod server;
+pub mod snapshot;
 pub mod token;
 pub mod var;
 pub mod workload;
@@ -174,6 +175,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             token::run(&crate::context::client(&opts)?, opts.output, command).await
         }
         Command::Context { command } => crate::context::run(command).await,
+        Command::Snapshot(args) => snapshot::run(args.command, &global).await,
         Command::Version { opts, client } => cluster::version(&g(opts), client).await,
         Command::Var { opts, command } => {
             let opts = g(opts);
