@@ -223,7 +223,12 @@ pub fn restore(file: &Path, config: &ServerConfig, new_ca: bool) -> Result<Resto
     })
 }
 
-fn build(file: &Path, config: &ServerConfig, new_ca: bool, staging: &Path) -> Result<RestoreReport> {
+fn build(
+    file: &Path,
+    config: &ServerConfig,
+    new_ca: bool,
+    staging: &Path,
+) -> Result<RestoreReport> {
     let bound = config.listen_addrs()?;
     let advertised = config.advertised(&bound)?;
     let member = Member {

@@ -137,7 +137,9 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
     .await?;
     // A peer that applied its own removal would sit as a learner nobody calls.
     let retired = node.retired_here().map_err(|e| {
-        Error::Io(std::io::Error::other(format!("reading this peer's state: {e}")))
+        Error::Io(std::io::Error::other(format!(
+            "reading this peer's state: {e}"
+        )))
     })?;
     if let Some(why) = retired {
         error!(id = config.id, "{why}; stopping");

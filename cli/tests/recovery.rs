@@ -116,7 +116,10 @@ async fn a_backup_restored_after_every_peer_is_gone_has_the_same_objects_revisio
     let (ok, out, err) = fixture::orion(&c, &c.url(follower), &["snapshot", "save", &file_arg]);
     assert!(ok, "snapshot save: {out} {err}");
     assert!(out.contains("revision") && out.contains("crc32c"), "{out}");
-    assert!(!file.with_extension("snap.tmp").exists(), "the temp file is gone");
+    assert!(
+        !file.with_extension("snap.tmp").exists(),
+        "the temp file is gone"
+    );
     let (ok, out, err) = cli(
         &c,
         &[
@@ -173,9 +176,16 @@ async fn a_backup_restored_after_every_peer_is_gone_has_the_same_objects_revisio
     let (ok, _, err) = cli(&c, &args);
     assert!(!ok && err.contains("not empty"), "a second restore: {err}");
     c.restart(1);
-    c.wait_for("peer 1 to lead the restored cluster", fixture::WAIT, || async {
-        c.status(1).await.filter(|s| s.leader == Some(1)).map(|_| ())
-    })
+    c.wait_for(
+        "peer 1 to lead the restored cluster",
+        fixture::WAIT,
+        || async {
+            c.status(1)
+                .await
+                .filter(|s| s.leader == Some(1))
+                .map(|_| ())
+        },
+    )
     .await;
     // Fresh peers join with tokens the old admin token mints.
     c.spawn_new(4).await;
@@ -226,12 +236,16 @@ async fn a_survivor_forced_into_a_new_cluster_keeps_its_data_and_dropped_or_remo
         acknowledged.insert(path, revision);
     }
     let last = acknowledged.values().copied().max().unwrap_or(0);
-    c.wait_for("the survivor to apply every write", fixture::WAIT, || async {
-        c.status(survivor)
-            .await
-            .filter(|s| s.last_applied >= last)
-            .map(|_| ())
-    })
+    c.wait_for(
+        "the survivor to apply every write",
+        fixture::WAIT,
+        || async {
+            c.status(survivor)
+                .await
+                .filter(|s| s.last_applied >= last)
+                .map(|_| ())
+        },
+    )
     .await;
 
     // The majority is lost for good.
@@ -266,11 +280,15 @@ async fn a_survivor_forced_into_a_new_cluster_keeps_its_data_and_dropped_or_remo
     // Given again once peers joined, the flag is refused rather than drop them.
     c.stop(survivor).await;
     c.restart_with(survivor, &["--force-new-cluster"]);
-    c.wait_for("the refused second force to exit", fixture::WAIT, || async {
-        c.exit_status(survivor)
-    })
+    c.wait_for(
+        "the refused second force to exit",
+        fixture::WAIT,
+        || async { c.exit_status(survivor) },
+    )
     .await;
-    c.wait_for_log(survivor, "already forced a new cluster").await;
+    c.wait_for_log(survivor, "already forced a new cluster")
+        .await;
+    c.kill9(survivor);
     c.restart(survivor);
     c.wait_for_voters(&[survivor, 4, 5]).await;
 
@@ -280,12 +298,16 @@ async fn a_survivor_forced_into_a_new_cluster_keeps_its_data_and_dropped_or_remo
     }
     for id in &lost {
         let status = c
-            .wait_for(&format!("dropped peer {id} to exit"), fixture::WAIT, || async {
-                c.exit_status(*id)
-            })
+            .wait_for(
+                &format!("dropped peer {id} to exit"),
+                fixture::WAIT,
+                || async { c.exit_status(*id) },
+            )
             .await;
         assert!(!status.success(), "peer {id} exits non-zero: {status}");
         c.wait_for_log(*id, "was removed from this cluster").await;
+        // Reaped, so the launcher no longer counts it as a peer that should run.
+        c.kill9(*id);
     }
 
     // A peer removed the ordinary way refuses to run again too.
@@ -303,6 +325,7 @@ async fn a_survivor_forced_into_a_new_cluster_keeps_its_data_and_dropped_or_remo
         .await;
     assert!(!status.success(), "peer 5 exits non-zero: {status}");
     c.wait_for_log(5, "was removed from").await;
+    c.kill9(5);
     assert!(c.must_put(4, "after/remove", "1").await > after);
     c.assert_no_unexpected_errors(&["was removed from", "--force-new-cluster:"]);
 }

@@ -174,8 +174,8 @@ impl RaftNode {
         let store = orion_store::open::<TypeConfig>(data_dir, Arc::new(OrionApplier))?;
         let contacts = Arc::new(Contacts::default());
         let removed = Arc::new(Removed::default());
-        let network = PeerNetwork::new(id, tls.client.clone(), contacts.clone())
-            .on_removed(removed.clone());
+        let network =
+            PeerNetwork::new(id, tls.client.clone(), contacts.clone()).on_removed(removed.clone());
         let raft = Raft::new(id, config, network, store.log, store.sm).await?;
         Ok(RaftNode {
             id,
@@ -228,10 +228,18 @@ impl RaftNode {
         self.removed.wait().await
     }
 
-    /// Why this peer must not run, from its own applied state: its id is retired
-    /// (it applied its own removal). `None` when it may.
+    /// Why this peer must not run, from its own state: its id is retired and it
+    /// is no longer in its own membership (it applied its own removal). `None`
+    /// when it may (a peer retired but still a member is being removed: it
+    /// runs until the change reaches it, or its peers refuse it).
     pub fn retired_here(&self) -> std::result::Result<Option<String>, read::ReadError> {
-        if !self.reader.with_view(|v| read::is_retired(v, self.id))? {
+        let member = self
+            .metrics()
+            .membership_config
+            .membership()
+            .get_node(&self.id)
+            .is_some();
+        if member || !self.reader.with_view(|v| read::is_retired(v, self.id))? {
             return Ok(None);
         }
         Ok(Some(format!(

@@ -45,7 +45,7 @@ pub enum RecoveryError {
     #[error("storage: {0}")]
     Store(#[from] orion_store::Error),
     #[error("raft storage: {0}")]
-    Raft(#[from] openraft::StorageError<NodeId>),
+    Raft(Box<openraft::StorageError<NodeId>>),
     #[error("syncing the log: {0}")]
     Sync(std::io::Error),
     #[error("the backup holds no state (it was taken before anything was applied)")]
@@ -56,6 +56,12 @@ pub enum RecoveryError {
     NoLog(String),
     #[error("{0}")]
     Refused(String),
+}
+
+impl From<openraft::StorageError<NodeId>> for RecoveryError {
+    fn from(e: openraft::StorageError<NodeId>) -> Self {
+        RecoveryError::Raft(Box::new(e))
+    }
 }
 
 type Result<T, E = RecoveryError> = std::result::Result<T, E>;

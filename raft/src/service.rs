@@ -25,14 +25,26 @@ pub struct PeerService {
 
 impl PeerService {
     /// Refuses a caller whose certificate is not its claim, or whose id this
-    /// peer's state says is retired: ids are never reused, so that is final.
+    /// peer's state says is retired and who is no longer in its membership: ids
+    /// are never reused, so that is final. (A member being removed is retired
+    /// just before the membership change; until that change it is still heard,
+    /// so a leader removing itself can finish.)
     fn check(&self, request: &Request<RaftPayload>) -> Result<(), Status> {
         check_sender(request)?;
         let from = request.get_ref().from;
-        let retired = self
-            .reader
-            .with_view(|v| crate::read::is_retired(v, from))
-            .unwrap_or(false);
+        let member = self
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .get_node(&from)
+            .is_some();
+        let retired = !member
+            && self
+                .reader
+                .with_view(|v| crate::read::is_retired(v, from))
+                .unwrap_or(false);
         if !retired {
             return Ok(());
         }

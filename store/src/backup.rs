@@ -168,14 +168,22 @@ where
     let mut buf = vec![0u8; READ_BYTES];
     let mut at = 0u64;
     while at < size {
-        let n = file.read(&mut buf).map_err(|e| Error::io("read", path, e))?;
+        let n = file
+            .read(&mut buf)
+            .map_err(|e| Error::io("read", path, e))?;
         if n == 0 {
-            return Err(corrupt(format!("{} ended early (it changed?)", path.display())));
+            return Err(corrupt(format!(
+                "{} ended early (it changed?)",
+                path.display()
+            )));
         }
         let piece = &buf[..n];
         let end = at + n as u64;
         if end > size {
-            return Err(corrupt(format!("{} grew while it was read", path.display())));
+            return Err(corrupt(format!(
+                "{} grew while it was read",
+                path.display()
+            )));
         }
         let crc_part = usize::try_from(covered.saturating_sub(at).min(n as u64)).unwrap_or(n);
         crc.update(&piece[..crc_part]);
@@ -442,8 +450,10 @@ mod tests {
             read.push((k.to_vec(), v.to_vec()));
             Ok(())
         })?;
-        let expected: Vec<(Vec<u8>, Vec<u8>)> =
-            pairs.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
+        let expected: Vec<(Vec<u8>, Vec<u8>)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_vec(), v.to_vec()))
+            .collect();
         assert_eq!(read, expected);
 
         let mut seeder = Seeder::create(&dir.path().join("dst"))?;
@@ -460,7 +470,10 @@ mod tests {
             StoredMembership::new(Some(last), membership),
             Vote::new(4, 1),
         )?;
-        assert!(Seeder::create(&dst).is_err(), "a second seed into one folder");
+        assert!(
+            Seeder::create(&dst).is_err(),
+            "a second seed into one folder"
+        );
         let db = db::open(&dst.join("db"))?;
         assert_eq!(db.get_cf(cf(&db, CF_SM)?, b"b")?, Some(big));
         Ok(())

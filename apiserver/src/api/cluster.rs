@@ -157,9 +157,5 @@ pub async fn snapshot(
         }
     });
     let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
-    Ok((
-        [(header::CONTENT_TYPE, "application/octet-stream")],
-        body,
-    )
-        .into_response())
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response())
 }

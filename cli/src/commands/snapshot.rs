@@ -87,7 +87,9 @@ pub async fn run(command: SnapshotCommand, global: &GlobalOpts) -> anyhow::Resul
             }
             let config = super::server::config_from(server)?;
             if config.force_new_cluster {
-                anyhow::bail!("restore makes a new cluster from the backup: drop --force-new-cluster");
+                anyhow::bail!(
+                    "restore makes a new cluster from the backup: drop --force-new-cluster"
+                );
             }
             let r = orion_apiserver::recovery::restore(&file, &config, new_ca)?;
             println!(
@@ -145,8 +147,8 @@ async fn save(client: &orion_client::Client, file: &Path) -> anyhow::Result<Summ
 }
 
 async fn download(client: &orion_client::Client, tmp: &Path) -> anyhow::Result<()> {
-    let mut out = std::fs::File::create(tmp)
-        .with_context(|| format!("cannot create {}", tmp.display()))?;
+    let mut out =
+        std::fs::File::create(tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
     let mut stream = client.open_snapshot().await?;
     while let Some(chunk) = stream
         .chunk()
