@@ -182,6 +182,12 @@ pub fn restore(file: &Path, config: &ServerConfig, new_ca: bool) -> Result<Resto
         ));
     }
     let dir = &config.data_dir;
+    if dir.exists() && !dir.is_dir() {
+        return Err(Error::Config(format!(
+            "{} is not a directory: restore writes a new data directory",
+            dir.display()
+        )));
+    }
     if let Ok(mut entries) = std::fs::read_dir(dir) {
         if entries.next().is_some() {
             return Err(Error::Config(format!(
@@ -211,11 +217,20 @@ pub fn restore(file: &Path, config: &ServerConfig, new_ca: bool) -> Result<Resto
             return Err(e);
         }
     };
-    if dir.exists() {
-        std::fs::remove_dir(dir)?;
+    let moved = (|| -> std::io::Result<()> {
+        if dir.exists() {
+            std::fs::remove_dir(dir)?;
+        }
+        std::fs::rename(&staging, dir)?;
+        std::fs::File::open(parent)?.sync_all()
+    })();
+    if let Err(e) = moved {
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(Error::Config(format!(
+            "cannot move the restored data into {}: {e}",
+            dir.display()
+        )));
     }
-    std::fs::rename(&staging, dir)?;
-    std::fs::File::open(parent)?.sync_all()?;
     Ok(RestoreReport {
         data_dir: dir.clone(),
         admin_token_file: security::admin_token_file(dir),

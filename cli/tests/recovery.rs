@@ -163,6 +163,31 @@ async fn a_backup_restored_after_every_peer_is_gone_has_the_same_objects_revisio
     assert!(!ok && err.contains("checksum mismatch"), "{err}");
     assert!(!scratch.exists(), "a refused restore leaves nothing");
 
+    // With --new-ca the backup's CA and token key are replaced (and the first
+    // start mints a new admin token, as a bootstrap does).
+    let fresh_ca = c.dir.path().join("fresh-ca");
+    let (ok, out, err) = cli(
+        &c,
+        &[
+            "snapshot".into(),
+            "restore".into(),
+            file_arg.clone(),
+            "--new-ca".into(),
+            "--data-dir".into(),
+            fresh_ca.display().to_string(),
+            "--api-addr".into(),
+            "127.0.0.1:0".into(),
+        ],
+    );
+    assert!(ok, "restore --new-ca: {out} {err}");
+    assert!(
+        out.contains("every old token and certificate stops working"),
+        "{out}"
+    );
+    let new_ca = std::fs::read_to_string(fresh_ca.join("tls/ca.crt")).expect("new CA");
+    assert_ne!(new_ca, c.ca_pem, "a new CA");
+    assert!(fresh_ca.join("tls/bootstrap.json").exists());
+
     // Every peer is gone for good; the agent and its processes stay.
     for id in [1, 2, 3] {
         c.destroy(id);

@@ -231,3 +231,143 @@ pub async fn force_new_cluster(
         index: log_id.index,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use openraft::RaftLogReader;
+
+    use super::*;
+
+    fn member(port: u16) -> Member {
+        Member {
+            api_addr: format!("127.0.0.1:{port}"),
+            peer_addr: format!("127.0.0.1:{}", port + 1),
+            agent_addr: String::new(),
+        }
+    }
+
+    fn at(term: u64, index: u64) -> LogId<NodeId> {
+        LogId::new(CommittedLeaderId::new(term, 1), index)
+    }
+
+    /// A store of a three-peer cluster applied up to index 40 at term 3, holding
+    /// `pairs`, in `dir/src`.
+    fn seeded(dir: &Path, pairs: &[(Vec<u8>, Vec<u8>)]) -> PathBuf {
+        let src = dir.join("src");
+        let mut seeder = Seeder::create(&src).expect("seeder");
+        for (k, v) in pairs {
+            seeder.put(k, v).expect("put");
+        }
+        let three = Membership::new(
+            vec![BTreeSet::from([1, 2, 3])],
+            BTreeMap::from([(1, member(10)), (2, member(20)), (3, member(30))]),
+        );
+        seeder
+            .finish(
+                at(3, 40),
+                StoredMembership::new(Some(at(3, 40)), three),
+                Vote::new(3, 1),
+            )
+            .expect("finish")
+    }
+
+    /// A backup file of the store in `src`.
+    fn backup_of(src: &Path, file: &Path) {
+        let store = orion_store::open::<TypeConfig>(src, Arc::new(OrionApplier)).expect("open");
+        let mut bytes = Vec::new();
+        backup::export::<Member>(&store.reader, 1 << 10, |p| {
+            bytes.extend(p);
+            true
+        })
+        .expect("export")
+        .expect("whole");
+        std::fs::write(file, bytes).expect("write backup");
+    }
+
+    fn ca_json() -> Vec<u8> {
+        br#"{"cert_pem":"C","key_pem":"K","token_key":"T"}"#.to_vec()
+    }
+
+    #[test]
+    fn restore_keeps_the_state_refuses_a_retired_id_and_replaces_the_ca_when_asked() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pairs = vec![
+            (b"v/a".to_vec(), b"{}".to_vec()),
+            (retired_key(2), 7u64.to_be_bytes().to_vec()),
+            (CA_KEY.to_vec(), ca_json()),
+            (crate::apply::token_key("t1"), b"{}".to_vec()),
+        ];
+        let src = seeded(dir.path(), &pairs);
+        let file = dir.path().join("backup.snap");
+        backup_of(&src, &file);
+
+        let refused = restore(&file, &dir.path().join("two"), 2, member(50), None);
+        assert!(
+            matches!(refused, Err(RecoveryError::RetiredId { id: 2 })),
+            "{refused:?}"
+        );
+
+        let kept = restore(&file, &dir.path().join("one"), 1, member(50), None).expect("restore");
+        assert_eq!(kept.info.revision(), 40);
+        assert_eq!(kept.pairs, 4);
+        assert_eq!(kept.ca.map(|c| c.token_key), Some("T".to_string()));
+
+        let new = NewCa {
+            cert_pem: "C2".into(),
+            key_pem: "K2".into(),
+            token_key: "T2".into(),
+        };
+        let fresh =
+            restore(&file, &dir.path().join("new"), 1, member(50), Some(&new)).expect("restore");
+        assert!(fresh.ca.is_none());
+        // The token record is dropped; the CA is the new one.
+        assert_eq!(fresh.pairs, 3);
+        let store =
+            orion_store::open::<TypeConfig>(&dir.path().join("new"), Arc::new(OrionApplier))
+                .expect("open");
+        let ca = store
+            .reader
+            .with_view(crate::read::cluster_ca)
+            .expect("read")
+            .expect("a CA");
+        assert_eq!(ca.token_key, "T2");
+    }
+
+    #[tokio::test]
+    async fn forcing_a_new_cluster_appends_a_membership_of_this_peer_alone_once() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let src = seeded(dir.path(), &[(b"v/a".to_vec(), b"{}".to_vec())]);
+        let refused = force_new_cluster(&src, 1, member(10), Some("peers joined")).await;
+        assert!(
+            matches!(refused, Err(RecoveryError::Refused(_))),
+            "{refused:?}"
+        );
+
+        let forced = force_new_cluster(&src, 1, member(10), None)
+            .await
+            .expect("force");
+        assert_eq!(
+            forced,
+            Forced::Rewritten {
+                removed: vec![2, 3],
+                term: 4,
+                index: 41
+            }
+        );
+        let again = force_new_cluster(&src, 1, member(10), Some("peers joined"))
+            .await
+            .expect("again");
+        assert_eq!(again, Forced::AlreadyAlone);
+
+        let store = orion_store::open::<TypeConfig>(&src, Arc::new(OrionApplier)).expect("open");
+        let mut log = store.log;
+        let entries = log.try_get_log_entries(41..42).await.expect("entries");
+        let EntryPayload::Membership(m) = &entries[0].payload else {
+            panic!("not a membership entry: {:?}", entries[0]);
+        };
+        assert_eq!(m.voter_ids().collect::<Vec<_>>(), vec![1]);
+        assert_eq!(log.read_vote().await.expect("vote"), Some(Vote::new(4, 1)));
+    }
+}
