@@ -47,6 +47,11 @@ pub struct ServerConfig {
     pub bootstrap: bool,
     /// URLs of existing members to ask for admission (ignored once initialized).
     pub join: Vec<String>,
+    /// `--force-new-cluster`: before starting, make this peer a one-peer cluster
+    /// with its own data (after a majority was lost for good). A flag only: never
+    /// read from a config file, where it would be applied at every start.
+    #[serde(skip)]
+    pub force_new_cluster: bool,
     /// A single-use `server` join token (with `join`), from `orion token create --role server`.
     pub token: Option<String>,
     /// Extra DNS names or IPs for this peer's certificate, such as a load
@@ -81,6 +86,7 @@ impl Default for ServerConfig {
             advertise_peer_addr: None,
             bootstrap: false,
             join: Vec::new(),
+            force_new_cluster: false,
             token: None,
             tls_san: Vec::new(),
             cert_lifetime_secs: 30 * 24 * 3600,
@@ -203,6 +209,12 @@ impl ServerConfig {
         if self.bootstrap && !self.join.is_empty() {
             return fail(
                 "bootstrap and join exclude each other: a peer starts a cluster or joins one"
+                    .into(),
+            );
+        }
+        if self.force_new_cluster && (self.bootstrap || !self.join.is_empty()) {
+            return fail(
+                "force-new-cluster keeps this peer's own data: it excludes bootstrap and join"
                     .into(),
             );
         }

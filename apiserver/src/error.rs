@@ -236,6 +236,10 @@ pub enum Error {
     },
     #[error("joining the cluster failed: {0}")]
     Join(String),
+    /// This peer was removed from its cluster (or superseded by a forced new
+    /// cluster): it must not run with this data again.
+    #[error("{0}; it cannot take part again with this data: start a fresh peer with a new id and an empty data directory (README: Backup, restore and recovery)")]
+    Removed(String),
     #[error(transparent)]
     Raft(#[from] orion_raft::Error),
     #[error("peer transport: {0}")]

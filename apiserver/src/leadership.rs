@@ -28,6 +28,8 @@ pub struct LeaderWork {
     pub security: Arc<Security>,
     /// The scheduler's latency.
     pub metrics: Arc<PeerMetrics>,
+    /// This peer's data directory: where a forced new cluster left the ids to retire.
+    pub data_dir: std::path::PathBuf,
 }
 
 impl LeaderWork {
@@ -58,6 +60,11 @@ impl LeaderWork {
                     term.clone(),
                 ));
                 tasks.spawn(finish_bootstrap(self.security.clone(), term.clone()));
+                tasks.spawn(crate::recovery::finish_force_new_cluster(
+                    self.node.clone(),
+                    self.data_dir.clone(),
+                    term.clone(),
+                ));
                 tasks.close();
                 info!("became leader: controllers started");
                 while self.node.is_leader() && !shutdown.is_cancelled() {

@@ -27,6 +27,8 @@
 //!   operations executed here or forwarded, held through elections for a bounded
 //!   time, writes retried with their request id; API calls relayed whole.
 //! - [`security`]: this peer's credentials and the cluster PKI (tokens, certificates).
+//! - [`recovery`]: `orion snapshot restore` (a new data directory seeded from a
+//!   backup) and `--force-new-cluster` (a survivor made a one-peer cluster).
 //! - [`session`]: the dashboard's browser sessions: the cookie and the CSRF header.
 //! - [`auth`]: route policy and token checks (bearer, session cookie, certificate).
 //! - [`gateway`]: the QUIC agent gateway (agent certificates only, NodeRestriction),
@@ -60,6 +62,7 @@ pub mod leadership;
 pub mod metrics;
 pub mod openapi;
 pub mod peer_grpc;
+pub mod recovery;
 pub mod routes;
 pub mod scheduler;
 pub mod security;

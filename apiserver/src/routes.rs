@@ -513,6 +513,15 @@ pub fn routes() -> Vec<Route> {
         .answers::<orion_api::ClusterStatus>(),
         r(
             M::GET,
+            "/v1/cluster/snapshot",
+            Admin,
+            get(cluster::snapshot),
+            "A backup of the replicated state: taken on the leader after a read barrier, streamed; the header holds its revision, the last 4 bytes its CRC-32C",
+        )
+        .errors(&[429])
+        .asset(),
+        r(
+            M::GET,
             "/v1/cluster/self",
             Read,
             get(cluster::identity),

@@ -126,6 +126,9 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
     };
     let api_tls = Arc::new(creds.server_config(ClientAuth::Optional, &[b"h2", b"http/1.1"])?);
 
+    if config.force_new_cluster {
+        crate::recovery::force_new_cluster(&config, &me).await?;
+    }
     let node = RaftNode::start(
         config.id,
         &config.data_dir.join("raft"),
@@ -135,6 +138,17 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
     .await?;
     let metrics = Arc::new(PeerMetrics::new()?);
     node.exported_metrics().register(metrics.registry())?;
+    // A peer that applied its own removal would sit as a learner nobody calls.
+    let retired = node.retired_here().map_err(|e| {
+        Error::Io(std::io::Error::other(format!(
+            "reading this peer's state: {e}"
+        )))
+    })?;
+    if let Some(why) = retired {
+        error!(id = config.id, "{why}; stopping");
+        node.shutdown().await;
+        return Err(Error::Removed(why));
+    }
     let leader = Arc::new(Forwarder::new(
         node.clone(),
         creds.client_config()?,
@@ -204,6 +218,7 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
         node_ttl: Duration::from_millis(config.node_ttl_ms),
         security: security.clone(),
         metrics,
+        data_dir: config.data_dir.clone(),
     };
     let work_tasks = [
         (
@@ -228,6 +243,23 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
         ),
     ];
 
+    // A peer refused as removed by another (its id retired there) stops.
+    let removed = Arc::new(std::sync::Mutex::new(None::<String>));
+    {
+        let node = node.clone();
+        let fatal = stop.clone();
+        let slot = removed.clone();
+        tasks.spawn(async move {
+            tokio::select! {
+                why = node.removed() => {
+                    error!("{why}; stopping");
+                    *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+                    fatal.cancel();
+                }
+                () = fatal.cancelled() => {}
+            }
+        });
+    }
     let peer_task = {
         let node = node.clone();
         let token = peers.clone();
@@ -311,5 +343,9 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
     // 4. Storage: the last handles go here, which closes RocksDB.
     drop((security, leader, node));
     info!("storage closed; stopped");
-    outcome
+    let removed = removed.lock().unwrap_or_else(|p| p.into_inner()).take();
+    match removed {
+        Some(why) => Err(Error::Removed(why)),
+        None => outcome,
+    }
 }

@@ -242,6 +242,9 @@ pub enum Command {
         #[command(subcommand)]
         command: ContextCommand,
     },
+    /// Back up the replicated state, check a backup, or restore one into a new
+    /// one-peer cluster.
+    Snapshot(SnapshotArgs),
     /// Read and write variables (small CAS-able config values).
     Var {
         #[command(flatten)]
@@ -300,8 +303,50 @@ pub struct ServerArgs {
     /// balancer's. Repeatable; replaces the config file's `tls-san`.
     #[arg(long = "tls-san", value_name = "NAME")]
     pub tls_san: Vec<String>,
+    /// After a majority of the peers is lost for good: make this peer a one-peer
+    /// cluster with its own data, which fresh peers then join. Writes that never
+    /// reached this peer are lost; remove the flag once it has started.
+    #[arg(long)]
+    pub force_new_cluster: bool,
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotArgs {
+    #[command(subcommand)]
+    pub command: SnapshotCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCommand {
+    /// Write a consistent backup, taken on the leader, to FILE (via FILE.tmp,
+    /// fsynced, renamed); prints its revision, size and checksum.
+    Save {
+        #[command(flatten)]
+        opts: ClientOpts,
+        file: PathBuf,
+    },
+    /// Check a backup offline (checksum, format, header) and print what it holds.
+    Status {
+        file: PathBuf,
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Make a new data directory (--data-dir, absent or empty) holding a one-peer
+    /// cluster seeded from FILE: same objects and revisions, same CA and tokens
+    /// unless --new-ca. Then start it with `orion server` and the same flags, and
+    /// join fresh peers to it.
+    Restore {
+        file: PathBuf,
+        /// A new CA and token key: every old token and certificate (agents', too)
+        /// stops working; the first start writes a new admin token.
+        #[arg(long)]
+        new_ca: bool,
+        /// The peer's settings, as `orion server` takes them (`--id` defaults to 1).
+        #[command(flatten)]
+        server: Box<ServerArgs>,
+    },
 }
 
 #[derive(Debug, Args)]

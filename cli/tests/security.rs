@@ -83,6 +83,7 @@ const TABLE: &[Row] = &[
     ("DELETE", "/v1/cluster/members/{id}", "/v1/cluster/members/99", None, [401, 401, 401, 403, 403, 404]),
     ("GET", "/v1/cluster/status", "/v1/cluster/status", None, [401, 401, 401, 200, 200, 200]),
     ("GET", "/v1/cluster/self", "/v1/cluster/self", None, [401, 401, 401, 200, 200, 200]),
+    ("GET", "/v1/cluster/snapshot", "/v1/cluster/snapshot", None, [401, 401, 401, 403, 403, 200]),
     ("GET", "/v1/cluster/ca", "/v1/cluster/ca", None, [200, 200, 200, 200, 200, 200]),
     ("POST", "/v1/join", "/v1/join", Some("{"), [400, 400, 400, 400, 400, 400]),
     ("POST", "/v1/certificates/renew", "/v1/certificates/renew", Some("{"), [401, 401, 401, 403, 403, 403]),

@@ -390,6 +390,13 @@ impl Client {
         self.get("/v1/cluster/self").await
     }
 
+    /// `GET /v1/cluster/snapshot` (admin): a backup of the replicated state, taken
+    /// on the leader, opened for the caller to read ([`Stream::chunk`]) with no
+    /// time limit.
+    pub async fn open_snapshot(&self) -> Result<Stream> {
+        self.open_stream("/v1/cluster/snapshot").await
+    }
+
     /// `GET /v1/cluster/ca` (public): the CA and where the agent gateways are.
     pub async fn bootstrap(&self) -> Result<AgentBootstrap> {
         self.get("/v1/cluster/ca").await

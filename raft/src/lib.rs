@@ -25,6 +25,8 @@
 //! - [`read`]: typed reads of the replicated state through a consistent view.
 //! - [`write_batch`]: write batching: concurrent variable writes share one entry
 //!   (one WAL sync, one replication round).
+//! - [`recovery`]: offline disaster recovery on a stopped peer's storage: a new
+//!   one-peer cluster seeded from a backup, or forced from a survivor's own data.
 //! - [`read_rounds`]: read-index batching: concurrent linearizable reads share one
 //!   confirmation round, never one that started before they arrived.
 
@@ -37,6 +39,7 @@ pub mod network;
 pub mod node;
 pub mod read;
 pub mod read_rounds;
+pub mod recovery;
 pub mod service;
 pub mod session;
 pub mod tls;

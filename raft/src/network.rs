@@ -71,6 +71,35 @@ impl Contacts {
     }
 }
 
+/// Whether a peer refused this one as removed from the cluster: its id is
+/// retired there ([`crate::service::REMOVED_HEADER`]). Retired ids are never
+/// reused, so one such answer is final; the peer process stops on it.
+#[derive(Debug, Default)]
+pub struct Removed {
+    told: tokio_util::sync::CancellationToken,
+    why: Mutex<Option<String>>,
+}
+
+impl Removed {
+    fn mark(&self, why: String) {
+        let mut slot = self.why.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = Some(why);
+        }
+        self.told.cancel();
+    }
+
+    /// Resolves once a peer said so, with its words.
+    pub async fn wait(&self) -> String {
+        self.told.cancelled().await;
+        self.why
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .unwrap_or_default()
+    }
+}
+
 /// Makes one [`PeerClient`] per replication target.
 #[derive(Debug, Clone)]
 pub struct PeerNetwork {
@@ -83,6 +112,8 @@ pub struct PeerNetwork {
     /// The channel to each target, by id and peer address (a member that moved
     /// gets a new one).
     pub channels: Arc<Mutex<Channels>>,
+    /// Told when a target refuses this peer as removed.
+    pub removed: Arc<Removed>,
 }
 
 /// The channel to each target, by id and peer address.
@@ -95,7 +126,14 @@ impl PeerNetwork {
             tls,
             contacts,
             channels: Arc::default(),
+            removed: Arc::default(),
         }
+    }
+
+    /// Reports refusals as removed to `removed`.
+    pub fn on_removed(mut self, removed: Arc<Removed>) -> Self {
+        self.removed = removed;
+        self
     }
 
     fn channel(&self, target: NodeId, node: &Member) -> Result<PeerRaftClient<Channel>, String> {
@@ -136,6 +174,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
             target,
             client,
             contacts: self.contacts.clone(),
+            removed: self.removed.clone(),
         }
     }
 }
@@ -147,6 +186,7 @@ pub struct PeerClient {
     /// The channel, or why the peer's address could not even be parsed.
     client: Result<PeerRaftClient<Channel>, String>,
     contacts: Arc<Contacts>,
+    removed: Arc<Removed>,
 }
 
 #[derive(Clone, Copy)]
@@ -182,6 +222,14 @@ impl PeerClient {
         let reply = bounded(option.hard_ttl(), send(client, rpc, payload)).await;
         self.contacts.record(self.target, reply.is_ok());
         let reply = reply.map_err(|status| {
+            if status.code() == tonic::Code::FailedPrecondition
+                && status
+                    .metadata()
+                    .get(crate::service::REMOVED_HEADER)
+                    .is_some()
+            {
+                self.removed.mark(status.message().to_string());
+            }
             if status.code() == tonic::Code::Unavailable {
                 unreachable(&format!(
                     "peer {} unreachable: {}",

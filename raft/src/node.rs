@@ -16,7 +16,7 @@ use tracing::{debug, info, warn};
 use crate::apply::OrionApplier;
 use crate::command::{Command, CommandResult, Proposal};
 use crate::metrics::NodeMetrics;
-use crate::network::{Contacts, PeerNetwork};
+use crate::network::{Contacts, PeerNetwork, Removed};
 use crate::proto::peer_raft_server::PeerRaftServer;
 use crate::read;
 use crate::read_rounds::SharedRounds;
@@ -125,6 +125,8 @@ pub struct RaftNode {
     tls: PeerTls,
     /// When each peer last answered this one's Raft calls (see [`Contacts`]).
     contacts: Arc<Contacts>,
+    /// Set once a peer refused this one as removed from the cluster.
+    removed: Arc<Removed>,
     /// Leadership confirmations shared by concurrent linearizable reads.
     read_rounds: SharedRounds<ReadRound>,
     /// Concurrent variable writes grouped into shared entries (`None`: each write
@@ -175,13 +177,16 @@ impl RaftNode {
         let store = orion_store::open::<TypeConfig>(data_dir, Arc::new(OrionApplier))?;
         let exported = NodeMetrics::new(store.log.metrics())?;
         let contacts = Arc::new(Contacts::default());
-        let network = PeerNetwork::new(id, tls.client.clone(), contacts.clone());
+        let removed = Arc::new(Removed::default());
+        let network =
+            PeerNetwork::new(id, tls.client.clone(), contacts.clone()).on_removed(removed.clone());
         let raft = Raft::new(id, config, network, store.log, store.sm).await?;
         Ok(RaftNode {
             id,
             reader: store.reader,
             tls,
             contacts,
+            removed,
             read_rounds: SharedRounds::new(),
             writes: settings
                 .batch_writes
@@ -198,6 +203,7 @@ impl RaftNode {
         PeerRaftServer::new(PeerService {
             raft: self.raft.clone(),
             self_id: self.id,
+            reader: self.reader.clone(),
         })
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(64 << 20)
@@ -218,6 +224,33 @@ impl RaftNode {
         self.raft.initialize(members).await?;
         info!(id = self.id, "bootstrapped a new cluster");
         Ok(true)
+    }
+
+    /// Resolves once another peer refused this one because its id is retired
+    /// there (it was removed, or superseded by a forced new cluster), with that
+    /// peer's words. A peer in that state can never take part again.
+    pub async fn removed(&self) -> String {
+        self.removed.wait().await
+    }
+
+    /// Why this peer must not run, from its own state: its id is retired and it
+    /// is no longer in its own membership (it applied its own removal). `None`
+    /// when it may (a peer retired but still a member is being removed: it
+    /// runs until the change reaches it, or its peers refuse it).
+    pub fn retired_here(&self) -> std::result::Result<Option<String>, read::ReadError> {
+        let member = self
+            .metrics()
+            .membership_config
+            .membership()
+            .get_node(&self.id)
+            .is_some();
+        if member || !self.reader.with_view(|v| read::is_retired(v, self.id))? {
+            return Ok(None);
+        }
+        Ok(Some(format!(
+            "peer {} was removed from the cluster: its own state records its id as retired",
+            self.id
+        )))
     }
 
     pub async fn is_initialized(&self) -> Result<bool> {

@@ -1,6 +1,7 @@
 //! The server side of the peer transport. Only peers call it; the apiserver never
 //! exposes it to clients or agents.
 
+use orion_store::StateReader;
 use tonic::{Request, Response, Status};
 use tracing::debug;
 
@@ -9,10 +10,54 @@ use crate::proto::peer_raft_server::PeerRaft;
 use crate::proto::RaftPayload;
 use crate::types::Raft;
 
+/// The metadata key a refusal carries when the caller's id is retired: the
+/// caller was removed from this cluster (or superseded by a forced new cluster)
+/// and must stop (see [`crate::network::Removed`]).
+pub const REMOVED_HEADER: &str = "orion-removed";
+
 /// Hands incoming Raft RPCs to the local Raft instance.
 pub struct PeerService {
     pub raft: Raft,
     pub self_id: u64,
+    /// This peer's applied state, to refuse callers whose id is retired.
+    pub reader: StateReader,
+}
+
+impl PeerService {
+    /// Refuses a caller whose certificate is not its claim, or whose id this
+    /// peer's state says is retired and who is no longer in its membership: ids
+    /// are never reused, so that is final. (A member being removed is retired
+    /// just before the membership change; until that change it is still heard,
+    /// so a leader removing itself can finish.)
+    fn check(&self, request: &Request<RaftPayload>) -> Result<(), Status> {
+        check_sender(request)?;
+        let from = request.get_ref().from;
+        let member = self
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .get_node(&from)
+            .is_some();
+        let retired = !member
+            && self
+                .reader
+                .with_view(|v| crate::read::is_retired(v, from))
+                .unwrap_or(false);
+        if !retired {
+            return Ok(());
+        }
+        debug!(from, "refused a raft rpc from a removed peer");
+        let mut status = Status::failed_precondition(format!(
+            "peer {from} was removed from this cluster (its id is retired; member {} says so)",
+            self.self_id
+        ));
+        status
+            .metadata_mut()
+            .insert(REMOVED_HEADER, tonic::metadata::MetadataValue::from(from));
+        Err(status)
+    }
 }
 
 /// Refuses a call whose claimed sender is not the peer its certificate names.
@@ -51,13 +96,13 @@ impl PeerRaft for PeerService {
         &self,
         request: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
-        check_sender(&request)?;
+        self.check(&request)?;
         let req = decode(request.get_ref())?;
         reply(self.self_id, &self.raft.append_entries(req).await)
     }
 
     async fn vote(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
-        check_sender(&request)?;
+        self.check(&request)?;
         let req = decode(request.get_ref())?;
         reply(self.self_id, &self.raft.vote(req).await)
     }
@@ -66,7 +111,7 @@ impl PeerRaft for PeerService {
         &self,
         request: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
-        check_sender(&request)?;
+        self.check(&request)?;
         let payload = request.into_inner();
         let mut req: openraft::raft::InstallSnapshotRequest<crate::types::TypeConfig> =
             decode(&payload)?;

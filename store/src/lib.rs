@@ -32,6 +32,8 @@
 //! - `reader`: [`StateReader`] and [`View`], point-in-time reads for the API.
 //! - `snapshot`: building, keeping (`current.snap`) and installing snapshots.
 //! - `snapshot_format`: the snapshot byte format (magic, version, header, pairs, CRC).
+//! - `backup`: backups in that format: streamed out of one RocksDB snapshot, checked
+//!   and read back from a file in bounded pieces, and a new store seeded from one.
 //! - `checksum`: CRC-32C.
 //! - `metrics`: [`StoreMetrics`], the WAL sync histogram and the commit index, made
 //!   here and registered by the peer.
@@ -40,6 +42,7 @@
 //! Feature `fault-injection` (tests only) adds seams that make state-machine reads
 //! fail, so an applier's handling of a broken disk can be tested.
 
+pub mod backup;
 mod checksum;
 mod codec;
 mod db;

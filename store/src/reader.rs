@@ -22,6 +22,11 @@ impl StateReader {
         Self { db }
     }
 
+    /// The database, for exports ([`crate::backup`]).
+    pub(crate) fn db(&self) -> &Arc<DB> {
+        &self.db
+    }
+
     /// Run `f` against one consistent point-in-time view (a RocksDB snapshot).
     pub fn with_view<T>(&self, f: impl FnOnce(&View<'_>) -> T) -> T {
         let view = View {

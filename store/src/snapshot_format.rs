@@ -17,21 +17,25 @@
 
 use openraft::{Node, SnapshotMeta};
 
-use crate::checksum::crc32c;
+use crate::checksum::{crc32c, Crc32c};
 use crate::codec::{decode, encode};
 use crate::error::{Error, Result};
 
-const MAGIC: &[u8; 8] = b"ORIONSNP";
-const FORMAT_VERSION: u32 = 1;
+pub(crate) const MAGIC: &[u8; 8] = b"ORIONSNP";
+pub(crate) const FORMAT_VERSION: u32 = 1;
 /// Magic, version and header length.
-const PREAMBLE_LEN: usize = 8 + 4 + 4;
+pub(crate) const PREAMBLE_LEN: usize = 8 + 4 + 4;
 /// Pair count and checksum.
-const TRAILER_LEN: usize = 8 + 4;
+pub(crate) const TRAILER_LEN: usize = 8 + 4;
 
-/// Serializes one snapshot into memory.
+/// Serializes one snapshot: into memory whole, or as a stream of pieces taken
+/// with [`SnapshotEncoder::take`] as it grows (a backup), with the checksum kept
+/// over what was taken.
 pub(crate) struct SnapshotEncoder {
     buf: Vec<u8>,
     pairs: u64,
+    /// The checksum of the bytes already taken.
+    taken: Crc32c,
 }
 
 impl SnapshotEncoder {
@@ -42,7 +46,27 @@ impl SnapshotEncoder {
         buf.extend_from_slice(&FORMAT_VERSION.to_be_bytes());
         buf.extend_from_slice(&len_u32(header.len(), "snapshot header")?.to_be_bytes());
         buf.extend_from_slice(&header);
-        Ok(Self { buf, pairs: 0 })
+        Ok(Self {
+            buf,
+            pairs: 0,
+            taken: Crc32c::new(),
+        })
+    }
+
+    /// How many bytes are buffered, not yet taken.
+    pub(crate) fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The bytes buffered so far, to be sent on; the checksum covers them.
+    pub(crate) fn take(&mut self) -> Vec<u8> {
+        self.taken.update(&self.buf);
+        std::mem::take(&mut self.buf)
+    }
+
+    /// The pairs pushed so far.
+    pub(crate) fn pairs(&self) -> u64 {
+        self.pairs
     }
 
     pub(crate) fn push(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
@@ -56,11 +80,19 @@ impl SnapshotEncoder {
         Ok(())
     }
 
-    pub(crate) fn finish(mut self) -> Vec<u8> {
+    /// The rest of the snapshot: what is buffered, the pair count and the checksum.
+    pub(crate) fn finish(self) -> Vec<u8> {
+        self.finish_with_crc().0
+    }
+
+    /// [`SnapshotEncoder::finish`], and the checksum it ends with.
+    pub(crate) fn finish_with_crc(mut self) -> (Vec<u8>, u32) {
         self.buf.extend_from_slice(&self.pairs.to_be_bytes());
-        let crc = crc32c(&self.buf);
+        let mut crc = self.taken;
+        crc.update(&self.buf);
+        let crc = crc.value();
         self.buf.extend_from_slice(&crc.to_be_bytes());
-        self.buf
+        (self.buf, crc)
     }
 }
 
@@ -189,6 +221,19 @@ mod tests {
         assert_eq!(pairs.len(), 3);
         assert_eq!(pairs[0], (&b"a"[..], &b"1"[..]));
         assert_eq!(pairs[2].1.len(), 1000);
+    }
+
+    #[test]
+    fn taken_in_pieces_it_is_the_same_snapshot() {
+        let mut enc = SnapshotEncoder::new(&meta()).expect("header");
+        let mut streamed = enc.take();
+        enc.push(b"a", b"1").expect("pair");
+        streamed.extend(enc.take());
+        enc.push(b"", b"").expect("empty pair");
+        enc.push(b"key", &[7u8; 1000]).expect("pair");
+        streamed.extend(enc.take());
+        streamed.extend(enc.finish());
+        assert_eq!(streamed, sample());
     }
 
     #[test]

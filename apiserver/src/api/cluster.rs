@@ -1,13 +1,18 @@
-//! `/v1/cluster`: members, join, remove, status, and this peer's identity.
+//! `/v1/cluster`: members, join, remove, status, this peer's identity, and
+//! backups (`GET /v1/cluster/snapshot`).
 
 use std::sync::Arc;
 
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, Method};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use orion_api::{
     AgentBootstrap, ApiError, ClusterStatus, JoinRequest, MembersResponse, PeerIdentity,
 };
-use orion_raft::RaftNode;
+use orion_raft::{Member, RaftNode};
+use tokio::sync::Semaphore;
 
 use crate::api::common::ReadParams;
 use crate::error::{HttpResult, JsonBody};
@@ -93,4 +98,64 @@ pub async fn agent_bootstrap(
         ca_pem: creds.ca_pem.clone(),
         agent_addrs,
     }))
+}
+
+/// Backups taken at once on one peer; more get 429 (each reads the whole state).
+pub const MAX_EXPORTS: usize = 2;
+/// Pieces of a backup are about this big; at most [`EXPORT_QUEUE`] wait to be sent,
+/// so a backup of any size holds about 1 MiB of memory.
+const EXPORT_PIECE_BYTES: usize = 256 << 10;
+const EXPORT_QUEUE: usize = 4;
+
+static EXPORTS: Semaphore = Semaphore::const_new(MAX_EXPORTS);
+
+/// `GET /v1/cluster/snapshot`: a backup of the replicated state, taken on the
+/// leader (a follower relays the call) after a linearizable read barrier, from one
+/// RocksDB point in time, and streamed as it is read: the snapshot format
+/// (`orion_store::backup`), whose header carries the revision and term it was
+/// taken at and whose last four bytes are its CRC-32C.
+pub async fn snapshot(
+    State(leader): State<Arc<Forwarder>>,
+    State(node): State<RaftNode>,
+    headers: HeaderMap,
+) -> HttpResult<Response> {
+    if let Some(relayed) = leader
+        .relay(&headers, Method::GET, "/v1/cluster/snapshot", None)
+        .await?
+    {
+        return Ok(relayed);
+    }
+    let permit = EXPORTS.try_acquire().map_err(|_| {
+        ApiError::new(
+            orion_api::ErrorCode::TooManyRequests,
+            format!("{MAX_EXPORTS} backups are being taken already; retry later"),
+        )
+    })?;
+    // Everything acknowledged before the call is in the backup.
+    leader.linearizable_barrier().await?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(EXPORT_QUEUE);
+    let reader = node.reader.clone();
+    tokio::task::spawn_blocking(move || {
+        // Held until the export ends (a `'static` permit of the static semaphore).
+        let _permit = permit;
+        let sent = orion_store::backup::export::<Member>(&reader, EXPORT_PIECE_BYTES, |piece| {
+            tx.blocking_send(Ok(piece)).is_ok()
+        });
+        match sent {
+            Ok(Some(info)) => tracing::info!(
+                revision = info.revision(),
+                bytes = info.bytes,
+                pairs = info.pairs,
+                "sent a backup"
+            ),
+            Ok(None) => tracing::debug!("a backup's receiver went away"),
+            Err(e) => {
+                tracing::warn!(cause = %e, "a backup failed");
+                // Break the body, so the client sees it was cut.
+                let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+            }
+        }
+    });
+    let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response())
 }

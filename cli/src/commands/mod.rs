@@ -8,6 +8,7 @@ pub mod logs;
 pub mod node;
 pub mod rollout;
 pub mod server;
+pub mod snapshot;
 pub mod token;
 pub mod var;
 pub mod workload;
@@ -48,8 +49,8 @@ pub fn main(cli: Cli) -> ExitCode {
     }
 }
 
-/// The exit status of a peer or agent that refuses its configuration (sysexits'
-/// `EX_CONFIG`): starting it again cannot help, so the systemd units in `deploy/`
+/// The exit status of a peer or agent that refuses its configuration, or of a
+/// peer removed from its cluster (sysexits' `EX_CONFIG`): starting it again cannot help, so the systemd units in `deploy/`
 /// do not (`RestartPreventExitStatus=78`).
 pub const EX_CONFIG: u8 = 78;
 
@@ -63,7 +64,7 @@ fn is_refused_config(e: &anyhow::Error) -> bool {
         cause.is::<InvalidConfig>()
             || matches!(
                 cause.downcast_ref::<orion_apiserver::Error>(),
-                Some(orion_apiserver::Error::Config(_))
+                Some(orion_apiserver::Error::Config(_) | orion_apiserver::Error::Removed(_))
             )
     })
 }
@@ -179,6 +180,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             token::run(&crate::context::client(&opts)?, opts.output, command).await
         }
         Command::Context { command } => crate::context::run(command).await,
+        Command::Snapshot(args) => snapshot::run(args.command, &global).await,
         Command::Version { opts, client } => cluster::version(&g(opts), client).await,
         Command::Var { opts, command } => {
             let opts = g(opts);

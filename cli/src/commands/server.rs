@@ -36,6 +36,7 @@ pub fn config_from(args: ServerArgs) -> anyhow::Result<ServerConfig> {
         c.advertise_peer_addr = args.advertise_peer_addr;
     }
     c.bootstrap |= args.bootstrap;
+    c.force_new_cluster = args.force_new_cluster;
     if !args.join.is_empty() {
         c.join = args.join;
     }
