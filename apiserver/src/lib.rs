@@ -13,6 +13,8 @@
 //!
 //! # Layout
 //! In import order: each module imports only modules listed above it.
+//! - [`data_format`]: the data directory's format version (`FORMAT`): newer
+//!   binaries open older directories, older ones refuse newer.
 //! - [`error`]: fatal errors; API errors as JSON responses; the body extractor.
 //! - [`config`]: the peer's settings as data, with validation.
 //! - [`caller`]: who is calling, as the auth middleware established it.
@@ -48,6 +50,7 @@ pub mod auth;
 pub mod caller;
 pub mod config;
 pub mod controllers;
+pub mod data_format;
 pub mod error;
 pub mod forward;
 pub mod gateway;

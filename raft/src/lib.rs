@@ -23,6 +23,9 @@
 //! - [`read`]: typed reads of the replicated state through a consistent view.
 //! - [`write_batch`]: write batching: concurrent variable writes share one entry
 //!   (one WAL sync, one replication round).
+//! - [`transfer`]: leadership transfer (hold writes, catch the target up, ask it
+//!   to elect itself), and the write gate that holds proposals meanwhile.
+//! - [`protocol`]: the peer protocol's versions, checked on every call.
 //! - [`read_rounds`]: read-index batching: concurrent linearizable reads share one
 //!   confirmation round, never one that started before they arrived.
 
@@ -32,11 +35,13 @@ pub mod command;
 mod error;
 pub mod network;
 pub mod node;
+pub mod protocol;
 pub mod read;
 pub mod read_rounds;
 pub mod service;
 pub mod session;
 pub mod tls;
+pub mod transfer;
 pub mod types;
 pub mod write_batch;
 
@@ -49,4 +54,6 @@ pub mod proto {
     tonic::include_proto!("orion.peer.v1");
 }
 
-pub use error::{Error, FatalError, InvalidSettings, LeaderError, MembershipRefusal, Result};
+pub use error::{
+    Error, FatalError, InvalidSettings, LeaderError, MembershipRefusal, Result, TransferRefusal,
+};

@@ -8,7 +8,9 @@ use std::time::Duration;
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::{ChangeMembers, Config, ServerState, SnapshotPolicy};
 use orion_api::cluster::REACHABLE_WITHIN_MS;
-use orion_api::{ClusterStatus, MemberInfo, MemberRole, MembersResponse, PeerIdentity};
+use orion_api::{
+    ClusterStatus, MemberInfo, MemberRole, MembersResponse, PeerIdentity, TransferResponse,
+};
 use orion_store::StateReader;
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
@@ -21,6 +23,7 @@ use crate::read;
 use crate::read_rounds::SharedRounds;
 use crate::service::PeerService;
 use crate::tls::PeerTls;
+use crate::transfer::{Transfer, WriteGate};
 use crate::types::{Member, NodeId, Raft, RaftMetrics, TypeConfig};
 use crate::write_batch::{batchable, WriteBatcher, WriteFailure};
 use crate::{FatalError, InvalidSettings, LeaderError, MembershipRefusal, Result};
@@ -124,6 +127,13 @@ pub struct RaftNode {
     tls: PeerTls,
     /// When each peer last answered this one's Raft calls (see [`Contacts`]).
     contacts: Arc<Contacts>,
+    /// The peer transport's client side (shares its channels with Raft's), for
+    /// `TimeoutNow`.
+    network: PeerNetwork,
+    /// Closed while a leadership transfer runs: proposals wait at it.
+    gate: WriteGate,
+    /// openraft's leader lease (`election-timeout-max-ms`).
+    lease: Duration,
     /// Leadership confirmations shared by concurrent linearizable reads.
     read_rounds: SharedRounds<ReadRound>,
     /// Concurrent variable writes grouped into shared entries (`None`: each write
@@ -172,12 +182,15 @@ impl RaftNode {
         let store = orion_store::open::<TypeConfig>(data_dir, Arc::new(OrionApplier))?;
         let contacts = Arc::new(Contacts::default());
         let network = PeerNetwork::new(id, tls.client.clone(), contacts.clone());
-        let raft = Raft::new(id, config, network, store.log, store.sm).await?;
+        let raft = Raft::new(id, config, network.clone(), store.log, store.sm).await?;
         Ok(RaftNode {
             id,
             reader: store.reader,
             tls,
             contacts,
+            network,
+            gate: WriteGate::default(),
+            lease: Duration::from_millis(settings.election_timeout_max_ms),
             read_rounds: SharedRounds::new(),
             writes: settings
                 .batch_writes
@@ -239,11 +252,20 @@ impl RaftNode {
 
     /// Proposes a command, with or without a request id (leader only), and returns
     /// what applying it did — for a request id already applied, what it did then.
+    /// While a leadership transfer runs, it waits (see [`crate::transfer`]).
     pub async fn propose(
         &self,
         proposal: impl Into<Proposal>,
     ) -> std::result::Result<CommandResult, LeaderError> {
-        let proposal = proposal.into();
+        let _open = self.gate.enter().await;
+        self.propose_inside(proposal.into()).await
+    }
+
+    /// [`RaftNode::propose`] for a caller already inside the write gate.
+    async fn propose_inside(
+        &self,
+        proposal: Proposal,
+    ) -> std::result::Result<CommandResult, LeaderError> {
         if let Some(writes) = self.writes.as_ref().filter(|_| batchable(&proposal)) {
             return writes.write(proposal).await.map_err(|e| match e {
                 WriteFailure::NotLeader(leader) => LeaderError::NotLeader { leader },
@@ -292,6 +314,7 @@ impl RaftNode {
     /// then as a voter (leader only). A peer already in the membership with the same
     /// addresses is accepted again, so a joining peer may safely retry.
     pub async fn add_peer(&self, peer: &PeerIdentity) -> std::result::Result<(), LeaderError> {
+        let _open = self.gate.enter().await;
         let member = Member {
             api_addr: peer.api_addr.clone(),
             peer_addr: peer.peer_addr.clone(),
@@ -341,6 +364,7 @@ impl RaftNode {
     /// its role is unchanged. Refused for an unknown id, or addresses another member
     /// uses. Recording the addresses already there is a no-op, so callers may retry.
     pub async fn update_member(&self, peer: &PeerIdentity) -> std::result::Result<(), LeaderError> {
+        let _open = self.gate.enter().await;
         let member = Member {
             api_addr: peer.api_addr.clone(),
             peer_addr: peer.peer_addr.clone(),
@@ -379,6 +403,7 @@ impl RaftNode {
 
     /// Removes a peer from the membership and retires its id (leader only).
     pub async fn remove_peer(&self, id: NodeId) -> std::result::Result<(), LeaderError> {
+        let _open = self.gate.enter().await;
         let metrics = self.metrics();
         let membership = metrics.membership_config.membership();
         if membership.get_node(&id).is_none() {
@@ -403,7 +428,8 @@ impl RaftNode {
         // the fault-injection runs: the call hung until the client gave up). A
         // retired id that is still a member just waits for the removal to be
         // retried; it could never join again anyway.
-        self.propose(Command::RetireMember { id }).await?;
+        self.propose_inside(Command::RetireMember { id }.into())
+            .await?;
         self.raft
             .change_membership(change, false)
             .await
@@ -498,6 +524,37 @@ impl RaftNode {
             learners: membership.learner_ids().collect(),
             version: env!("CARGO_PKG_VERSION").into(),
         }
+    }
+
+    /// Hands leadership to voter `to`, or to the most up-to-date reachable voter
+    /// (leader only): holds new proposals, waits until the target has the whole
+    /// log, asks it to elect itself, waits until it leads (see [`crate::transfer`]).
+    pub async fn transfer_leader(
+        &self,
+        to: Option<NodeId>,
+    ) -> std::result::Result<TransferResponse, LeaderError> {
+        Transfer {
+            raft: &self.raft,
+            network: &self.network,
+            contacts: &self.contacts,
+            gate: &self.gate,
+            self_id: self.id,
+            lease: self.lease,
+        }
+        .run(to)
+        .await
+    }
+
+    /// Whether another voter could take over leadership now (this peer leads and
+    /// some other voter answered it recently): what a shutdown asks before it
+    /// transfers.
+    pub fn has_successor(&self) -> bool {
+        let m = self.metrics();
+        m.state == ServerState::Leader
+            && m.membership_config
+                .membership()
+                .voter_ids()
+                .any(|v| v != self.id && self.contacts.get(v).is_some_and(|c| !c.last_call_failed))
     }
 
     /// Stops Raft. Storage closes when the last handle is dropped.

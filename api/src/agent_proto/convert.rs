@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use super::codec::{Frame, FrameError};
 use super::{
     wire, AgentMessage, DesiredReplica, ExecResult, LogCursor, NodeUsage, ReplicaReport,
-    ReplicaState, ServerMessage, StreamRequest, PROTOCOL_VERSION,
+    ReplicaState, ServerMessage, StreamRequest, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
 };
 use crate::spec::constraint::Constraint;
 use crate::spec::service::{
@@ -23,10 +23,18 @@ fn required<T>(value: Option<T>, field: &str) -> Checked<T> {
     value.ok_or_else(|| format!("{field} is missing"))
 }
 
-/// The sender's protocol version; 0 is a peer that did not say.
+/// The sender's protocol version; 0 is a peer that did not say. One below
+/// [`MIN_PROTOCOL_VERSION`] is refused naming both; a newer one is accepted, and
+/// each side sends only what both announced (see `agent.proto`).
 fn protocol(version: u32) -> Checked<()> {
     if version == 0 {
         return Err("protocol version is missing (a peer older than orion.agent.v1?)".into());
+    }
+    if version < MIN_PROTOCOL_VERSION {
+        return Err(format!(
+            "protocol version {version} is older than this side speaks \
+             ({MIN_PROTOCOL_VERSION} to {PROTOCOL_VERSION}); upgrade the other side"
+        ));
     }
     Ok(())
 }

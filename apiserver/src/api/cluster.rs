@@ -6,6 +6,7 @@ use axum::extract::{Path, Query, State};
 use axum::Json;
 use orion_api::{
     AgentBootstrap, ApiError, ClusterStatus, JoinRequest, MembersResponse, PeerIdentity,
+    TransferRequest, TransferResponse,
 };
 use orion_raft::RaftNode;
 
@@ -62,6 +63,30 @@ pub async fn remove(
         .parse()
         .map_err(|_| ApiError::invalid(format!("member id {id:?} is not a number")))?;
     members_reply(leader.on_leader(LeaderRequest::RemovePeer { id }).await?)
+}
+
+/// `POST /v1/cluster/transfer-leader`: the leader holds new writes, waits until the
+/// target has its whole log, has it start an election and answers once it leads
+/// (`orion_raft::transfer`). Forwarded to the leader like every leader-only call.
+pub async fn transfer_leader(
+    State(leader): State<Arc<Forwarder>>,
+    body: axum::body::Bytes,
+) -> HttpResult<Json<TransferResponse>> {
+    // No body, or `{}`: the most up-to-date voter.
+    let to = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        serde_json::from_slice::<TransferRequest>(&body)
+            .map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))?
+            .to
+    };
+    if to == Some(0) {
+        return Err(ApiError::invalid("member id must be above 0").into());
+    }
+    match leader.on_leader(LeaderRequest::TransferLeader { to }).await? {
+        LeaderReply::Transferred(t) => Ok(Json(t)),
+        other => Err(unexpected(&other).into()),
+    }
 }
 
 /// `GET /v1/cluster/status`: this peer's own view, never forwarded.
