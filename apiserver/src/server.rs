@@ -90,12 +90,18 @@ pub const HAND_OVER_DEADLINE: Duration = Duration::from_secs(8);
 async fn hand_over(node: &RaftNode) {
     info!("this peer leads: handing leadership over before stopping");
     match tokio::time::timeout(HAND_OVER_DEADLINE, node.transfer_leader(None)).await {
-        Ok(Ok(t)) => info!(to = t.to, term = t.term, took_ms = t.took_ms,
-            "handed leadership over; stopping"),
+        Ok(Ok(t)) => info!(
+            to = t.to,
+            term = t.term,
+            took_ms = t.took_ms,
+            "handed leadership over; stopping"
+        ),
         Ok(Err(e)) => warn!(cause = %e,
             "could not hand leadership over; stopping anyway (the others elect a leader after an election timeout)"),
-        Err(_) => warn!(deadline_ms = HAND_OVER_DEADLINE.as_millis() as u64,
-            "handing leadership over took too long; stopping anyway"),
+        Err(_) => warn!(
+            deadline_ms = HAND_OVER_DEADLINE.as_millis() as u64,
+            "handing leadership over took too long; stopping anyway"
+        ),
     }
 }
 

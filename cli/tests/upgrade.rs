@@ -24,12 +24,22 @@ async fn rolling_restart_under_writes_loses_no_acknowledged_write() {
                 .transfer_leader(None)
                 .await
                 .expect("transfer away from the peer to restart");
-            println!("peer {id}: handed leadership to {} in {} ms", t.leader, t.took_ms);
+            println!(
+                "{:?}: peer {id} handed leadership to {} in {} ms",
+                load.elapsed(),
+                t.leader,
+                t.took_ms
+            );
         }
         let acked = load.acked();
+        println!("{:?}: SIGTERM to peer {id}", load.elapsed());
         c.stop(id).await;
         let leader = c.wait_for_leader().await;
-        let at_restart = c.status(leader).await.expect("leader status").last_log_index;
+        let at_restart = c
+            .status(leader)
+            .await
+            .expect("leader status")
+            .last_log_index;
         c.restart(id);
         c.wait_applied(id, at_restart).await;
         // Writes went on meanwhile.
@@ -37,7 +47,10 @@ async fn rolling_restart_under_writes_loses_no_acknowledged_write() {
             (load.acked() > acked + 10).then_some(())
         })
         .await;
-        println!("peer {id}: restarted and caught up to {at_restart}");
+        println!(
+            "{:?}: peer {id} restarted and caught up to {at_restart}",
+            load.elapsed()
+        );
     }
     let report = load.stop().await;
     println!(
@@ -46,6 +59,10 @@ async fn rolling_restart_under_writes_loses_no_acknowledged_write() {
         report.acked.len(),
         report.failed.len(),
         report.longest_pause.as_millis()
+    );
+    println!(
+        "pauses over 200 ms (start, length): {:?}",
+        report.long_pauses
     );
     assert!(
         report.failed.is_empty(),
@@ -71,8 +88,12 @@ async fn rolling_restart_under_writes_loses_no_acknowledged_write() {
             Some(data_format::CURRENT)
         );
     }
-    c.assert_no_unexpected_errors(&[]);
+    c.assert_no_unexpected_errors(STOPPING);
 }
+
+/// What openraft logs at ERROR on a peer stopped by SIGTERM while the leader
+/// still sends to it: the call reached the transport after Raft had stopped.
+const STOPPING: &[&str] = &["failure sending RaftMsg to RaftCore"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_newer_data_directory_is_refused_with_both_versions() {
@@ -102,5 +123,8 @@ async fn a_newer_data_directory_is_refused_with_both_versions() {
     std::fs::write(&marker, format!("{}\n", data_format::CURRENT)).expect("ok");
     c.restart(1);
     c.wait_for_leader().await;
-    assert_eq!(c.get(1, "app/kept").await.map(|v| v.value).as_deref(), Some("yes"));
+    assert_eq!(
+        c.get(1, "app/kept").await.map(|v| v.value).as_deref(),
+        Some("yes")
+    );
 }

@@ -133,7 +133,9 @@ pub enum TransferRefusal {
     Unreachable { id: NodeId },
     #[error("no other voter is reachable; there is nobody to hand leadership to")]
     NoCandidate,
-    #[error("writes or a membership change in flight did not finish within {ms} ms; nothing changed")]
+    #[error(
+        "writes or a membership change in flight did not finish within {ms} ms; nothing changed"
+    )]
     InFlight { ms: u64 },
     #[error("member {id} did not catch up with the log within {ms} ms (it has {matched} of {last}); nothing changed")]
     Behind {
@@ -142,7 +144,9 @@ pub enum TransferRefusal {
         last: u64,
         ms: u64,
     },
-    #[error("member {id} runs an orion without leadership transfer (peer protocol 1); upgrade it first")]
+    #[error(
+        "member {id} runs an orion without leadership transfer (peer protocol 1); upgrade it first"
+    )]
     TooOld { id: NodeId },
     #[error("member {id} refused to start an election: {reason}; nothing changed")]
     Refused { id: NodeId, reason: String },

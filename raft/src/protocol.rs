@@ -62,7 +62,9 @@ mod tests {
             "{e}"
         );
         assert!(
-            e.contains(&format!("understands versions {MIN} to {MAX}; upgrade this peer")),
+            e.contains(&format!(
+                "understands versions {MIN} to {MAX}; upgrade this peer"
+            )),
             "{e}"
         );
     }

@@ -86,9 +86,13 @@ impl PeerRaft for PeerService {
     ) -> Result<Response<RaftPayload>, Status> {
         check_sender(&request)?;
         let payload = request.get_ref();
-        let answer =
-            crate::transfer::answer_timeout_now(&self.raft, self.self_id, payload.from, &payload.data)
-                .await;
+        let answer = crate::transfer::answer_timeout_now(
+            &self.raft,
+            self.self_id,
+            payload.from,
+            &payload.data,
+        )
+        .await;
         if let Err(reason) = &answer {
             tracing::info!(leader = payload.from, %reason, "refused to take over leadership");
         }

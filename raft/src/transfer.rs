@@ -268,8 +268,13 @@ impl Transfer<'_> {
         };
         drop(gate);
         let took_ms = started.elapsed().as_millis() as u64;
-        info!(from = self.self_id, to = target, term = leader.current_term, took_ms,
-            "leadership transferred");
+        info!(
+            from = self.self_id,
+            to = target,
+            term = leader.current_term,
+            took_ms,
+            "leadership transferred"
+        );
         Ok(TransferResponse {
             from: self.self_id,
             to: target,
@@ -311,7 +316,11 @@ pub async fn answer_timeout_now(
     {
         return Err(format!("peer {self_id} is not a voter"));
     }
-    info!(leader = from, term = req.term, "the leader hands over leadership: starting an election");
+    info!(
+        leader = from,
+        term = req.term,
+        "the leader hands over leadership: starting an election"
+    );
     raft.trigger()
         .elect()
         .await
@@ -359,16 +368,24 @@ mod tests {
             msg(pick(&[2, 3, 4], Some(4))),
             "member 4 is a learner; leadership can only go to a voter"
         );
-        assert!(msg(pick(&[3], Some(2))).starts_with("member 2 has not answered the leader recently"));
+        assert!(
+            msg(pick(&[3], Some(2))).starts_with("member 2 has not answered the leader recently")
+        );
         assert!(pick(&[2, 3], Some(1)).expect_err("an error").is_invalid());
-        assert!(pick(&[2, 3, 4], Some(4)).expect_err("an error").is_invalid());
+        assert!(pick(&[2, 3, 4], Some(4))
+            .expect_err("an error")
+            .is_invalid());
         assert!(pick(&[2, 3], Some(9)).expect_err("an error").is_not_found());
     }
 
     #[test]
     fn with_no_id_the_most_up_to_date_reachable_voter_is_taken() {
         assert_eq!(pick(&[2, 3, 4], None).expect("ok"), 3);
-        assert_eq!(pick(&[2, 4], None).expect("ok"), 2, "3 is ahead but unreachable");
+        assert_eq!(
+            pick(&[2, 4], None).expect("ok"),
+            2,
+            "3 is ahead but unreachable"
+        );
         assert!(matches!(
             pick(&[4], None),
             Err(TransferRefusal::NoCandidate)

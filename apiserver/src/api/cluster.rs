@@ -83,7 +83,10 @@ pub async fn transfer_leader(
     if to == Some(0) {
         return Err(ApiError::invalid("member id must be above 0").into());
     }
-    match leader.on_leader(LeaderRequest::TransferLeader { to }).await? {
+    match leader
+        .on_leader(LeaderRequest::TransferLeader { to })
+        .await?
+    {
         LeaderReply::Transferred(t) => Ok(Json(t)),
         other => Err(unexpected(&other).into()),
     }
