@@ -42,14 +42,13 @@ pub fn membership_refusal(r: MembershipRefusal) -> ApiError {
 }
 
 /// A leadership transfer that was refused or did not complete: `404` for an
-/// unknown member, `400` for the leader itself or a learner, `409` when the cluster
-/// is not ready for it (not `503`: a client would try the next peer, which would
-/// start another transfer).
+/// unknown member, otherwise `409`: the request is well formed but the cluster's
+/// state does not allow it (the target leads already, is a learner, is down or
+/// behind). Not `503`: a client would try the next peer, which would start another
+/// transfer.
 pub fn transfer_refusal(r: TransferRefusal) -> ApiError {
     if r.is_not_found() {
         ApiError::not_found(r.to_string())
-    } else if r.is_invalid() {
-        ApiError::invalid(r.to_string())
     } else {
         ApiError::new(ErrorCode::Conflict, r.to_string())
     }

@@ -30,7 +30,7 @@ async fn transfer_moves_leadership_and_held_writes_succeed() {
     // Bad targets: named, nothing moves.
     let client = c.client(via);
     for (to, code, says) in [
-        (leader, ErrorCode::InvalidArgument, "is the leader already"),
+        (leader, ErrorCode::Conflict, "is the leader already"),
         (9, ErrorCode::NotFound, "no member with id 9"),
     ] {
         let e = client

@@ -163,13 +163,4 @@ impl TransferRefusal {
     pub fn is_not_found(&self) -> bool {
         matches!(self, TransferRefusal::UnknownMember { .. })
     }
-
-    /// Whether the request itself was wrong (self, a learner), rather than the
-    /// cluster not being ready for it.
-    pub fn is_invalid(&self) -> bool {
-        matches!(
-            self,
-            TransferRefusal::ToSelf { .. } | TransferRefusal::NotVoter { .. }
-        )
-    }
 }

@@ -70,16 +70,10 @@ pub async fn remove(
 /// (`orion_raft::transfer`). Forwarded to the leader like every leader-only call.
 pub async fn transfer_leader(
     State(leader): State<Arc<Forwarder>>,
-    body: axum::body::Bytes,
+    JsonBody(body): JsonBody<TransferRequest>,
 ) -> HttpResult<Json<TransferResponse>> {
-    // No body, or `{}`: the most up-to-date voter.
-    let to = if body.iter().all(u8::is_ascii_whitespace) {
-        None
-    } else {
-        serde_json::from_slice::<TransferRequest>(&body)
-            .map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))?
-            .to
-    };
+    // `{}`: the most up-to-date voter.
+    let to = body.to;
     if to == Some(0) {
         return Err(ApiError::invalid("member id must be above 0").into());
     }
