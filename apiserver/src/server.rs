@@ -15,9 +15,9 @@
 //! When `shutdown` is cancelled (or a task hits a fatal error), the branches stop in
 //! this order, each awaited before the next: a leader asked to stop first hands
 //! leadership to an up-to-date voter (bounded by [`HAND_OVER_DEADLINE`]); stop
-//! accepting API calls (in-flight
-//! calls get [`DRAIN_DEADLINE`]); stop leader-only work and agent sessions; shut Raft
-//! down, then its transport; cancel the root, wait until the tracker is empty; then
+//! accepting API calls (in-flight calls get [`DRAIN_DEADLINE`]); stop leader-only
+//! work and agent sessions; stop the peer service, then shut Raft down (a call
+//! reaching a stopped Raft is an ERROR in openraft's log); cancel the root, wait until the tracker is empty; then
 //! drop the last handles of storage, which closes RocksDB.
 
 use std::sync::Arc;
@@ -317,10 +317,12 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
     for (what, task) in work_tasks {
         stopped(what, task, DRAIN_DEADLINE).await;
     }
-    // 3. Raft, then its transport.
-    node.shutdown().await;
+    // 3. The peer service, then Raft: a call that reached a stopped Raft would be
+    //    logged by openraft as an ERROR; refused at the door it is an unreachable
+    //    peer, which the leader expects after a hand-over.
     peers.cancel();
     stopped("the peer transport", peer_task, DRAIN_DEADLINE).await;
+    node.shutdown().await;
     // Nothing should be left; whatever is, is cancelled with the root.
     root.cancel();
     tasks.close();
