@@ -581,4 +581,29 @@ mod tests {
         let err = report_from_wire(r).expect_err("port out of range");
         assert!(err.contains("70000"), "{err}");
     }
+
+    #[test]
+    fn a_hello_carries_the_version_and_one_without_is_refused() {
+        let hello = AgentMessage::Hello {
+            node: "web-1".into(),
+            labels: BTreeMap::new(),
+            capacity: Resources::default(),
+        };
+        let mut wire = hello.to_wire();
+        let Some(wire::agent_frame::Kind::Hello(h)) = wire.kind.as_mut() else {
+            panic!("not a hello: {wire:?}");
+        };
+        assert_eq!(h.protocol, PROTOCOL_VERSION);
+        // A newer agent is accepted: it sends only what both announced.
+        h.protocol = PROTOCOL_VERSION + 1;
+        assert_eq!(AgentMessage::from_wire(wire.clone()).ok(), Some(hello));
+        let Some(wire::agent_frame::Kind::Hello(h)) = wire.kind.as_mut() else {
+            panic!("not a hello");
+        };
+        h.protocol = 0;
+        let err = AgentMessage::from_wire(wire)
+            .expect_err("no version")
+            .to_string();
+        assert!(err.contains("protocol version is missing"), "{err}");
+    }
 }
