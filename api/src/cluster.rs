@@ -99,3 +99,28 @@ pub struct AgentBootstrap {
     /// The members' agent addresses.
     pub agent_addrs: Vec<String>,
 }
+
+/// Body of `POST /v1/cluster/transfer-leader`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TransferRequest {
+    /// The voter to hand leadership to; absent: the most up-to-date reachable voter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
+    pub to: Option<u64>,
+}
+
+/// What `POST /v1/cluster/transfer-leader` did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TransferResponse {
+    /// The member that led before.
+    pub from: u64,
+    /// The member asked to take over.
+    pub to: u64,
+    /// The member that leads now (the target: a transfer it did not win is an error).
+    pub leader: u64,
+    /// The new leader's term.
+    pub term: u64,
+    /// How long the transfer took, new writes held all along, in milliseconds.
+    pub took_ms: u64,
+}

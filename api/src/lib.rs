@@ -29,7 +29,7 @@ pub mod workload;
 
 pub use cluster::{
     AgentBootstrap, ClusterStatus, JoinRequest, MemberInfo, MemberRole, MembersResponse,
-    PeerIdentity,
+    PeerIdentity, TransferRequest, TransferResponse,
 };
 pub use error::{ApiError, ErrorBody, ErrorCode, Invalid};
 pub use event::{Event, EventCursor, EventKind, WatchStart};

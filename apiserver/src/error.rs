@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use orion_api::{ApiError, ErrorBody, ErrorCode};
-use orion_raft::MembershipRefusal;
+use orion_raft::{MembershipRefusal, TransferRefusal};
 use serde::de::DeserializeOwned;
 
 /// An [`ApiError`] on its way out as an HTTP response.
@@ -38,6 +38,19 @@ pub fn membership_refusal(r: MembershipRefusal) -> ApiError {
         MembershipRefusal::UnknownMember { .. } => ApiError::not_found(r.to_string()),
         r if r.is_conflict() => ApiError::conflict(r.to_string(), 0, None),
         r => ApiError::invalid(r.to_string()),
+    }
+}
+
+/// A leadership transfer that was refused or did not complete: `404` for an
+/// unknown member, otherwise `409`: the request is well formed but the cluster's
+/// state does not allow it (the target leads already, is a learner, is down or
+/// behind). Not `503`: a client would try the next peer, which would start another
+/// transfer.
+pub fn transfer_refusal(r: TransferRefusal) -> ApiError {
+    if r.is_not_found() {
+        ApiError::not_found(r.to_string())
+    } else {
+        ApiError::new(ErrorCode::Conflict, r.to_string())
     }
 }
 
@@ -244,6 +257,8 @@ pub enum Error {
     Raft(#[from] orion_raft::Error),
     #[error("peer transport: {0}")]
     PeerTransport(#[from] tonic::transport::Error),
+    #[error(transparent)]
+    DataFormat(#[from] crate::data_format::FormatError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }

@@ -66,6 +66,11 @@ pub enum LeaderRequest {
         id: u64,
     },
     Members,
+    /// Hand leadership to `to`, or to the most up-to-date voter.
+    TransferLeader {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<u64>,
+    },
 }
 
 impl LeaderRequest {
@@ -80,6 +85,8 @@ impl LeaderRequest {
             | LeaderRequest::AddPeer { .. }
             | LeaderRequest::UpdateMember { .. }
             | LeaderRequest::RemovePeer { .. } => true,
+            // A second transfer after a lost answer would move leadership again.
+            LeaderRequest::TransferLeader { .. } => false,
         }
     }
 
@@ -99,7 +106,8 @@ impl LeaderRequest {
             LeaderRequest::AddPeer { .. }
             | LeaderRequest::UpdateMember { .. }
             | LeaderRequest::RemovePeer { .. }
-            | LeaderRequest::Members => Forwarded::Membership,
+            | LeaderRequest::Members
+            | LeaderRequest::TransferLeader { .. } => Forwarded::Membership,
         }
     }
 
@@ -119,6 +127,7 @@ pub enum LeaderReply {
     Applied(CommandResult),
     ReadIndex(u64),
     Members(MembersResponse),
+    Transferred(orion_api::TransferResponse),
     Done,
 }
 
@@ -310,6 +319,11 @@ impl Forwarder {
                 self.node.read_index().await?;
                 Ok(LeaderReply::Members(self.node.members()))
             }
+            LeaderRequest::TransferLeader { to } => self
+                .node
+                .transfer_leader(to)
+                .await
+                .map(LeaderReply::Transferred),
         }
     }
 
@@ -324,6 +338,7 @@ impl Forwarder {
             Err(LeaderError::Rejected(e)) => {
                 Attempt::Done(Err(crate::error::membership_refusal(e)))
             }
+            Err(LeaderError::Transfer(e)) => Attempt::Done(Err(crate::error::transfer_refusal(e))),
             Err(LeaderError::Fatal(m)) => Attempt::Done(Err(ApiError::unavailable(format!(
                 "this peer is shutting down: {m}"
             )))),
@@ -344,6 +359,12 @@ impl Forwarder {
             Sent::Lost(cause) if req.idempotent() => {
                 debug!(leader, %cause, "leader stopped answering; will retry");
                 Attempt::Lost
+            }
+            Sent::Lost(cause) if matches!(req, LeaderRequest::TransferLeader { .. }) => {
+                Attempt::Done(Err(ApiError::unavailable(format!(
+                    "the leader (member {leader}) stopped answering during the transfer \
+                     ({cause}); `orion cluster status` shows who leads now"
+                ))))
             }
             Sent::Lost(cause) => Attempt::Done(Err(ApiError::unavailable(format!(
                 "the leader (member {leader}) stopped answering after the request was sent \

@@ -13,6 +13,8 @@
 //!
 //! # Layout
 //! In import order: each module imports only modules listed above it.
+//! - [`data_format`]: the data directory's format version (`FORMAT`): newer
+//!   binaries open older directories, older ones refuse newer.
 //! - [`error`]: fatal errors; API errors as JSON responses; the body extractor.
 //! - [`metrics`]: the peer's Prometheus registry, the API's request metrics
 //!   (middleware) and the apiserver's own counters, histograms and gauges.
@@ -52,6 +54,7 @@ pub mod auth;
 pub mod caller;
 pub mod config;
 pub mod controllers;
+pub mod data_format;
 pub mod error;
 pub mod forward;
 pub mod gateway;

@@ -504,6 +504,16 @@ pub fn routes() -> Vec<Route> {
         .path_schemas(&[("id", numeric_id)])
         .answers::<orion_api::MembersResponse>(),
         r(
+            M::POST,
+            "/v1/cluster/transfer-leader",
+            Admin,
+            post(cluster::transfer_leader),
+            "Hand leadership to a voter (or the most up-to-date one), writes held meanwhile",
+        )
+        .body::<orion_api::TransferRequest>()
+        .errors(&[404, 409])
+        .answers::<orion_api::TransferResponse>(),
+        r(
             M::GET,
             "/v1/cluster/status",
             Read,

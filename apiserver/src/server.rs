@@ -13,9 +13,11 @@
 //! ```
 //!
 //! When `shutdown` is cancelled (or a task hits a fatal error), the branches stop in
-//! this order, each awaited before the next: stop accepting API calls (in-flight
-//! calls get [`DRAIN_DEADLINE`]); stop leader-only work and agent sessions; shut Raft
-//! down, then its transport; cancel the root, wait until the tracker is empty; then
+//! this order, each awaited before the next: a leader asked to stop first hands
+//! leadership to an up-to-date voter (bounded by [`HAND_OVER_DEADLINE`]); stop
+//! accepting API calls (in-flight calls get [`DRAIN_DEADLINE`]); stop leader-only
+//! work and agent sessions; stop the peer service, then shut Raft down (a call
+//! reaching a stopped Raft is an ERROR in openraft's log); cancel the root, wait until the tracker is empty; then
 //! drop the last handles of storage, which closes RocksDB.
 
 use std::sync::Arc;
@@ -82,10 +84,34 @@ async fn stopped(what: &str, task: JoinHandle<()>, deadline: Duration) {
     }
 }
 
+/// The longest a shutting-down leader spends handing leadership over.
+pub const HAND_OVER_DEADLINE: Duration = Duration::from_secs(8);
+
+/// Transfers leadership to the most up-to-date voter before this leader stops.
+async fn hand_over(node: &RaftNode) {
+    info!("this peer leads: handing leadership over before stopping");
+    match tokio::time::timeout(HAND_OVER_DEADLINE, node.transfer_leader(None)).await {
+        Ok(Ok(t)) => info!(
+            to = t.to,
+            term = t.term,
+            took_ms = t.took_ms,
+            "handed leadership over; stopping"
+        ),
+        Ok(Err(e)) => warn!(cause = %e,
+            "could not hand leadership over; stopping anyway (the others elect a leader after an election timeout)"),
+        Err(_) => warn!(
+            deadline_ms = HAND_OVER_DEADLINE.as_millis() as u64,
+            "handing leadership over took too long; stopping anyway"
+        ),
+    }
+}
+
 /// Runs one peer until `shutdown` is cancelled or a fatal error occurs.
 pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()> {
     config.validate()?;
     std::fs::create_dir_all(&config.data_dir)?;
+    // Before anything is written there: an older binary refuses a newer directory.
+    crate::data_format::open(&config.data_dir)?;
 
     let listen = config.listen_addrs()?;
     let api_listener = bind(listen.api).await?;
@@ -318,6 +344,12 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
     }
 
     info!("shutting down");
+    // 0. A leader asked to stop hands leadership over first, while its API still
+    //    takes calls (held writes then go to the new leader), so a planned restart
+    //    costs the cluster one vote round, not an election timeout.
+    if shutdown.is_cancelled() && node.has_successor() {
+        hand_over(&node).await;
+    }
     // 1. Stop accepting API calls; in-flight ones get the drain deadline.
     api.cancel();
     // (Each connection gets the drain deadline, counted from the cancel.)
@@ -327,10 +359,12 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> Result<()
     for (what, task) in work_tasks {
         stopped(what, task, DRAIN_DEADLINE).await;
     }
-    // 3. Raft, then its transport.
-    node.shutdown().await;
+    // 3. The peer service, then Raft: a call that reached a stopped Raft would be
+    //    logged by openraft as an ERROR; refused at the door it is an unreachable
+    //    peer, which the leader expects after a hand-over.
     peers.cancel();
     stopped("the peer transport", peer_task, DRAIN_DEADLINE).await;
+    node.shutdown().await;
     // Nothing should be left; whatever is, is cancelled with the root.
     root.cancel();
     tasks.close();

@@ -414,6 +414,9 @@ pub enum ClusterCommand {
     Join { url: String },
     /// Remove a member by id. Its id is never used again.
     Remove { id: u64 },
+    /// Hand leadership to voter ID (default: the most up-to-date voter). New
+    /// writes wait meanwhile, then go to the new leader; none fails.
+    TransferLeader { id: Option<u64> },
 }
 
 #[derive(Debug, Subcommand)]

@@ -81,6 +81,7 @@ const TABLE: &[Row] = &[
     ("GET", "/v1/cluster/members", "/v1/cluster/members", None, [401, 401, 401, 200, 200, 200]),
     ("POST", "/v1/cluster/members", "/v1/cluster/members", Some("{"), [401, 401, 401, 403, 403, 400]),
     ("DELETE", "/v1/cluster/members/{id}", "/v1/cluster/members/99", None, [401, 401, 401, 403, 403, 404]),
+    ("POST", "/v1/cluster/transfer-leader", "/v1/cluster/transfer-leader", Some("{"), [401, 401, 401, 403, 403, 400]),
     ("GET", "/v1/cluster/status", "/v1/cluster/status", None, [401, 401, 401, 200, 200, 200]),
     ("GET", "/v1/cluster/self", "/v1/cluster/self", None, [401, 401, 401, 200, 200, 200]),
     ("GET", "/v1/cluster/snapshot", "/v1/cluster/snapshot", None, [401, 401, 401, 403, 403, 200]),

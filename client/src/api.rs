@@ -15,7 +15,7 @@ use orion_api::{
     AgentBootstrap, ApplyRequest, ApplyResponse, ClusterStatus, DeleteResponse, DeletedService,
     Event, ExecRequest, JoinRequest, ListResponse, MembersResponse, NodeList, NodeObject,
     PeerIdentity, PutVariable, ReplicaList, RolloutUndo, ServiceList, ServiceResponse,
-    VariableResponse, WatchStart, WriteResponse,
+    TransferRequest, TransferResponse, VariableResponse, WatchStart, WriteResponse,
 };
 use reqwest::Method;
 
@@ -372,6 +372,14 @@ impl Client {
     /// `DELETE /v1/cluster/members/{id}`.
     pub async fn remove_member(&self, id: u64) -> Result<MembersResponse> {
         self.delete(&format!("/v1/cluster/members/{id}")).await
+    }
+
+    /// `POST /v1/cluster/transfer-leader`: hands leadership to voter `to` (or the
+    /// most up-to-date one) and answers once it leads. Sent once: a second
+    /// transfer would move leadership again.
+    pub async fn transfer_leader(&self, to: Option<u64>) -> Result<TransferResponse> {
+        self.post("/v1/cluster/transfer-leader", &TransferRequest { to })
+            .await
     }
 
     /// `GET /v1/cluster/status`: the answering peer's own view (its leader, term,

@@ -61,6 +61,9 @@ pub enum LeaderError {
     /// The membership change was understood and refused.
     #[error(transparent)]
     Rejected(#[from] MembershipRefusal),
+    /// A leadership transfer was refused or did not complete.
+    #[error(transparent)]
+    Transfer(#[from] TransferRefusal),
     /// Raft is shutting down, or broken.
     #[error("raft: {0}")]
     Fatal(Box<FatalError>),
@@ -116,5 +119,51 @@ impl MembershipRefusal {
                 | MembershipRefusal::AddressTaken { .. }
                 | MembershipRefusal::AddressOfOther { .. }
         )
+    }
+}
+
+/// Why a leadership transfer was refused or did not complete. Every case but
+/// [`TransferRefusal::NotWon`] changed nothing; after each one writes go on.
+#[derive(Debug, thiserror::Error)]
+pub enum TransferRefusal {
+    #[error("member {id} is the leader already; name another voter")]
+    ToSelf { id: NodeId },
+    #[error("no member with id {id}")]
+    UnknownMember { id: NodeId },
+    #[error("member {id} is a learner; leadership can only go to a voter")]
+    NotVoter { id: NodeId },
+    #[error("member {id} has not answered the leader recently; leadership can only go to a reachable voter")]
+    Unreachable { id: NodeId },
+    #[error("no other voter is reachable; there is nobody to hand leadership to")]
+    NoCandidate,
+    #[error(
+        "writes or a membership change in flight did not finish within {ms} ms; nothing changed"
+    )]
+    InFlight { ms: u64 },
+    #[error("member {id} did not catch up with the log within {ms} ms (it has {matched} of {last}); nothing changed")]
+    Behind {
+        id: NodeId,
+        matched: u64,
+        last: u64,
+        ms: u64,
+    },
+    #[error(
+        "member {id} runs an orion without leadership transfer (peer protocol 1); upgrade it first"
+    )]
+    TooOld { id: NodeId },
+    #[error("member {id} refused to start an election: {reason}; nothing changed")]
+    Refused { id: NodeId, reason: String },
+    #[error("member {id} did not win the election within {ms} ms; the leader is now {}; writes go on", leader.map_or("not known yet".to_string(), |l| format!("member {l}")))]
+    NotWon {
+        id: NodeId,
+        ms: u64,
+        leader: Option<NodeId>,
+    },
+}
+
+impl TransferRefusal {
+    /// Whether the request named something that does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, TransferRefusal::UnknownMember { .. })
     }
 }

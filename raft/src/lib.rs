@@ -27,6 +27,9 @@
 //!   (one WAL sync, one replication round).
 //! - [`recovery`]: offline disaster recovery on a stopped peer's storage: a new
 //!   one-peer cluster seeded from a backup, or forced from a survivor's own data.
+//! - [`transfer`]: leadership transfer (hold writes, catch the target up, ask it
+//!   to elect itself), and the write gate that holds proposals meanwhile.
+//! - [`protocol`]: the peer protocol's versions, checked on every call.
 //! - [`read_rounds`]: read-index batching: concurrent linearizable reads share one
 //!   confirmation round, never one that started before they arrived.
 
@@ -37,12 +40,14 @@ mod error;
 pub mod metrics;
 pub mod network;
 pub mod node;
+pub mod protocol;
 pub mod read;
 pub mod read_rounds;
 pub mod recovery;
 pub mod service;
 pub mod session;
 pub mod tls;
+pub mod transfer;
 pub mod types;
 pub mod write_batch;
 
@@ -55,4 +60,6 @@ pub mod proto {
     tonic::include_proto!("orion.peer.v1");
 }
 
-pub use error::{Error, FatalError, InvalidSettings, LeaderError, MembershipRefusal, Result};
+pub use error::{
+    Error, FatalError, InvalidSettings, LeaderError, MembershipRefusal, Result, TransferRefusal,
+};

@@ -164,6 +164,31 @@ impl PeerNetwork {
     }
 }
 
+impl PeerNetwork {
+    /// Sends `TimeoutNow` (peer protocol 2) to `target`, with `data` the encoded
+    /// request; the encoded answer, or the gRPC status (`UNIMPLEMENTED` from a peer
+    /// older than leadership transfer).
+    pub async fn timeout_now(
+        &self,
+        target: NodeId,
+        node: &Member,
+        data: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<Vec<u8>, tonic::Status> {
+        let mut client = self
+            .channel(target, node)
+            .map_err(tonic::Status::invalid_argument)?;
+        let payload = RaftPayload {
+            from: self.self_id,
+            data,
+            chunk: Vec::new(),
+            protocol: crate::protocol::TIMEOUT_NOW,
+        };
+        let reply = bounded(ttl, async move { client.timeout_now(payload).await }).await?;
+        Ok(reply.into_inner().data)
+    }
+}
+
 impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
     type Network = PeerClient;
 
@@ -218,6 +243,7 @@ impl PeerClient {
             from: self.self_id,
             data,
             chunk,
+            protocol: crate::protocol::RAFT_RPC,
         };
         let reply = bounded(option.hard_ttl(), send(client, rpc, payload)).await;
         self.contacts.record(self.target, reply.is_ok());

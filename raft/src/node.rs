@@ -8,7 +8,9 @@ use std::time::Duration;
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::{ChangeMembers, Config, ServerState, SnapshotPolicy};
 use orion_api::cluster::REACHABLE_WITHIN_MS;
-use orion_api::{ClusterStatus, MemberInfo, MemberRole, MembersResponse, PeerIdentity};
+use orion_api::{
+    ClusterStatus, MemberInfo, MemberRole, MembersResponse, PeerIdentity, TransferResponse,
+};
 use orion_store::StateReader;
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
@@ -22,6 +24,7 @@ use crate::read;
 use crate::read_rounds::SharedRounds;
 use crate::service::PeerService;
 use crate::tls::PeerTls;
+use crate::transfer::{Transfer, WriteGate};
 use crate::types::{Member, NodeId, Raft, RaftMetrics, TypeConfig};
 use crate::write_batch::{batchable, WriteBatcher, WriteFailure};
 use crate::{FatalError, InvalidSettings, LeaderError, MembershipRefusal, Result};
@@ -127,6 +130,13 @@ pub struct RaftNode {
     contacts: Arc<Contacts>,
     /// Set once a peer refused this one as removed from the cluster.
     removed: Arc<Removed>,
+    /// The peer transport's client side (shares its channels with Raft's), for
+    /// `TimeoutNow`.
+    network: PeerNetwork,
+    /// Closed while a leadership transfer runs: proposals wait at it.
+    gate: WriteGate,
+    /// openraft's leader lease (`election-timeout-max-ms`).
+    lease: Duration,
     /// Leadership confirmations shared by concurrent linearizable reads.
     read_rounds: SharedRounds<ReadRound>,
     /// Concurrent variable writes grouped into shared entries (`None`: each write
@@ -180,13 +190,16 @@ impl RaftNode {
         let removed = Arc::new(Removed::default());
         let network =
             PeerNetwork::new(id, tls.client.clone(), contacts.clone()).on_removed(removed.clone());
-        let raft = Raft::new(id, config, network, store.log, store.sm).await?;
+        let raft = Raft::new(id, config, network.clone(), store.log, store.sm).await?;
         Ok(RaftNode {
             id,
             reader: store.reader,
             tls,
             contacts,
             removed,
+            network,
+            gate: WriteGate::default(),
+            lease: Duration::from_millis(settings.election_timeout_max_ms),
             read_rounds: SharedRounds::new(),
             writes: settings
                 .batch_writes
@@ -291,12 +304,14 @@ impl RaftNode {
 
     /// Proposes a command, with or without a request id (leader only), and returns
     /// what applying it did — for a request id already applied, what it did then.
+    /// While a leadership transfer runs, it waits (see [`crate::transfer`]).
     pub async fn propose(
         &self,
         proposal: impl Into<Proposal>,
     ) -> std::result::Result<CommandResult, LeaderError> {
+        let _open = self.gate.enter().await;
         let timer = self.exported.proposal_seconds.start_timer();
-        let result = self.propose_now(proposal.into()).await;
+        let result = self.propose_inside(proposal.into()).await;
         // Only proposals this peer led count: a refusal says nothing of latency.
         match &result {
             Ok(_) => timer.observe_duration(),
@@ -307,7 +322,8 @@ impl RaftNode {
         result
     }
 
-    async fn propose_now(
+    /// [`RaftNode::propose`] for a caller already inside the write gate.
+    async fn propose_inside(
         &self,
         proposal: Proposal,
     ) -> std::result::Result<CommandResult, LeaderError> {
@@ -359,6 +375,7 @@ impl RaftNode {
     /// then as a voter (leader only). A peer already in the membership with the same
     /// addresses is accepted again, so a joining peer may safely retry.
     pub async fn add_peer(&self, peer: &PeerIdentity) -> std::result::Result<(), LeaderError> {
+        let _open = self.gate.enter().await;
         let member = Member {
             api_addr: peer.api_addr.clone(),
             peer_addr: peer.peer_addr.clone(),
@@ -408,6 +425,7 @@ impl RaftNode {
     /// its role is unchanged. Refused for an unknown id, or addresses another member
     /// uses. Recording the addresses already there is a no-op, so callers may retry.
     pub async fn update_member(&self, peer: &PeerIdentity) -> std::result::Result<(), LeaderError> {
+        let _open = self.gate.enter().await;
         let member = Member {
             api_addr: peer.api_addr.clone(),
             peer_addr: peer.peer_addr.clone(),
@@ -446,6 +464,7 @@ impl RaftNode {
 
     /// Removes a peer from the membership and retires its id (leader only).
     pub async fn remove_peer(&self, id: NodeId) -> std::result::Result<(), LeaderError> {
+        let _open = self.gate.enter().await;
         let metrics = self.metrics();
         let membership = metrics.membership_config.membership();
         if membership.get_node(&id).is_none() {
@@ -470,7 +489,8 @@ impl RaftNode {
         // the fault-injection runs: the call hung until the client gave up). A
         // retired id that is still a member just waits for the removal to be
         // retried; it could never join again anyway.
-        self.propose(Command::RetireMember { id }).await?;
+        self.propose_inside(Command::RetireMember { id }.into())
+            .await?;
         self.raft
             .change_membership(change, false)
             .await
@@ -565,6 +585,37 @@ impl RaftNode {
             learners: membership.learner_ids().collect(),
             version: env!("CARGO_PKG_VERSION").into(),
         }
+    }
+
+    /// Hands leadership to voter `to`, or to the most up-to-date reachable voter
+    /// (leader only): holds new proposals, waits until the target has the whole
+    /// log, asks it to elect itself, waits until it leads (see [`crate::transfer`]).
+    pub async fn transfer_leader(
+        &self,
+        to: Option<NodeId>,
+    ) -> std::result::Result<TransferResponse, LeaderError> {
+        Transfer {
+            raft: &self.raft,
+            network: &self.network,
+            contacts: &self.contacts,
+            gate: &self.gate,
+            self_id: self.id,
+            lease: self.lease,
+        }
+        .run(to)
+        .await
+    }
+
+    /// Whether another voter could take over leadership now (this peer leads and
+    /// some other voter answered it recently): what a shutdown asks before it
+    /// transfers.
+    pub fn has_successor(&self) -> bool {
+        let m = self.metrics();
+        m.state == ServerState::Leader
+            && m.membership_config
+                .membership()
+                .voter_ids()
+                .any(|v| v != self.id && self.contacts.get(v).is_some_and(|c| !c.last_call_failed))
     }
 
     /// Stops Raft. Storage closes when the last handle is dropped.

@@ -60,9 +60,14 @@ impl PeerService {
     }
 }
 
-/// Refuses a call whose claimed sender is not the peer its certificate names.
+/// Refuses a call whose claimed sender is not the peer its certificate names, or
+/// that is in a peer protocol newer than this build's (see [`crate::protocol`]).
 fn check_sender(request: &Request<RaftPayload>) -> Result<(), Status> {
     let claimed = request.get_ref().from;
+    if let Err(e) = crate::protocol::check(claimed, request.get_ref().protocol) {
+        tracing::warn!(from = claimed, cause = %e, "refused a raft rpc in a newer protocol");
+        return Err(Status::failed_precondition(e));
+    }
     match crate::tls::caller_id(request) {
         Some(id) if id == claimed => Ok(()),
         named => {
@@ -87,6 +92,7 @@ fn reply<T: serde::Serialize>(self_id: u64, result: &T) -> Result<Response<RaftP
         from: self_id,
         data,
         chunk: Vec::new(),
+        protocol: crate::protocol::RAFT_RPC,
     }))
 }
 
@@ -117,5 +123,24 @@ impl PeerRaft for PeerService {
             decode(&payload)?;
         req.data = payload.chunk;
         reply(self.self_id, &self.raft.install_snapshot(req).await)
+    }
+
+    async fn timeout_now(
+        &self,
+        request: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
+        check_sender(&request)?;
+        let payload = request.get_ref();
+        let answer = crate::transfer::answer_timeout_now(
+            &self.raft,
+            self.self_id,
+            payload.from,
+            &payload.data,
+        )
+        .await;
+        if let Err(reason) = &answer {
+            tracing::info!(leader = payload.from, %reason, "refused to take over leadership");
+        }
+        reply(self.self_id, &answer)
     }
 }

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use super::codec::{Frame, FrameError};
 use super::{
     wire, AgentMessage, DesiredReplica, ExecResult, LogCursor, NodeUsage, ReplicaReport,
-    ReplicaState, ServerMessage, StreamRequest, PROTOCOL_VERSION,
+    ReplicaState, ServerMessage, StreamRequest, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
 };
 use crate::spec::constraint::Constraint;
 use crate::spec::service::{
@@ -23,10 +23,18 @@ fn required<T>(value: Option<T>, field: &str) -> Checked<T> {
     value.ok_or_else(|| format!("{field} is missing"))
 }
 
-/// The sender's protocol version; 0 is a peer that did not say.
+/// The sender's protocol version; 0 is a peer that did not say. One below
+/// [`MIN_PROTOCOL_VERSION`] is refused naming both; a newer one is accepted, and
+/// each side sends only what both announced (see `agent.proto`).
 fn protocol(version: u32) -> Checked<()> {
     if version == 0 {
         return Err("protocol version is missing (a peer older than orion.agent.v1?)".into());
+    }
+    if version < MIN_PROTOCOL_VERSION {
+        return Err(format!(
+            "protocol version {version} is older than this side speaks \
+             ({MIN_PROTOCOL_VERSION} to {PROTOCOL_VERSION}); upgrade the other side"
+        ));
     }
     Ok(())
 }
@@ -572,5 +580,30 @@ mod tests {
         r.ports.insert("big".into(), 70_000);
         let err = report_from_wire(r).expect_err("port out of range");
         assert!(err.contains("70000"), "{err}");
+    }
+
+    #[test]
+    fn a_hello_carries_the_version_and_one_without_is_refused() {
+        let hello = AgentMessage::Hello {
+            node: "web-1".into(),
+            labels: BTreeMap::new(),
+            capacity: Resources::default(),
+        };
+        let mut wire = hello.to_wire();
+        let Some(wire::agent_frame::Kind::Hello(h)) = wire.kind.as_mut() else {
+            panic!("not a hello: {wire:?}");
+        };
+        assert_eq!(h.protocol, PROTOCOL_VERSION);
+        // A newer agent is accepted: it sends only what both announced.
+        h.protocol = PROTOCOL_VERSION + 1;
+        assert_eq!(AgentMessage::from_wire(wire.clone()).ok(), Some(hello));
+        let Some(wire::agent_frame::Kind::Hello(h)) = wire.kind.as_mut() else {
+            panic!("not a hello");
+        };
+        h.protocol = 0;
+        let err = AgentMessage::from_wire(wire)
+            .expect_err("no version")
+            .to_string();
+        assert!(err.contains("protocol version is missing"), "{err}");
     }
 }

@@ -39,7 +39,17 @@ pub mod wire {
 pub const ALPN: &[u8] = b"orion/2";
 
 /// The version of `agent.proto` this build speaks, sent in hello and welcome.
+///
+/// Version policy: an agent and a leader each announce theirs; a message or
+/// enum value added in version N is sent only to a side that announced N or more,
+/// so a newer side works with an older one (upgrade servers first, then agents,
+/// or the other way round). A side refuses a peer below [`MIN_PROTOCOL_VERSION`]
+/// with a frame error naming both. An incompatible change is a new package and a
+/// new [`ALPN`] (`orion/3`), which an older side refuses at the TLS handshake.
 pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The oldest `agent.proto` version this build still speaks.
+pub const MIN_PROTOCOL_VERSION: u32 = 1;
 
 /// Largest frame either side accepts or sends, in bytes (without the length prefix).
 pub const MAX_FRAME: usize = 16 << 20;

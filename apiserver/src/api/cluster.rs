@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use orion_api::{
     AgentBootstrap, ApiError, ClusterStatus, JoinRequest, MembersResponse, PeerIdentity,
+    TransferRequest, TransferResponse,
 };
 use orion_raft::{Member, RaftNode};
 use tokio::sync::Semaphore;
@@ -67,6 +68,27 @@ pub async fn remove(
         .parse()
         .map_err(|_| ApiError::invalid(format!("member id {id:?} is not a number")))?;
     members_reply(leader.on_leader(LeaderRequest::RemovePeer { id }).await?)
+}
+
+/// `POST /v1/cluster/transfer-leader`: the leader holds new writes, waits until the
+/// target has its whole log, has it start an election and answers once it leads
+/// (`orion_raft::transfer`). Forwarded to the leader like every leader-only call.
+pub async fn transfer_leader(
+    State(leader): State<Arc<Forwarder>>,
+    JsonBody(body): JsonBody<TransferRequest>,
+) -> HttpResult<Json<TransferResponse>> {
+    // `{}`: the most up-to-date voter.
+    let to = body.to;
+    if to == Some(0) {
+        return Err(ApiError::invalid("member id must be above 0").into());
+    }
+    match leader
+        .on_leader(LeaderRequest::TransferLeader { to })
+        .await?
+    {
+        LeaderReply::Transferred(t) => Ok(Json(t)),
+        other => Err(unexpected(&other).into()),
+    }
 }
 
 /// `GET /v1/cluster/status`: this peer's own view, never forwarded.

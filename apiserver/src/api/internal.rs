@@ -38,6 +38,7 @@ pub async fn leader(
         )
             .into_response(),
         Err(LeaderError::Rejected(e)) => return Err(e.into()),
+        Err(LeaderError::Transfer(e)) => return Err(crate::error::transfer_refusal(e).into()),
         Err(LeaderError::Fatal(m)) => return Err(ApiError::unavailable(m.to_string()).into()),
     })
 }

@@ -1,4 +1,4 @@
-//! `orion cluster members|status|join|remove`.
+//! `orion cluster members|status|join|remove|transfer-leader`.
 
 use orion_api::{ClusterStatus, MemberRole, MembersResponse, PeerIdentity};
 
@@ -99,6 +99,26 @@ pub async fn run(client: &Client, output: Output, command: ClusterCommand) -> an
             let m: MembersResponse = client.remove_member(id).await?;
             eprintln!("member {id} removed");
             print_members(output, &m)?;
+        }
+        ClusterCommand::TransferLeader { id } => {
+            let t = client.transfer_leader(id).await?;
+            print(output, &t, |t| {
+                let mut table = Table::new(&["FROM", "TO", "LEADER", "TERM", "TOOK"]);
+                table.row(vec![
+                    t.from.to_string(),
+                    t.to.to_string(),
+                    t.leader.to_string(),
+                    t.term.to_string(),
+                    human_millis(t.took_ms),
+                ]);
+                table
+            })?;
+            eprintln!(
+                "leadership moved from member {} to member {} in {}",
+                t.from,
+                t.leader,
+                human_millis(t.took_ms)
+            );
         }
     }
     Ok(())

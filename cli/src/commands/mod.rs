@@ -64,7 +64,11 @@ fn is_refused_config(e: &anyhow::Error) -> bool {
         cause.is::<InvalidConfig>()
             || matches!(
                 cause.downcast_ref::<orion_apiserver::Error>(),
-                Some(orion_apiserver::Error::Config(_) | orion_apiserver::Error::Removed(_))
+                Some(
+                    orion_apiserver::Error::Config(_)
+                        | orion_apiserver::Error::Removed(_)
+                        | orion_apiserver::Error::DataFormat(_)
+                )
             )
     })
 }
