@@ -13,8 +13,14 @@
 //! The count resets once a run lasted [`SupervisorConfig::backoff_reset`] without
 //! being killed as unhealthy. [`ReplicaStatus::restarts`] counts every restart,
 //! including retries of a failed spawn.
+//!
+//! A restart asked for (`orion restart`, [`crate::supervisor::Supervisor::restart`])
+//! ignores the policy: the running process is stopped with the stop grace and
+//! started again at once; an exited replica or one waiting in backoff starts at
+//! once. It counts as a restart too.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -81,6 +87,8 @@ enum Outcome {
     Stop(Duration),
     Exited(ExitInfo),
     Unhealthy(String),
+    /// Restart asked for (`orion restart`): stop it and start it again at once.
+    Restart,
 }
 
 /// One replica's task.
@@ -90,6 +98,10 @@ pub(crate) struct ReplicaTask {
     pub status: Arc<Mutex<ReplicaStatus>>,
     /// `Some(grace)`: stop the process and end.
     pub stop: watch::Receiver<Option<Duration>>,
+    /// Bumped by [`crate::supervisor::Supervisor::restart`].
+    pub restart: watch::Receiver<u64>,
+    /// The last restart request acted on.
+    pub restarts_seen: AtomicU64,
     pub detach: CancellationToken,
 }
 
@@ -111,6 +123,18 @@ impl ReplicaTask {
         if let Err(e) = records::remove(&self.shared.root, &self.spec.id) {
             tracing::warn!(cause = %e, "cannot remove replica record");
         }
+    }
+
+    /// Resolves when a restart is asked for that was not acted on yet (never once
+    /// the supervisor is gone).
+    async fn restart_requested(&self) {
+        let mut restart = self.restart.clone();
+        let seen = self.restarts_seen.load(Ordering::Relaxed);
+        let wanted = restart.wait_for(|n| *n != seen).await.map(|n| *n);
+        let Ok(wanted) = wanted else {
+            return std::future::pending().await;
+        };
+        self.restarts_seen.store(wanted, Ordering::Relaxed);
     }
 
     /// Resolves when asked to stop, with the grace period; `None` when detached.
@@ -215,6 +239,22 @@ impl ReplicaTask {
                     self.mark_stopped();
                     return;
                 }
+                Outcome::Restart => {
+                    let exit = proc.terminate(config.stop_grace, config.adopted_poll).await;
+                    tracing::info!(pid, %exit, "replica stopped to restart on request");
+                    self.remove_record();
+                    self.update(|s| {
+                        s.last_exit = Some(format!("{exit} (restarted on request)"));
+                        s.pid = None;
+                        s.state = ReplicaState::Starting;
+                        s.reason = Some("restarting on request".to_owned());
+                    });
+                    drop(proc);
+                    attempt = 0;
+                    restarts = restarts.saturating_add(1);
+                    self.update(|s| s.restarts = restarts);
+                    continue;
+                }
                 Outcome::Exited(exit) => {
                     signal_group(proc.pgid(), Signal::SIGKILL);
                     self.remove_record();
@@ -262,10 +302,21 @@ impl ReplicaTask {
                         ));
                     }
                 });
-                if self.stopped_or_detached().await.is_some() {
-                    self.mark_stopped();
+                // Not restarted by policy, but `orion restart` still can.
+                tokio::select! {
+                    stop = self.stopped_or_detached() => {
+                        if stop.is_some() {
+                            self.mark_stopped();
+                        }
+                        return;
+                    }
+                    () = self.restart_requested() => {
+                        attempt = 0;
+                        restarts = restarts.saturating_add(1);
+                        self.update(|s| s.restarts = restarts);
+                        continue;
+                    }
                 }
-                return;
             }
             attempt = attempt.saturating_add(1);
             let delay = backoff_delay(&backoff, attempt, jitter());
@@ -281,10 +332,12 @@ impl ReplicaTask {
         }
     }
 
-    /// Waits out a backoff delay; false if the task must end (stopped or detached).
+    /// Waits out a backoff delay (cut short by a restart request); false if the
+    /// task must end (stopped or detached).
     async fn sleep_backoff(&self, delay: Duration) -> bool {
         tokio::select! {
             _ = tokio::time::sleep(delay) => true,
+            () = self.restart_requested() => true,
             stop = self.stopped_or_detached() => {
                 if stop.is_some() {
                     self.mark_stopped();
@@ -359,6 +412,7 @@ impl ReplicaTask {
                         None => Outcome::Detached,
                     };
                 }
+                () = self.restart_requested() => return Outcome::Restart,
                 exit = proc.wait(config.adopted_poll) => return Outcome::Exited(exit),
                 reason = &mut health => return Outcome::Unhealthy(reason),
                 _ = rotate.tick() => {

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use super::codec::{Frame, FrameError};
 use super::{
     wire, AgentMessage, DesiredReplica, ExecResult, LogCursor, NodeUsage, ReplicaReport,
-    ReplicaState, ServerMessage, StreamRequest, PROTOCOL_VERSION,
+    ReplicaState, RestartResult, ServerMessage, StreamRequest, PROTOCOL_VERSION,
 };
 use crate::spec::constraint::Constraint;
 use crate::spec::service::{
@@ -255,6 +255,9 @@ impl Frame for StreamRequest {
                 replica: replica.clone(),
                 command: command.clone(),
             }),
+            StreamRequest::Restart { replica } => Kind::Restart(wire::RestartRequest {
+                replica: replica.clone(),
+            }),
         };
         wire::StreamRequest { kind: Some(kind) }
     }
@@ -279,8 +282,30 @@ impl Frame for StreamRequest {
                 replica: e.replica,
                 command: e.command,
             }),
+            Ok(Kind::Restart(r)) => Ok(StreamRequest::Restart { replica: r.replica }),
         };
         checked.map_err(FrameError::invalid::<Self>)
+    }
+}
+
+impl Frame for RestartResult {
+    type Wire = wire::RestartResult;
+    const NAME: &'static str = "RestartResult";
+
+    fn to_wire(&self) -> wire::RestartResult {
+        wire::RestartResult {
+            pid: self.pid,
+            restarts: self.restarts,
+            error: self.error.clone(),
+        }
+    }
+
+    fn from_wire(r: wire::RestartResult) -> Result<Self, FrameError> {
+        Ok(RestartResult {
+            pid: r.pid,
+            restarts: r.restarts,
+            error: r.error,
+        })
     }
 }
 

@@ -7,6 +7,7 @@ pub mod common;
 pub mod health;
 pub mod internal;
 pub mod nodes;
+pub mod overview;
 pub mod replicas;
 pub mod rollout;
 pub mod services;
