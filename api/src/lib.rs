@@ -43,7 +43,7 @@ pub use variable::{
 };
 pub use workload::{
     ApplyRequest, ApplyResponse, ApplyResult, Change, DeletedService, ExecRequest, NodeList,
-    NodeObject, NodeStatus, ReplicaList, ReplicaObject, RestartedReplica, Rollout, RolloutState, RolloutUndo,
-    ServiceList, ServiceObject, ServiceResponse, ServiceRevision, SourceFile, UnplacedReplicas,
-    MAX_SERVICE_HISTORY,
+    NodeObject, NodeStatus, ReplicaList, ReplicaObject, RestartedReplica, Rollout, RolloutState,
+    RolloutUndo, ServiceList, ServiceObject, ServiceResponse, ServiceRevision, SourceFile,
+    UnplacedReplicas, MAX_SERVICE_HISTORY,
 };

@@ -173,7 +173,11 @@ async fn through_a_follower_the_page_follows_applies_restarts_scaling_and_a_lead
         .wait_js("the first view", SEE, FIRST_VIEW_REQUESTS)
         .await
         .expect("first view");
-    assert_eq!(first, json!(["/v1/overview"]), "one request for the first view");
+    assert_eq!(
+        first,
+        json!(["/v1/overview"]),
+        "one request for the first view"
+    );
     mark_document(&b).await;
     // The members and the leader, as the leader reports them.
     let leader = c.wait_for_leader().await;
@@ -567,7 +571,10 @@ async fn an_admin_mints_a_token_shown_once_from_the_tokens_page() {
         .await
         .expect("warning");
     assert!(
-        warning.as_str().unwrap_or_default().contains("not shown again"),
+        warning
+            .as_str()
+            .unwrap_or_default()
+            .contains("not shown again"),
         "{warning}"
     );
     // It is a developer token for an hour, listed with its description, and it works.
@@ -583,7 +590,11 @@ async fn an_admin_mints_a_token_shown_once_from_the_tokens_page() {
     )
     .await
     .expect("listed");
-    let (ok, _, err) = orion(&c, &c.url(1), &["--token", &token, "var", "put", "ui/minted", "yes"]);
+    let (ok, _, err) = orion(
+        &c,
+        &c.url(1),
+        &["--token", &token, "var", "put", "ui/minted", "yes"],
+    );
     assert!(ok, "the minted token writes: {err}");
     b.click("#token-copy").await.expect("copy");
     b.wait_js(
@@ -597,7 +608,10 @@ async fn an_admin_mints_a_token_shown_once_from_the_tokens_page() {
     // Done: the token leaves the page, and nothing shows it again.
     b.click("#token-done").await.expect("done");
     let shown = b
-        .js("return document.body.innerHTML.includes(arguments[0])", vec![json!(token)])
+        .js(
+            "return document.body.innerHTML.includes(arguments[0])",
+            vec![json!(token)],
+        )
         .await
         .expect("page");
     assert_eq!(shown, json!(false), "the token is shown once");
@@ -630,8 +644,7 @@ async fn render_benchmark_1000_services_200_nodes() {
     c.spawn_agent("n1").await;
     apply(&c, &c.url(1), "counter", COUNTER);
     c.wait_for_replicas_running("counter", 2).await;
-    let real = serde_json::to_value(c.client(1).overview().await.expect("overview"))
-        .expect("json");
+    let real = serde_json::to_value(c.client(1).overview().await.expect("overview")).expect("json");
     let service = real["services"][0].clone();
     let node = real["nodes"][0].clone();
     let replica = real["replicas"][0].clone();
@@ -661,11 +674,7 @@ async fn render_benchmark_1000_services_200_nodes() {
     }
     state["replicas"] = json!(replicas);
     state["observed"] = Value::Object(observed);
-    state["usage"] = Value::Object(
-        (0..NODES)
-            .map(|j| (node_name(j), usage.clone()))
-            .collect(),
-    );
+    state["usage"] = Value::Object((0..NODES).map(|j| (node_name(j), usage.clone())).collect());
     state["unplaced"] = json!([]);
     let text = state.to_string();
 
@@ -706,7 +715,10 @@ async fn render_benchmark_1000_services_200_nodes() {
         )
         .await
         .expect("benchmark");
-    println!("render benchmark ({SERVICES} services, {NODES} nodes, {} replicas): {figures}", SERVICES * PER_SERVICE);
+    println!(
+        "render benchmark ({SERVICES} services, {NODES} nodes, {} replicas): {figures}",
+        SERVICES * PER_SERVICE
+    );
     assert!(figures.get("error").is_none(), "{figures}");
     std::fs::write(
         b.screenshot_dir().join("render-benchmark.json"),

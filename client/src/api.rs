@@ -12,8 +12,8 @@ use orion_api::security::{
 };
 use orion_api::{
     AgentBootstrap, ApplyRequest, ApplyResponse, ClusterStatus, DeleteResponse, DeletedService,
-    Event, ExecRequest, JoinRequest, ListResponse, MembersResponse, NodeList, NodeObject,
-    Overview, PeerIdentity, PutVariable, ReplicaList, RestartedReplica, RolloutUndo, ServiceList,
+    Event, ExecRequest, JoinRequest, ListResponse, MembersResponse, NodeList, NodeObject, Overview,
+    PeerIdentity, PutVariable, ReplicaList, RestartedReplica, RolloutUndo, ServiceList,
     ServiceResponse, VariableResponse, WatchStart, WriteResponse,
 };
 use reqwest::Method;

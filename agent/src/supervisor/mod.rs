@@ -279,7 +279,8 @@ impl Supervisor {
     /// Stops replica `id`'s process (SIGTERM, SIGKILL after
     /// [`SupervisorConfig::stop_grace`]) and starts it again at once, whatever its
     /// restart policy and even if it exited or waits in backoff; the restart count
-    /// goes up by one. Returns the replica's status once the new process runs.
+    /// goes up by one. Returns the replica's status once the new process runs (or,
+    /// if it ended at once, has run).
     pub async fn restart(
         &self,
         id: &str,
@@ -303,6 +304,10 @@ impl Supervisor {
                         ReplicaState::Running | ReplicaState::Healthy if now.pid.is_some() => {
                             return Ok(now)
                         }
+                        // It ran again and already ended (its policy decides what next).
+                        ReplicaState::Exited { .. }
+                        | ReplicaState::Backoff
+                        | ReplicaState::Unhealthy => return Ok(now),
                         ReplicaState::Failed { reason } => {
                             return Err(RestartError::Failed {
                                 id: id.to_owned(),

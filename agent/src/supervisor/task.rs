@@ -212,7 +212,10 @@ impl ReplicaTask {
                         return;
                     }
                     restarts = restarts.saturating_add(1);
-                    self.update(|s| s.restarts = restarts);
+                    self.update(|s| {
+                        s.restarts = restarts;
+                        s.state = ReplicaState::Starting;
+                    });
                     continue;
                 }
             };
@@ -252,7 +255,10 @@ impl ReplicaTask {
                     drop(proc);
                     attempt = 0;
                     restarts = restarts.saturating_add(1);
-                    self.update(|s| s.restarts = restarts);
+                    self.update(|s| {
+                        s.restarts = restarts;
+                        s.state = ReplicaState::Starting;
+                    });
                     continue;
                 }
                 Outcome::Exited(exit) => {
@@ -313,7 +319,10 @@ impl ReplicaTask {
                     () = self.restart_requested() => {
                         attempt = 0;
                         restarts = restarts.saturating_add(1);
-                        self.update(|s| s.restarts = restarts);
+                        self.update(|s| {
+                    s.restarts = restarts;
+                    s.state = ReplicaState::Starting;
+                });
                         continue;
                     }
                 }
@@ -328,7 +337,10 @@ impl ReplicaTask {
                 return;
             }
             restarts = restarts.saturating_add(1);
-            self.update(|s| s.restarts = restarts);
+            self.update(|s| {
+                s.restarts = restarts;
+                s.state = ReplicaState::Starting;
+            });
         }
     }
 

@@ -543,10 +543,8 @@ mod tests {
         let bytes = restart.to_wire().encode_to_vec();
         let old = OldStreamRequest::decode(bytes.as_slice()).expect("decodes");
         assert_eq!(old.kind, None);
-        let as_old_agent_sees_it = wire::StreamRequest::decode(
-            old.encode_to_vec().as_slice(),
-        )
-        .expect("decodes");
+        let as_old_agent_sees_it =
+            wire::StreamRequest::decode(old.encode_to_vec().as_slice()).expect("decodes");
         let err = StreamRequest::from_wire(as_old_agent_sees_it).expect_err("refused");
         assert!(err.to_string().contains("request kind"), "{err}");
         let back = StreamRequest::from_wire(
@@ -558,8 +556,8 @@ mod tests {
             replica: "web-0".into(),
             command: vec!["true".into()],
         };
-        let old = OldStreamRequest::decode(exec.to_wire().encode_to_vec().as_slice())
-            .expect("decodes");
+        let old =
+            OldStreamRequest::decode(exec.to_wire().encode_to_vec().as_slice()).expect("decodes");
         assert!(matches!(old.kind, Some(OldKind::Exec(_))));
     }
 

@@ -127,7 +127,9 @@ impl AgentStreams {
         id: &str,
         request: &StreamRequest,
     ) -> Result<(quinn::SendStream, quinn::RecvStream), ApiError> {
-        self.open_on(id, request).await.map(|(_, send, recv)| (send, recv))
+        self.open_on(id, request)
+            .await
+            .map(|(_, send, recv)| (send, recv))
     }
 
     /// [`AgentStreams::open`], also saying which node the replica is on.
