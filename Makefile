@@ -47,6 +47,11 @@ install: deps
 .PHONY: bench
 bench: deps ; cargo build --release --bin orion --bin orion-bench && $(CARGO_TARGET_DIR)/release/orion-bench $(or $(BENCH),write --clients 64 --duration 10s)
 
+# `make bench-ui`: the dashboard's render benchmark in headless Chromium (1,000
+# services, 200 nodes, 3,000 replicas; prints the figures; BENCHMARKS.md).
+.PHONY: bench-ui
+bench-ui: deps ; cargo nextest run --workspace --test ui -E 'test(render_benchmark)' --no-capture
+
 # `make fuzz FUZZ_SECONDS=600`: every cargo-fuzz target in fuzz/ in turn (nightly,
 # cargo-fuzz; one job each), from and into its corpus fuzz/corpus/<target>/. Not part
 # of `make test`, which replays that corpus on stable. After a long run, shrink the

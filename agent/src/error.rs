@@ -4,6 +4,7 @@
 //! - [`LaunchError`]: a replica's process could not be started. Not an error of the
 //!   agent: it becomes the replica's `Failed { reason }` state and is retried.
 //! - [`ExecError`]: an `orion exec` could not run its command.
+//! - [`RestartError`]: an `orion restart` did not bring the replica up again.
 //! - [`LinkError`]: one attempt to reach or keep a gateway failed (the session
 //!   retries; it is logged, never returned).
 //! - [`SessionError`]: why `session::run` gave up: what only an operator can
@@ -97,6 +98,19 @@ pub enum ExecError {
     Timeout(Duration),
     #[error("waiting for the command: {0}")]
     Wait(#[source] io::Error),
+}
+
+/// A restart asked for by the leader (`orion restart`) did not bring the replica up.
+#[derive(Debug, thiserror::Error)]
+pub enum RestartError {
+    #[error("replica {0:?} does not run on this node")]
+    NotHere(String),
+    #[error("replica {0:?} was stopped or removed while restarting")]
+    Gone(String),
+    #[error("replica {id:?} did not start again: {reason}")]
+    Failed { id: String, reason: String },
+    #[error("replica {id:?} did not run again within {timeout:?}")]
+    Timeout { id: String, timeout: Duration },
 }
 
 /// One attempt to reach a gateway, or a session with it, failed.

@@ -1,14 +1,15 @@
 //! The log and exec streams: the leader opens a QUIC stream on an agent's
 //! connection for each `orion logs` or `orion exec`, so a busy log never delays the
 //! control stream. The first frame is a [`StreamRequest`]; logs are answered with
-//! raw bytes (or JSON [`LogRecord`] lines), exec with one [`ExecResult`] frame.
+//! raw bytes (or JSON [`LogRecord`] lines), exec with one [`ExecResult`] frame,
+//! a restart with one [`RestartResult`] frame once the new process runs.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use orion_api::agent_proto::{
     write_frame, ExecResult, FrameReader, LogCursor, LogRecord, LogRecordKind, LogStreamName,
-    StreamRequest,
+    RestartResult, StreamRequest,
 };
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -19,6 +20,9 @@ use crate::supervisor::Supervisor;
 
 /// How long an exec may run before it is killed.
 const EXEC_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a restart may take beyond the stop grace: the new process must be running by then.
+const RESTART_START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serves the leader's log and exec requests, each on its own stream.
 pub(crate) async fn accept_streams(
@@ -74,6 +78,30 @@ async fn handle_stream(
                     let _ = send.finish();
                 }
                 Err(e) => debug!(%replica, cause = %e, "cannot answer an exec request"),
+            }
+        }
+        StreamRequest::Restart { replica } => {
+            let timeout = supervisor.stop_grace() + RESTART_START_TIMEOUT;
+            let result = match supervisor.restart(&replica, timeout).await {
+                Ok(status) => {
+                    tracing::info!(%replica, pid = ?status.pid, restarts = status.restarts, "replica restarted on request");
+                    RestartResult {
+                        pid: status.pid,
+                        restarts: status.restarts,
+                        error: None,
+                    }
+                }
+                Err(e) => RestartResult {
+                    pid: None,
+                    restarts: 0,
+                    error: Some(e.to_string()),
+                },
+            };
+            match write_frame(&mut send, &result).await {
+                Ok(()) => {
+                    let _ = send.finish();
+                }
+                Err(e) => debug!(%replica, cause = %e, "cannot answer a restart request"),
             }
         }
         StreamRequest::Logs {

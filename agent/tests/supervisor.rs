@@ -608,3 +608,70 @@ async fn stale_record_is_not_adopted() {
         .join(format!("{}.json", r.id))
         .exists());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restart_stops_gracefully_and_starts_again_whatever_the_policy() {
+    let fx = Fixture::new();
+    let sup = fx.supervisor();
+    // Exits cleanly on SIGTERM: a graceful stop shows as code 0.
+    let polite = fx.replica(
+        "polite",
+        service(
+            &[
+                "sh",
+                "-c",
+                "trap 'exit 0' TERM; while :; do sleep 0.05; done",
+            ],
+            RestartMode::Never,
+            100,
+        ),
+    );
+    let done = fx.replica(
+        "done",
+        service(&["sh", "-c", "exit 3"], RestartMode::Never, 100),
+    );
+    sup.reconcile(vec![polite.clone(), done.clone()]).await;
+    let pid = running_pid(&sup, &polite.id).await;
+    // The trap is set once its loop has a `sleep` child.
+    let own = format!("ORION_REPLICA={}", polite.id);
+    wait_until("the trap's loop running", WAIT, || {
+        processes_with_env(&own).len() >= 2
+    })
+    .await;
+
+    let after = sup.restart(&polite.id, WAIT).await.expect("restart");
+    assert_eq!(after.restarts, 1, "{after:?}");
+    assert!(after.pid.is_some_and(|p| p != pid), "{after:?}");
+    assert_eq!(
+        after.last_exit.as_deref(),
+        Some("exited with code 0 (restarted on request)"),
+        "stopped with SIGTERM, not killed"
+    );
+    wait_until("the old process gone", WAIT, || !alive(pid)).await;
+
+    // `never` and already exited: a restart runs it again all the same.
+    wait_status(&sup, "done exited", WAIT, |st| {
+        status_of(st, &done.id)
+            .filter(|s| matches!(s.state, ReplicaState::Exited { .. }))
+            .map(|_| ())
+    })
+    .await;
+    let again = sup.restart(&done.id, WAIT).await.expect("restart");
+    assert_eq!(again.restarts, 1, "{again:?}");
+    wait_status(&sup, "done exited once more", WAIT, |st| {
+        status_of(st, &done.id)
+            .filter(|s| matches!(s.state, ReplicaState::Exited { .. }) && s.restarts == 1)
+            .map(|_| ())
+    })
+    .await;
+
+    let err = sup
+        .restart(&fx.id("nothing"), WAIT)
+        .await
+        .expect_err("no such replica");
+    assert!(
+        err.to_string().contains("does not run on this node"),
+        "{err}"
+    );
+    sup.stop_all(Duration::from_secs(1)).await;
+}

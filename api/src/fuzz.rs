@@ -349,6 +349,12 @@ pub fn agent_frame_seeds() -> Vec<Vec<u8>> {
             },
         ),
         seed(
+            2,
+            &StreamRequest::Restart {
+                replica: "web-0".into(),
+            },
+        ),
+        seed(
             3,
             &ExecResult {
                 exit_code: Some(0),

@@ -12,6 +12,7 @@
 //!   `ServiceSpec`, and the JSON Schema editors use.
 //! - [`cluster`]: control-plane members and cluster status as the API shows them.
 //! - [`workload`]: stored workload objects and the `apply` exchange.
+//! - [`overview`]: the dashboard's first view in one answer (`GET /v1/overview`).
 //! - [`request_id`]: client request ids, which make a retried write apply once.
 //! - [`error`]: the JSON error body every endpoint returns, and its machine-readable codes.
 //! - [`fuzz`]: fuzz checks of the parsers above that take outside input (`fuzz/`, `make fuzz`).
@@ -21,6 +22,7 @@ pub mod cluster;
 pub mod error;
 pub mod event;
 pub mod fuzz;
+pub mod overview;
 pub mod request_id;
 pub mod security;
 pub mod spec;
@@ -33,6 +35,7 @@ pub use cluster::{
 };
 pub use error::{ApiError, ErrorBody, ErrorCode, Invalid};
 pub use event::{Event, EventCursor, EventKind, WatchStart};
+pub use overview::{Overview, OVERVIEW_EVENTS, OVERVIEW_VARIABLES};
 pub use request_id::RequestId;
 pub use variable::{
     validate_path, DeleteResponse, ListResponse, PutVariable, ReadMeta, Variable, VariableResponse,
@@ -40,7 +43,7 @@ pub use variable::{
 };
 pub use workload::{
     ApplyRequest, ApplyResponse, ApplyResult, Change, DeletedService, ExecRequest, NodeList,
-    NodeObject, NodeStatus, ReplicaList, ReplicaObject, Rollout, RolloutState, RolloutUndo,
-    ServiceList, ServiceObject, ServiceResponse, ServiceRevision, SourceFile, UnplacedReplicas,
-    MAX_SERVICE_HISTORY,
+    NodeObject, NodeStatus, ReplicaList, ReplicaObject, RestartedReplica, Rollout, RolloutState,
+    RolloutUndo, ServiceList, ServiceObject, ServiceResponse, ServiceRevision, SourceFile,
+    UnplacedReplicas, MAX_SERVICE_HISTORY,
 };

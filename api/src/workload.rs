@@ -276,6 +276,17 @@ pub struct ReplicaList {
     pub observed: std::collections::BTreeMap<String, crate::agent_proto::ReplicaReport>,
 }
 
+/// Answer of `POST /v1/replicas/{id}/restart`: the replica's new process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RestartedReplica {
+    pub replica: String,
+    pub node: String,
+    /// The new process, as the agent started it.
+    pub pid: Option<u32>,
+    /// The replica's restart count, this restart included.
+    pub restarts: u32,
+}
+
 /// Replicas of one service that no node can take now, all for the same reason.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UnplacedReplicas {

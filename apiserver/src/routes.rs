@@ -17,8 +17,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::api::common::ReadParams;
 use crate::api::{
-    certificates, cluster, health, internal, metrics, nodes, replicas, rollout, services, streams,
-    tokens, ui, variables, watch,
+    certificates, cluster, health, internal, metrics, nodes, overview, replicas, rollout, services,
+    streams, tokens, ui, variables, watch,
 };
 use crate::auth::{self, Access, Auth};
 use crate::error;
@@ -452,6 +452,14 @@ pub fn routes() -> Vec<Route> {
         .body_with(exec_body)
         .answers_with(any_object),
         r(
+            M::POST,
+            "/v1/replicas/{id}/restart",
+            Write,
+            post(streams::restart),
+            "Restart a replica's process (stop with its grace, start again), whatever its restart policy",
+        )
+        .answers::<orion_api::RestartedReplica>(),
+        r(
             M::GET,
             "/v1/watch",
             Read,
@@ -619,6 +627,15 @@ pub fn routes() -> Vec<Route> {
             "End this browser's session",
         )
         .no_content(),
+        r(
+            M::GET,
+            "/v1/overview",
+            Read,
+            get(overview::overview),
+            "The dashboard's first view at one revision: services, nodes, replicas, the first 1000 variables, the last 200 events, members",
+        )
+        .query::<ReadParams>()
+        .answers::<orion_api::Overview>(),
         r(
             M::GET,
             "/ui/session",

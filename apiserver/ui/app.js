@@ -1,6 +1,7 @@
 // Orion dashboard: plain modern JavaScript, no build step, no dependencies.
 //
-// Data flow: one snapshot of every list on start, then the watch stream
+// Data flow: one request for the first view (`GET /v1/overview`: every list at
+// one revision, with the leader's reports and members), then the watch stream
 // (`/v1/watch`, server-sent events) keeps services, nodes, replica placement and
 // variables current; what only the leader holds in memory (agent reports, usage,
 // Raft progress per member) is polled every two seconds. A broken stream
@@ -36,7 +37,12 @@ const S = {
   pollFailures: 0,
   liveGen: 0,
   page: null,
+  firstView: false,
+  // Bumped on every change of the lists; derived indexes are rebuilt once per version.
+  version: 0,
 };
+
+function changed() { S.version++; }
 
 // ------------------------------------------------------------------ helpers
 
@@ -233,25 +239,29 @@ function setConn(state, text) {
   $('#conn-text').textContent = text;
 }
 
+// The first view, and every relist: one request, one revision; the watch
+// resumes right after it.
 async function relist() {
-  const [services, nodes, replicas, variables, events] = await Promise.all([
-    api('GET', '/v1/services'),
-    api('GET', '/v1/nodes'),
-    api('GET', '/v1/replicas'),
-    api('GET', '/v1/variables'),
-    api('GET', '/v1/events?limit=200'),
-  ]);
-  S.services = new Map(services.items.map((s) => [s.spec.name, s]));
-  S.nodes = new Map(nodes.items.map((n) => [n.name, n]));
-  S.usage = nodes.usage || {};
-  S.replicas = new Map(replicas.items.map((r) => [`${r.service}-${r.ordinal}`, r]));
-  S.observed = replicas.observed || {};
-  S.unplaced = replicas.unplaced || [];
-  S.variables = new Map(variables.items.map((v) => [v.path, v]));
+  const o = await api('GET', '/v1/overview');
+  applyOverview(o);
+  return o.revision + 1;
+}
+
+// Replaces the state with an overview (the shape `GET /v1/overview` answers).
+function applyOverview(o) {
+  S.services = new Map(o.services.map((s) => [s.spec.name, s]));
+  S.nodes = new Map(o.nodes.map((n) => [n.name, n]));
+  S.usage = o.usage || {};
+  S.replicas = new Map(o.replicas.map((r) => [`${r.service}-${r.ordinal}`, r]));
+  S.observed = o.observed || {};
+  S.unplaced = o.unplaced || [];
+  S.variables = new Map(o.variables.map((v) => [v.path, v]));
+  S.members = o.members;
+  noteLeader(o.members);
+  S.status = o.status;
   const local = S.events.filter((e) => e.local);
-  S.events = events.map(watchEventRow).concat(local).sort(byEventTime).slice(-MAX_EVENTS);
-  const rev = Math.min(services.revision, nodes.revision, replicas.revision);
-  return rev + 1;
+  S.events = o.events.map(watchEventRow).concat(local).sort(byEventTime).slice(-MAX_EVENTS);
+  changed();
 }
 
 async function startLive() {
@@ -269,8 +279,13 @@ async function startLive() {
   }
   if (gen !== S.liveGen) return;
   openWatch(String(from));
-  await poll(gen);
   render();
+  if (!S.firstView) {
+    S.firstView = true;
+    performance.mark('orion-first-view');
+  }
+  // The overview had the leader's reports: the next poll is one period away.
+  S.pollTimer = setTimeout(() => poll(gen), POLL_MS);
 }
 
 function stopLive() {
@@ -319,6 +334,7 @@ function applyChange(ev) {
   if (map) {
     if (ev.kind === 'delete') map.delete(ev.key);
     else map.set(ev.key, ev.object);
+    changed();
   }
   S.events.push(watchEventRow(ev));
   if (S.events.length > MAX_EVENTS) S.events.splice(0, S.events.length - MAX_EVENTS);
@@ -380,6 +396,7 @@ async function poll(gen) {
   }
   if (nodes) S.usage = nodes.usage || {};
   if (tokens) S.tokens = tokens.tokens;
+  changed();
   const failed = results.some((r) => r.status === 'rejected');
   S.pollFailures = failed ? S.pollFailures + 1 : 0;
   if (S.watch && S.watch.readyState === EventSource.OPEN) {
@@ -424,10 +441,39 @@ function replicaState(id) {
   return 'pending';
 }
 
+// Replicas by service and by node, and the rows derived from them: rebuilt once
+// per change of the lists (S.version), not once per page or per row.
+const derived = { version: -1, byService: new Map(), byNode: new Map(), services: null, nodes: null };
+function index() {
+  if (derived.version === S.version) return derived;
+  derived.version = S.version;
+  derived.byService = new Map();
+  derived.byNode = new Map();
+  for (const r of S.replicas.values()) {
+    if (!derived.byService.has(r.service)) derived.byService.set(r.service, []);
+    derived.byService.get(r.service).push(r);
+    if (!derived.byNode.has(r.node)) derived.byNode.set(r.node, []);
+    derived.byNode.get(r.node).push(r);
+  }
+  derived.services = null;
+  derived.nodes = null;
+  return derived;
+}
+const replicasOf = (service) => index().byService.get(service) || [];
+const collator = new Intl.Collator(undefined, { numeric: true });
+
 function serviceRows() {
+  const d = index();
+  if (!d.services) d.services = computeServiceRows();
+  return d.services;
+}
+
+function computeServiceRows() {
   const rows = [];
+  const unplacedBy = new Map();
+  for (const u of S.unplaced) unplacedBy.set(u.service, (unplacedBy.get(u.service) || 0) + u.count);
   for (const [name, svc] of S.services) {
-    const reps = [...S.replicas.values()].filter((r) => r.service === name);
+    const reps = replicasOf(name);
     let running = 0; let healthy = 0; let restarts = 0; let failed = 0;
     for (const r of reps) {
       const id = `${r.service}-${r.ordinal}`;
@@ -437,7 +483,7 @@ function serviceRows() {
       if (st === 'failed' || st === 'exited' || st === 'down' || st === 'unhealthy') failed++;
       restarts += (S.observed[id] && S.observed[id].restarts) || 0;
     }
-    const unplaced = S.unplaced.filter((u) => u.service === name).reduce((a, u) => a + u.count, 0);
+    const unplaced = unplacedBy.get(name) || 0;
     let state = 'running';
     if (failed || unplaced) state = running ? 'degraded' : 'failed';
     else if (running < svc.spec.replicas) state = 'pending';
@@ -447,8 +493,14 @@ function serviceRows() {
 }
 
 function nodeRows() {
+  const d = index();
+  if (!d.nodes) d.nodes = computeNodeRows(d);
+  return d.nodes;
+}
+
+function computeNodeRows(d) {
   return [...S.nodes.values()].map((n) => {
-    const reps = [...S.replicas.values()].filter((r) => r.node === n.name);
+    const reps = d.byNode.get(n.name) || [];
     const used = reps.reduce((a, r) => ({ cpu: a.cpu + r.resources.cpu_millis, mem: a.mem + r.resources.memory_bytes }), { cpu: 0, mem: 0 });
     const u = S.usage[n.name];
     const state = n.status === 'down' ? 'down' : n.draining ? 'draining' : 'ready';
@@ -460,6 +512,9 @@ function nodeRows() {
 
 // A sortable, filterable table whose header and filter stay put while rows change
 // (no layout jumps, no lost focus). columns: [{key, label, value(row), cell(row)}].
+// Long tables show their first ROWS_SHOWN rows (of the filtered, sorted rows) and
+// a button for more: a browser lays out a 1,000-row table far slower than 200.
+const ROWS_SHOWN = 200;
 function table(id, columns, opts = {}) {
   const filter = h('input', { type: 'search', placeholder: 'Filter…', 'aria-label': `Filter ${opts.label || id}`, id: `${id}-filter` });
   const count = h('span', { class: 'count' });
@@ -474,7 +529,10 @@ function table(id, columns, opts = {}) {
     h('div', { class: 'table-tools' }, filter, count, opts.tools),
     h('div', { class: 'table-wrap' }, h('table', {}, h('thead', {}, h('tr', {}, ths)), tbody)));
   let rows = [];
-  let drawn = null;
+  let drawn = new Map();
+  let limit = ROWS_SHOWN;
+  const moreButton = h('button', { type: 'button', class: 'ghost', dataset: { more: id }, onclick: () => { limit += ROWS_SHOWN; draw(); } }, '');
+  const moreRow = h('tr', { class: 'more' }, h('td', { colspan: columns.length }, h('span', { class: 'muted' }), ' ', moreButton));
   filter.addEventListener('input', () => draw());
   function text(row) {
     return columns.map((c) => String(c.value(row) ?? '')).join(' ').toLowerCase();
@@ -485,18 +543,32 @@ function table(id, columns, opts = {}) {
     const shown = rows.filter((r) => !q || text(r).includes(q));
     shown.sort((a, b) => {
       const x = col.value(a); const y = col.value(b);
-      const c = typeof x === 'number' && typeof y === 'number' ? x - y : String(x ?? '').localeCompare(String(y ?? ''), undefined, { numeric: true });
+      const c = typeof x === 'number' && typeof y === 'number' ? x - y : collator.compare(String(x ?? ''), String(y ?? ''));
       return c * sort.dir;
     });
     for (const th of ths) th.setAttribute('aria-sort', th.dataset.key === sort.key ? (sort.dir > 0 ? 'ascending' : 'descending') : 'none');
-    // Nothing shown changed: keep the rows (and any focus or click on them).
-    const sig = JSON.stringify([rows.length, q, shown.map((r) => columns.map((c) => c.value(r)))]);
-    if (sig === drawn) return;
-    drawn = sig;
-    const trs = shown.map((r) => h('tr', { dataset: { key: opts.rowKey ? opts.rowKey(r) : '' } },
-      columns.map((c) => h('td', { class: c.wrap ? 'wrap' : null, dataset: { col: c.key } }, c.cell ? c.cell(r) : c.value(r)))));
+    // A row whose values did not change keeps its element (and any focus or
+    // click on it); only changed rows are built again, and the body is touched
+    // only when the rows shown or their order changed.
+    const next = new Map();
+    const trs = shown.slice(0, limit).map((r, i) => {
+      const key = opts.rowKey ? opts.rowKey(r) : String(i);
+      const sig = JSON.stringify(columns.map((c) => c.value(r)));
+      const old = drawn.get(key);
+      const tr = old && old.sig === sig ? old.tr : h('tr', { dataset: { key } },
+        columns.map((c) => h('td', { class: c.wrap ? 'wrap' : null, dataset: { col: c.key } }, c.cell ? c.cell(r) : c.value(r))));
+      next.set(key, { sig, tr });
+      return tr;
+    });
+    drawn = next;
+    if (shown.length > limit) {
+      moreRow.firstChild.firstChild.textContent = `Showing ${limit} of ${shown.length}.`;
+      moreButton.textContent = `Show ${Math.min(ROWS_SHOWN, shown.length - limit)} more`;
+      trs.push(moreRow);
+    }
     if (!trs.length) trs.push(h('tr', {}, h('td', { colspan: columns.length, class: 'empty' }, rows.length ? 'Nothing matches the filter.' : (opts.empty || 'Nothing yet.'))));
-    tbody.replaceChildren(...trs);
+    const kids = tbody.children;
+    if (kids.length !== trs.length || trs.some((tr, i) => kids[i] !== tr)) tbody.replaceChildren(...trs);
     count.textContent = q ? `${shown.length} of ${rows.length}` : `${rows.length}`;
   }
   return { el, update(r) { rows = r; draw(); } };
@@ -636,6 +708,7 @@ PAGES.nodes = () => {
     { key: 'agent', label: 'Heartbeat', value: (r) => (r.n.agent ? (r.usage ? 'live' : 'none') : 'manual'), cell: (r) => (r.n.agent ? (r.usage ? 'agent connected' : 'no heartbeat') : 'registered by hand') },
   ], { label: 'nodes', rowKey: (r) => r.name });
   const topo = h('div', { class: 'topology', id: 'topology' });
+  let boxesDrawn = new Map();
   const el = h('div', {}, h('h1', {}, 'Nodes'), h('div', { class: 'panel' }, t.el),
     h('div', { class: 'panel' }, h('h2', {}, 'Topology'), h('p', { class: 'muted' }, 'Each node\'s memory, with its replicas packed inside by what they reserve; the hatched part is free.'), topo));
   return {
@@ -644,8 +717,19 @@ PAGES.nodes = () => {
     update() {
       const rows = nodeRows();
       t.update(rows);
-      topo.replaceChildren(...rows.sort((a, b) => a.name.localeCompare(b.name)).map(topologyNode));
-      if (!rows.length) topo.replaceChildren(h('p', { class: 'muted' }, 'No nodes yet: start an agent with `orion agent`.'));
+      // A node box is drawn again only when what it shows changed.
+      const next = new Map();
+      const boxes = [...rows].sort((a, b) => collator.compare(a.name, b.name)).map((r) => {
+        const sig = JSON.stringify([r.state, r.n.capacity, r.used, r.reps.map((x) => [x.service, x.ordinal, x.resources, replicaState(`${x.service}-${x.ordinal}`)])]);
+        const old = boxesDrawn.get(r.name);
+        const el = old && old.sig === sig ? old.el : topologyNode(r);
+        next.set(r.name, { sig, el });
+        return el;
+      });
+      boxesDrawn = next;
+      if (!rows.length) boxes.push(h('p', { class: 'muted' }, 'No nodes yet: start an agent with `orion agent`.'));
+      const kids = topo.children;
+      if (kids.length !== boxes.length || boxes.some((b, i) => kids[i] !== b)) topo.replaceChildren(...boxes);
     },
   };
 };
@@ -658,7 +742,7 @@ function usageCell(used, cap, fmt) {
 function topologyNode(r) {
   const cap = Math.max(1, r.n.capacity.memory_bytes);
   const cpuCap = Math.max(1, r.n.capacity.cpu_millis);
-  const blocks = r.reps.sort((a, b) => b.resources.memory_bytes - a.resources.memory_bytes).map((x) => {
+  const blocks = [...r.reps].sort((a, b) => b.resources.memory_bytes - a.resources.memory_bytes).map((x) => {
     const id = `${x.service}-${x.ordinal}`;
     const st = replicaState(id);
     const [cls] = STATES[st] || ['warn'];
@@ -707,7 +791,9 @@ function servicePage(name) {
     { key: 'generation', label: 'Generation', value: (r) => r.generation },
     { key: 'reason', label: 'Reason', value: (r) => r.reason || '', wrap: true },
     { key: 'logs', label: 'Logs', value: (r) => r.id, cell: (r) => (canWrite() ? h('button', { type: 'button', class: 'ghost', dataset: { logs: r.id }, onclick: () => logTail.open(r.id) }, 'Tail') : '—') },
-  ], { label: 'replicas', rowKey: (r) => r.id });
+  ].concat(canWrite() ? [
+    { key: 'restart', label: 'Restart', value: (r) => r.id, cell: (r) => h('button', { type: 'button', class: 'ghost', dataset: { restart: r.id }, onclick: () => restartReplica(r.id) }, 'Restart') },
+  ] : []), { label: 'replicas', rowKey: (r) => r.id });
   const events = eventsTable('service-events');
   const spec = h('pre', { class: 'spec', id: 'spec' });
   const revisions = h('p', { class: 'muted', id: 'revisions' });
@@ -746,7 +832,7 @@ function servicePage(name) {
       }
       const text = JSON.stringify(svc.spec, null, 2);
       if (text !== specShown) { spec.textContent = text; specShown = text; }
-      const reps = [...S.replicas.values()].filter((r) => r.service === name).map((r) => {
+      const reps = replicasOf(name).map((r) => {
         const id = `${r.service}-${r.ordinal}`;
         const o = S.observed[id] || {};
         return { id, node: r.node, state: replicaState(id), restarts: o.restarts || 0, ports: o.ports || {}, pid: o.pid, generation: r.generation, reason: o.reason };
@@ -767,6 +853,16 @@ async function scale(name, input) {
     toast(`${name} scaled to ${n} replicas (revision ${r.revision}).`);
   } catch (e) {
     toast(`Scaling ${name} failed: ${e.message}`, true);
+  }
+}
+
+async function restartReplica(id) {
+  if (!await confirmAction(`Restart ${id}?`, `The process of ${id} is stopped (SIGTERM, then SIGKILL after the agent's grace) and started again, whatever its restart policy.`)) return;
+  try {
+    const r = await api('POST', `/v1/replicas/${encodeURIComponent(id)}/restart`, {});
+    toast(`${id} restarted on ${r.node}: pid ${r.pid ?? '—'}, ${r.restarts} restarts.`);
+  } catch (e) {
+    toast(`Restarting ${id} failed: ${e.message}`, true);
   }
 }
 
@@ -904,10 +1000,52 @@ PAGES.tokens = () => {
     { key: 'expires', label: 'Expires', value: (k) => k.expires_at, cell: (k) => new Date(k.expires_at * 1000).toLocaleString() },
     { key: 'revoke', label: 'Revoke', value: (k) => k.id, cell: (k) => (tokenState(k) === 'running' && k.id !== S.session.token_id ? h('button', { type: 'button', class: 'danger', onclick: () => revoke(k) }, 'Revoke') : '—') },
   ], { label: 'tokens', rowKey: (k) => k.id });
-  const el = h('div', {}, h('h1', {}, 'Tokens'), h('div', { class: 'panel' }, t.el));
+  const el = h('div', {}, h('h1', {}, 'Tokens'), tokenForm(), h('div', { class: 'panel' }, t.el));
   api('GET', '/v1/tokens').then((r) => { S.tokens = r.tokens; scheduleRender(); }).catch((e) => toast(e.message, true));
   return { el, title: 'Tokens', update() { t.update(S.tokens); } };
 };
+// The admin's form to mint a token; the new token is shown once, with a copy button.
+function tokenForm() {
+  const role = h('select', { id: 'token-role', 'aria-label': 'Role' }, ['readonly', 'developer', 'admin'].map((r) => h('option', { value: r }, r)));
+  const ttl = h('select', { id: 'token-ttl', 'aria-label': 'Lifetime' },
+    [['1 hour', 3600], ['1 day', 86400], ['7 days', 7 * 86400], ['30 days', 30 * 86400], ['1 year', 365 * 86400]]
+      .map(([label, secs]) => h('option', { value: String(secs), selected: secs === 86400 }, label)));
+  const description = h('input', { type: 'text', id: 'token-description', maxlength: '200', placeholder: 'What it is for', 'aria-label': 'Description' });
+  const result = h('div', { id: 'token-created', role: 'status', hidden: true });
+  const form = h('form', { class: 'row', id: 'token-form' },
+    h('label', { for: 'token-role' }, 'Role'), role,
+    h('label', { for: 'token-ttl' }, 'Lifetime'), ttl,
+    h('label', { for: 'token-description' }, 'Description'), description,
+    h('button', { type: 'submit', id: 'token-create' }, 'Create token'));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    try {
+      const r = await api('POST', '/v1/tokens', { role: role.value, ttl_seconds: Number(ttl.value), description: description.value });
+      const value = h('input', { type: 'text', id: 'token-value', class: 'mono', readonly: true, value: r.token, 'aria-label': 'The new token' });
+      const copy = h('button', { type: 'button', id: 'token-copy', class: 'ghost' }, 'Copy');
+      copy.addEventListener('click', async () => {
+        value.select();
+        try { await navigator.clipboard.writeText(r.token); copy.textContent = 'Copied'; } catch { copy.textContent = 'Select and copy by hand'; }
+      });
+      result.replaceChildren(
+        h('p', {}, h('strong', {}, `New ${r.record.role} token ${r.record.id}`), ` — expires ${new Date(r.record.expires_at * 1000).toLocaleString()}.`),
+        h('p', { class: 'warning', id: 'token-warning' }, '⚠ Copy it now: it is not shown again. Orion keeps only its record.'),
+        h('div', { class: 'row' }, value, copy),
+        h('button', { type: 'button', class: 'ghost', id: 'token-done', onclick: () => { result.hidden = true; result.replaceChildren(); } }, 'Done'));
+      result.hidden = false;
+      description.value = '';
+      value.focus();
+      value.select();
+      const list = await api('GET', '/v1/tokens');
+      S.tokens = list.tokens;
+      scheduleRender();
+    } catch (e) {
+      toast(`Creating a token failed: ${e.message}`, true);
+    }
+  });
+  return h('div', { class: 'panel' }, h('h2', {}, 'New token'), form, result);
+}
+
 function tokenState(k) {
   if (k.revoked) return 'stopped';
   if (k.expires_at * 1000 < Date.now()) return 'exited';

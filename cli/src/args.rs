@@ -217,6 +217,14 @@ pub enum Command {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
+    /// Restart a replica's process: stopped (SIGTERM, then SIGKILL after the
+    /// agent's grace) and started again, whatever its restart policy.
+    Restart {
+        #[command(flatten)]
+        opts: ClientOpts,
+        /// The replica, `SERVICE-ORDINAL` (e.g. `web-0`).
+        replica: String,
+    },
     /// Print the JSON Schema of an `orion.yaml` document, for editors.
     Schema,
     /// Print the OpenAPI 3.1 document of the REST API (what every peer serves at

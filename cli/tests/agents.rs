@@ -276,3 +276,89 @@ async fn a_replica_failing_its_health_check_is_restarted() {
         .await;
     assert!(r.restarts >= 1, "{r:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orion_restart_replaces_the_process_whatever_the_policy_and_counts_it() {
+    let mut c = TestCluster::start(3).await;
+    c.spawn_agent("n1").await;
+    // `never`: the restart policy would not bring it back; `orion restart` does.
+    let sleeper = "kind: Service\nname: sleeper\ncommand: [sleep, '3600']\nrestart: {policy: never}\nresources: {cpu: 10m, memory: 8Mi}\n";
+    apply(&c, 1, sleeper).await;
+    let first = c
+        .wait_for("sleeper-0 running", Duration::from_secs(60), || async {
+            observed(&c, "sleeper-0")
+                .await
+                .filter(|r| r.state == ReplicaState::Running && r.pid.is_some())
+        })
+        .await;
+    let old_pid = first.pid.expect("pid");
+    assert!(alive(old_pid));
+
+    // Through a follower: relayed to the leader, which asks the agent.
+    let follower = c.url(c.follower().await);
+    let out = c
+        .cli()
+        .args(["restart", "sleeper-0", "--server", &follower])
+        .output()
+        .expect("orion restart");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "orion restart: {text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("restarted sleeper-0 on node n1") && text.contains(", 1 restarts"),
+        "{text}"
+    );
+    let again = c
+        .wait_for(
+            "sleeper-0 running again under a new pid",
+            Duration::from_secs(60),
+            || async {
+                observed(&c, "sleeper-0").await.filter(|r| {
+                    r.state == ReplicaState::Running
+                        && r.restarts == first.restarts + 1
+                        && r.pid.is_some_and(|p| p != old_pid)
+                })
+            },
+        )
+        .await;
+    assert!(
+        text.contains(&format!("pid {}", again.pid.unwrap_or(0))),
+        "the CLI names the new process: {text} {again:?}"
+    );
+    c.wait_for(
+        "the old process to be gone",
+        Duration::from_secs(30),
+        || async { (!alive(old_pid)).then_some(()) },
+    )
+    .await;
+
+    // A readonly token may not; an unknown replica is named.
+    let readonly = c.token("readonly", 600).await;
+    let out = c
+        .cli()
+        .env("ORION_TOKEN", &readonly)
+        .args(["restart", "sleeper-0", "--server", &c.url(1)])
+        .output()
+        .expect("orion restart");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("readonly"),
+        "readonly is refused: {err}"
+    );
+    let out = c
+        .cli()
+        .args(["restart", "nothing-0", "--server", &c.url(1)])
+        .output()
+        .expect("orion restart");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("nothing-0") && err.contains("does not exist"),
+        "{err}"
+    );
+    let now = observed(&c, "sleeper-0").await.expect("sleeper-0");
+    assert_eq!(now.restarts, first.restarts + 1, "one restart: {now:?}");
+    c.assert_no_unexpected_errors(&["timeout while confirming leadership"]);
+}

@@ -76,8 +76,10 @@ const TABLE: &[Row] = &[
     ("GET", "/v1/replicas", "/v1/replicas", None, [401, 401, 401, 200, 200, 200]),
     ("GET", "/v1/replicas/{id}/logs", "/v1/replicas/none-0/logs", None, [401, 401, 401, 403, 404, 404]),
     ("POST", "/v1/replicas/{id}/exec", "/v1/replicas/none-0/exec", Some("{"), [401, 401, 401, 403, 400, 400]),
+    ("POST", "/v1/replicas/{id}/restart", "/v1/replicas/none-0/restart", None, [401, 401, 401, 403, 404, 404]),
     ("GET", "/v1/watch", "/v1/watch", None, [401, 401, 401, 200, 200, 200]),
     ("GET", "/v1/events", "/v1/events", None, [401, 401, 401, 200, 200, 200]),
+    ("GET", "/v1/overview", "/v1/overview", None, [401, 401, 401, 200, 200, 200]),
     ("GET", "/v1/cluster/members", "/v1/cluster/members", None, [401, 401, 401, 200, 200, 200]),
     ("POST", "/v1/cluster/members", "/v1/cluster/members", Some("{"), [401, 401, 401, 403, 403, 400]),
     ("DELETE", "/v1/cluster/members/{id}", "/v1/cluster/members/99", None, [401, 401, 401, 403, 403, 404]),
@@ -687,7 +689,21 @@ async fn secret_values_stay_out_of_events_logs_and_readonly_reads() {
         .await
         .expect("json");
     assert_eq!(mine["variable"]["value"], secret, "a developer reads it");
-    for u in [url.clone(), format!("{}/v1/variables?prefix=db/", c.url(1))] {
+    // The dashboard's overview masks them exactly as the variables list does.
+    let overview: serde_json::Value = dev
+        .get(format!("{}/v1/overview", c.url(1)))
+        .send()
+        .await
+        .expect("overview")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(overview["variables"][0]["value"], secret, "{overview}");
+    for u in [
+        url.clone(),
+        format!("{}/v1/variables?prefix=db/", c.url(1)),
+        format!("{}/v1/overview", c.url(1)),
+    ] {
         let text = ro
             .get(&u)
             .send()

@@ -58,6 +58,13 @@ async fn log_in(b: &Browser, base: &str, token: &str) {
     .expect("logged in");
 }
 
+/// The API requests (but the watch stream) made before the page marked its first
+/// view rendered; `null` until it has.
+const FIRST_VIEW_REQUESTS: &str = "const m = performance.getEntriesByName('orion-first-view')[0]; \
+     if (!m) return null; \
+     return performance.getEntriesByType('resource').filter(e => e.startTime <= m.startTime) \
+       .map(e => new URL(e.name).pathname).filter(p => p.startsWith('/v1/') && p !== '/v1/watch')";
+
 /// Marks the loaded document; [`assert_not_reloaded`] proves it is the same one.
 async fn mark_document(b: &Browser) {
     b.js(
@@ -160,6 +167,17 @@ async fn through_a_follower_the_page_follows_applies_restarts_scaling_and_a_lead
     let profile = b.profile();
 
     log_in(&b, &base, &developer).await;
+    // The first view's data is one request: `/v1/overview` (besides the session
+    // check, the page's own files and the watch stream it then opens).
+    let first = b
+        .wait_js("the first view", SEE, FIRST_VIEW_REQUESTS)
+        .await
+        .expect("first view");
+    assert_eq!(
+        first,
+        json!(["/v1/overview"]),
+        "one request for the first view"
+    );
     mark_document(&b).await;
     // The members and the leader, as the leader reports them.
     let leader = c.wait_for_leader().await;
@@ -221,6 +239,52 @@ async fn through_a_follower_the_page_follows_applies_restarts_scaling_and_a_lead
     )
     .await
     .expect("restart shown");
+
+    // Restart counter-0 from the page, confirmed: a new process, one more restart.
+    let before = b
+        .wait_js(
+            "counter-0 running again",
+            SEE,
+            &format!(
+                "const r = (() => {{ {REPLICA_ROWS} }})().find(x => x.id === 'counter-0'); \
+                 return r && r.state === 'running' && r.pid > 0 ? r : null"
+            ),
+        )
+        .await
+        .expect("counter-0 running");
+    b.click("button[data-restart=\"counter-0\"]")
+        .await
+        .expect("restart");
+    b.wait_js(
+        "the confirmation dialog",
+        SEE,
+        "return document.getElementById('confirm').open",
+    )
+    .await
+    .expect("dialog");
+    b.click("#confirm-ok").await.expect("confirm");
+    b.wait_js(
+        "the result of the restart",
+        SEE,
+        "return [...document.querySelectorAll('.toast')].some(t => t.textContent.includes('counter-0 restarted'))",
+    )
+    .await
+    .expect("restart result");
+    let after = b
+        .wait_js(
+            "counter-0's restart count to go up by one, under a new pid",
+            SEE,
+            &format!(
+                "const r = (() => {{ {REPLICA_ROWS} }})().find(x => x.id === 'counter-0'); \
+                 return r && r.restarts === {} && r.pid > 0 && r.pid !== {} && r.state === 'running' ? r : null",
+                before["restarts"].as_u64().unwrap_or(0) + 1,
+                before["pid"].as_u64().unwrap_or(0)
+            ),
+        )
+        .await
+        .expect("restart count shown");
+    let new_pid = i32::try_from(after["pid"].as_i64().unwrap_or(0)).unwrap_or(0);
+    assert!(pid_alive(new_pid), "the new process runs: {after}");
 
     // The log tail of a replica follows.
     b.click("button[data-logs=\"counter-1\"]")
@@ -422,7 +486,7 @@ async fn through_haproxy_a_readonly_session_sees_no_actions_and_revocation_ends_
     // No action buttons for a readonly session, anywhere.
     let buttons = b
         .js(
-            "return ['#scale', '#delete-service', '#actions', 'button.danger', '#nav-tokens:not([hidden])'].filter(s => document.querySelector(s))",
+            "return ['#scale', '#delete-service', '#actions', 'button.danger', 'button[data-restart]', '#nav-tokens:not([hidden])'].filter(s => document.querySelector(s))",
             vec![],
         )
         .await
@@ -458,5 +522,255 @@ async fn through_haproxy_a_readonly_session_sees_no_actions_and_revocation_ends_
     );
     // openraft logs a linearizable read that lost its leader (or a slow peer, on a
     // loaded machine) at ERROR; the other cluster tests allow it too.
+    c.assert_no_unexpected_errors(&["timeout while confirming leadership"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_mints_a_token_shown_once_from_the_tokens_page() {
+    let c = TestCluster::start(1).await;
+    let admin = c.token("admin", 3600).await;
+    let b = Browser::start(&c.ca_pem, "tokens")
+        .await
+        .expect("headless Chromium");
+    let profile = b.profile();
+    log_in(&b, &c.url(1), &admin).await;
+    show(&b, "#/tokens").await;
+    b.wait_js(
+        "the token form",
+        SEE,
+        "return !!document.getElementById('token-form')",
+    )
+    .await
+    .expect("form");
+    b.js(
+        "document.getElementById('token-role').value = 'developer'; \
+         document.getElementById('token-ttl').value = '3600'; return true",
+        vec![],
+    )
+    .await
+    .expect("choose");
+    b.type_into("#token-description", "ci deploys")
+        .await
+        .expect("description");
+    b.shots("tokens-form").await.expect("screenshots");
+    b.click("#token-create").await.expect("create");
+    let token = b
+        .wait_js(
+            "the new token",
+            SEE,
+            "const v = document.getElementById('token-value'); return v && v.value ? v.value : null",
+        )
+        .await
+        .expect("token shown");
+    let token = token.as_str().expect("text").to_string();
+    let warning = b
+        .js(
+            "return document.getElementById('token-warning').textContent",
+            vec![],
+        )
+        .await
+        .expect("warning");
+    assert!(
+        warning
+            .as_str()
+            .unwrap_or_default()
+            .contains("not shown again"),
+        "{warning}"
+    );
+    // It is a developer token for an hour, listed with its description, and it works.
+    let claims = orion_tls::token::peek(&token).expect("a token");
+    b.wait_js(
+        "the new token in the list",
+        SEE,
+        &format!(
+            "const tr = document.querySelector('#tokens tbody tr[data-key=\"{}\"]'); \
+             return tr && tr.textContent.includes('ci deploys') && tr.textContent.includes('developer')",
+            claims.id
+        ),
+    )
+    .await
+    .expect("listed");
+    let (ok, _, err) = orion(
+        &c,
+        &c.url(1),
+        &["--token", &token, "var", "put", "ui/minted", "yes"],
+    );
+    assert!(ok, "the minted token writes: {err}");
+    b.click("#token-copy").await.expect("copy");
+    b.wait_js(
+        "the copy button to answer",
+        SEE,
+        "return document.getElementById('token-copy').textContent !== 'Copy'",
+    )
+    .await
+    .expect("copied");
+    b.shots("tokens-created").await.expect("screenshots");
+    // Done: the token leaves the page, and nothing shows it again.
+    b.click("#token-done").await.expect("done");
+    let shown = b
+        .js(
+            "return document.body.innerHTML.includes(arguments[0])",
+            vec![json!(token)],
+        )
+        .await
+        .expect("page");
+    assert_eq!(shown, json!(false), "the token is shown once");
+    b.quit().await.expect("quit the browser");
+    assert!(profile_processes(&profile).is_empty());
+    c.assert_no_unexpected_errors(&["timeout while confirming leadership"]);
+}
+
+/// `n` copies of `template` with `edit` applied to each.
+fn copies(template: &Value, n: usize, edit: impl Fn(usize, &mut Value)) -> Vec<Value> {
+    (0..n)
+        .map(|i| {
+            let mut v = template.clone();
+            edit(i, &mut v);
+            v
+        })
+        .collect()
+}
+
+/// Renders a 1,000-service, 200-node, 3,000-replica state in the page (injected
+/// through WebDriver in the shape `GET /v1/overview` answers, built from a real
+/// answer) and prints how long each page took: a benchmark, not a timed test
+/// (BENCHMARKS.md has the figures and how to rerun it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn render_benchmark_1000_services_200_nodes() {
+    const SERVICES: usize = 1000;
+    const NODES: usize = 200;
+    const PER_SERVICE: usize = 3;
+    let mut c = TestCluster::start(1).await;
+    c.spawn_agent("n1").await;
+    apply(&c, &c.url(1), "counter", COUNTER);
+    c.wait_for_replicas_running("counter", 2).await;
+    let real = serde_json::to_value(c.client(1).overview().await.expect("overview")).expect("json");
+    let service = real["services"][0].clone();
+    let node = real["nodes"][0].clone();
+    let replica = real["replicas"][0].clone();
+    let report = real["observed"]["counter-0"].clone();
+    let usage = real["usage"]["n1"].clone();
+    assert!(!report.is_null() && !usage.is_null(), "{real}");
+    let node_name = |j: usize| format!("node-{j:03}");
+    let mut state = real.clone();
+    state["services"] = json!(copies(&service, SERVICES, |i, v| {
+        v["spec"]["name"] = json!(format!("svc-{i:04}"));
+        v["spec"]["replicas"] = json!(PER_SERVICE);
+    }));
+    state["nodes"] = json!(copies(&node, NODES, |j, v| {
+        v["name"] = json!(node_name(j));
+    }));
+    let replicas = copies(&replica, SERVICES * PER_SERVICE, |k, v| {
+        v["service"] = json!(format!("svc-{:04}", k / PER_SERVICE));
+        v["ordinal"] = json!(k % PER_SERVICE);
+        v["node"] = json!(node_name(k % NODES));
+    });
+    let mut observed = serde_json::Map::new();
+    for r in &replicas {
+        let id = format!("{}-{}", r["service"].as_str().unwrap_or(""), r["ordinal"]);
+        let mut rep = report.clone();
+        rep["id"] = json!(id);
+        observed.insert(id, rep);
+    }
+    state["replicas"] = json!(replicas);
+    state["observed"] = Value::Object(observed);
+    state["usage"] = Value::Object((0..NODES).map(|j| (node_name(j), usage.clone())).collect());
+    state["unplaced"] = json!([]);
+    let text = state.to_string();
+
+    let admin = c.token("admin", 3600).await;
+    let b = Browser::start(&c.ca_pem, "render-benchmark")
+        .await
+        .expect("headless Chromium");
+    let profile = b.profile();
+    log_in(&b, &c.url(1), &admin).await;
+    let figures = b
+        .client
+        .execute_async(
+            "const [text, done] = arguments; \
+             const frame = () => new Promise(r => requestAnimationFrame(() => setTimeout(r, 0))); \
+             (async () => { \
+               stopLive(); \
+               const out = { bytes: text.length }; \
+               let t = performance.now(); \
+               applyOverview(JSON.parse(text)); \
+               location.hash = '#/overview'; current = null; route(); render(); \
+               out.overview_script_ms = performance.now() - t; \
+               await frame(); \
+               out.overview_ms = performance.now() - t; \
+               for (const [name, hash] of [['nodes_ms', '#/nodes'], ['services_ms', '#/services'], ['service_page_ms', '#/services/svc-0500']]) { \
+                 t = performance.now(); location.hash = hash; route(); out[name.replace('_ms', '_script_ms')] = performance.now() - t; await frame(); out[name] = performance.now() - t; \
+               } \
+               location.hash = '#/nodes'; route(); await frame(); \
+               t = performance.now(); \
+               const r = S.replicas.get('svc-0007-1'); \
+               applyChange({ kind: 'put', resource: 'Replica', key: 'svc-0007-1', revision: 1e9, seq: 0, object: { ...r, node: 'node-199' } }); \
+               renderQueued = false; render(); \
+               out.nodes_one_event_script_ms = performance.now() - t; \
+               await frame(); \
+               out.nodes_one_event_ms = performance.now() - t; \
+               done(out); \
+             })().catch(e => done({ error: String(e) }));",
+            vec![json!(text)],
+        )
+        .await
+        .expect("benchmark");
+    println!(
+        "render benchmark ({SERVICES} services, {NODES} nodes, {} replicas): {figures}",
+        SERVICES * PER_SERVICE
+    );
+    assert!(figures.get("error").is_none(), "{figures}");
+    std::fs::write(
+        b.screenshot_dir().join("render-benchmark.json"),
+        figures.to_string(),
+    )
+    .expect("write figures");
+    // What was rendered is the whole state (checked, not timed).
+    let counts = b
+        .js(
+            "return { nodes: document.querySelectorAll('#topology [data-node]').length, \
+             replicas: document.querySelectorAll('#topology [data-replica]').length, \
+             rows: document.querySelectorAll('#nodes tbody tr[data-key]').length }",
+            vec![],
+        )
+        .await
+        .expect("counts");
+    assert_eq!(
+        counts,
+        json!({ "nodes": NODES, "replicas": SERVICES * PER_SERVICE, "rows": NODES })
+    );
+    b.shots("bench-nodes").await.expect("screenshots");
+    show(&b, "#/services").await;
+    let rows = b
+        .wait_js(
+            "the services table",
+            SEE,
+            "const n = document.querySelectorAll('#services tbody tr[data-key]').length; \
+             return n ? [n, document.querySelector('#services .count').textContent] : null",
+        )
+        .await
+        .expect("services");
+    // The first 200 rows, and a button for the rest.
+    assert_eq!(rows, json!([200, SERVICES.to_string()]));
+    b.click("button[data-more=services]").await.expect("more");
+    b.wait_js(
+        "400 service rows",
+        SEE,
+        "return document.querySelectorAll('#services tbody tr[data-key]').length === 400",
+    )
+    .await
+    .expect("more rows");
+    b.shots("bench-services").await.expect("screenshots");
+    show(&b, "#/overview").await;
+    b.wait_js(
+        "the overview",
+        SEE,
+        "return document.querySelector('#card-services .value').textContent === '1000'",
+    )
+    .await
+    .expect("overview");
+    b.shots("bench-overview").await.expect("screenshots");
+    b.quit().await.expect("quit the browser");
+    assert!(profile_processes(&profile).is_empty());
     c.assert_no_unexpected_errors(&["timeout while confirming leadership"]);
 }

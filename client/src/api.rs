@@ -13,9 +13,10 @@ use orion_api::security::{
 use orion_api::workload::DrainRequest;
 use orion_api::{
     AgentBootstrap, ApplyRequest, ApplyResponse, ClusterStatus, DeleteResponse, DeletedService,
-    Event, ExecRequest, JoinRequest, ListResponse, MembersResponse, NodeList, NodeObject,
-    PeerIdentity, PutVariable, ReplicaList, RolloutUndo, ServiceList, ServiceResponse,
-    TransferRequest, TransferResponse, VariableResponse, WatchStart, WriteResponse,
+    Event, ExecRequest, JoinRequest, ListResponse, MembersResponse, NodeList, NodeObject, Overview,
+    PeerIdentity, PutVariable, ReplicaList, RestartedReplica, RolloutUndo, ServiceList,
+    ServiceResponse, TransferRequest, TransferResponse, VariableResponse, WatchStart,
+    WriteResponse,
 };
 use reqwest::Method;
 
@@ -338,6 +339,20 @@ impl Client {
     pub async fn exec(&self, replica: &str, command: Vec<String>) -> Result<ExecResult> {
         let path = format!("/v1/replicas/{}/exec", name("replica id", replica)?);
         self.post(&path, &ExecRequest { command }).await
+    }
+
+    /// `GET /v1/overview`: the dashboard's first view (services, nodes, replicas
+    /// with reports, variables, events, members) at one revision, from the leader.
+    pub async fn overview(&self) -> Result<Overview> {
+        self.get("/v1/overview").await
+    }
+
+    /// `POST /v1/replicas/{id}/restart`: stops the replica's process and starts
+    /// it again; answers once the new one runs. Sent once (a restart is not
+    /// idempotent).
+    pub async fn restart_replica(&self, replica: &str) -> Result<RestartedReplica> {
+        let path = format!("/v1/replicas/{}/restart", name("replica id", replica)?);
+        self.post(&path, &serde_json::json!({})).await
     }
 }
 

@@ -34,7 +34,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::error::{ExecError, LaunchError, Result};
+use crate::error::{ExecError, LaunchError, RestartError, Result};
 use crate::logs::{self, LogStream};
 use crate::replica::{ExecOutput, ReplicaSpec, ReplicaState, ReplicaStatus};
 
@@ -69,6 +69,8 @@ struct Handle {
     status: Arc<Mutex<ReplicaStatus>>,
     /// `Some(grace)` asks the task to stop its process and end.
     stop: watch::Sender<Option<Duration>>,
+    /// Bumped to ask the task to restart its process ([`Supervisor::restart`]).
+    restart: watch::Sender<u64>,
     /// Cancelled when the task has ended (its process stopped, or detached).
     done: CancellationToken,
 }
@@ -281,6 +283,66 @@ impl Supervisor {
         })
     }
 
+    /// Stops replica `id`'s process (SIGTERM, SIGKILL after
+    /// [`SupervisorConfig::stop_grace`]) and starts it again at once, whatever its
+    /// restart policy and even if it exited or waits in backoff; the restart count
+    /// goes up by one. Returns the replica's status once the new process runs (or,
+    /// if it ended at once, has run).
+    pub async fn restart(
+        &self,
+        id: &str,
+        timeout: Duration,
+    ) -> std::result::Result<ReplicaStatus, RestartError> {
+        let mut changes = self.shared.changes.subscribe();
+        let (status, before) = {
+            let replicas = lock(&self.replicas);
+            let h = replicas
+                .get(id)
+                .ok_or_else(|| RestartError::NotHere(id.to_owned()))?;
+            let before = lock(&h.status).restarts;
+            h.restart.send_modify(|n| *n = n.wrapping_add(1));
+            (h.status.clone(), before)
+        };
+        let wait = async {
+            loop {
+                let now = lock(&status).clone();
+                if now.restarts > before {
+                    match &now.state {
+                        ReplicaState::Running | ReplicaState::Healthy if now.pid.is_some() => {
+                            return Ok(now)
+                        }
+                        // It ran again and already ended (its policy decides what next).
+                        ReplicaState::Exited { .. }
+                        | ReplicaState::Backoff
+                        | ReplicaState::Unhealthy => return Ok(now),
+                        ReplicaState::Failed { reason } => {
+                            return Err(RestartError::Failed {
+                                id: id.to_owned(),
+                                reason: reason.clone(),
+                            })
+                        }
+                        ReplicaState::Stopped => return Err(RestartError::Gone(id.to_owned())),
+                        _ => {}
+                    }
+                }
+                if changes.changed().await.is_err() {
+                    return Err(RestartError::Gone(id.to_owned()));
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait)
+            .await
+            .map_err(|_| RestartError::Timeout {
+                id: id.to_owned(),
+                timeout,
+            })?
+    }
+
+    /// The SIGTERM→SIGKILL grace of stops and restarts.
+    pub fn stop_grace(&self) -> Duration {
+        self.shared.config.stop_grace
+    }
+
     fn start(
         &self,
         spec: ReplicaSpec,
@@ -302,12 +364,15 @@ impl Supervisor {
                 .map(|_| "adopted from a previous agent".to_owned()),
         }));
         let (stop, stop_rx) = watch::channel(None);
+        let (restart, restart_rx) = watch::channel(0);
         let done = CancellationToken::new();
         let task = ReplicaTask {
             shared: self.shared.clone(),
             spec: spec.clone(),
             status: status.clone(),
             stop: stop_rx,
+            restart: restart_rx,
+            restarts_seen: std::sync::atomic::AtomicU64::new(0),
             detach: self.detach.clone(),
         };
         let span = tracing::info_span!("replica", id = %spec.id);
@@ -323,6 +388,7 @@ impl Supervisor {
             spec,
             status,
             stop,
+            restart,
             done,
         }
     }

@@ -13,6 +13,11 @@
 //! The count resets once a run lasted [`SupervisorConfig::backoff_reset`] without
 //! being killed as unhealthy. [`ReplicaStatus::restarts`] counts every restart,
 //! including retries of a failed spawn.
+//!
+//! A restart asked for (`orion restart`, [`crate::supervisor::Supervisor::restart`])
+//! ignores the policy: the running process is stopped with the stop grace and
+//! started again at once; an exited replica or one waiting in backoff starts at
+//! once. It counts as a restart too.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -84,6 +89,8 @@ enum Outcome {
     Stop(Duration),
     Exited(ExitInfo),
     Unhealthy(String),
+    /// Restart asked for (`orion restart`): stop it and start it again at once.
+    Restart,
 }
 
 /// One replica's task.
@@ -93,6 +100,10 @@ pub(crate) struct ReplicaTask {
     pub status: Arc<Mutex<ReplicaStatus>>,
     /// `Some(grace)`: stop the process and end.
     pub stop: watch::Receiver<Option<Duration>>,
+    /// Bumped by [`crate::supervisor::Supervisor::restart`].
+    pub restart: watch::Receiver<u64>,
+    /// The last restart request acted on.
+    pub restarts_seen: AtomicU64,
     pub detach: CancellationToken,
 }
 
@@ -114,6 +125,18 @@ impl ReplicaTask {
         if let Err(e) = records::remove(&self.shared.root, &self.spec.id) {
             tracing::warn!(cause = %e, "cannot remove replica record");
         }
+    }
+
+    /// Resolves when a restart is asked for that was not acted on yet (never once
+    /// the supervisor is gone).
+    async fn restart_requested(&self) {
+        let mut restart = self.restart.clone();
+        let seen = self.restarts_seen.load(Ordering::Relaxed);
+        let wanted = restart.wait_for(|n| *n != seen).await.map(|n| *n);
+        let Ok(wanted) = wanted else {
+            return std::future::pending().await;
+        };
+        self.restarts_seen.store(wanted, Ordering::Relaxed);
     }
 
     /// Resolves when asked to stop, with the grace period; `None` when detached.
@@ -192,7 +215,10 @@ impl ReplicaTask {
                     }
                     restarts = restarts.saturating_add(1);
                     self.shared.restarts.fetch_add(1, Ordering::Relaxed);
-                    self.update(|s| s.restarts = restarts);
+                    self.update(|s| {
+                        s.restarts = restarts;
+                        s.state = ReplicaState::Starting;
+                    });
                     continue;
                 }
             };
@@ -218,6 +244,26 @@ impl ReplicaTask {
                     self.update(|s| s.last_exit = Some(exit.to_string()));
                     self.mark_stopped();
                     return;
+                }
+                Outcome::Restart => {
+                    let exit = proc.terminate(config.stop_grace, config.adopted_poll).await;
+                    tracing::info!(pid, %exit, "replica stopped to restart on request");
+                    self.remove_record();
+                    self.update(|s| {
+                        s.last_exit = Some(format!("{exit} (restarted on request)"));
+                        s.pid = None;
+                        s.state = ReplicaState::Starting;
+                        s.reason = Some("restarting on request".to_owned());
+                    });
+                    drop(proc);
+                    attempt = 0;
+                    restarts = restarts.saturating_add(1);
+                    self.shared.restarts.fetch_add(1, Ordering::Relaxed);
+                    self.update(|s| {
+                        s.restarts = restarts;
+                        s.state = ReplicaState::Starting;
+                    });
+                    continue;
                 }
                 Outcome::Exited(exit) => {
                     signal_group(proc.pgid(), Signal::SIGKILL);
@@ -266,10 +312,25 @@ impl ReplicaTask {
                         ));
                     }
                 });
-                if self.stopped_or_detached().await.is_some() {
-                    self.mark_stopped();
+                // Not restarted by policy, but `orion restart` still can.
+                tokio::select! {
+                    stop = self.stopped_or_detached() => {
+                        if stop.is_some() {
+                            self.mark_stopped();
+                        }
+                        return;
+                    }
+                    () = self.restart_requested() => {
+                        attempt = 0;
+                        restarts = restarts.saturating_add(1);
+                        self.shared.restarts.fetch_add(1, Ordering::Relaxed);
+                        self.update(|s| {
+                    s.restarts = restarts;
+                    s.state = ReplicaState::Starting;
+                });
+                        continue;
+                    }
                 }
-                return;
             }
             attempt = attempt.saturating_add(1);
             let delay = backoff_delay(&backoff, attempt, jitter());
@@ -282,14 +343,20 @@ impl ReplicaTask {
             }
             restarts = restarts.saturating_add(1);
             self.shared.restarts.fetch_add(1, Ordering::Relaxed);
-            self.update(|s| s.restarts = restarts);
+
+            self.update(|s| {
+                s.restarts = restarts;
+                s.state = ReplicaState::Starting;
+            });
         }
     }
 
-    /// Waits out a backoff delay; false if the task must end (stopped or detached).
+    /// Waits out a backoff delay (cut short by a restart request); false if the
+    /// task must end (stopped or detached).
     async fn sleep_backoff(&self, delay: Duration) -> bool {
         tokio::select! {
             _ = tokio::time::sleep(delay) => true,
+            () = self.restart_requested() => true,
             stop = self.stopped_or_detached() => {
                 if stop.is_some() {
                     self.mark_stopped();
@@ -364,6 +431,7 @@ impl ReplicaTask {
                         None => Outcome::Detached,
                     };
                 }
+                () = self.restart_requested() => return Outcome::Restart,
                 exit = proc.wait(config.adopted_poll) => return Outcome::Exited(exit),
                 reason = &mut health => return Outcome::Unhealthy(reason),
                 _ = rotate.tick() => {

@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use super::codec::{Frame, FrameError};
 use super::{
     wire, AgentMessage, DesiredReplica, ExecResult, LogCursor, NodeUsage, ReplicaReport,
-    ReplicaState, ServerMessage, StreamRequest, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
+    ReplicaState, RestartResult, ServerMessage, StreamRequest, MIN_PROTOCOL_VERSION,
+    PROTOCOL_VERSION,
 };
 use crate::spec::constraint::Constraint;
 use crate::spec::service::{
@@ -263,6 +264,9 @@ impl Frame for StreamRequest {
                 replica: replica.clone(),
                 command: command.clone(),
             }),
+            StreamRequest::Restart { replica } => Kind::Restart(wire::RestartRequest {
+                replica: replica.clone(),
+            }),
         };
         wire::StreamRequest { kind: Some(kind) }
     }
@@ -287,8 +291,30 @@ impl Frame for StreamRequest {
                 replica: e.replica,
                 command: e.command,
             }),
+            Ok(Kind::Restart(r)) => Ok(StreamRequest::Restart { replica: r.replica }),
         };
         checked.map_err(FrameError::invalid::<Self>)
+    }
+}
+
+impl Frame for RestartResult {
+    type Wire = wire::RestartResult;
+    const NAME: &'static str = "RestartResult";
+
+    fn to_wire(&self) -> wire::RestartResult {
+        wire::RestartResult {
+            pid: self.pid,
+            restarts: self.restarts,
+            error: self.error.clone(),
+        }
+    }
+
+    fn from_wire(r: wire::RestartResult) -> Result<Self, FrameError> {
+        Ok(RestartResult {
+            pid: r.pid,
+            restarts: r.restarts,
+            error: r.error,
+        })
     }
 }
 
@@ -498,6 +524,51 @@ fn constraint_from_wire(c: wire::Constraint) -> Checked<Constraint> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `StreamRequest` as agents built before `RestartRequest` know it.
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct OldStreamRequest {
+        #[prost(oneof = "OldKind", tags = "1, 2")]
+        kind: Option<OldKind>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Oneof)]
+    enum OldKind {
+        #[prost(message, tag = "1")]
+        Logs(wire::LogsRequest),
+        #[prost(message, tag = "2")]
+        Exec(wire::ExecRequest),
+    }
+
+    /// An older agent decodes a restart request as one with no kind, which it
+    /// refuses (and resets the stream: the leader answers 503 saying why), while
+    /// logs and exec still read as before.
+    #[test]
+    fn an_older_agent_refuses_a_restart_request_and_still_reads_the_rest() {
+        use prost::Message;
+        let restart = StreamRequest::Restart {
+            replica: "web-0".into(),
+        };
+        let bytes = restart.to_wire().encode_to_vec();
+        let old = OldStreamRequest::decode(bytes.as_slice()).expect("decodes");
+        assert_eq!(old.kind, None);
+        let as_old_agent_sees_it =
+            wire::StreamRequest::decode(old.encode_to_vec().as_slice()).expect("decodes");
+        let err = StreamRequest::from_wire(as_old_agent_sees_it).expect_err("refused");
+        assert!(err.to_string().contains("request kind"), "{err}");
+        let back = StreamRequest::from_wire(
+            wire::StreamRequest::decode(bytes.as_slice()).expect("decodes"),
+        )
+        .expect("a new agent reads it");
+        assert_eq!(back, restart);
+        let exec = StreamRequest::Exec {
+            replica: "web-0".into(),
+            command: vec!["true".into()],
+        };
+        let old =
+            OldStreamRequest::decode(exec.to_wire().encode_to_vec().as_slice()).expect("decodes");
+        assert!(matches!(old.kind, Some(OldKind::Exec(_))));
+    }
 
     #[test]
     fn a_service_spec_survives_the_wire() {

@@ -187,6 +187,21 @@ pub enum StreamRequest {
         replica: String,
         command: Vec<String>,
     },
+    /// Stop the replica's process (SIGTERM, SIGKILL after the agent's stop grace)
+    /// and start it again, whatever its restart policy; answered with one
+    /// [`RestartResult`] frame once the new process runs. An agent older than this
+    /// request resets the stream instead.
+    Restart { replica: String },
+}
+
+/// The outcome of a [`StreamRequest::Restart`]: the new process and the replica's
+/// restart count, or `error` when it could not be restarted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestartResult {
+    pub pid: Option<u32>,
+    pub restarts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// How far a reader got in each live log file of a replica, in bytes from its

@@ -8,6 +8,7 @@ pub mod health;
 pub mod internal;
 pub mod metrics;
 pub mod nodes;
+pub mod overview;
 pub mod replicas;
 pub mod rollout;
 pub mod services;

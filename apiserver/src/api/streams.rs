@@ -1,5 +1,5 @@
-//! `orion logs` and `orion exec`: `GET /v1/replicas/{id}/logs` and
-//! `POST /v1/replicas/{id}/exec`.
+//! `orion logs`, `orion exec` and `orion restart`: `GET /v1/replicas/{id}/logs`,
+//! `POST /v1/replicas/{id}/exec` and `POST /v1/replicas/{id}/restart`.
 //!
 //! Only the leader holds the agents' connections. It opens a new QUIC stream to the
 //! replica's agent for each call, so a busy log never delays the control stream. A
@@ -15,8 +15,8 @@ use axum::http::{HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::StreamExt;
-use orion_api::agent_proto::{ExecResult, FrameReader, LogCursor, StreamRequest};
-use orion_api::ApiError;
+use orion_api::agent_proto::{ExecResult, FrameReader, LogCursor, RestartResult, StreamRequest};
+use orion_api::{ApiError, RestartedReplica};
 use orion_raft::{read, RaftNode};
 use serde::Deserialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -130,6 +130,17 @@ impl AgentStreams {
         id: &str,
         request: &StreamRequest,
     ) -> Result<(quinn::SendStream, quinn::RecvStream), ApiError> {
+        self.open_on(id, request)
+            .await
+            .map(|(_, send, recv)| (send, recv))
+    }
+
+    /// [`AgentStreams::open`], also saying which node the replica is on.
+    async fn open_on(
+        &self,
+        id: &str,
+        request: &StreamRequest,
+    ) -> Result<(String, quinn::SendStream, quinn::RecvStream), ApiError> {
         let placed_on = self
             .node
             .reader
@@ -149,9 +160,10 @@ impl AgentStreams {
                     AGENT_WAIT.as_secs()
                 ))
             })?;
-        open_stream(&conn, request).await.map_err(|e| {
+        let (send, recv) = open_stream(&conn, request).await.map_err(|e| {
             ApiError::unavailable(format!("cannot reach the agent of node {placed_on:?}: {e}"))
-        })
+        })?;
+        Ok((placed_on, send, recv))
     }
 }
 
@@ -259,4 +271,46 @@ pub async fn exec(
         return Err(ApiError::invalid(format!("exec in {id}: {error}")).into());
     }
     Ok(Json(result).into_response())
+}
+
+/// `POST /v1/replicas/{id}/restart`: the replica's agent stops its process (SIGTERM,
+/// SIGKILL after its stop grace) and starts it again, whatever the restart policy
+/// (Nomad's `alloc restart`). Answers once the new process runs. An agent older
+/// than this request resets the stream: that is a 503 saying so.
+pub async fn restart(
+    State(leader): State<Arc<Forwarder>>,
+    State(streams): State<AgentStreams>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> HttpResult<Response> {
+    let path = format!("/v1/replicas/{id}/restart");
+    if let Some(relayed) = leader.relay(&headers, Method::POST, &path, None).await? {
+        return Ok(relayed);
+    }
+    let request = StreamRequest::Restart {
+        replica: id.clone(),
+    };
+    let _permit = streams.sessions.permit()?;
+    let (node, _send, recv) = streams.open_on(&id, &request).await?;
+    let older = |cause: String| {
+        ApiError::unavailable(format!(
+            "the agent of node {node:?} did not answer the restart of {id}: {cause}; \
+             an agent older than `orion restart` cannot restart replicas (upgrade it)"
+        ))
+    };
+    let result = FrameReader::<_, RestartResult>::new(recv)
+        .next()
+        .await
+        .map_err(|e| older(e.to_string()))?
+        .ok_or_else(|| older("it closed the stream".to_owned()))?;
+    if let Some(error) = result.error {
+        return Err(ApiError::unavailable(format!("restarting {id}: {error}")).into());
+    }
+    Ok(Json(RestartedReplica {
+        replica: id,
+        node,
+        pid: result.pid,
+        restarts: result.restarts,
+    })
+    .into_response())
 }

@@ -124,7 +124,7 @@ pub async fn delete(
 }
 
 /// Secret values are for roles that can write them; `readonly` gets them redacted.
-fn for_caller(caller: &Caller, v: Variable) -> Variable {
+pub(crate) fn for_caller(caller: &Caller, v: Variable) -> Variable {
     match caller {
         Caller::Token {
             role: TokenRole::Admin | TokenRole::Developer,

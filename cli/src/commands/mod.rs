@@ -167,6 +167,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Restart { opts, replica } => {
+            workload::restart(&crate::context::client(&g(opts))?, &replica).await
+        }
         Command::Openapi => {
             let doc = orion_apiserver::routes::openapi();
             print!("{}", orion_apiserver::openapi::document_text(&doc));

@@ -280,6 +280,17 @@ pub async fn exec(client: &Client, replica: &str, command: Vec<String>) -> anyho
     Ok(r.exit_code.unwrap_or(128 + r.signal.unwrap_or(0)))
 }
 
+/// `orion restart REPLICA`.
+pub async fn restart(client: &Client, replica: &str) -> anyhow::Result<()> {
+    let r = client.restart_replica(replica).await?;
+    let pid = r.pid.map_or("-".to_owned(), |p| p.to_string());
+    println!(
+        "restarted {} on node {}: pid {pid}, {} restarts",
+        r.replica, r.node, r.restarts
+    );
+    Ok(())
+}
+
 /// `orion describe service NAME`.
 pub async fn describe(client: &Client, kind: Kind, name: &str) -> anyhow::Result<()> {
     if kind != Kind::Services {
