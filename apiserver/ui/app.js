@@ -88,7 +88,7 @@ const isAdmin = () => S.session && S.session.role === 'admin';
 const STATES = {
   healthy: ['ok', '✔'], running: ['ok', '●'], ready: ['ok', '●'], leader: ['info', '★'],
   starting: ['warn', '◔'], pending: ['warn', '◔'], backoff: ['warn', '↻'], unhealthy: ['bad', '✚'],
-  draining: ['warn', '⇣'], degraded: ['warn', '◑'], stopped: ['warn', '■'], exited: ['bad', '■'],
+  draining: ['warn', '⇣'], cordoned: ['warn', '⊘'], degraded: ['warn', '◑'], stopped: ['warn', '■'], exited: ['bad', '■'],
   failed: ['bad', '✕'], down: ['bad', '▼'], unreachable: ['bad', '▼'], unplaced: ['bad', '⊘'],
   follower: ['ok', '●'], voter: ['ok', '●'], learner: ['warn', '◔'], unknown: ['warn', '?'],
 };
@@ -503,7 +503,7 @@ function computeNodeRows(d) {
     const reps = d.byNode.get(n.name) || [];
     const used = reps.reduce((a, r) => ({ cpu: a.cpu + r.resources.cpu_millis, mem: a.mem + r.resources.memory_bytes }), { cpu: 0, mem: 0 });
     const u = S.usage[n.name];
-    const state = n.status === 'down' ? 'down' : n.draining ? 'draining' : 'ready';
+    const state = n.status === 'down' ? 'down' : n.draining ? 'draining' : n.cordoned ? 'cordoned' : 'ready';
     return { n, name: n.name, reps, used, usage: u, state };
   });
 }
@@ -706,7 +706,9 @@ PAGES.nodes = () => {
     { key: 'memused', label: 'Memory in use (live)', value: (r) => (r.usage ? r.usage.memory_total_bytes - r.usage.memory_available_bytes : -1), cell: (r) => (r.usage ? `${bytes(r.usage.memory_total_bytes - r.usage.memory_available_bytes)} of ${bytes(r.usage.memory_total_bytes)}` : '—') },
     { key: 'replicas', label: 'Replicas', value: (r) => r.reps.length, cell: (r) => (r.reps.length ? r.reps.map((x) => h('a', { class: 'tag', href: `#/services/${encodeURIComponent(x.service)}` }, `${x.service}-${x.ordinal}`)) : '—'), wrap: true },
     { key: 'agent', label: 'Heartbeat', value: (r) => (r.n.agent ? (r.usage ? 'live' : 'none') : 'manual'), cell: (r) => (r.n.agent ? (r.usage ? 'agent connected' : 'no heartbeat') : 'registered by hand') },
-  ], { label: 'nodes', rowKey: (r) => r.name });
+  ].concat(isAdmin() ? [
+    { key: 'actions', label: 'Actions', value: (r) => r.state, cell: nodeActions },
+  ] : []), { label: 'nodes', rowKey: (r) => r.name });
   const topo = h('div', { class: 'topology', id: 'topology' });
   let boxesDrawn = new Map();
   const el = h('div', {}, h('h1', {}, 'Nodes'), h('div', { class: 'panel' }, t.el),
@@ -733,6 +735,29 @@ PAGES.nodes = () => {
     },
   };
 };
+
+// Admin actions on a node: drain or cordon a schedulable one, uncordon one that
+// is cordoned or draining (which ends the drain).
+function nodeActions(r) {
+  const button = (action, label) => h('button', { type: 'button', class: 'ghost', dataset: { nodeAction: action, node: r.name }, onclick: () => nodeAction(r.name, action) }, label);
+  if (r.n.cordoned || r.n.draining) return button('uncordon', 'Uncordon');
+  return h('span', {}, button('drain', 'Drain'), button('cordon', 'Cordon'));
+}
+
+const NODE_ACTIONS = {
+  drain: ['Drain', 'Its replicas move to other nodes, never more of a service at once than its max_unavailable; the rest move after an hour. The node then stays cordoned.', 'drained: its replicas are moving'],
+  cordon: ['Cordon', 'It takes no new replicas; those it runs stay.', 'cordoned'],
+  uncordon: ['Uncordon', 'It takes replicas again; a drain in progress stops.', 'uncordoned'],
+};
+
+async function nodeAction(name, action) {
+  const [verb, text, done] = NODE_ACTIONS[action];
+  if (!await confirmAction(`${verb} ${name}?`, text, action === 'drain')) return;
+  try {
+    await api('POST', `/v1/nodes/${encodeURIComponent(name)}/${action}`, {});
+    toast(`${name} ${done}.`);
+  } catch (e) { toast(e.message, true); }
+}
 
 function usageCell(used, cap, fmt) {
   const pct = cap ? Math.min(100, (100 * used) / cap) : 0;

@@ -486,7 +486,7 @@ async fn through_haproxy_a_readonly_session_sees_no_actions_and_revocation_ends_
     // No action buttons for a readonly session, anywhere.
     let buttons = b
         .js(
-            "return ['#scale', '#delete-service', '#actions', 'button.danger', 'button[data-restart]', '#nav-tokens:not([hidden])'].filter(s => document.querySelector(s))",
+            "return ['#scale', '#delete-service', '#actions', 'button.danger', 'button[data-restart]', 'button[data-node-action]', '#nav-tokens:not([hidden])'].filter(s => document.querySelector(s))",
             vec![],
         )
         .await
@@ -621,6 +621,90 @@ async fn an_admin_mints_a_token_shown_once_from_the_tokens_page() {
 }
 
 /// `n` copies of `template` with `edit` applied to each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_drains_and_uncordons_a_node_from_the_nodes_page() {
+    let mut c = TestCluster::start(1).await;
+    c.spawn_agent("n1").await;
+    c.spawn_agent("n2").await;
+    apply(&c, &c.url(1), "counter", COUNTER);
+    c.wait_for_replicas_running("counter", 2).await;
+    let admin = c.token("admin", 3600).await;
+    let b = Browser::start(&c.ca_pem, "drain")
+        .await
+        .expect("headless Chromium");
+    let profile = b.profile();
+    log_in(&b, &c.url(1), &admin).await;
+    show(&b, "#/nodes").await;
+    // Drain whichever node holds a replica.
+    let on = |node: &'static str| {
+        let c = &c;
+        async move {
+            c.client(1)
+                .replicas(orion_client::Consistency::Linearizable)
+                .await
+                .map(|l| l.items.iter().filter(|r| r.node == node).count())
+                .unwrap_or(0)
+        }
+    };
+    let (from, to) = if on("n1").await > 0 {
+        ("n1", "n2")
+    } else {
+        ("n2", "n1")
+    };
+    let drain = format!("button[data-node-action=\"drain\"][data-node=\"{from}\"]");
+    b.wait_js(
+        "the drain button",
+        SEE,
+        &format!(
+            "return !!document.querySelector('{}')",
+            drain.replace('\'', "\\'")
+        ),
+    )
+    .await
+    .expect("drain button");
+    b.click(&drain).await.expect("drain");
+    b.wait_js(
+        "the confirmation",
+        SEE,
+        "return document.getElementById('confirm').open",
+    )
+    .await
+    .expect("confirm dialog");
+    b.click("#confirm-ok").await.expect("confirm");
+    // The page shows the node draining, then empty; the replicas run on the other.
+    b.wait_js(
+        "the node drained on the page",
+        SEE,
+        &format!(
+            "const tr = document.querySelector('#nodes tbody tr[data-key=\"{from}\"]'); \
+             return !!tr && !!tr.querySelector('[data-state=\"draining\"]') && !tr.textContent.includes('counter-')"
+        ),
+    )
+    .await
+    .expect("drained");
+    c.wait_for("every replica on the other node", SEE, || async {
+        (on(to).await == 2).then_some(())
+    })
+    .await;
+    b.shots("nodes-drained").await.expect("screenshots");
+    let uncordon = format!("button[data-node-action=\"uncordon\"][data-node=\"{from}\"]");
+    b.click(&uncordon).await.expect("uncordon");
+    b.click("#confirm-ok").await.expect("confirm");
+    b.wait_js(
+        "the node ready again",
+        SEE,
+        &format!(
+            "const tr = document.querySelector('#nodes tbody tr[data-key=\"{from}\"]'); \
+             return !!tr && !!tr.querySelector('[data-state=\"ready\"]')"
+        ),
+    )
+    .await
+    .expect("uncordoned");
+    b.quit().await.expect("quit the browser");
+    assert!(profile_processes(&profile).is_empty());
+    c.assert_no_unexpected_errors(&["timeout while confirming leadership"]);
+}
+
 fn copies(template: &Value, n: usize, edit: impl Fn(usize, &mut Value)) -> Vec<Value> {
     (0..n)
         .map(|i| {

@@ -72,7 +72,7 @@ impl Contacts {
 }
 
 /// Whether a peer refused this one as removed from the cluster: its id is
-/// retired there ([`crate::service::REMOVED_HEADER`]). Retired ids are never
+/// retired there ([`crate::protocol::REMOVED_HEADER`]). Retired ids are never
 /// reused, so one such answer is final; the peer process stops on it.
 #[derive(Debug, Default)]
 pub struct Removed {
@@ -251,7 +251,7 @@ impl PeerClient {
             if status.code() == tonic::Code::FailedPrecondition
                 && status
                     .metadata()
-                    .get(crate::service::REMOVED_HEADER)
+                    .get(crate::protocol::REMOVED_HEADER)
                     .is_some()
             {
                 self.removed.mark(status.message().to_string());

@@ -43,6 +43,11 @@ pub fn check(from: u64, sent: u32) -> Result<u32, String> {
     Ok(version)
 }
 
+/// The metadata key a refusal carries when the caller's id is retired: the
+/// caller was removed from this cluster (or superseded by a forced new cluster)
+/// and must stop (see [`crate::network::Removed`]).
+pub const REMOVED_HEADER: &str = "orion-removed";
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,10 +10,7 @@ use crate::proto::peer_raft_server::PeerRaft;
 use crate::proto::RaftPayload;
 use crate::types::Raft;
 
-/// The metadata key a refusal carries when the caller's id is retired: the
-/// caller was removed from this cluster (or superseded by a forced new cluster)
-/// and must stop (see [`crate::network::Removed`]).
-pub const REMOVED_HEADER: &str = "orion-removed";
+use crate::protocol::REMOVED_HEADER;
 
 /// Hands incoming Raft RPCs to the local Raft instance.
 pub struct PeerService {
