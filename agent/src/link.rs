@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use orion_api::agent_proto::{
-    self, write_frame, AgentMessage, FrameError, FrameReader, ReplicaReport, ServerMessage, ALPN,
+    write_frame, AgentMessage, FrameError, FrameReader, ReplicaReport, ServerMessage, ALPN,
 };
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -16,7 +16,6 @@ use tracing::{info, warn};
 use crate::error::{LinkError, SessionError};
 use crate::metrics::AgentMetrics;
 use crate::ports::PortBook;
-use crate::replica::ReplicaState;
 use crate::retry::Faults;
 use crate::streams::accept_streams;
 use crate::supervisor::Supervisor;
@@ -199,23 +198,13 @@ async fn serve(
 
 /// What the leader hears of each replica.
 fn reports(supervisor: &Supervisor) -> Vec<ReplicaReport> {
-    use agent_proto::ReplicaState as Reported;
     let mut ports = supervisor.ports();
     let generations = supervisor.generations();
     supervisor
         .statuses()
         .into_iter()
         .map(|s| ReplicaReport {
-            state: match &s.state {
-                ReplicaState::Starting => Reported::Starting,
-                ReplicaState::Running => Reported::Running,
-                ReplicaState::Healthy => Reported::Healthy,
-                ReplicaState::Unhealthy => Reported::Unhealthy,
-                ReplicaState::Backoff => Reported::Backoff,
-                ReplicaState::Exited { .. } => Reported::Exited,
-                ReplicaState::Failed { .. } => Reported::Failed,
-                ReplicaState::Stopped => Reported::Stopped,
-            },
+            state: s.state.reported(),
             // A replica without named ports has none.
             ports: ports.remove(&s.id).unwrap_or_default(),
             generation: generations.get(&s.id).copied().unwrap_or_default(),

@@ -11,20 +11,14 @@ use std::sync::{Arc, OnceLock};
 
 use prometheus::{IntCounter, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
-use crate::replica::ReplicaState;
 use crate::supervisor::Supervisor;
 
-/// The states `orion_agent_replicas{state}` has a series for.
-pub const REPLICA_STATES: &[&str] = &[
-    "starting",
-    "running",
-    "healthy",
-    "unhealthy",
-    "backoff",
-    "exited",
-    "failed",
-    "stopped",
-];
+/// The states `orion_agent_replicas{state}` has a series for: every state.
+fn replica_states() -> impl Iterator<Item = &'static str> {
+    orion_api::agent_proto::ReplicaState::ALL
+        .iter()
+        .map(|s| s.as_str())
+}
 
 /// The agent's registry and metrics.
 pub struct AgentMetrics {
@@ -41,19 +35,6 @@ pub struct AgentMetrics {
 impl std::fmt::Debug for AgentMetrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AgentMetrics").finish_non_exhaustive()
-    }
-}
-
-fn name_of(state: &ReplicaState) -> &'static str {
-    match state {
-        ReplicaState::Starting => "starting",
-        ReplicaState::Running => "running",
-        ReplicaState::Healthy => "healthy",
-        ReplicaState::Unhealthy => "unhealthy",
-        ReplicaState::Backoff => "backoff",
-        ReplicaState::Exited { .. } => "exited",
-        ReplicaState::Failed { .. } => "failed",
-        ReplicaState::Stopped => "stopped",
     }
 }
 
@@ -84,7 +65,7 @@ impl AgentMetrics {
         m.registry.register(Box::new(m.replicas.clone()))?;
         m.registry.register(Box::new(m.restarts.clone()))?;
         m.registry.register(Box::new(m.log_streams.clone()))?;
-        for state in REPLICA_STATES {
+        for state in replica_states() {
             m.replicas.with_label_values(&[state]);
         }
         Ok(m)
@@ -114,10 +95,10 @@ impl AgentMetrics {
             return;
         };
         let statuses = supervisor.statuses();
-        for state in REPLICA_STATES {
+        for state in replica_states() {
             let n = statuses
                 .iter()
-                .filter(|s| name_of(&s.state) == *state)
+                .filter(|s| s.state.reported().as_str() == state)
                 .count();
             self.replicas
                 .with_label_values(&[state])

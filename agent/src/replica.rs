@@ -63,6 +63,23 @@ pub enum ReplicaState {
     Stopped,
 }
 
+impl ReplicaState {
+    /// The state as the agent protocol reports it (without its details).
+    pub fn reported(&self) -> orion_api::agent_proto::ReplicaState {
+        use orion_api::agent_proto::ReplicaState as Reported;
+        match self {
+            ReplicaState::Starting => Reported::Starting,
+            ReplicaState::Running => Reported::Running,
+            ReplicaState::Healthy => Reported::Healthy,
+            ReplicaState::Unhealthy => Reported::Unhealthy,
+            ReplicaState::Backoff => Reported::Backoff,
+            ReplicaState::Exited { .. } => Reported::Exited,
+            ReplicaState::Failed { .. } => Reported::Failed,
+            ReplicaState::Stopped => Reported::Stopped,
+        }
+    }
+}
+
 /// The observed state of one replica, as reported to the control plane.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplicaStatus {

@@ -72,17 +72,12 @@ impl Forwarded {
 
 /// The replica states `orion_replicas{state}` has a series for: the agents'
 /// states, and `unreported` for a placed replica no agent has reported yet.
-pub const REPLICA_STATES: &[&str] = &[
-    "starting",
-    "running",
-    "healthy",
-    "unhealthy",
-    "backoff",
-    "exited",
-    "failed",
-    "stopped",
-    "unreported",
-];
+fn replica_states() -> impl Iterator<Item = &'static str> {
+    orion_api::agent_proto::ReplicaState::ALL
+        .iter()
+        .map(|s| s.as_str())
+        .chain(["unreported"])
+}
 
 /// The peer's registry and the apiserver's own metrics.
 pub struct PeerMetrics {
@@ -236,7 +231,7 @@ impl PeerMetrics {
     /// Sets `orion_replicas` from `(state, count)` pairs; every known state has a
     /// series (0 when none), so dashboards see a stable set.
     pub fn set_replicas(&self, counts: &std::collections::BTreeMap<&str, i64>) {
-        for state in REPLICA_STATES {
+        for state in replica_states() {
             self.replicas
                 .with_label_values(&[state])
                 .set(counts.get(state).copied().unwrap_or(0));

@@ -14,7 +14,7 @@ use std::time::Instant;
 use fixture::haproxy::{Haproxy, HaproxyOptions};
 use fixture::orion;
 use fixture::stream::CliStream;
-use fixture::{TestCluster, WAIT};
+use fixture::{TestCluster, COUNTER, WAIT};
 
 /// The load balancer's IP: on loopback, but no peer's.
 const LB_IP: &str = "127.0.0.100";
@@ -99,9 +99,6 @@ async fn the_cli_works_through_haproxy_once_peers_carry_its_name() {
 
 /// The second test's load balancer address (the first one's is `LB_IP`).
 const LB2_IP: &str = "127.0.0.101";
-
-/// Prints `n 1`, `n 2`, … every 50 ms.
-const COUNTER: &str = "kind: Service\nname: counter\ncommand: [sh, -c, 'i=0; while :; do i=$((i+1)); echo \"n $i\"; sleep 0.05; done']\nresources: {cpu: 10m, memory: 8Mi}\n";
 
 /// One `orion` command through the load balancer, as a one-shot call.
 struct Call {

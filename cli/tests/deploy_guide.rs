@@ -242,24 +242,8 @@ impl Lab {
             .stderr(Stdio::piped())
             .spawn()
             .expect("nsenter");
-        let (out, err) = (child.stdout.take(), child.stderr.take());
-        let read = |r: Option<std::process::ChildStdout>| {
-            std::thread::spawn(move || {
-                let mut s = String::new();
-                if let Some(mut r) = r {
-                    let _ = std::io::Read::read_to_string(&mut r, &mut s);
-                }
-                s
-            })
-        };
-        let out = read(out);
-        let err = std::thread::spawn(move || {
-            let mut s = String::new();
-            if let Some(mut r) = err {
-                let _ = std::io::Read::read_to_string(&mut r, &mut s);
-            }
-            s
-        });
+        let out = read_all(child.stdout.take());
+        let err = read_all(child.stderr.take());
         let deadline = Instant::now() + BLOCK_DEADLINE;
         let status = loop {
             if let Some(status) = child.try_wait().expect("wait") {
@@ -386,6 +370,18 @@ fn the_units_are_hardened_by_systemds_own_measure() {
             "{unit}'s exposure is above {threshold}/100: {overall}\n{text}"
         );
     }
+}
+
+/// Reads a child's pipe to its end on a thread of its own (so neither pipe can
+/// fill up and stall the child while the other is read).
+fn read_all(pipe: Option<impl std::io::Read + Send + 'static>) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        if let Some(mut r) = pipe {
+            let _ = r.read_to_string(&mut s);
+        }
+        s
+    })
 }
 
 /// The `systemctl` stand-in (see the module docs).

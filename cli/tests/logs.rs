@@ -4,6 +4,8 @@
 
 mod fixture;
 
+use fixture::COUNTER;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
@@ -20,9 +22,6 @@ fn client(c: &TestCluster, via: u64) -> Client {
         .expect("client")
         .with_timeout(Duration::from_secs(20))
 }
-
-/// Prints `n 1`, `n 2`, … every 50 ms.
-const COUNTER: &str = "kind: Service\nname: counter\ncommand: [sh, -c, 'i=0; while :; do i=$((i+1)); echo \"n $i\"; sleep 0.05; done']\nresources: {cpu: 10m, memory: 8Mi}\n";
 
 /// A running `orion logs -f` and what it printed so far.
 struct Follower {

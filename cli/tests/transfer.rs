@@ -5,7 +5,6 @@
 
 mod fixture;
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use fixture::load::WriteLoad;
@@ -127,18 +126,7 @@ async fn transfer_moves_leadership_and_held_writes_succeed() {
         report.long_pauses
     );
     // Every acknowledged write is there, read through every peer.
-    let want: BTreeSet<String> = report.acked.iter().map(|n| format!("load/{n}")).collect();
-    for id in c.running() {
-        let have: BTreeSet<String> = c
-            .all_variables(id)
-            .await
-            .into_iter()
-            .map(|v| v.path)
-            .filter(|p| p.starts_with("load/"))
-            .collect();
-        let missing: Vec<_> = want.difference(&have).collect();
-        assert!(missing.is_empty(), "peer {id} lacks {missing:?}");
-    }
+    report.assert_everywhere(&c).await;
     c.assert_no_unexpected_errors(&[]);
 }
 

@@ -4,7 +4,6 @@
 
 mod fixture;
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use fixture::load::WriteLoad;
@@ -69,18 +68,8 @@ async fn rolling_restart_under_writes_loses_no_acknowledged_write() {
         "writes failed during the rolling restart: {:?}",
         report.failed
     );
-    let want: BTreeSet<String> = report.acked.iter().map(|n| format!("load/{n}")).collect();
-    for id in c.running() {
-        let have: BTreeSet<String> = c
-            .all_variables(id)
-            .await
-            .into_iter()
-            .map(|v| v.path)
-            .filter(|p| p.starts_with("load/"))
-            .collect();
-        let missing: Vec<_> = want.difference(&have).collect();
-        assert!(missing.is_empty(), "peer {id} lacks {missing:?}");
-    }
+    // Every acknowledged write is there, read through every peer.
+    report.assert_everywhere(&c).await;
     // Each data directory carries the current format.
     for id in c.running() {
         assert_eq!(

@@ -353,14 +353,7 @@ fn apply_command(txn: &mut Txn<'_>, index: u64, cmd: &Command) -> Result<Applied
             draining,
             drain_deadline_unix_ms,
         } => {
-            let key = node_key(name);
-            let Some(current) = read_json::<NodeObject>(txn, &key)? else {
-                return Err(reject(
-                    ErrorCode::NotFound,
-                    format!("node {name:?} does not exist (`orion get nodes` lists them)"),
-                    None,
-                ));
-            };
+            let (key, current) = existing_node(txn, name)?;
             let node = NodeObject {
                 cordoned: *cordoned,
                 draining: *draining,
@@ -373,14 +366,7 @@ fn apply_command(txn: &mut Txn<'_>, index: u64, cmd: &Command) -> Result<Applied
             Ok(Applied::Node(Box::new(node)))
         }
         Command::DeleteNode { name } => {
-            let key = node_key(name);
-            let Some(node) = read_json::<NodeObject>(txn, &key)? else {
-                return Err(reject(
-                    ErrorCode::NotFound,
-                    format!("node {name:?} does not exist (`orion get nodes` lists them)"),
-                    None,
-                ));
-            };
+            let (key, node) = existing_node(txn, name)?;
             txn.delete(&key);
             record_event(txn, index, EventKind::Delete, "Node", name, &node)?;
             Ok(Applied::Node(Box::new(node)))
@@ -644,6 +630,19 @@ fn next_generation(
             reason,
             rolled_back_from: None,
         },
+    }
+}
+
+/// Node `name`'s key and record; a `NotFound` rejection when there is none.
+fn existing_node(txn: &Txn<'_>, name: &str) -> Result<(Vec<u8>, NodeObject), Failure> {
+    let key = node_key(name);
+    match read_json::<NodeObject>(txn, &key)? {
+        Some(node) => Ok((key, node)),
+        None => Err(reject(
+            ErrorCode::NotFound,
+            format!("node {name:?} does not exist (`orion get nodes` lists them)"),
+            None,
+        )),
     }
 }
 

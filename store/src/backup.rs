@@ -84,16 +84,7 @@ where
 {
     let db = reader.db();
     let view = db.snapshot();
-    let sm_meta = cf(db, CF_SM_META)?;
-    let last_log_id: Option<LogId<u64>> = view
-        .get_cf(sm_meta, LAST_APPLIED)?
-        .map(|b| decode("last applied log id", &b))
-        .transpose()?;
-    let last_membership: StoredMembership<u64, N> = view
-        .get_cf(sm_meta, LAST_MEMBERSHIP)?
-        .map(|b| decode("last membership", &b))
-        .transpose()?
-        .unwrap_or_default();
+    let (last_log_id, last_membership): db::Applied<N> = db::applied_state(db, &view)?;
     let millis = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis())

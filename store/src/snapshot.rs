@@ -21,11 +21,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use openraft::{
     LogId, Node, RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageError, StorageIOError,
-    StoredMembership,
 };
 use rocksdb::{IteratorMode, WriteBatch, WriteOptions, DB};
 
-use crate::codec::{decode, encode};
+use crate::codec::encode;
 use crate::db::cf;
 use crate::error::{Error, Result};
 use crate::keys::{CF_SM, CF_SM_META, LAST_APPLIED, LAST_MEMBERSHIP};
@@ -152,16 +151,8 @@ impl<C: StoreConfig> RaftSnapshotBuilder<C> for SnapshotBuilder<C> {
 /// Serialize the state machine as of now and keep it as the current snapshot.
 fn build<C: StoreConfig>(db: &DB, files: &SnapshotFiles) -> Result<Snapshot<C>> {
     let view = db.snapshot();
-    let sm_meta = cf(db, CF_SM_META)?;
-    let last_log_id: Option<LogId<u64>> = view
-        .get_cf(sm_meta, LAST_APPLIED)?
-        .map(|b| decode("last applied log id", &b))
-        .transpose()?;
-    let last_membership: StoredMembership<u64, C::Node> = view
-        .get_cf(sm_meta, LAST_MEMBERSHIP)?
-        .map(|b| decode("last membership", &b))
-        .transpose()?
-        .unwrap_or_default();
+    let (last_log_id, last_membership): crate::db::Applied<C::Node> =
+        crate::db::applied_state(db, &view)?;
     let meta = SnapshotMeta {
         snapshot_id: snapshot_id(last_log_id.as_ref()),
         last_log_id,

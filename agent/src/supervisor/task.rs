@@ -213,12 +213,7 @@ impl ReplicaTask {
                     if !self.sleep_backoff(delay).await {
                         return;
                     }
-                    restarts = restarts.saturating_add(1);
-                    self.shared.restarts.fetch_add(1, Ordering::Relaxed);
-                    self.update(|s| {
-                        s.restarts = restarts;
-                        s.state = ReplicaState::Starting;
-                    });
+                    restarts = self.count_restart(restarts);
                     continue;
                 }
             };
@@ -257,12 +252,7 @@ impl ReplicaTask {
                     });
                     drop(proc);
                     attempt = 0;
-                    restarts = restarts.saturating_add(1);
-                    self.shared.restarts.fetch_add(1, Ordering::Relaxed);
-                    self.update(|s| {
-                        s.restarts = restarts;
-                        s.state = ReplicaState::Starting;
-                    });
+                    restarts = self.count_restart(restarts);
                     continue;
                 }
                 Outcome::Exited(exit) => {
@@ -322,12 +312,7 @@ impl ReplicaTask {
                     }
                     () = self.restart_requested() => {
                         attempt = 0;
-                        restarts = restarts.saturating_add(1);
-                        self.shared.restarts.fetch_add(1, Ordering::Relaxed);
-                        self.update(|s| {
-                    s.restarts = restarts;
-                    s.state = ReplicaState::Starting;
-                });
+                        restarts = self.count_restart(restarts);
                         continue;
                     }
                 }
@@ -341,13 +326,7 @@ impl ReplicaTask {
             if !self.sleep_backoff(delay).await {
                 return;
             }
-            restarts = restarts.saturating_add(1);
-            self.shared.restarts.fetch_add(1, Ordering::Relaxed);
-
-            self.update(|s| {
-                s.restarts = restarts;
-                s.state = ReplicaState::Starting;
-            });
+            restarts = self.count_restart(restarts);
         }
     }
 
@@ -364,6 +343,18 @@ impl ReplicaTask {
                 false
             }
         }
+    }
+
+    /// One more restart: counted in the status (which shows it as starting) and
+    /// in the agent's metrics. Returns the new count.
+    fn count_restart(&self, restarts: u32) -> u32 {
+        let restarts = restarts.saturating_add(1);
+        self.shared.restarts.fetch_add(1, Ordering::Relaxed);
+        self.update(|s| {
+            s.restarts = restarts;
+            s.state = ReplicaState::Starting;
+        });
+        restarts
     }
 
     fn save_record(&self, proc: &Proc, restarts: u32) {

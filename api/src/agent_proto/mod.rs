@@ -145,6 +145,18 @@ pub enum ReplicaState {
 }
 
 impl ReplicaState {
+    /// Every state, in lifecycle order (metrics give each its own series).
+    pub const ALL: [ReplicaState; 8] = [
+        ReplicaState::Starting,
+        ReplicaState::Running,
+        ReplicaState::Healthy,
+        ReplicaState::Unhealthy,
+        ReplicaState::Backoff,
+        ReplicaState::Exited,
+        ReplicaState::Failed,
+        ReplicaState::Stopped,
+    ];
+
     /// The name shown by the API and the CLI, e.g. `healthy`.
     pub fn as_str(&self) -> &'static str {
         match self {

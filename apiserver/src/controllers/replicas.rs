@@ -116,17 +116,28 @@ pub fn plan(
         services.iter().map(|s| (s.spec.name.as_str(), s)).collect();
     let by_node: BTreeMap<&str, &NodeObject> = nodes.iter().map(|n| (n.name.as_str(), n)).collect();
 
-    // Per service: how many more replicas may go down now for a drain.
+    // Per service: how many more replicas may go down now for a drain. Only
+    // needed (and the agents' reports only read) while some node drains.
     let mut budget: BTreeMap<&str, u32> = BTreeMap::new();
-    for s in services {
-        let up = replicas
-            .iter()
-            .filter(|r| r.service == s.spec.name && r.ordinal < s.spec.replicas)
-            .filter(|r| (observed.up)(r) == Availability::Up)
-            .count() as u32;
-        let unavailable = s.spec.replicas.saturating_sub(up);
-        let allowed = s.spec.strategy.max_unavailable.max(1);
-        budget.insert(s.spec.name.as_str(), allowed.saturating_sub(unavailable));
+    if nodes.iter().any(|n| n.draining) {
+        let mut up: BTreeMap<&str, u32> = BTreeMap::new();
+        for r in replicas {
+            let wanted = by_name
+                .get(r.service.as_str())
+                .is_some_and(|s| r.ordinal < s.spec.replicas);
+            if wanted && (observed.up)(r) == Availability::Up {
+                *up.entry(r.service.as_str()).or_default() += 1;
+            }
+        }
+        for s in services {
+            let name = s.spec.name.as_str();
+            let unavailable = s
+                .spec
+                .replicas
+                .saturating_sub(up.get(name).copied().unwrap_or(0));
+            let allowed = s.spec.strategy.max_unavailable.max(1);
+            budget.insert(name, allowed.saturating_sub(unavailable));
+        }
     }
 
     let mut out = ReplicaPlan::default();
