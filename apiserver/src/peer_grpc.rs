@@ -22,6 +22,16 @@ use tracing::debug;
 /// Handshakes in progress at once; more wait in the kernel's accept queue.
 const MAX_HANDSHAKES: usize = 64;
 
+/// Streams a peer may reset before this server accepted them, per connection.
+/// openraft abandons an AppendEntries after one heartbeat interval, and its
+/// client then resets the stream; under load dozens are pending at once. h2's
+/// default (20, a guard against the "rapid reset" attack from strangers) then
+/// tears down the whole connection with `GOAWAY ENHANCE_YOUR_CALM`, and the
+/// next calls wait for a new TLS handshake, long enough for an election. Every
+/// connection here passed mutual TLS against the cluster's CA before h2 sees
+/// it, so the guard is raised (still bounded) rather than kept for strangers.
+const MAX_PENDING_RESETS: usize = 4_096;
+
 /// Serves `node`'s peer service on `listener` until `shutdown` is cancelled.
 pub async fn serve(
     node: &RaftNode,
@@ -31,6 +41,7 @@ pub async fn serve(
 ) -> crate::error::Result<()> {
     tonic::transport::Server::builder()
         .timeout(Duration::from_secs(30))
+        .http2_max_pending_accept_reset_streams(Some(MAX_PENDING_RESETS))
         .add_service(node.peer_service())
         .serve_with_incoming_shutdown(
             incoming(listener, node.peer_server_tls(), tasks, shutdown.clone()),

@@ -29,7 +29,18 @@ pub enum Scenario {
     Read(ReadArgs),
     /// kill -9 the leader under a steady write load: time to the first acknowledged write.
     Failover(FailoverArgs),
+    /// The scheduler alone (placements/s), and apply → every replica running with a real agent.
+    Schedule(ScheduleArgs),
+    /// kill -9 an agent and its replicas: time until they all run on another node.
+    Reschedule(RescheduleArgs),
+    /// Resident memory of an idle peer, an idle agent, and a peer holding many services.
+    Footprint(FootprintArgs),
 }
+
+/// Most services, nodes and replicas a control-plane scenario may ask for.
+pub const MAX_SERVICES: usize = 100_000;
+pub const MAX_NODES: usize = 10_000;
+pub const MAX_BENCH_REPLICAS: u32 = 1_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Compare {
@@ -113,8 +124,65 @@ pub struct FailoverArgs {
     /// Give up on a trial when no survivor acknowledges a write within this.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub max_window: Duration,
+    /// Before the trials, run the steady load this long with no fault and count
+    /// the elections (Raft term changes) it saw; the figure is `5m`.
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub steady: Duration,
     #[command(flatten)]
     pub common: Common,
+}
+
+#[derive(Debug, Args)]
+pub struct ScheduleArgs {
+    /// Services handed to the scheduler alone.
+    #[arg(long, default_value_t = 10_000)]
+    pub services: usize,
+    /// Replicas of each of those services.
+    #[arg(long, default_value_t = 10)]
+    pub replicas: u32,
+    /// Nodes the scheduler alone places them on.
+    #[arg(long, default_value_t = 1_000)]
+    pub nodes: usize,
+    /// Applies measured per size (1 and `--large` replicas) on the real cluster.
+    #[arg(long, default_value_t = 3)]
+    pub trials: usize,
+    /// Replicas of the larger service applied on the real cluster.
+    #[arg(long, default_value_t = 100)]
+    pub large: u32,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(Debug, Args)]
+pub struct RescheduleArgs {
+    /// Replicas on the agent that is killed.
+    #[arg(long, default_value_t = 100)]
+    pub replicas: u32,
+    /// Trials (each on a fresh service).
+    #[arg(long, default_value_t = 1)]
+    pub trials: usize,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(Debug, Args)]
+pub struct FootprintArgs {
+    /// Services (of 0 replicas) the loaded peer holds.
+    #[arg(long, default_value_t = 10_000)]
+    pub services: usize,
+    /// How long the idle cluster runs before its memory is read.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub settle: Duration,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// Checks a count flag is within `1..=max`; the error names the flag.
+pub fn check_count(flag: &str, n: usize, max: usize) -> anyhow::Result<()> {
+    if n == 0 || n > max {
+        anyhow::bail!("--{flag} must be 1..={max}, not {n}");
+    }
+    Ok(())
 }
 
 /// `250ms`, `3s`, `2m`, or a bare number of seconds.

@@ -127,6 +127,30 @@ impl Kv {
         send(req, timeout).await
     }
 
+    /// The Raft term member `member` is in: Orion's `GET /v1/cluster/status`,
+    /// etcd's `POST /v3/maintenance/status` (its header's `raft_term`). Every
+    /// election, won or not, raises it.
+    pub async fn term(&self, member: usize) -> anyhow::Result<u64> {
+        let url = self.url(member)?;
+        match self.system {
+            System::Orion => Ok(self.orion(url, None)?.status().await?.term),
+            System::Etcd => {
+                let resp = self
+                    .http
+                    .post(format!("{url}/v3/maintenance/status"))
+                    .json(&serde_json::json!({}))
+                    .send()
+                    .await?
+                    .error_for_status()?;
+                let v: serde_json::Value = resp.json().await?;
+                let term = &v["header"]["raft_term"];
+                term.as_u64()
+                    .or_else(|| term.as_str().and_then(|t| t.parse().ok()))
+                    .with_context(|| format!("no raft_term in etcd's status answer: {v}"))
+            }
+        }
+    }
+
     /// An Orion client of member `url` over the shared HTTP client: one attempt,
     /// no failover, no retry, within `timeout` if given.
     fn orion(&self, url: &str, timeout: Option<Duration>) -> anyhow::Result<orion_client::Client> {

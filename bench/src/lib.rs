@@ -13,11 +13,15 @@
 //! - [`member`]: one server process, killed when dropped.
 //! - [`kv`]: the shared HTTP client; Orion's REST API and etcd's v3 JSON gateway.
 //! - [`load`]: closed-loop clients and HDR latency histograms.
-//! - [`scenario`]: `write`, `read`, `failover`.
+//! - [`fleet`]: real agents and marked replica processes for the control-plane
+//!   scenarios.
+//! - [`scenario`]: `write`, `read`, `failover` (beside etcd); `schedule`,
+//!   `reschedule`, `footprint` (Orion alone: etcd has no counterpart).
 //! - [`report`]: ratio lines, markdown, JSON, the machine description.
 
 pub mod args;
 pub mod cluster;
+pub mod fleet;
 pub mod kv;
 pub mod load;
 pub mod member;
@@ -40,6 +44,18 @@ pub async fn run(cli: args::Cli) -> anyhow::Result<report::Report> {
         args::Scenario::Failover(a) => {
             let out = a.common.out_dir.clone();
             (scenario::failover::run(a).await?, out)
+        }
+        args::Scenario::Schedule(a) => {
+            let out = a.common.out_dir.clone();
+            (scenario::schedule::run(a).await?, out)
+        }
+        args::Scenario::Reschedule(a) => {
+            let out = a.common.out_dir.clone();
+            (scenario::reschedule::run(a).await?, out)
+        }
+        args::Scenario::Footprint(a) => {
+            let out = a.common.out_dir.clone();
+            (scenario::footprint::run(a).await?, out)
         }
     };
     report.finish(&out_dir)?;

@@ -141,6 +141,57 @@ fn every_scenario_runs_against_fresh_clusters() {
     check(&out, &report, &["failover.window_"]);
 }
 
+/// Orion-alone figures: a value, no etcd, and a ratio line that says so.
+fn check_alone(stdout: &str, report: &serde_json::Value, prefixes: &[&str]) {
+    let figures = report["figures"].as_array().expect("figures");
+    for p in prefixes {
+        let f = figures
+            .iter()
+            .find(|f| f["name"].as_str().is_some_and(|n| n.starts_with(p)))
+            .unwrap_or_else(|| panic!("no {p} figure in {report}"));
+        let name = f["name"].as_str().expect("figure name");
+        assert!(f["orion"].as_f64().is_some_and(f64::is_finite), "figure {f}");
+        assert!(f["etcd"].is_null(), "figure {f}");
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}: ")))
+            .unwrap_or_else(|| panic!("no line for {name} in:\n{stdout}"));
+        assert!(line.contains(" etcd=- "), "{line}");
+    }
+}
+
+// The control-plane scenarios, small, one after another for the same reason.
+#[test]
+fn the_control_plane_scenarios_run_with_real_agents() {
+    let (out, report) = bench(&[
+        "schedule", "--services", "50", "--replicas", "2", "--nodes", "10", "--trials", "1",
+        "--large", "5",
+    ]);
+    check_alone(
+        &out,
+        &report,
+        &[
+            "schedule.alone.placements_per_s_",
+            "schedule.apply_to_running_ms_1_",
+            "schedule.apply_to_running_ms_5_",
+        ],
+    );
+
+    let (out, report) = bench(&["reschedule", "--replicas", "5"]);
+    check_alone(&out, &report, &["reschedule.window_ms_5_"]);
+
+    let (out, report) = bench(&["footprint", "--services", "150", "--settle", "0s"]);
+    check_alone(
+        &out,
+        &report,
+        &[
+            "footprint.peer_idle_rss_mib",
+            "footprint.agent_idle_rss_mib",
+            "footprint.leader_rss_mib_with_150_services",
+        ],
+    );
+}
+
 #[test]
 fn a_missing_etcd_fails_at_once_and_says_how_to_install_it() {
     let o = Command::new(env!("CARGO_BIN_EXE_orion-bench"))

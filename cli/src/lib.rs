@@ -11,6 +11,7 @@
 pub mod args;
 pub mod commands;
 pub mod context;
+pub mod log_filter;
 pub mod output;
 pub mod watch;
 

@@ -152,6 +152,9 @@ pub struct Verdicts {
     pub register: Option<linear::Report>,
     pub set: Option<SetReport>,
     pub convergence: Option<ConvergenceReport>,
+    /// ERROR lines in each process's log (`peer-1.log`: 0). An ordinary fault is
+    /// a WARN, so for kill, pause and partition runs these should be near zero.
+    pub error_lines: BTreeMap<String, usize>,
 }
 
 impl Verdicts {
@@ -172,6 +175,17 @@ impl Verdicts {
         )];
         if let Some(r) = &self.recovery {
             parts.push(format!("recovery: {r}"));
+        }
+        if !self.error_lines.is_empty() {
+            let total: usize = self.error_lines.values().sum();
+            parts.push(format!(
+                "{total} ERROR log lines ({})",
+                self.error_lines
+                    .iter()
+                    .map(|(log, n)| format!("{log} {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
         }
         if let Some(r) = &self.register {
             parts.push(format!("register: {}", verdict_word(&r.verdict)));
@@ -294,7 +308,12 @@ pub fn run(opts: &Options) -> anyhow::Result<Outcome> {
     });
     // Logs are worth keeping whatever happened.
     copy_logs(work.path(), &out);
-    let verdicts = result?;
+    let mut verdicts = result?;
+    verdicts.error_lines = count_error_lines(&out);
+    std::fs::write(
+        out.join("verdict.json"),
+        serde_json::to_vec_pretty(&verdicts)?,
+    )?;
     eprintln!("{}", verdicts.summary());
     eprint!("{}", verdicts.details());
     Ok(Outcome { dir: out, verdicts })
@@ -433,6 +452,7 @@ async fn body(
         register,
         set,
         convergence,
+        error_lines: BTreeMap::new(),
     })
 }
 
@@ -505,6 +525,22 @@ fn copy_logs(work: &Path, out: &Path) {
             let _ = std::fs::copy(e.path(), out.join(&name));
         }
     }
+}
+
+/// ERROR lines of each `.log` in `dir`, by file stem (`peer-1`).
+fn count_error_lines(dir: &Path) -> BTreeMap<String, usize> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return BTreeMap::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let stem = name.strip_suffix(".log")?.to_string();
+            let text = std::fs::read_to_string(e.path()).ok()?;
+            Some((stem, text.lines().filter(|l| l.contains(" ERROR ")).count()))
+        })
+        .collect()
 }
 
 /// UTC `YYYYMMDDTHHMMSSZ`, for folder names that sort by time.

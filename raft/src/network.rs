@@ -49,20 +49,57 @@ pub struct Contact {
     pub last_answer: Option<Instant>,
     /// Whether the latest call got no answer (unreachable, timed out).
     pub last_call_failed: bool,
+    /// Since when every call has failed (the first failure of the streak).
+    pub failing_since: Option<Instant>,
+    /// Whether this streak of failures has been logged at WARN.
+    pub warned: bool,
 }
 
+/// How long a peer must fail every call before it is logged at WARN. Single
+/// calls time out under load (openraft gives an AppendEntries one heartbeat
+/// interval) and are retried at once; only a peer that stays silent is news.
+pub const SILENT_WARN_AFTER: Duration = Duration::from_secs(2);
+
 impl Contacts {
-    fn record(&self, target: NodeId, answered: bool) {
-        if let Ok(mut map) = self.0.lock() {
-            let c = map.entry(target).or_insert(Contact {
-                last_answer: None,
-                last_call_failed: false,
-            });
-            if answered {
-                c.last_answer = Some(Instant::now());
+    /// Records one call's outcome: `None` when it was answered. A peer that fails every call for
+    /// [`SILENT_WARN_AFTER`] is logged once at WARN, and once at INFO when it
+    /// answers again; each failure between is DEBUG (openraft's own ERROR line
+    /// for it is dropped by the binary's log filter).
+    fn record(&self, target: NodeId, failure: Option<&str>) {
+        let Ok(mut map) = self.0.lock() else {
+            return;
+        };
+        let now = Instant::now();
+        let answered = failure.is_none();
+        let c = map.entry(target).or_insert(Contact {
+            last_answer: None,
+            last_call_failed: false,
+            failing_since: None,
+            warned: false,
+        });
+        if answered {
+            if c.warned {
+                let silent = c.failing_since.map(|t| now - t).unwrap_or_default();
+                tracing::info!(peer = target, "peer {target} answers again after {silent:.1?}");
             }
-            c.last_call_failed = !answered;
+            c.last_answer = Some(now);
+            c.failing_since = None;
+            c.warned = false;
+        } else {
+            let since = *c.failing_since.get_or_insert(now);
+            let why = failure.unwrap_or_default();
+            if !c.warned && now - since >= SILENT_WARN_AFTER {
+                c.warned = true;
+                tracing::warn!(
+                    peer = target,
+                    "peer {target} has not answered for {:.1?}: {why}",
+                    now - since
+                );
+            } else {
+                tracing::debug!(peer = target, "no answer from peer {target}: {why}");
+            }
         }
+        c.last_call_failed = !answered;
     }
 
     /// What is known of `target`; `None` before the first call to it.
@@ -246,7 +283,8 @@ impl PeerClient {
             protocol: crate::protocol::RAFT_RPC,
         };
         let reply = bounded(option.hard_ttl(), send(client, rpc, payload)).await;
-        self.contacts.record(self.target, reply.is_ok());
+        self.contacts
+            .record(self.target, reply.as_ref().err().map(|s| s.message()));
         let reply = reply.map_err(|status| {
             if status.code() == tonic::Code::FailedPrecondition
                 && status

@@ -79,4 +79,49 @@ impl OrionCluster {
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
+
+    /// Starts a real `orion agent` named `name` (node `name`), joined with a fresh
+    /// agent token; does not wait for it to register.
+    pub async fn spawn_agent(&mut self, name: &str) -> anyhow::Result<()> {
+        let mut spec = orion_launch::AgentSpec::named(self.dir.path(), name);
+        spec.wrapper = Wrapper::default().env("ORION_LOG", "warn");
+        Ok(self.launcher.spawn_agent(name, spec).await?)
+    }
+
+    /// `kill -9` agent `name` (its replicas keep running, as after a crash of
+    /// the agent alone).
+    pub fn kill_agent(&mut self, name: &str) {
+        self.launcher.kill_agent(name);
+    }
+
+    pub fn agent_pid(&self, name: &str) -> Option<u32> {
+        self.launcher.agent(name).and_then(|a| a.pid())
+    }
+
+    /// The process id of every running peer, by member index (0-based).
+    pub fn peer_pids(&self) -> Vec<(usize, u32)> {
+        (1..=SIZE as u64)
+            .filter_map(|slot| {
+                let pid = self.launcher.peer(slot)?.pid()?;
+                Some((slot as usize - 1, pid))
+            })
+            .collect()
+    }
+
+    /// A client of member `member` (0-based) alone, with the admin token.
+    pub fn client_of(&self, member: usize) -> anyhow::Result<orion_client::Client> {
+        let url = self
+            .kv
+            .urls
+            .get(member)
+            .with_context(|| format!("no member {member}"))?;
+        let (Some(ca), Some(token)) = (self.launcher.ca_pem(), self.launcher.admin_token()) else {
+            anyhow::bail!("the orion cluster has no admin credentials");
+        };
+        Ok(orion_client::Client::new(
+            std::slice::from_ref(url),
+            ca,
+            Some(token.to_string()),
+        )?)
+    }
 }

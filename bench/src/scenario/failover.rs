@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
+use hdrhistogram::Histogram;
 use tokio::time::Instant;
 
 use crate::args::{check_bounds, FailoverArgs, MAX_TRIALS};
@@ -69,13 +71,33 @@ fn spawn_writers(
     tasks
 }
 
-/// The windows (µs) of the trials that ended, and how many found no survivor in time.
+/// What the trials of one system saw.
+struct Trials {
+    /// The windows (µs) of the trials that ended.
+    windows: Vec<u64>,
+    /// Trials that found no survivor in time.
+    lost: usize,
+    /// Elections during the steady load before the trials (`--steady`), if run.
+    steady_elections: Option<u64>,
+}
+
+/// The highest term any member reports.
+async fn max_term(kv: &Kv) -> anyhow::Result<u64> {
+    let mut max = None;
+    for m in 0..SIZE {
+        if let Ok(t) = kv.term(m).await {
+            max = max.max(Some(t));
+        }
+    }
+    max.context("no member answered its status")
+}
+
 async fn trials(
     cluster: &mut Cluster,
     args: &FailoverArgs,
     value: &Arc<str>,
     system: System,
-) -> anyhow::Result<(Vec<u64>, usize)> {
+) -> anyhow::Result<Trials> {
     let kv = cluster.kv();
     let probe = Arc::new(Probe {
         epoch: Instant::now(),
@@ -89,6 +111,22 @@ async fn trials(
     let result = async {
         let mut windows = Vec::new();
         let mut lost = 0;
+        let mut steady_elections = None;
+        if !args.steady.is_zero() {
+            cluster.wait_for_leader().await?;
+            let before = max_term(&kv).await?;
+            let acks = probe.acks.load(Ordering::SeqCst);
+            eprintln!("{}: {:?} of steady load, no fault", system.name(), args.steady);
+            tokio::time::sleep(args.steady).await;
+            let after = max_term(&kv).await?;
+            anyhow::ensure!(
+                probe.acks.load(Ordering::SeqCst) > acks,
+                "{}: no write was acknowledged during the steady load",
+                system.name()
+            );
+            eprintln!("{}: {} elections during the steady load", system.name(), after.saturating_sub(before));
+            steady_elections = Some(after.saturating_sub(before));
+        }
         for trial in 1..=args.trials {
             let leader = cluster.wait_for_leader().await?;
             let before = probe.acks.load(Ordering::SeqCst);
@@ -127,7 +165,11 @@ async fn trials(
             cluster.restart(leader)?;
         }
         cluster.wait_for_leader().await?;
-        Ok((windows, lost))
+        Ok(Trials {
+            windows,
+            lost,
+            steady_elections,
+        })
     }
     .await;
     probe.stop.store(true, Ordering::SeqCst);
@@ -158,7 +200,11 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<Report> {
     for system in super::systems(&args.common) {
         eprintln!("{}: starting a {SIZE}-member cluster", system.name());
         let mut cluster = Cluster::start(system, &programs, args.clients).await?;
-        let (windows, lost) = trials(&mut cluster, &args, &value, system).await?;
+        let Trials {
+            windows,
+            lost,
+            steady_elections,
+        } = trials(&mut cluster, &args, &value, system).await?;
         drop(cluster);
         if lost > 0 {
             report.notes.push(format!(
@@ -186,7 +232,23 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<Report> {
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
-        results.push((system, h));
+        results.push((system, h, steady_elections));
+    }
+    let steady: Vec<(System, u64)> = results
+        .iter()
+        .filter_map(|(s, _, e)| Some((*s, (*e)?)))
+        .collect();
+    let results: Vec<(System, Histogram<u64>)> =
+        results.into_iter().map(|(s, h, _)| (s, h)).collect();
+    if !steady.is_empty() {
+        let (o, e) = super::pair(&steady, |n| *n as f64);
+        report.figures.push(Figure::new(
+            format!("failover.elections_in_{}s_steady_load", args.steady.as_secs()),
+            "elections",
+            Better::Lower,
+            o,
+            e,
+        ));
     }
     for (label, q) in [("p50", 0.5), ("p99", 0.99), ("max", 1.0)] {
         let (o, e) = super::pair(&results, |h| h.value_at_quantile(q) as f64 / 1000.0);

@@ -2,7 +2,10 @@
 //! cluster at a time so they never compete for the machine, then reports.
 
 pub mod failover;
+pub mod footprint;
 pub mod read;
+pub mod reschedule;
+pub mod schedule;
 pub mod write;
 
 use crate::args::{Common, Compare};
@@ -23,6 +26,16 @@ const MAX_ORION_CONFIG_BYTES: u64 = 64 << 10;
 /// The `orion` binary: `--orion-bin`, else the one next to this program (the same
 /// target directory and profile).
 fn programs(common: &Common) -> anyhow::Result<Programs> {
+    programs_for(common, common.compare == Compare::Etcd)
+}
+
+/// [`programs`] for a scenario that measures Orion alone (etcd has no scheduler,
+/// agents or services to measure beside it): etcd is not checked for.
+fn orion_programs(common: &Common) -> anyhow::Result<Programs> {
+    programs_for(common, false)
+}
+
+fn programs_for(common: &Common, with_etcd: bool) -> anyhow::Result<Programs> {
     let orion = match &common.orion_bin {
         Some(p) => p.clone(),
         None => std::env::current_exe()?
@@ -35,7 +48,7 @@ fn programs(common: &Common) -> anyhow::Result<Programs> {
         "no orion binary at {} (build it: `cargo build --release --bin orion`, or pass --orion-bin)",
         orion.display()
     );
-    if common.compare == Compare::Etcd {
+    if with_etcd {
         // Checked before any cluster starts, so a missing etcd fails at once.
         let runs = std::process::Command::new(&common.etcd_bin)
             .arg("--version")

@@ -74,16 +74,28 @@ fn is_refused_config(e: &anyhow::Error) -> bool {
 }
 
 fn init_tracing(default_level: &str, format: LogFormat) {
-    let filter = EnvFilter::try_from_env("ORION_LOG")
-        .unwrap_or_else(|_| EnvFilter::new(format!("{default_level},openraft=warn")));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+
+    let explicit = EnvFilter::try_from_env("ORION_LOG").ok();
+    // Unless ORION_LOG asks for openraft's debug lines (see `log_filter`).
+    let directives = std::env::var("ORION_LOG").unwrap_or_default();
+    let quiet =
+        (!crate::log_filter::shows_openraft_debug(&directives)).then_some(crate::log_filter::QuietPeerFaults);
+    let filter =
+        explicit.unwrap_or_else(|| EnvFilter::new(format!("{default_level},openraft=warn")));
+    let layer = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
+    let layer = match format {
+        LogFormat::Json => layer.json().boxed(),
+        LogFormat::Text => layer.boxed(),
     };
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(layer.with_filter(quiet))
+        .try_init();
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
