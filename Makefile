@@ -47,6 +47,20 @@ install: deps
 .PHONY: bench
 bench: deps ; cargo build --release --bin orion --bin orion-bench && $(CARGO_TARGET_DIR)/release/orion-bench $(or $(BENCH),write --clients 64 --duration 10s)
 
+# `make bench-all`: every scenario with the figures BENCHMARKS.md reports, one after
+# another on this machine (about 25 minutes), reports in bench/results/.
+BENCH_BIN := $(CARGO_TARGET_DIR)/release/orion-bench
+.PHONY: bench-all
+bench-all: deps
+	cargo build --release --bin orion --bin orion-bench
+	for c in 1 16 64 256; do $(BENCH_BIN) write --clients $$c --duration 10s || exit 1; done
+	$(BENCH_BIN) read --clients 1 --duration 10s
+	$(BENCH_BIN) read --clients 64 --duration 10s
+	$(BENCH_BIN) failover --trials 20 --clients 16 --steady 5m
+	$(BENCH_BIN) schedule --services 10000 --replicas 10 --nodes 1000 --large 100
+	$(BENCH_BIN) reschedule --replicas 100 --trials 3
+	$(BENCH_BIN) footprint --services 10000
+
 # `make bench-ui`: the dashboard's render benchmark in headless Chromium (1,000
 # services, 200 nodes, 3,000 replicas; prints the figures; BENCHMARKS.md).
 .PHONY: bench-ui

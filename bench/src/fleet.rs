@@ -50,10 +50,8 @@ impl Marked {
         dir.flatten()
             .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
             .filter(|pid| {
-                std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| {
-                    env.split(|b| *b == 0)
-                        .any(|kv| kv == needle.as_bytes())
-                })
+                std::fs::read(format!("/proc/{pid}/environ"))
+                    .is_ok_and(|env| env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes()))
             })
             .collect()
     }
@@ -100,9 +98,10 @@ pub async fn running_by_node(
     let list = leader.replicas(Consistency::Linearizable).await?;
     let mut by_node = BTreeMap::new();
     for r in list.items.iter().filter(|r| r.service == service) {
-        let up = list.observed.get(&r.id()).is_some_and(|o| {
-            matches!(o.state, ReplicaState::Running | ReplicaState::Healthy)
-        });
+        let up = list
+            .observed
+            .get(&r.id())
+            .is_some_and(|o| matches!(o.state, ReplicaState::Running | ReplicaState::Healthy));
         if up {
             *by_node.entry(r.node.clone()).or_insert(0) += 1;
         }

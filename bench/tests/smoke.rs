@@ -150,7 +150,10 @@ fn check_alone(stdout: &str, report: &serde_json::Value, prefixes: &[&str]) {
             .find(|f| f["name"].as_str().is_some_and(|n| n.starts_with(p)))
             .unwrap_or_else(|| panic!("no {p} figure in {report}"));
         let name = f["name"].as_str().expect("figure name");
-        assert!(f["orion"].as_f64().is_some_and(f64::is_finite), "figure {f}");
+        assert!(
+            f["orion"].as_f64().is_some_and(f64::is_finite),
+            "figure {f}"
+        );
         assert!(f["etcd"].is_null(), "figure {f}");
         let line = stdout
             .lines()
@@ -164,8 +167,17 @@ fn check_alone(stdout: &str, report: &serde_json::Value, prefixes: &[&str]) {
 #[test]
 fn the_control_plane_scenarios_run_with_real_agents() {
     let (out, report) = bench(&[
-        "schedule", "--services", "50", "--replicas", "2", "--nodes", "10", "--trials", "1",
-        "--large", "5",
+        "schedule",
+        "--services",
+        "50",
+        "--replicas",
+        "2",
+        "--nodes",
+        "10",
+        "--trials",
+        "1",
+        "--large",
+        "5",
     ]);
     check_alone(
         &out,

@@ -162,7 +162,13 @@ mod tests {
         assert_eq!(lines.len(), 4, "{text}");
         assert!(lines[0].contains("LogFlush error: disk full"), "{text}");
         assert!(lines[1].contains("orion_raft") && lines[1].contains("RPCError"));
-        assert!(lines[2].contains("WARN") && lines[2].contains("RPCError"), "{text}");
-        assert!(lines[3].contains("ERROR") && lines[3].contains("target=2"), "{text}");
+        assert!(
+            lines[2].contains("WARN") && lines[2].contains("RPCError"),
+            "{text}"
+        );
+        assert!(
+            lines[3].contains("ERROR") && lines[3].contains("target=2"),
+            "{text}"
+        );
     }
 }

@@ -80,7 +80,10 @@ impl Contacts {
         if answered {
             if c.warned {
                 let silent = c.failing_since.map(|t| now - t).unwrap_or_default();
-                tracing::info!(peer = target, "peer {target} answers again after {silent:.1?}");
+                tracing::info!(
+                    peer = target,
+                    "peer {target} answers again after {silent:.1?}"
+                );
             }
             c.last_answer = Some(now);
             c.failing_since = None;

@@ -243,7 +243,10 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<Report> {
     if !steady.is_empty() {
         let (o, e) = super::pair(&steady, |n| *n as f64);
         report.figures.push(Figure::new(
-            format!("failover.elections_in_{}s_steady_load", args.steady.as_secs()),
+            format!(
+                "failover.elections_in_{}s_steady_load",
+                args.steady.as_secs()
+            ),
             "elections",
             Better::Lower,
             o,

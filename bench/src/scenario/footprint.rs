@@ -52,7 +52,10 @@ pub async fn run(args: FootprintArgs) -> anyhow::Result<Report> {
     report.notes.push(format!(
         "idle peers (MiB): {}",
         idle.iter()
-            .map(|(m, r)| format!("member {m}{} {r:.1}", if *m == leader { " (leader)" } else { "" }))
+            .map(|(m, r)| format!(
+                "member {m}{} {r:.1}",
+                if *m == leader { " (leader)" } else { "" }
+            ))
             .collect::<Vec<_>>()
             .join(", ")
     ));

@@ -17,7 +17,11 @@ use crate::report::{Better, Figure, Report};
 const LIMIT: Duration = Duration::from_secs(120);
 
 pub async fn run(args: RescheduleArgs) -> anyhow::Result<Report> {
-    check_count("replicas", args.replicas as usize, MAX_BENCH_REPLICAS as usize)?;
+    check_count(
+        "replicas",
+        args.replicas as usize,
+        MAX_BENCH_REPLICAS as usize,
+    )?;
     check_count("trials", args.trials, MAX_TRIALS)?;
     let programs = super::orion_programs(&args.common)?;
     let mut report = Report::new(

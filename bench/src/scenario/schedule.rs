@@ -16,7 +16,9 @@ use orion_api::spec::Resources;
 use orion_apiserver::scheduler::{schedule, NodeView, Request, Strategy};
 use tokio::time::Instant;
 
-use crate::args::{check_count, ScheduleArgs, MAX_BENCH_REPLICAS, MAX_NODES, MAX_SERVICES, MAX_TRIALS};
+use crate::args::{
+    check_count, ScheduleArgs, MAX_BENCH_REPLICAS, MAX_NODES, MAX_SERVICES, MAX_TRIALS,
+};
 use crate::cluster::{OrionCluster, SIZE};
 use crate::fleet::{self, median, Marked};
 use crate::report::{Better, Figure, Report};
@@ -26,7 +28,11 @@ const LIMIT: Duration = Duration::from_secs(120);
 pub async fn run(args: ScheduleArgs) -> anyhow::Result<Report> {
     check_count("services", args.services, MAX_SERVICES)?;
     check_count("nodes", args.nodes, MAX_NODES)?;
-    check_count("replicas", args.replicas as usize, MAX_BENCH_REPLICAS as usize)?;
+    check_count(
+        "replicas",
+        args.replicas as usize,
+        MAX_BENCH_REPLICAS as usize,
+    )?;
     check_count("large", args.large as usize, MAX_BENCH_REPLICAS as usize)?;
     check_count("trials", args.trials, MAX_TRIALS)?;
     let programs = super::orion_programs(&args.common)?;
@@ -70,14 +76,18 @@ pub async fn run(args: ScheduleArgs) -> anyhow::Result<Report> {
             let service = format!("s{size}-{trial}");
             let start = Instant::now();
             fleet::apply(&client, [marked.service(&service, size)]).await?;
-            let w = fleet::wait_running(&client, &service, size as usize, None, start, LIMIT)
-                .await?;
+            let w =
+                fleet::wait_running(&client, &service, size as usize, None, start, LIMIT).await?;
             windows.push(w.as_secs_f64() * 1000.0);
             client.delete_service(&service).await?;
         }
         report.notes.push(format!(
             "apply → {size} running, each trial (ms): {}",
-            windows.iter().map(|w| format!("{w:.0}")).collect::<Vec<_>>().join(", ")
+            windows
+                .iter()
+                .map(|w| format!("{w:.0}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
         report.figures.push(Figure::new(
             format!("schedule.apply_to_running_ms_{size}_replicas"),

@@ -81,8 +81,8 @@ fn init_tracing(default_level: &str, format: LogFormat) {
     let explicit = EnvFilter::try_from_env("ORION_LOG").ok();
     // Unless ORION_LOG asks for openraft's debug lines (see `log_filter`).
     let directives = std::env::var("ORION_LOG").unwrap_or_default();
-    let quiet =
-        (!crate::log_filter::shows_openraft_debug(&directives)).then_some(crate::log_filter::QuietPeerFaults);
+    let quiet = (!crate::log_filter::shows_openraft_debug(&directives))
+        .then_some(crate::log_filter::QuietPeerFaults);
     let filter =
         explicit.unwrap_or_else(|| EnvFilter::new(format!("{default_level},openraft=warn")));
     let layer = tracing_subscriber::fmt::layer()
