@@ -488,6 +488,7 @@ async fn an_agent_may_speak_only_for_its_own_node() {
             reason: Some("forged".into()),
             ports: Default::default(),
             generation: 1,
+            exit_code: None,
         }],
     };
     write_frame(&mut send, &lie).await.expect("status");

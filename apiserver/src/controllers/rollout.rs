@@ -422,6 +422,7 @@ mod tests {
                         reason: None,
                         ports: BTreeMap::new(),
                         generation: r.generation,
+                        exit_code: None,
                     },
                 )
             })
