@@ -342,3 +342,66 @@ pub(crate) fn decode_job(dec: &mut Decoder, node: &Node) -> Option<(JobSpec, Pos
     };
     Some((spec, name_at))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::spec::{parse_documents, Resource};
+
+    use super::*;
+
+    fn job(text: &str) -> JobSpec {
+        match parse_documents("j.yaml", text).map(|mut r| r.remove(0)) {
+            Ok(Resource::Job(j)) => j,
+            other => panic!("not a job: {other:?}"),
+        }
+    }
+
+    fn errors(text: &str) -> String {
+        parse_documents("j.yaml", text)
+            .expect_err("should be refused")
+            .to_string()
+    }
+
+    #[test]
+    fn defaults_follow_kubernetes() {
+        let j = job("kind: Job\nname: once\ncommand: [true]\n");
+        assert_eq!((j.completions, j.parallelism, j.backoff_limit), (1, 1, 6));
+        assert_eq!(j.backoff, DEFAULT_JOB_BACKOFF);
+        assert_eq!(j.history_limit, HistoryLimit { successful: 3, failed: 1 });
+        assert_eq!(j.time_zone, "UTC");
+        assert_eq!(j.concurrency_policy, ConcurrencyPolicy::Allow);
+        assert_eq!(j.schedule, None);
+        assert_eq!(j.retry_delay_ms(1), 10_000);
+        assert_eq!(j.retry_delay_ms(2), 20_000);
+        assert_eq!(j.retry_delay_ms(40), 360_000, "capped at 6m");
+        assert_eq!(j.task_service().restart.policy, RestartMode::Never);
+    }
+
+    #[test]
+    fn the_example_parses() {
+        let text = include_str!("../../../examples/cleanup-job.yaml");
+        let j = job(text);
+        assert_eq!(j.schedule.as_deref(), Some("*/5 * * * *"));
+        assert_eq!(j.time_zone, "Europe/Paris");
+        assert_eq!(j.concurrency_policy, ConcurrencyPolicy::Forbid);
+        assert_eq!(j.starting_deadline_ms, Some(60_000));
+        assert!(j.cron().is_some_and(|c| c.is_ok()));
+    }
+
+    #[test]
+    fn bad_schedules_zones_and_bounds_are_refused_with_their_place() {
+        let e = errors("kind: Job\nname: j\ncommand: [x]\nschedule: '* * *'\n");
+        assert!(e.contains("j.yaml:4:11: schedule: `* * *` has 3 fields"), "{e}");
+        let e = errors("kind: Job\nname: j\ncommand: [x]\nschedule: '* * * * *'\ntime_zone: Moon/Base\n");
+        assert!(e.contains("j.yaml:5:12: time_zone: unknown time zone `Moon/Base`"), "{e}");
+        let e = errors("kind: Job\nname: j\ncommand: [x]\ncompletions: 1000\nparallelism: 0\n");
+        assert!(e.contains("completions: 1000 is above the limit of 100"), "{e}");
+        assert!(e.contains("parallelism: must be at least 1"), "{e}");
+        let e = errors("kind: Job\nname: j\ncommand: [x]\nconcurrency_policy: sometimes\nreplicas: 2\n");
+        assert!(e.contains("unknown policy `sometimes`"), "{e}");
+        assert!(e.contains("unknown field `replicas`"), "{e}");
+        let e = errors("kind: Job\nname: j\ncommand: [x]\nbackoff: {initial: 1m, max: 1s}\nhistory_limit: {successful: 99}\n");
+        assert!(e.contains("initial backoff (1m) is longer than max (1s)"), "{e}");
+        assert!(e.contains("history_limit.successful: 99 is above the limit of 50"), "{e}");
+    }
+}

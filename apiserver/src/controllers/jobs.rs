@@ -404,6 +404,11 @@ pub async fn run(node: RaftNode, agents: Arc<AgentRegistry>, token: Cancellation
             changed = metrics.changed() => if changed.is_err() { return },
             () = tokio::time::sleep(TICK) => {}
         }
+        // Raft's metrics change in bursts: a round at most every 100 ms.
+        tokio::select! {
+            () = token.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
     }
 }
 
