@@ -50,15 +50,14 @@ impl JobObject {
     /// its replica id and node.
     pub fn placed_tasks(&self) -> impl Iterator<Item = (String, &str, &JobRun, &JobTask)> {
         self.active().flat_map(move |run| {
-            run.tasks.iter().filter_map(move |t| match (&t.node, t.state) {
-                (Some(node), TaskState::Running) => Some((
-                    t.replica_id(&self.spec.name, run.id),
-                    node.as_str(),
-                    run,
-                    t,
-                )),
-                _ => None,
-            })
+            run.tasks
+                .iter()
+                .filter_map(move |t| match (&t.node, t.state) {
+                    (Some(node), TaskState::Running) => {
+                        Some((t.replica_id(&self.spec.name, run.id), node.as_str(), run, t))
+                    }
+                    _ => None,
+                })
         })
     }
 

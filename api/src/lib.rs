@@ -38,8 +38,8 @@ pub use cluster::{
 pub use error::{ApiError, ErrorBody, ErrorCode, Invalid};
 pub use event::{Event, EventCursor, EventKind, WatchStart};
 pub use job::{
-    DeletedJob, JobList, JobObject, JobResponse, JobRun, JobTask, RunState, SkippedSlot, StartedRun,
-    TaskState,
+    DeletedJob, JobList, JobObject, JobResponse, JobRun, JobTask, RunState, SkippedSlot,
+    StartedRun, TaskState,
 };
 pub use overview::{Overview, OVERVIEW_EVENTS, OVERVIEW_VARIABLES};
 pub use request_id::RequestId;

@@ -139,7 +139,10 @@ async fn a_job_of_three_completions_two_at_a_time_succeeds_with_exit_codes_and_l
     assert!(text.contains("run 1 succeeded"), "{text}");
     assert_eq!(text.matches("succeeded  0").count(), 3, "{text}");
     let (ok, text, err) = orion(&c, &server, &["get", "jobs"]);
-    assert!(ok && text.contains("batch") && text.contains("1 succeeded (3/3)"), "{text}{err}");
+    assert!(
+        ok && text.contains("batch") && text.contains("1 succeeded (3/3)"),
+        "{text}{err}"
+    );
     // The finished task's log is still readable.
     let (ok, text, err) = orion(&c, &server, &["logs", "batch-1-0-1"]);
     assert!(ok, "{err}");
@@ -169,22 +172,41 @@ async fn a_failing_job_retries_with_growing_backoff_then_fails_at_the_backoff_li
             .is_some_and(|r| r.contains("backoff limit")),
         "{run:?}"
     );
-    assert_eq!(run.tasks.len(), 3, "the first attempt and two retries: {run:?}");
+    assert_eq!(
+        run.tasks.len(),
+        3,
+        "the first attempt and two retries: {run:?}"
+    );
     assert!(run.tasks.iter().all(|t| t.exit_code == Some(3)));
     // The processes' own start times: each retry waited longer than the one before.
     let times: Vec<u128> = lines(&out)
         .iter()
-        .map(|l| l.split_whitespace().nth(1).expect("time").parse().expect("ns"))
+        .map(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .expect("time")
+                .parse()
+                .expect("ns")
+        })
         .collect();
     assert_eq!(times.len(), 3, "{:?}", lines(&out));
-    let gaps: Vec<u128> = times.windows(2).map(|w| (w[1] - w[0]) / 1_000_000).collect();
-    assert!(gaps[0] >= 2_000, "the first retry waits its 2s backoff: {gaps:?}");
+    let gaps: Vec<u128> = times
+        .windows(2)
+        .map(|w| (w[1] - w[0]) / 1_000_000)
+        .collect();
+    assert!(
+        gaps[0] >= 2_000,
+        "the first retry waits its 2s backoff: {gaps:?}"
+    );
     assert!(gaps[1] >= 4_000, "the second waits 4s: {gaps:?}");
     assert!(gaps[1] > gaps[0], "the gaps grow: {gaps:?}");
     let server = c.url(c.running()[0]);
     let (ok, text, err) = orion(&c, &server, &["describe", "job", "flaky"]);
     assert!(ok, "{err}");
-    assert!(text.contains("run 1 failed") && text.contains("backoff limit"), "{text}");
+    assert!(
+        text.contains("run 1 failed") && text.contains("backoff limit"),
+        "{text}"
+    );
     assert!(text.contains("exited with code 3"), "{text}");
 }
 
@@ -205,7 +227,9 @@ async fn job_run_starts_a_run_now_once_per_request_id() {
     // Scheduled once a year: nothing runs by itself.
     let j = c
         .wait_for("the schedule armed", Duration::from_secs(20), || async {
-            job(&c, "manual").await.filter(|j| j.last_scheduled.is_some())
+            job(&c, "manual")
+                .await
+                .filter(|j| j.last_scheduled.is_some())
         })
         .await;
     assert!(j.runs.is_empty());
@@ -257,7 +281,7 @@ fn runs_by_slot(lines: &[String]) -> BTreeMap<u64, (i64, i64)> {
         let ns: i128 = parts.next().expect("time").parse().expect("ns");
         let secs = (ns / 1_000_000_000) as i64;
         // `<job>-<run>-<index>-<attempt>`
-        let run: u64 = id.rsplitn(4, '-').nth(2).expect("run").parse().expect("run id");
+        let run: u64 = id.rsplit('-').nth(2).expect("run").parse().expect("run id");
         let previous = out.insert(run, (secs - secs % 60, secs % 60));
         assert!(previous.is_none(), "run {run} started twice: {lines:?}");
     }
@@ -317,7 +341,11 @@ async fn cron_runs_on_time_honours_forbid_and_a_leader_kill_neither_skips_nor_do
     }
     let tick_runs = runs_by_slot(&lines(&ticks));
     let slots: Vec<i64> = tick_runs.values().map(|(slot, _)| *slot).collect();
-    assert_eq!(slots, vec![first, second], "one run per slot: {tick_runs:?}");
+    assert_eq!(
+        slots,
+        vec![first, second],
+        "one run per slot: {tick_runs:?}"
+    );
     for (run, (_, late)) in &tick_runs {
         assert!(*late < 8, "run {run} started {late}s after its minute");
     }
@@ -344,6 +372,9 @@ async fn cron_runs_on_time_honours_forbid_and_a_leader_kill_neither_skips_nor_do
     let server = c.url(new_leader);
     let (ok, text, err) = orion(&c, &server, &["describe", "job", "slow"]);
     assert!(ok, "{err}");
-    assert!(text.contains("Skipped slots:") && text.contains("forbid"), "{text}");
+    assert!(
+        text.contains("Skipped slots:") && text.contains("forbid"),
+        "{text}"
+    );
     assert!(text.contains("Next run:"), "{text}");
 }

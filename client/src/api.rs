@@ -11,7 +11,6 @@ use orion_api::security::{
     CreateToken, CreatedToken, IssuedCert, JoinCertRequest, RevokedToken, TokenList,
 };
 use orion_api::workload::DrainRequest;
-use orion_api::{DeletedJob, JobList, JobResponse, StartedRun};
 use orion_api::{
     AgentBootstrap, ApplyRequest, ApplyResponse, ClusterStatus, DeleteResponse, DeletedService,
     Event, ExecRequest, JoinRequest, ListResponse, MembersResponse, NodeList, NodeObject, Overview,
@@ -19,6 +18,7 @@ use orion_api::{
     ServiceResponse, TransferRequest, TransferResponse, VariableResponse, WatchStart,
     WriteResponse,
 };
+use orion_api::{DeletedJob, JobList, JobResponse, StartedRun};
 use reqwest::Method;
 
 use crate::rest::{query_value, segment, Stream};

@@ -265,7 +265,10 @@ mod tests {
     #[test]
     fn forbid_skips_replace_stops_allow_runs_both() {
         let mut forbid = job("schedule: '* * * * *'\nconcurrency_policy: forbid\n");
-        assert_eq!(start_run(&mut forbid, Some(60), None, 1), Ok(Started::Run(1)));
+        assert_eq!(
+            start_run(&mut forbid, Some(60), None, 1),
+            Ok(Started::Run(1))
+        );
         let skipped = start_run(&mut forbid, Some(120), None, 2);
         assert!(
             matches!(&skipped, Ok(Started::Skipped(why)) if why.contains("run 1 is still running")),
@@ -287,7 +290,10 @@ mod tests {
             exit_code: None,
             reason: None,
         });
-        assert_eq!(start_run(&mut replace, Some(120), None, 5), Ok(Started::Run(2)));
+        assert_eq!(
+            start_run(&mut replace, Some(120), None, 5),
+            Ok(Started::Run(2))
+        );
         assert_eq!(replace.runs[0].state, RunState::Failed);
         assert_eq!(replace.runs[0].tasks[0].state, TaskState::Failed);
         assert!(replace.runs[0]

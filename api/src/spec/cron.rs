@@ -109,7 +109,10 @@ impl CronSchedule {
 /// A slot as a readable time in its zone, e.g. `2026-12-02 17:05:00 UTC`.
 pub fn format_slot(at: i64, zone: &str) -> String {
     match (parse_zone(zone), chrono::Utc.timestamp_opt(at, 0).single()) {
-        (Ok(tz), Some(t)) => t.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S %Z").to_string(),
+        (Ok(tz), Some(t)) => t
+            .with_timezone(&tz)
+            .format("%Y-%m-%d %H:%M:%S %Z")
+            .to_string(),
         _ => at.to_string(),
     }
 }
@@ -129,7 +132,10 @@ mod tests {
         assert!(parse_cron("every minute").is_err());
         assert!(parse_zone("Europe/Paris").is_ok());
         let zone = parse_zone("Mars/Olympus").expect_err("zone");
-        assert!(zone.0.contains("unknown time zone `Mars/Olympus`"), "{zone}");
+        assert!(
+            zone.0.contains("unknown time zone `Mars/Olympus`"),
+            "{zone}"
+        );
     }
 
     #[test]

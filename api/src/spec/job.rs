@@ -367,7 +367,13 @@ mod tests {
         let j = job("kind: Job\nname: once\ncommand: [true]\n");
         assert_eq!((j.completions, j.parallelism, j.backoff_limit), (1, 1, 6));
         assert_eq!(j.backoff, DEFAULT_JOB_BACKOFF);
-        assert_eq!(j.history_limit, HistoryLimit { successful: 3, failed: 1 });
+        assert_eq!(
+            j.history_limit,
+            HistoryLimit {
+                successful: 3,
+                failed: 1
+            }
+        );
         assert_eq!(j.time_zone, "UTC");
         assert_eq!(j.concurrency_policy, ConcurrencyPolicy::Allow);
         assert_eq!(j.schedule, None);
@@ -391,17 +397,36 @@ mod tests {
     #[test]
     fn bad_schedules_zones_and_bounds_are_refused_with_their_place() {
         let e = errors("kind: Job\nname: j\ncommand: [x]\nschedule: '* * *'\n");
-        assert!(e.contains("j.yaml:4:11: schedule: `* * *` has 3 fields"), "{e}");
-        let e = errors("kind: Job\nname: j\ncommand: [x]\nschedule: '* * * * *'\ntime_zone: Moon/Base\n");
-        assert!(e.contains("j.yaml:5:12: time_zone: unknown time zone `Moon/Base`"), "{e}");
+        assert!(
+            e.contains("j.yaml:4:11: schedule: `* * *` has 3 fields"),
+            "{e}"
+        );
+        let e = errors(
+            "kind: Job\nname: j\ncommand: [x]\nschedule: '* * * * *'\ntime_zone: Moon/Base\n",
+        );
+        assert!(
+            e.contains("j.yaml:5:12: time_zone: unknown time zone `Moon/Base`"),
+            "{e}"
+        );
         let e = errors("kind: Job\nname: j\ncommand: [x]\ncompletions: 1000\nparallelism: 0\n");
-        assert!(e.contains("completions: 1000 is above the limit of 100"), "{e}");
+        assert!(
+            e.contains("completions: 1000 is above the limit of 100"),
+            "{e}"
+        );
         assert!(e.contains("parallelism: must be at least 1"), "{e}");
-        let e = errors("kind: Job\nname: j\ncommand: [x]\nconcurrency_policy: sometimes\nreplicas: 2\n");
+        let e = errors(
+            "kind: Job\nname: j\ncommand: [x]\nconcurrency_policy: sometimes\nreplicas: 2\n",
+        );
         assert!(e.contains("unknown policy `sometimes`"), "{e}");
         assert!(e.contains("unknown field `replicas`"), "{e}");
         let e = errors("kind: Job\nname: j\ncommand: [x]\nbackoff: {initial: 1m, max: 1s}\nhistory_limit: {successful: 99}\n");
-        assert!(e.contains("initial backoff (1m) is longer than max (1s)"), "{e}");
-        assert!(e.contains("history_limit.successful: 99 is above the limit of 50"), "{e}");
+        assert!(
+            e.contains("initial backoff (1m) is longer than max (1s)"),
+            "{e}"
+        );
+        assert!(
+            e.contains("history_limit.successful: 99 is above the limit of 50"),
+            "{e}"
+        );
     }
 }

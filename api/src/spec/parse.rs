@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use super::decode::Decoder;
 use super::error::{SpecError, SpecErrors};
-use super::node::{read_documents, Node, Pos, Value};
 use super::job::decode_job;
+use super::node::{read_documents, Node, Pos, Value};
 use super::service::decode_service;
 use super::Resource;
 

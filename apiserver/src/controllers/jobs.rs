@@ -75,7 +75,10 @@ pub fn schedule_decisions(
     let zone = &spec.time_zone;
     if let Some(deadline) = spec.starting_deadline_ms.filter(|d| late_ms > *d) {
         let what = if count > 1 {
-            format!("{count} slots missed, the newest at {}", format_slot(newest, zone))
+            format!(
+                "{count} slots missed, the newest at {}",
+                format_slot(newest, zone)
+            )
         } else {
             format!("the slot at {} was missed", format_slot(newest, zone))
         };
@@ -210,7 +213,10 @@ pub fn plan_run(
         state,
         reason,
     };
-    let failures = tasks.iter().filter(|t| t.state == TaskState::Failed).count();
+    let failures = tasks
+        .iter()
+        .filter(|t| t.state == TaskState::Failed)
+        .count();
     let succeeded: std::collections::BTreeSet<u32> = tasks
         .iter()
         .filter(|t| t.state == TaskState::Succeeded)
@@ -227,20 +233,19 @@ pub fn plan_run(
                 spec.backoff_limit
             )),
         ))
-    } else if let Some(deadline) = spec
-        .active_deadline_ms
-        .filter(|d| now.saturating_sub(run.started_unix_ms) >= *d)
-    {
-        Some(done(
-            &tasks,
-            RunState::Failed,
-            Some(format!(
-                "active_deadline ({}) exceeded",
-                format_duration_ms(deadline)
-            )),
-        ))
     } else {
-        None
+        spec.active_deadline_ms
+            .filter(|d| now.saturating_sub(run.started_unix_ms) >= *d)
+            .map(|deadline| {
+                done(
+                    &tasks,
+                    RunState::Failed,
+                    Some(format!(
+                        "active_deadline ({}) exceeded",
+                        format_duration_ms(deadline)
+                    )),
+                )
+            })
     };
     if let Some(u) = update {
         return Some(u);
@@ -341,7 +346,10 @@ fn node_views(
 ) -> Vec<NodeView> {
     let mut allocated: BTreeMap<&str, Resources> = BTreeMap::new();
     let mut add = |node: &str, r: Resources| {
-        let key = nodes.iter().find(|n| n.name == node).map(|n| n.name.as_str());
+        let key = nodes
+            .iter()
+            .find(|n| n.name == node)
+            .map(|n| n.name.as_str());
         if let Some(key) = key {
             let a = allocated.entry(key).or_insert(Resources {
                 cpu_millis: 0,
@@ -368,10 +376,13 @@ fn node_views(
                 name: n.name.clone(),
                 labels: n.labels.clone(),
                 capacity: n.capacity,
-                allocated: allocated.get(n.name.as_str()).copied().unwrap_or(Resources {
-                    cpu_millis: 0,
-                    memory_bytes: 0,
-                }),
+                allocated: allocated
+                    .get(n.name.as_str())
+                    .copied()
+                    .unwrap_or(Resources {
+                        cpu_millis: 0,
+                        memory_bytes: 0,
+                    }),
                 schedulable: n.schedulable(),
             },
         })
@@ -503,9 +514,11 @@ async fn round(node: &RaftNode, agents: &AgentRegistry) -> Result<(), Stop> {
                 continue;
             };
             // What this round placed counts against the nodes for the next run.
-            for t in update.tasks.iter().filter(|t| {
-                t.state == TaskState::Running && !run.tasks.iter().any(|o| o == *t)
-            }) {
+            for t in update
+                .tasks
+                .iter()
+                .filter(|t| t.state == TaskState::Running && !run.tasks.iter().any(|o| o == *t))
+            {
                 if let Some(v) = views.iter_mut().find(|v| Some(&v.name) == t.node.as_ref()) {
                     v.view.allocated.cpu_millis += job.spec.resources.cpu_millis;
                     v.view.allocated.memory_bytes += job.spec.resources.memory_bytes;
@@ -683,7 +696,10 @@ mod tests {
         loop {
             let u = plan_run(&s, &run(tasks.clone()), &fail, &nodes, now).expect("changes");
             if u.state == RunState::Failed {
-                assert!(u.reason.as_deref().is_some_and(|r| r.contains("backoff limit")));
+                assert!(u
+                    .reason
+                    .as_deref()
+                    .is_some_and(|r| r.contains("backoff limit")));
                 assert_eq!(u.tasks.iter().filter(|t| t.exit_code == Some(3)).count(), 3);
                 break;
             }
@@ -711,7 +727,10 @@ mod tests {
         let u = plan_run(&s, &run(vec![]), &running, &nodes, 10).expect("placed");
         let late = plan_run(&s, &run(u.tasks.clone()), &running, &nodes, 5_000).expect("deadline");
         assert_eq!(late.state, RunState::Failed);
-        assert!(late.reason.as_deref().is_some_and(|r| r.contains("active_deadline")));
+        assert!(late
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("active_deadline")));
         let mut down = nodes.clone();
         down[0].ready = false;
         let lost = plan_run(&s, &run(u.tasks), &running, &down, 20).expect("lost");

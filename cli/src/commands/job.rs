@@ -24,7 +24,13 @@ fn jobs_table(items: &[JobObject]) -> Table {
     ]);
     for j in items {
         let last = j.runs.last().map_or("-".to_owned(), |r| {
-            format!("{} {} ({}/{})", r.id, r.state, r.succeeded(), j.spec.completions)
+            format!(
+                "{} {} ({}/{})",
+                r.id,
+                r.state,
+                r.succeeded(),
+                j.spec.completions
+            )
         });
         let schedule = match (&j.spec.schedule, j.spec.suspend) {
             (Some(s), false) => s.clone(),
