@@ -208,6 +208,10 @@ fn reports(supervisor: &Supervisor) -> Vec<ReplicaReport> {
             // A replica without named ports has none.
             ports: ports.remove(&s.id).unwrap_or_default(),
             generation: generations.get(&s.id).copied().unwrap_or_default(),
+            exit_code: match s.state {
+                crate::replica::ReplicaState::Exited { code, .. } => code,
+                _ => None,
+            },
             id: s.id,
             pid: s.pid,
             restarts: s.restarts,

@@ -281,7 +281,10 @@ pub fn agent_frame_seeds() -> Vec<Vec<u8>> {
     let service = spec::parse_documents("seed.yaml", SPEC_SEEDS[0])
         .ok()
         .and_then(|mut r| r.pop())
-        .map(|Resource::Service(s)| s);
+        .and_then(|r| match r {
+            Resource::Service(s) => Some(s),
+            Resource::Job(_) => None,
+        });
     let mut seeds = vec![
         seed(
             0,
@@ -313,6 +316,7 @@ pub fn agent_frame_seeds() -> Vec<Vec<u8>> {
                     reason: Some("exited with code 1".into()),
                     ports: BTreeMap::from([("http".to_owned(), 31000)]),
                     generation: 2,
+                    exit_code: None,
                 }],
             },
         ),

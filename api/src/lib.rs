@@ -12,6 +12,7 @@
 //!   `ServiceSpec`, and the JSON Schema editors use.
 //! - [`cluster`]: control-plane members and cluster status as the API shows them.
 //! - [`workload`]: stored workload objects and the `apply` exchange.
+//! - [`job`]: stored jobs, their runs and task attempts.
 //! - [`overview`]: the dashboard's first view in one answer (`GET /v1/overview`).
 //! - [`request_id`]: client request ids, which make a retried write apply once.
 //! - [`error`]: the JSON error body every endpoint returns, and its machine-readable codes.
@@ -22,6 +23,7 @@ pub mod cluster;
 pub mod error;
 pub mod event;
 pub mod fuzz;
+pub mod job;
 pub mod overview;
 pub mod request_id;
 pub mod security;
@@ -35,6 +37,10 @@ pub use cluster::{
 };
 pub use error::{ApiError, ErrorBody, ErrorCode, Invalid};
 pub use event::{Event, EventCursor, EventKind, WatchStart};
+pub use job::{
+    DeletedJob, JobList, JobObject, JobResponse, JobRun, JobTask, RunState, SkippedSlot,
+    StartedRun, TaskState,
+};
 pub use overview::{Overview, OVERVIEW_EVENTS, OVERVIEW_VARIABLES};
 pub use request_id::RequestId;
 pub use variable::{

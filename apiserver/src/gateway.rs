@@ -392,8 +392,33 @@ fn desired_for(raft: &RaftNode, node: &str) -> Result<(u64, Vec<DesiredReplica>)
                         service: spec.process_view(),
                     })
                 })
+                .chain(job_tasks_for(v, node)?)
                 .collect();
             Ok::<_, orion_store::Error>((revision, desired))
         })
         .map_err(|e| SessionError::State(e.to_string()))
+}
+
+/// The job task attempts placed on `node` and not finished: each one replica that
+/// the agent runs once (restart policy `never`). The generation is the job's
+/// `create_revision`: reports of an earlier job of the same name do not match.
+fn job_tasks_for(
+    v: &orion_store::View<'_>,
+    node: &str,
+) -> Result<Vec<DesiredReplica>, orion_store::Error> {
+    let jobs = read::jobs(v).map_err(|e| orion_store::Error::ApplyRead(e.to_string()))?;
+    let mut out = Vec::new();
+    for job in &jobs {
+        let service = job.spec.task_service();
+        for (id, on, _, _) in job.placed_tasks() {
+            if on == node {
+                out.push(DesiredReplica {
+                    id,
+                    generation: job.create_revision,
+                    service: service.clone(),
+                });
+            }
+        }
+    }
+    Ok(out)
 }

@@ -59,6 +59,11 @@ impl LeaderWork {
                     self.node_ttl,
                     term.clone(),
                 ));
+                tasks.spawn(controllers::jobs::run(
+                    self.node.clone(),
+                    self.agents.clone(),
+                    term.clone(),
+                ));
                 tasks.spawn(finish_bootstrap(self.security.clone(), term.clone()));
                 tasks.spawn(crate::recovery::finish_force_new_cluster(
                     self.node.clone(),

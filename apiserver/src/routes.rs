@@ -17,8 +17,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::api::common::ReadParams;
 use crate::api::{
-    certificates, cluster, health, internal, metrics, nodes, overview, replicas, rollout, services,
-    streams, tokens, ui, variables, watch,
+    certificates, cluster, health, internal, jobs, metrics, nodes, overview, replicas, rollout,
+    services, streams, tokens, ui, variables, watch,
 };
 use crate::auth::{self, Access, Auth};
 use crate::error;
@@ -363,6 +363,39 @@ pub fn routes() -> Vec<Route> {
         .headers(IDEMPOTENCY)
         .body::<services::ScaleRequest>()
         .answers::<orion_api::ApplyResponse>(),
+        r(M::GET, "/v1/jobs", Read, get(jobs::list), "List jobs with their runs")
+            .query::<ReadParams>()
+            .answers::<orion_api::JobList>(),
+        r(
+            M::GET,
+            "/v1/jobs/{name}",
+            Read,
+            get(jobs::get),
+            "Read a job: its spec, its runs with their tasks' exit codes, its next scheduled run",
+        )
+        .path_schemas(&[("name", service_name)])
+        .query::<ReadParams>()
+        .answers::<orion_api::JobResponse>(),
+        r(
+            M::DELETE,
+            "/v1/jobs/{name}",
+            Write,
+            delete(jobs::delete),
+            "Delete a job; its running tasks are stopped",
+        )
+        .path_schemas(&[("name", service_name)])
+        .headers(IDEMPOTENCY)
+        .answers::<orion_api::DeletedJob>(),
+        r(
+            M::POST,
+            "/v1/jobs/{name}/run",
+            Write,
+            post(jobs::run),
+            "Start a run of a job now (once per Idempotency-Key)",
+        )
+        .path_schemas(&[("name", service_name)])
+        .headers(IDEMPOTENCY)
+        .answers::<orion_api::StartedRun>(),
         r(
             M::GET,
             "/v1/nodes",

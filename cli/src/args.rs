@@ -260,6 +260,20 @@ pub enum Command {
         #[command(subcommand)]
         command: VarCommand,
     },
+    /// Run a job now (`orion job run NAME`).
+    Job {
+        #[command(flatten)]
+        opts: ClientOpts,
+        #[command(subcommand)]
+        command: JobCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobCommand {
+    /// Start a run of the job now, whatever its schedule; prints the run's id.
+    /// Retried under one request id: a lost answer never starts a second run.
+    Run { job: String },
 }
 
 /// Workload kinds the CLI can get and delete.
@@ -271,6 +285,8 @@ pub enum Kind {
     Nodes,
     #[value(alias = "replica")]
     Replicas,
+    #[value(alias = "job")]
+    Jobs,
 }
 
 #[derive(Debug, Args)]

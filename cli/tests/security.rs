@@ -100,6 +100,10 @@ const TABLE: &[Row] = &[
     ("POST", "/ui/logout", "/ui/logout", Some("{"), [204, 204, 204, 204, 204, 204]),
     ("GET", "/ui/session", "/ui/session", None, [401, 401, 401, 200, 200, 200]),
     ("POST", "/v1/services/{name}/scale", "/v1/services/missing/scale", Some("{"), [401, 401, 401, 403, 400, 400]),
+    ("GET", "/v1/jobs", "/v1/jobs", None, [401, 401, 401, 200, 200, 200]),
+    ("GET", "/v1/jobs/{name}", "/v1/jobs/missing", None, [401, 401, 401, 404, 404, 404]),
+    ("DELETE", "/v1/jobs/{name}", "/v1/jobs/missing", None, [401, 401, 401, 403, 404, 404]),
+    ("POST", "/v1/jobs/{name}/run", "/v1/jobs/missing/run", None, [401, 401, 401, 403, 404, 404]),
     ("POST", "/v1/internal/leader", "/v1/internal/leader", Some("{"), [401, 401, 401, 403, 403, 403]),
 ];
 
@@ -488,6 +492,7 @@ async fn an_agent_may_speak_only_for_its_own_node() {
             reason: Some("forged".into()),
             ports: Default::default(),
             generation: 1,
+            exit_code: None,
         }],
     };
     write_frame(&mut send, &lie).await.expect("status");

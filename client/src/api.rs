@@ -18,6 +18,7 @@ use orion_api::{
     ServiceResponse, TransferRequest, TransferResponse, VariableResponse, WatchStart,
     WriteResponse,
 };
+use orion_api::{DeletedJob, JobList, JobResponse, StartedRun};
 use reqwest::Method;
 
 use crate::rest::{query_value, segment, Stream};
@@ -278,6 +279,30 @@ impl Client {
             "/v1/services/{}/rollout/{verb}",
             name("service name", service)?
         );
+        self.post_idempotent(&path, &serde_json::json!({})).await
+    }
+
+    /// `GET /v1/jobs`.
+    pub async fn jobs(&self, consistency: Consistency) -> Result<JobList> {
+        self.get(&stale_path("/v1/jobs", consistency)).await
+    }
+
+    /// `GET /v1/jobs/{name}`: the job, its runs, and its next scheduled run.
+    pub async fn job(&self, job: &str, consistency: Consistency) -> Result<JobResponse> {
+        let path = format!("/v1/jobs/{}", name("job name", job)?);
+        self.get(&stale_path(&path, consistency)).await
+    }
+
+    /// `DELETE /v1/jobs/{name}`: the job and its runs; running tasks stop.
+    pub async fn delete_job(&self, job: &str) -> Result<DeletedJob> {
+        self.delete(&format!("/v1/jobs/{}", name("job name", job)?))
+            .await
+    }
+
+    /// `POST /v1/jobs/{name}/run`: starts a run now; retried under one request
+    /// id, so a lost answer never starts a second run.
+    pub async fn run_job(&self, job: &str) -> Result<StartedRun> {
+        let path = format!("/v1/jobs/{}/run", name("job name", job)?);
         self.post_idempotent(&path, &serde_json::json!({})).await
     }
 

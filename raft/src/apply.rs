@@ -20,14 +20,15 @@
 //! - `t/<id>`: a [`TokenRecord`] as JSON.
 //! - `n/<name>`: a [`NodeObject`] as JSON.
 //! - `p/<service>/<ordinal, 4 bytes big-endian>`: a [`ReplicaObject`] as JSON.
+//! - `j/<name>`: a [`JobObject`] as JSON: the spec, its runs and their tasks.
 //! - `d/…`, `o/…`, `m/sessions-compacted`: client sessions, see [`crate::session`].
 
 use orion_api::security::TokenRecord;
 use orion_api::spec::service::validate_name;
 use orion_api::spec::Resource;
 use orion_api::{
-    validate_path, ApplyResult, Change, ErrorCode, Event, EventCursor, EventKind, NodeObject,
-    ReplicaObject, ServiceObject, Variable,
+    validate_path, ApplyResult, Change, ErrorCode, Event, EventCursor, EventKind, JobObject,
+    NodeObject, ReplicaObject, ServiceObject, Variable,
 };
 use orion_store::{Applier, Txn};
 use serde::{Deserialize, Serialize};
@@ -57,6 +58,11 @@ pub fn token_key(id: &str) -> Vec<u8> {
     [TOKEN_PREFIX, id.as_bytes()].concat()
 }
 pub const REPLICA_PREFIX: &[u8] = b"p/";
+pub const JOB_PREFIX: &[u8] = b"j/";
+
+pub fn job_key(name: &str) -> Vec<u8> {
+    [JOB_PREFIX, name.as_bytes()].concat()
+}
 
 pub fn variable_key(path: &str) -> Vec<u8> {
     [VARIABLE_PREFIX, path.as_bytes()].concat()
@@ -468,6 +474,70 @@ fn apply_command(txn: &mut Txn<'_>, index: u64, cmd: &Command) -> Result<Applied
             if_generation,
             reason,
         } => roll_back(txn, index, service, *to, *if_generation, reason),
+        Command::StartJobRun {
+            job,
+            scheduled_at,
+            if_next_run,
+            now_unix_ms,
+        } => {
+            let (key, mut object) = existing_job(txn, job)?;
+            let started =
+                crate::jobs::start_run(&mut object, *scheduled_at, *if_next_run, *now_unix_ms)
+                    .map_err(|m| reject(ErrorCode::Conflict, m, None))?;
+            if started == crate::jobs::Started::Ignored {
+                return Ok(Applied::Done);
+            }
+            put_job(txn, index, &key, &mut object)?;
+            match started {
+                crate::jobs::Started::Run(id) => {
+                    let run = object.runs.iter().find(|r| r.id == id).cloned();
+                    Ok(run.map_or(Applied::Done, |r| Applied::JobRun(Box::new(r))))
+                }
+                _ => Ok(Applied::Done),
+            }
+        }
+        Command::SkipJobSlot {
+            job,
+            scheduled_at,
+            reason,
+        } => {
+            let (key, mut object) = existing_job(txn, job)?;
+            if crate::jobs::skip_slot(&mut object, *scheduled_at, reason.clone()) {
+                put_job(txn, index, &key, &mut object)?;
+            }
+            Ok(Applied::Done)
+        }
+        Command::UpdateJobRun {
+            job,
+            run,
+            version,
+            tasks,
+            state,
+            reason,
+            now_unix_ms,
+        } => {
+            let (key, mut object) = existing_job(txn, job)?;
+            let changed = crate::jobs::update_run(
+                &mut object,
+                *run,
+                *version,
+                tasks,
+                *state,
+                reason.as_deref(),
+                *now_unix_ms,
+            )
+            .map_err(|m| reject(ErrorCode::InvalidArgument, m, None))?;
+            if changed {
+                put_job(txn, index, &key, &mut object)?;
+            }
+            Ok(Applied::Done)
+        }
+        Command::DeleteJob { name } => {
+            let (key, job) = existing_job(txn, name)?;
+            txn.delete(&key);
+            record_event(txn, index, EventKind::Delete, "Job", name, &job)?;
+            Ok(Applied::DeletedJob(Box::new(job)))
+        }
         // Batches are taken apart in `OrionApplier::apply`; one inside another is refused.
         Command::Batch { .. } => Err(reject(
             ErrorCode::InvalidArgument,
@@ -475,6 +545,26 @@ fn apply_command(txn: &mut Txn<'_>, index: u64, cmd: &Command) -> Result<Applied
             None,
         )),
     }
+}
+
+/// The stored job `name` and its key; a `not_found` rejection when there is none.
+fn existing_job(txn: &Txn<'_>, name: &str) -> Result<(Vec<u8>, JobObject), Failure> {
+    let key = job_key(name);
+    match read_json::<JobObject>(txn, &key)? {
+        Some(job) => Ok((key, job)),
+        None => Err(reject(
+            ErrorCode::NotFound,
+            format!("job `{name}` does not exist (`orion get jobs` lists them)"),
+            None,
+        )),
+    }
+}
+
+/// Writes a changed job and records its event.
+fn put_job(txn: &mut Txn<'_>, index: u64, key: &[u8], job: &mut JobObject) -> Result<(), Failure> {
+    job.mod_revision = index;
+    txn.put(key, &encode(&*job));
+    record_event(txn, index, EventKind::Put, "Job", &job.spec.name, &*job)
 }
 
 /// Changes a stored service with `change` (which says whether it changed
@@ -733,6 +823,39 @@ fn apply_resource(
             if change != Change::Unchanged {
                 txn.put(&key, &encode(&object));
                 record_event(txn, index, EventKind::Put, "Service", &spec.name, &object)?;
+            }
+            Ok(ApplyResult {
+                kind: resource.kind().to_string(),
+                name: spec.name.clone(),
+                change,
+                mod_revision: object.mod_revision,
+            })
+        }
+        Resource::Job(spec) => {
+            let key = job_key(&spec.name);
+            let current = read_json::<JobObject>(txn, &key)?;
+            let (mut object, change) = match current {
+                Some(cur) if cur.spec == *spec => (cur, Change::Unchanged),
+                Some(mut cur) => {
+                    cur.spec = spec.clone();
+                    crate::jobs::trim_history(&mut cur);
+                    (cur, Change::Configured)
+                }
+                None => (
+                    JobObject {
+                        spec: spec.clone(),
+                        create_revision: index,
+                        mod_revision: index,
+                        last_scheduled: None,
+                        next_run: 1,
+                        runs: Vec::new(),
+                        skipped: Vec::new(),
+                    },
+                    Change::Created,
+                ),
+            };
+            if change != Change::Unchanged {
+                put_job(txn, index, &key, &mut object)?;
             }
             Ok(ApplyResult {
                 kind: resource.kind().to_string(),

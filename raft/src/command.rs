@@ -101,6 +101,37 @@ pub enum Command {
     /// record and its own result or rejection. All get the entry's revision, so a
     /// batch holds at most one write per path (apply rejects a second one).
     Batch { writes: Vec<Proposal> },
+    /// Start a run of `job`: for the schedule slot `scheduled_at` (seconds since
+    /// the epoch; ignored unless after the job's `last_scheduled`, and subject to
+    /// its `concurrency_policy`), or by hand when absent. `if_next_run`: only while
+    /// the job's next run id is this. `now_unix_ms` is the proposer's clock.
+    StartJobRun {
+        job: String,
+        scheduled_at: Option<i64>,
+        #[serde(default)]
+        if_next_run: Option<u64>,
+        now_unix_ms: u64,
+    },
+    /// Move `job`'s schedule past `scheduled_at` without a run; `reason` says why
+    /// the slot was skipped (absent: the schedule is only armed).
+    SkipJobSlot {
+        job: String,
+        scheduled_at: i64,
+        reason: Option<String>,
+    },
+    /// The job controller's decisions on one run (tasks placed, finished, retried;
+    /// the run's end), computed from the run's `version`: ignored if it changed.
+    UpdateJobRun {
+        job: String,
+        run: u64,
+        version: u64,
+        tasks: Vec<orion_api::JobTask>,
+        state: orion_api::RunState,
+        reason: Option<String>,
+        now_unix_ms: u64,
+    },
+    /// Delete a job by name: its runs end, their tasks stop.
+    DeleteJob { name: String },
 }
 
 /// What applying a command did.
@@ -123,6 +154,10 @@ pub enum Applied {
     Done,
     /// What each write of a [`Command::Batch`] did, in batch order.
     Batch(Vec<CommandResult>),
+    /// The run a [`Command::StartJobRun`] started.
+    JobRun(Box<orion_api::JobRun>),
+    /// The job as it was before a delete.
+    DeletedJob(Box<orion_api::JobObject>),
 }
 
 /// Why apply refused a command. Nothing was changed.

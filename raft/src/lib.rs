@@ -12,6 +12,7 @@
 //! - [`types`]: the openraft type config and the [`Member`] node type.
 //! - [`command`]: the command set written to the log and the result of applying one.
 //! - [`apply`]: the deterministic apply function and the state-machine key layout.
+//! - [`jobs`]: the job commands' changes to a stored job (runs, slots, history), pure.
 //! - [`session`]: client sessions: each request id's result, so a retry applies once.
 //! - [`codec`]: encoding of openraft RPCs for the wire.
 //! - [`network`]: the gRPC client side (lazy connections, timeouts, backoff).
@@ -37,6 +38,7 @@ pub mod apply;
 pub mod codec;
 pub mod command;
 mod error;
+pub mod jobs;
 pub mod metrics;
 pub mod network;
 pub mod node;

@@ -2,7 +2,7 @@
 
 use orion_api::security::TokenRecord;
 use orion_api::{
-    Event, EventCursor, NodeObject, ReplicaObject, ServiceObject, Variable, WatchStart,
+    Event, EventCursor, JobObject, NodeObject, ReplicaObject, ServiceObject, Variable, WatchStart,
 };
 use orion_store::View;
 
@@ -162,4 +162,16 @@ pub fn token(view: &View<'_>, id: &str) -> Result<Option<TokenRecord>> {
 /// Every token record.
 pub fn tokens(view: &View<'_>) -> Result<Vec<TokenRecord>> {
     all(view, crate::apply::TOKEN_PREFIX)
+}
+
+/// A job, with its runs.
+pub fn job(view: &View<'_>, name: &str) -> Result<Option<JobObject>> {
+    view.get(&crate::apply::job_key(name))?
+        .map(|b| decode(&b))
+        .transpose()
+}
+
+/// Every job, by name.
+pub fn jobs(view: &View<'_>) -> Result<Vec<JobObject>> {
+    all(view, crate::apply::JOB_PREFIX)
 }

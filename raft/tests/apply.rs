@@ -287,6 +287,7 @@ async fn the_window_counts_events_not_writes() {
                         replicas: round,
                         ..spec.clone()
                     }),
+                    other => other.clone(),
                 })
                 .collect(),
         })

@@ -252,6 +252,7 @@ mod tests {
             reason: None,
             ports: BTreeMap::from([("http".into(), 20001)]),
             generation: 3,
+            exit_code: Some(0),
         };
         let sent = vec![
             AgentMessage::Hello {

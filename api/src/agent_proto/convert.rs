@@ -131,6 +131,7 @@ fn report_to_wire(r: &ReplicaReport) -> wire::ReplicaReport {
             .map(|(name, port)| (name.clone(), u32::from(*port)))
             .collect(),
         generation: r.generation,
+        exit_code: r.exit_code,
     }
 }
 
@@ -172,6 +173,7 @@ fn report_from_wire(r: wire::ReplicaReport) -> Checked<ReplicaReport> {
         reason: r.reason,
         ports,
         generation: r.generation,
+        exit_code: r.exit_code,
     })
 }
 
@@ -643,6 +645,7 @@ mod tests {
             reason: None,
             ports: BTreeMap::from([("http".into(), 1)]),
             generation: 2,
+            exit_code: None,
         });
         r.state = 99;
         let err = report_from_wire(r.clone()).expect_err("unknown state");

@@ -120,6 +120,10 @@ pub struct ReplicaReport {
     /// The generation of the desired replica this state belongs to (0: unknown).
     #[serde(default)]
     pub generation: u64,
+    /// The exit code of a replica that exited and is not restarted (a job's
+    /// task); `None` while it runs, after a signal, or from an older agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
 }
 
 /// What a replica is doing, as its agent reports it (in JSON, the snake_case name).

@@ -15,6 +15,8 @@
 //! # Layout
 //! - [`parse`]: [`parse_documents`], the entry point, and the `kind` dispatch.
 //! - [`service`]: `kind: Service`, its typed form and its defaults.
+//! - [`job`]: `kind: Job`, run to completion, once or on a schedule.
+//! - [`cron`]: job schedules (five-field cron, IANA zones) and their slots.
 //! - [`constraint`]: placement constraints (`zone == a`, `zone in (a, b)`, ...).
 //! - [`quantity`]: CPU (`250m`, `0.5`) and memory (`64Mi`, `1Gi`) amounts.
 //! - [`duration`]: `500ms`, `2s`, `1m30s`.
@@ -27,10 +29,12 @@
 //!   turn it into typed values while collecting errors.
 
 pub mod constraint;
+pub mod cron;
 mod decode;
 pub mod duration;
 pub mod error;
 pub mod expand;
+pub mod job;
 mod node;
 pub mod parse;
 pub mod quantity;
@@ -41,6 +45,7 @@ use serde::{Deserialize, Serialize};
 
 pub use constraint::Constraint;
 pub use error::{SpecError, SpecErrors};
+pub use job::{ConcurrencyPolicy, HistoryLimit, JobSpec, MAX_COMPLETIONS};
 pub use parse::{check_apply_size, parse_documents, MAX_RESOURCES_PER_APPLY};
 pub use schema::json_schema;
 pub use service::{
@@ -53,6 +58,7 @@ pub use service::{
 #[serde(tag = "kind", rename_all = "PascalCase")]
 pub enum Resource {
     Service(ServiceSpec),
+    Job(JobSpec),
 }
 
 impl Resource {
@@ -60,12 +66,14 @@ impl Resource {
     pub fn kind(&self) -> &'static str {
         match self {
             Resource::Service(_) => "Service",
+            Resource::Job(_) => "Job",
         }
     }
 
     pub fn name(&self) -> &str {
         match self {
             Resource::Service(s) => &s.name,
+            Resource::Job(j) => &j.name,
         }
     }
 }

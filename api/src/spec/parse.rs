@@ -5,12 +5,13 @@ use std::collections::BTreeMap;
 
 use super::decode::Decoder;
 use super::error::{SpecError, SpecErrors};
+use super::job::decode_job;
 use super::node::{read_documents, Node, Pos, Value};
 use super::service::decode_service;
 use super::Resource;
 
 /// The `kind`s a document may have.
-pub const KINDS: &[&str] = &["Service"];
+pub const KINDS: &[&str] = &["Service", "Job"];
 
 /// Most resources one apply may carry, over all its files. They go into one Raft
 /// entry, applied as one; a hundred services is more than one application's
@@ -96,6 +97,7 @@ fn decode_document(dec: &mut Decoder, doc: &Node) -> Option<(Resource, Pos)> {
     let kind_name = dec.string(kind, "kind")?;
     match kind_name.as_str() {
         "Service" => decode_service(dec, doc).map(|(s, at)| (Resource::Service(s), at)),
+        "Job" => decode_job(dec, doc).map(|(j, at)| (Resource::Job(j), at)),
         other => {
             dec.error(
                 kind.at,

@@ -24,11 +24,12 @@ pub fn json_schema() -> Value {
         "minItems": 1,
         "description": "the program and its arguments; no shell is involved"
     });
+    let job = job_schema();
     json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": "https://orion.dev/schema/orion.yaml.json",
         "title": "orion.yaml document",
-        "oneOf": [{"$ref": "#/$defs/Service"}],
+        "oneOf": [{"$ref": "#/$defs/Service"}, {"$ref": "#/$defs/Job"}],
         "$defs": {
             "name": name,
             "duration": duration,
@@ -67,6 +68,7 @@ pub fn json_schema() -> Value {
                     "strategy": {"$ref": "#/$defs/strategy"}
                 }
             },
+            "Job": job,
             "resources": {
                 "type": "object",
                 "additionalProperties": false,
@@ -171,6 +173,61 @@ pub fn json_schema() -> Value {
     })
 }
 
+/// The `kind: Job` document (its own function: one `json!` this size would pass
+/// the macro's recursion limit).
+fn job_schema() -> Value {
+    json!({
+        "type": "object",
+        "description": "a command run to completion, with retries; with a schedule, periodically",
+        "additionalProperties": false,
+        "required": ["kind", "name", "command"],
+        "properties": {
+            "kind": {"const": "Job"},
+            "name": {"$ref": "#/$defs/name"},
+            "command": {"$ref": "#/$defs/command"},
+            "args": {
+                "type": "array",
+                "items": {"type": ["string", "number", "boolean"]},
+                "description": "extra arguments after `command`"
+            },
+            "env": {
+                "type": "object",
+                "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
+                "additionalProperties": {"type": ["string", "number", "boolean"]}
+            },
+            "working_dir": {"type": "string"},
+            "resources": {"$ref": "#/$defs/resources"},
+            "placement": {"$ref": "#/$defs/placement"},
+            "completions": {"type": "integer", "minimum": 1, "maximum": super::job::MAX_COMPLETIONS, "default": 1, "description": "tasks that must exit 0"},
+            "parallelism": {"type": "integer", "minimum": 1, "maximum": super::job::MAX_COMPLETIONS, "default": 1, "description": "tasks running at once"},
+            "backoff_limit": {"type": "integer", "minimum": 0, "maximum": super::job::MAX_BACKOFF_LIMIT, "default": 6, "description": "failed attempts retried before the run fails"},
+            "backoff": {
+                "type": "object",
+                "additionalProperties": false,
+                "description": "delay before each retry, doubling; initial must not be longer than max",
+                "properties": {
+                    "initial": {"$ref": "#/$defs/duration", "default": "10s"},
+                    "max": {"$ref": "#/$defs/duration", "default": "6m"}
+                }
+            },
+            "active_deadline": {"$ref": "#/$defs/duration", "description": "a run going on longer fails, its tasks killed"},
+            "schedule": {"type": "string", "maxLength": super::cron::MAX_SCHEDULE_LEN, "description": "five-field cron: minute hour day-of-month month day-of-week, e.g. */5 * * * *"},
+            "time_zone": {"type": "string", "default": "UTC", "description": "IANA zone the schedule is read in, e.g. Europe/Paris"},
+            "concurrency_policy": {"enum": ["allow", "forbid", "replace"], "default": "allow"},
+            "starting_deadline": {"$ref": "#/$defs/duration", "description": "a scheduled run later than this is skipped"},
+            "history_limit": {
+                "type": "object",
+                "additionalProperties": false,
+                "properties": {
+                    "successful": {"type": "integer", "minimum": 0, "maximum": super::job::MAX_HISTORY, "default": 3},
+                    "failed": {"type": "integer", "minimum": 0, "maximum": super::job::MAX_HISTORY, "default": 1}
+                }
+            },
+            "suspend": {"type": "boolean", "default": false, "description": "no new scheduled runs"}
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,6 +297,20 @@ mod tests {
         );
         object(&s, &p["placement"], PLACEMENT_FIELDS, "placement");
         object(&s, &p["strategy"], STRATEGY_FIELDS, "strategy");
+        let job = object(&s, &s["$defs"]["Job"], crate::spec::job::JOB_FIELDS, "Job");
+        let p = &job["properties"];
+        object(
+            &s,
+            &p["backoff"],
+            crate::spec::job::JOB_BACKOFF_FIELDS,
+            "Job.backoff",
+        );
+        object(
+            &s,
+            &p["history_limit"],
+            crate::spec::job::HISTORY_FIELDS,
+            "Job.history_limit",
+        );
         assert_eq!(s["$schema"], "https://json-schema.org/draft/2020-12/schema");
     }
 }

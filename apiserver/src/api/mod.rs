@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod common;
 pub mod health;
 pub mod internal;
+pub mod jobs;
 pub mod metrics;
 pub mod nodes;
 pub mod overview;

@@ -141,14 +141,23 @@ impl AgentStreams {
         id: &str,
         request: &StreamRequest,
     ) -> Result<(String, quinn::SendStream, quinn::RecvStream), ApiError> {
-        let placed_on = self
+        let (replicas, jobs) = self
             .node
             .reader
-            .with_view(read::replicas)
-            .map_err(|e| ApiError::internal(e.to_string()))?
+            .with_view(|v| Ok::<_, read::ReadError>((read::replicas(v)?, read::jobs(v)?)))
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        // A replica of a service, or a job's task attempt of a run still kept.
+        let placed_on = replicas
             .into_iter()
             .find(|r| r.id() == id)
             .map(|r| r.node)
+            .or_else(|| {
+                jobs.iter().find_map(|j| {
+                    j.all_tasks()
+                        .find(|(task_id, _, _)| *task_id == id)
+                        .and_then(|(_, _, t)| t.node.clone())
+                })
+            })
             .ok_or_else(|| ApiError::not_found(format!("replica {id:?} does not exist")))?;
         let conn = self
             .agents

@@ -342,7 +342,10 @@ mod tests {
     fn service(name: &str, replicas: u32) -> ServiceObject {
         let text = format!("kind: Service\nname: {name}\nreplicas: {replicas}\ncommand: [x]\n");
         let orion_api::spec::Resource::Service(spec) =
-            parse_documents("t.yaml", &text).expect("spec").remove(0);
+            parse_documents("t.yaml", &text).expect("spec").remove(0)
+        else {
+            panic!("not a service");
+        };
         ServiceObject {
             spec,
             create_revision: 1,

@@ -368,7 +368,10 @@ mod tests {
     use super::*;
 
     fn spec(text: &str) -> orion_api::spec::ServiceSpec {
-        let Resource::Service(spec) = parse_documents("t.yaml", text).expect("spec").remove(0);
+        let Resource::Service(spec) = parse_documents("t.yaml", text).expect("spec").remove(0)
+        else {
+            panic!("not a service");
+        };
         spec
     }
 
@@ -422,6 +425,7 @@ mod tests {
                         reason: None,
                         ports: BTreeMap::new(),
                         generation: r.generation,
+                        exit_code: None,
                     },
                 )
             })

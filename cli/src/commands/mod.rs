@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod cluster;
 pub mod dev;
+pub mod job;
 pub mod logs;
 pub mod node;
 pub mod rollout;
@@ -178,6 +179,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 std::process::exit(code);
             }
             Ok(())
+        }
+        Command::Job { opts, command } => {
+            let opts = g(opts);
+            job::run(&crate::context::client(&opts)?, opts.output, command).await
         }
         Command::Restart { opts, replica } => {
             workload::restart(&crate::context::client(&g(opts))?, &replica).await

@@ -110,6 +110,7 @@ pub async fn get(
             })?;
             r.revision
         }
+        (Kind::Jobs, name) => super::job::get(client, output, name, consistency).await?,
         (Kind::Nodes, name) => {
             let mut r: NodeList = client.nodes(consistency).await?;
             if let Some(name) = &name {
@@ -224,6 +225,7 @@ pub async fn delete(client: &Client, kind: Kind, name: &str) -> anyhow::Result<(
         Kind::Nodes | Kind::Replicas => {
             bail!("{kind:?} are not deleted by hand: the controllers own them (delete or scale the service)")
         }
+        Kind::Jobs => super::job::delete(client, name).await?,
         Kind::Services => {
             let r: DeletedService = client.delete_service(name).await?;
             println!(
@@ -238,7 +240,7 @@ pub async fn delete(client: &Client, kind: Kind, name: &str) -> anyhow::Result<(
 /// `orion logs`: one replica's lines, or each replica's of a service in turn.
 pub async fn logs(client: &Client, target: &str, follow: bool, tail: usize) -> anyhow::Result<()> {
     let list: ReplicaList = client.replicas(Consistency::Linearizable).await?;
-    let ids: Vec<String> = if list.items.iter().any(|r| r.id() == target) {
+    let mut ids: Vec<String> = if list.items.iter().any(|r| r.id() == target) {
         vec![target.to_string()]
     } else {
         list.items
@@ -248,7 +250,11 @@ pub async fn logs(client: &Client, target: &str, follow: bool, tail: usize) -> a
             .collect()
     };
     if ids.is_empty() {
-        bail!("no replica or service named {target:?}");
+        // A job's task attempt, or every attempt of a job's kept runs.
+        ids = super::job::task_ids(client, target).await?;
+    }
+    if ids.is_empty() {
+        bail!("no replica, service, job or job task named {target:?}");
     }
     if follow && ids.len() > 1 {
         bail!(
@@ -293,8 +299,11 @@ pub async fn restart(client: &Client, replica: &str) -> anyhow::Result<()> {
 
 /// `orion describe service NAME`.
 pub async fn describe(client: &Client, kind: Kind, name: &str) -> anyhow::Result<()> {
+    if kind == Kind::Jobs {
+        return super::job::describe(client, name).await;
+    }
     if kind != Kind::Services {
-        bail!("only services can be described for now");
+        bail!("only services and jobs can be described");
     }
     let svc: ServiceResponse = client.service(name, Consistency::Linearizable).await?;
     let replicas: ReplicaList = client.replicas(Consistency::Linearizable).await?;
@@ -396,6 +405,7 @@ impl crate::watch::Handler for ChangePrinter<'_> {
             Kind::Services => "Service",
             Kind::Nodes => "Node",
             Kind::Replicas => "Replica",
+            Kind::Jobs => "Job",
         };
         if e.resource != resource || self.name.as_ref().is_some_and(|n| *n != e.key) {
             return Ok(());
