@@ -12,6 +12,7 @@
 //!   `ServiceSpec`, and the JSON Schema editors use.
 //! - [`cluster`]: control-plane members and cluster status as the API shows them.
 //! - [`workload`]: stored workload objects and the `apply` exchange.
+//! - [`hook_run`]: the replicated record of a service's lifecycle hook runs.
 //! - [`overview`]: the dashboard's first view in one answer (`GET /v1/overview`).
 //! - [`request_id`]: client request ids, which make a retried write apply once.
 //! - [`error`]: the JSON error body every endpoint returns, and its machine-readable codes.
@@ -22,6 +23,7 @@ pub mod cluster;
 pub mod error;
 pub mod event;
 pub mod fuzz;
+pub mod hook_run;
 pub mod overview;
 pub mod request_id;
 pub mod security;

@@ -101,6 +101,15 @@ pub enum Command {
     /// record and its own result or rejection. All get the entry's revision, so a
     /// batch holds at most one write per path (apply rejects a second one).
     Batch { writes: Vec<Proposal> },
+    /// Record a lifecycle hook run of `service` (see [`orion_api::hook_run`]): its
+    /// first attempt claims the trigger `slot` (a no-op when the slot already
+    /// fired for the run's key, so two leaders never both start it); later records
+    /// update the run. Ignored for a service that no longer exists.
+    RecordHookRun {
+        service: String,
+        slot: String,
+        run: orion_api::hook_run::HookRun,
+    },
 }
 
 /// What applying a command did.

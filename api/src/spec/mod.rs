@@ -19,6 +19,7 @@
 //! - [`quantity`]: CPU (`250m`, `0.5`) and memory (`64Mi`, `1Gi`) amounts.
 //! - [`duration`]: `500ms`, `2s`, `1m30s`.
 //! - [`expand`]: `${NAME}` expansion in commands.
+//! - [`hooks`]: a service's lifecycle hooks (`before_start`, `after_deploy`, `on_failure`).
 //! - [`schema`]: the JSON Schema of a document, for editors (`orion schema`).
 //! - [`error`]: [`SpecError`] and [`SpecErrors`].
 //!
@@ -31,6 +32,7 @@ mod decode;
 pub mod duration;
 pub mod error;
 pub mod expand;
+pub mod hooks;
 mod node;
 pub mod parse;
 pub mod quantity;
@@ -42,6 +44,7 @@ use serde::{Deserialize, Serialize};
 pub use constraint::Constraint;
 pub use error::{SpecError, SpecErrors};
 pub use parse::{check_apply_size, parse_documents, MAX_RESOURCES_PER_APPLY};
+pub use hooks::{CommandHook, EventHook, HookAction, Hooks};
 pub use schema::json_schema;
 pub use service::{
     Backoff, HealthCheck, Placement, Probe, Resources, RestartMode, RestartPolicy, ServiceSpec,

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::constraint::{parse_constraint, Constraint};
 use super::decode::{Decoder, Fields};
 use super::expand::{expand, is_env_name};
+use super::hooks::{decode_hooks, Hooks};
 use super::node::{Node, Pos};
 use super::quantity::{parse_cpu_millis, parse_memory_bytes};
 
@@ -26,6 +27,7 @@ pub const SERVICE_FIELDS: &[&str] = &[
     "restart",
     "placement",
     "strategy",
+    "hooks",
 ];
 pub(crate) const RESOURCES_FIELDS: &[&str] = &["cpu", "memory"];
 pub(crate) const HEALTH_FIELDS: &[&str] = &[
@@ -87,6 +89,9 @@ pub struct ServiceSpec {
     pub placement: Placement,
     #[serde(default)]
     pub strategy: UpdateStrategy,
+    /// Lifecycle hooks (see [`super::hooks`]).
+    #[serde(default, skip_serializing_if = "Hooks::is_empty")]
+    pub hooks: Hooks,
 }
 
 fn default_replicas() -> u32 {
@@ -267,13 +272,20 @@ pub struct UpdateStrategy {
 }
 
 impl ServiceSpec {
-    /// The spec as one replica's process sees it: without the replica count and the
-    /// update strategy, so scaling a service or changing how it rolls restarts no
-    /// replica. Two replicas need the same process exactly when these are equal.
+    /// The spec as one replica's process sees it: without the replica count, the
+    /// update strategy and the hooks the leader runs (`after_deploy`, `on_failure`),
+    /// so scaling a service, changing how it rolls or what it tells afterwards
+    /// restarts no replica. Two replicas need the same process exactly when these
+    /// are equal. `before_start` stays: it is part of each start.
     pub fn process_view(&self) -> ServiceSpec {
         ServiceSpec {
             replicas: 1,
             strategy: UpdateStrategy::default(),
+            hooks: Hooks {
+                before_start: self.hooks.before_start.clone(),
+                after_deploy: None,
+                on_failure: None,
+            },
             ..self.clone()
         }
     }
@@ -760,6 +772,9 @@ pub(crate) fn decode_service(dec: &mut Decoder, node: &Node) -> Option<(ServiceS
     let strategy = f
         .get("strategy")
         .map_or(Some(UpdateStrategy::default()), |n| decode_strategy(dec, n));
+    let hooks = f
+        .get("hooks")
+        .map_or(Some(Hooks::default()), |n| decode_hooks(dec, n));
     if dec.errors.len() > before {
         return None;
     }
@@ -778,6 +793,7 @@ pub(crate) fn decode_service(dec: &mut Decoder, node: &Node) -> Option<(ServiceS
         restart: process.restart,
         placement: process.placement,
         strategy: strategy?,
+        hooks: hooks?,
     };
     Some((spec, name_at))
 }

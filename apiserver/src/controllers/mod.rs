@@ -2,6 +2,7 @@
 //! and current state, compute what to change with a pure function, propose it,
 //! wait for the next change. Running it twice changes nothing the second time.
 
+pub mod hooks;
 pub mod nodes;
 pub mod replicas;
 pub mod rollout;

@@ -388,6 +388,7 @@ mod tests {
                 stable: true,
             }],
             rollout: Rollout::default(),
+            hooks: Default::default(),
         }
     }
 
