@@ -22,7 +22,8 @@ use crate::supervisor::Supervisor;
 const EXEC_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The longest timeout an exec request may ask for (a hook's bound).
-const MAX_EXEC_TIMEOUT: Duration = Duration::from_millis(orion_api::spec::hooks::MAX_HOOK_TIMEOUT_MS);
+const MAX_EXEC_TIMEOUT: Duration =
+    Duration::from_millis(orion_api::spec::hooks::MAX_HOOK_TIMEOUT_MS);
 
 /// How long a restart may take beyond the stop grace: the new process must be running by then.
 const RESTART_START_TIMEOUT: Duration = Duration::from_secs(30);

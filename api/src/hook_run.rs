@@ -211,7 +211,10 @@ mod tests {
         assert!(!h.record("s", run("k", 3, HookOutcome::Running)));
         // Pushed out of the kept runs, the key still does not fire again.
         for i in 0..MAX_HOOK_RUNS {
-            assert!(h.record(&format!("o{i}"), run(&format!("x{i}"), 1, HookOutcome::Failed)));
+            assert!(h.record(
+                &format!("o{i}"),
+                run(&format!("x{i}"), 1, HookOutcome::Failed)
+            ));
         }
         assert!(h.run("k").is_none());
         assert_eq!(h.runs.len(), MAX_HOOK_RUNS);

@@ -103,7 +103,10 @@ async fn before_start_runs_before_every_start_blocks_on_failure_and_after_deploy
                 let parts: Vec<&str> = line.split(' ').collect();
                 assert_eq!(parts.len(), 3, "{line}");
                 assert_eq!(parts[0], "before");
-                assert!(parts[1].parse::<u16>().is_ok_and(|p| p > 0), "the hook knows the port: {line}");
+                assert!(
+                    parts[1].parse::<u16>().is_ok_and(|p| p > 0),
+                    "the hook knows the port: {line}"
+                );
                 assert_eq!(parts[2], "web-0");
             }
             1 | 3 | 5 => assert_eq!(line, "main", "{got:#?}"),
@@ -170,7 +173,9 @@ async fn webhook_listener() -> (u16, Calls) {
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 4096];
                 let (head, body_start) = loop {
-                    let Ok(n) = s.read(&mut chunk).await else { return };
+                    let Ok(n) = s.read(&mut chunk).await else {
+                        return;
+                    };
                     if n == 0 {
                         return;
                     }
@@ -189,7 +194,9 @@ async fn webhook_listener() -> (u16, Calls) {
                     })
                     .unwrap_or(0);
                 while buf.len() < body_start + length {
-                    let Ok(n) = s.read(&mut chunk).await else { return };
+                    let Ok(n) = s.read(&mut chunk).await else {
+                        return;
+                    };
                     if n == 0 {
                         return;
                     }
@@ -348,7 +355,9 @@ async fn a_failing_webhook_is_retried_then_shown_failed_and_on_failure_fires_und
     assert_eq!(svc.hooks.runs[0].http_status, Some(200));
     let text = describe(&c, "crash");
     assert!(
-        text.contains("on_failure") && text.contains("HTTP 200") && text.contains("exited with code 7"),
+        text.contains("on_failure")
+            && text.contains("HTTP 200")
+            && text.contains("exited with code 7"),
         "{text}"
     );
     assert_eq!(calls_to(&calls, "/ok").len(), 1, "on_failure fired once");

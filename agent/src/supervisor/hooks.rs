@@ -37,10 +37,7 @@ impl Drop for Group {
 
 /// Reads `from` to its end, keeping the last [`KEEP`] bytes and copying each chunk
 /// to `copy` when given.
-async fn drain(
-    mut from: impl AsyncRead + Unpin,
-    mut copy: Option<tokio::fs::File>,
-) -> Vec<u8> {
+async fn drain(mut from: impl AsyncRead + Unpin, mut copy: Option<tokio::fs::File>) -> Vec<u8> {
     let mut kept = Vec::new();
     let mut buf = vec![0u8; 8 << 10];
     loop {
@@ -125,7 +122,15 @@ async fn run(
 /// The last non-empty line of `text`, at most 200 characters.
 fn last_line(text: &str) -> Option<String> {
     let line = text.lines().rev().map(str::trim).find(|l| !l.is_empty())?;
-    Some(line.chars().rev().take(200).collect::<Vec<_>>().into_iter().rev().collect())
+    Some(
+        line.chars()
+            .rev()
+            .take(200)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect(),
+    )
 }
 
 /// Runs a replica's `before_start` hook with its launch environment, working

@@ -228,7 +228,10 @@ impl ReplicaTask {
             };
             let mut proc = match proc {
                 Ok(p) => p,
-                Err(e) => match self.start_failed(e.to_string(), &mut attempt, restarts).await {
+                Err(e) => match self
+                    .start_failed(e.to_string(), &mut attempt, restarts)
+                    .await
+                {
                     Some(r) => {
                         restarts = r;
                         continue;

@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::decode::{Decoder, Fields};
+use super::names::{decode_command, validate_name};
 use super::node::Node;
-use super::service::{decode_command, validate_name};
 
 pub(crate) const HOOKS_FIELDS: &[&str] = &["before_start", "after_deploy", "on_failure"];
 pub(crate) const BEFORE_START_FIELDS: &[&str] = &["command", "timeout"];
@@ -379,7 +379,9 @@ mod tests {
         assert_eq!(before.timeout_ms, super::DEFAULT_HOOK_TIMEOUT_MS);
         let after = h.after_deploy.unwrap_or_else(|| panic!("no after_deploy"));
         assert_eq!(after.retries, 0);
-        assert!(matches!(after.action, super::HookAction::Command { ref node, .. } if node == "web-1"));
+        assert!(
+            matches!(after.action, super::HookAction::Command { ref node, .. } if node == "web-1")
+        );
         let fail = h.on_failure.unwrap_or_else(|| panic!("no on_failure"));
         assert_eq!((fail.timeout_ms, fail.retries), (5000, 2));
     }
@@ -387,23 +389,58 @@ mod tests {
     #[test]
     fn bad_hooks_are_refused_naming_the_field_and_the_bound() {
         for (yaml, expected) in [
-            ("  before_start: {command: []}\n", "hooks.before_start.command"),
-            ("  before_start: {command: [x], timeout: 11m}\n", "above the limit of 10m"),
-            ("  before_start: {command: [x], timeout: 0}\n", "greater than zero"),
-            ("  after_deploy: {command: [x]}\n", "hooks.after_deploy.node"),
-            ("  after_deploy: {command: [x], node: a, webhook: {url: 'https://a'}}\n", "only one of"),
+            (
+                "  before_start: {command: []}\n",
+                "hooks.before_start.command",
+            ),
+            (
+                "  before_start: {command: [x], timeout: 11m}\n",
+                "above the limit of 10m",
+            ),
+            (
+                "  before_start: {command: [x], timeout: 0}\n",
+                "greater than zero",
+            ),
+            (
+                "  after_deploy: {command: [x]}\n",
+                "hooks.after_deploy.node",
+            ),
+            (
+                "  after_deploy: {command: [x], node: a, webhook: {url: 'https://a'}}\n",
+                "only one of",
+            ),
             ("  after_deploy: {timeout: 1s}\n", "needs `command`"),
-            ("  on_failure: {webhook: {url: 'ftp://a'}}\n", "must start with https://"),
-            ("  on_failure: {webhook: {url: 'https://'}}\n", "names no host"),
-            ("  on_failure: {webhook: {url: 'https://a'}, retries: 11}\n", "limit of 10 retries"),
-            ("  on_failure: {webhook: {url: 'https://a', headers: {'a b': c}}}\n", "not a valid header name"),
-            ("  on_failure: {webhook: {url: 'https://a'}, node: x}\n", "goes with `command`"),
+            (
+                "  on_failure: {webhook: {url: 'ftp://a'}}\n",
+                "must start with https://",
+            ),
+            (
+                "  on_failure: {webhook: {url: 'https://'}}\n",
+                "names no host",
+            ),
+            (
+                "  on_failure: {webhook: {url: 'https://a'}, retries: 11}\n",
+                "limit of 10 retries",
+            ),
+            (
+                "  on_failure: {webhook: {url: 'https://a', headers: {'a b': c}}}\n",
+                "not a valid header name",
+            ),
+            (
+                "  on_failure: {webhook: {url: 'https://a'}, node: x}\n",
+                "goes with `command`",
+            ),
             ("  after: {}\n", "unknown field `after`"),
         ] {
-            let err = hooks(yaml).err().unwrap_or_else(|| panic!("{yaml} was accepted"));
+            let err = hooks(yaml)
+                .err()
+                .unwrap_or_else(|| panic!("{yaml} was accepted"));
             assert!(err.contains(expected), "{yaml}: {err}");
         }
-        let long = format!("  on_failure: {{webhook: {{url: 'https://a/{}'}}}}\n", "x".repeat(3000));
+        let long = format!(
+            "  on_failure: {{webhook: {{url: 'https://a/{}'}}}}\n",
+            "x".repeat(3000)
+        );
         let err = hooks(&long).err().unwrap_or_default();
         assert!(err.contains("above the limit of 2048"), "{err}");
     }

@@ -24,8 +24,8 @@
 //! - [`error`]: [`SpecError`] and [`SpecErrors`].
 //!
 //! Bounds: [`MAX_REPLICAS`] per service, [`MAX_RESOURCES_PER_APPLY`] per apply.
-//! - `node` and `decode` (private): the positioned YAML tree and the readers that
-//!   turn it into typed values while collecting errors.
+//! - `node`, `decode` and `names` (private): the positioned YAML tree, the readers that
+//!   turn it into typed values while collecting errors, and the name and command rules.
 
 pub mod constraint;
 mod decode;
@@ -33,6 +33,7 @@ pub mod duration;
 pub mod error;
 pub mod expand;
 pub mod hooks;
+mod names;
 mod node;
 pub mod parse;
 pub mod quantity;
@@ -43,8 +44,8 @@ use serde::{Deserialize, Serialize};
 
 pub use constraint::Constraint;
 pub use error::{SpecError, SpecErrors};
-pub use parse::{check_apply_size, parse_documents, MAX_RESOURCES_PER_APPLY};
 pub use hooks::{CommandHook, EventHook, HookAction, Hooks};
+pub use parse::{check_apply_size, parse_documents, MAX_RESOURCES_PER_APPLY};
 pub use schema::json_schema;
 pub use service::{
     Backoff, HealthCheck, Placement, Probe, Resources, RestartMode, RestartPolicy, ServiceSpec,

@@ -280,11 +280,28 @@ mod tests {
         );
         object(&s, &p["placement"], PLACEMENT_FIELDS, "placement");
         object(&s, &p["strategy"], STRATEGY_FIELDS, "strategy");
-        use crate::spec::hooks::{BEFORE_START_FIELDS, EVENT_HOOK_FIELDS, HOOKS_FIELDS, WEBHOOK_FIELDS};
+        use crate::spec::hooks::{
+            BEFORE_START_FIELDS, EVENT_HOOK_FIELDS, HOOKS_FIELDS, WEBHOOK_FIELDS,
+        };
         let hooks = object(&s, &p["hooks"], HOOKS_FIELDS, "hooks");
-        object(&s, &hooks["properties"]["before_start"], BEFORE_START_FIELDS, "hooks.before_start");
-        let event = object(&s, &hooks["properties"]["after_deploy"], EVENT_HOOK_FIELDS, "hooks.after_deploy");
-        object(&s, &event["properties"]["webhook"], WEBHOOK_FIELDS, "hooks.*.webhook");
+        object(
+            &s,
+            &hooks["properties"]["before_start"],
+            BEFORE_START_FIELDS,
+            "hooks.before_start",
+        );
+        let event = object(
+            &s,
+            &hooks["properties"]["after_deploy"],
+            EVENT_HOOK_FIELDS,
+            "hooks.after_deploy",
+        );
+        object(
+            &s,
+            &event["properties"]["webhook"],
+            WEBHOOK_FIELDS,
+            "hooks.*.webhook",
+        );
         assert_eq!(s["$schema"], "https://json-schema.org/draft/2020-12/schema");
     }
 }

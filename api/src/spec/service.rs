@@ -9,6 +9,8 @@ use super::constraint::{parse_constraint, Constraint};
 use super::decode::{Decoder, Fields};
 use super::expand::{expand, is_env_name};
 use super::hooks::{decode_hooks, Hooks};
+pub(crate) use super::names::decode_command;
+pub use super::names::validate_name;
 use super::node::{Node, Pos};
 use super::quantity::{parse_cpu_millis, parse_memory_bytes};
 
@@ -310,49 +312,12 @@ impl Default for UpdateStrategy {
     }
 }
 
-/// Names of services, jobs and ports: lowercase letters, digits and `-`,
-/// 1 to 63 long, starting and ending with a letter or digit (RFC 1123 label).
-pub fn validate_name(name: &str) -> Result<(), crate::Invalid> {
-    validate_name_text(name).map_err(crate::Invalid)
-}
-
-fn validate_name_text(name: &str) -> Result<(), String> {
-    let ok_chars = name
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if name.is_empty() || name.len() > 63 {
-        return Err(format!("`{name}` must be 1 to 63 characters long"));
-    }
-    if !ok_chars || name.starts_with('-') || name.ends_with('-') {
-        return Err(format!(
-            "`{name}` must be lowercase letters, digits and '-', starting and ending with a letter or digit"
-        ));
-    }
-    Ok(())
-}
-
 /// `name`, read and checked; with the position of its value.
 pub(crate) fn decode_name(dec: &mut Decoder, f: &Fields) -> Option<(String, Pos)> {
     let node = dec.required(f, "name")?;
     let name = dec.string(node, "name")?;
     dec.check(node, "name", validate_name(&name))?;
     Some((name, node.at))
-}
-
-/// A command list: at least one element, the first non-empty.
-pub(crate) fn decode_command(dec: &mut Decoder, node: &Node, field: &str) -> Option<Vec<String>> {
-    let parts = dec.text_list(node, field)?;
-    match parts.first() {
-        None => {
-            dec.error(node.at, field, "must name a program to run (an empty list)");
-            None
-        }
-        Some((first, at)) if first.trim().is_empty() => {
-            dec.error(*at, &format!("{field}[0]"), "the program name is empty");
-            None
-        }
-        Some(_) => Some(parts.into_iter().map(|(s, _)| s).collect()),
-    }
 }
 
 /// The parts of a Service a Job shares: how to run the process and where.

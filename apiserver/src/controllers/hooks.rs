@@ -254,7 +254,8 @@ impl Runner {
             // An earlier leader was cut during the last attempt it had.
             run.attempt = max;
             run.outcome = HookOutcome::Failed;
-            run.output = "the leader making the last attempt stopped leading; no retries left".into();
+            run.output =
+                "the leader making the last attempt stopped leading; no retries left".into();
             run.finished_unix_ms = Some(now_ms());
             let _ = self.record(&due.service, &due.slot, &run).await;
             return;
@@ -306,7 +307,8 @@ impl Runner {
             if run.outcome.is_final() {
                 return;
             }
-            let wait = Duration::from_secs(1u64 << (attempt - 1).min(5)).min(Duration::from_secs(30));
+            let wait =
+                Duration::from_secs(1u64 << (attempt - 1).min(5)).min(Duration::from_secs(30));
             tokio::select! {
                 () = token.cancelled() => return,
                 () = tokio::time::sleep(wait) => {}
@@ -325,16 +327,22 @@ impl Runner {
                     ("ORION_HOOK".to_string(), due.hook.to_string()),
                     ("ORION_TRIGGER".to_string(), due.trigger.clone()),
                     ("ORION_ATTEMPT".to_string(), attempt.to_string()),
-                    ("ORION_FAILED_REPLICA".to_string(), due.replica.clone().unwrap_or_default()),
+                    (
+                        "ORION_FAILED_REPLICA".to_string(),
+                        due.replica.clone().unwrap_or_default(),
+                    ),
                 ]);
                 // The agent kills the command at `timeout`; the margin covers the link.
                 let whole = timeout + AGENT_WAIT + Duration::from_secs(5);
                 tokio::time::timeout(whole, self.on_node(node, command, env, timeout))
                     .await
-                    .unwrap_or_else(|_| Attempt::error(format!("no answer from node {node:?} within {whole:?}")))
+                    .unwrap_or_else(|_| {
+                        Attempt::error(format!("no answer from node {node:?} within {whole:?}"))
+                    })
             }
             HookAction::Webhook { url, headers } => {
-                self.webhook(due, url, headers, timeout, revision, attempt).await
+                self.webhook(due, url, headers, timeout, revision, attempt)
+                    .await
             }
         }
     }
@@ -360,7 +368,9 @@ impl Runner {
         };
         let recv = match open_stream(&conn, &request).await {
             Ok((_send, recv)) => recv,
-            Err(e) => return Attempt::error(format!("cannot reach the agent of node {node:?}: {e}")),
+            Err(e) => {
+                return Attempt::error(format!("cannot reach the agent of node {node:?}: {e}"))
+            }
         };
         match FrameReader::<_, ExecResult>::new(recv).next().await {
             Ok(Some(r)) => match r.error {
@@ -543,7 +553,8 @@ pub async fn run(node: RaftNode, agents: Arc<AgentRegistry>, token: Cancellation
                             continue;
                         };
                         runner.running().insert(d.key.clone());
-                        let (r, t, revision) = (runner.clone(), token.clone(), service.mod_revision);
+                        let (r, t, revision) =
+                            (runner.clone(), token.clone(), service.mod_revision);
                         tasks.spawn(async move {
                             let key = d.key.clone();
                             r.run(d, hook, revision, t).await;
@@ -618,8 +629,16 @@ mod tests {
     fn triggers_fire_once_and_unfinished_runs_resume() {
         let (r0, r1) = (replica(0), replica(1));
         let reports = BTreeMap::from([
-            report("web-0", ReplicaState::Exited, "exited with code 3; not restarted"),
-            report("web-1", ReplicaState::Exited, "exited with code 0; not restarted"),
+            report(
+                "web-0",
+                ReplicaState::Exited,
+                "exited with code 3; not restarted",
+            ),
+            report(
+                "web-1",
+                ReplicaState::Exited,
+                "exited with code 0; not restarted",
+            ),
         ]);
         let mut svc = service(RolloutState::Complete);
         let found = due(&svc, &[&r0, &r1], &reports, &BTreeSet::new());
@@ -652,7 +671,11 @@ mod tests {
         let again = due(&svc, &[&r0, &r1], &reports, &BTreeSet::new());
         assert_eq!(again.len(), 1, "{again:?}");
         assert_eq!(
-            (again[0].key.as_str(), again[0].attempt, again[0].slot.as_str()),
+            (
+                again[0].key.as_str(),
+                again[0].attempt,
+                again[0].slot.as_str()
+            ),
             ("on_failure/web-0/1/0", 2, "on_failure/web-0")
         );
         assert_eq!(again[0].replica.as_deref(), Some("web-0"));

@@ -365,7 +365,14 @@ fn print_hook_runs(hooks: &orion_api::hook_run::HookRuns) {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     let mut t = Table::new(&[
-        "  HOOK", "GENERATION", "ATTEMPT", "OUTCOME", "RESULT", "AGE", "TRIGGER", "OUTPUT",
+        "  HOOK",
+        "GENERATION",
+        "ATTEMPT",
+        "OUTCOME",
+        "RESULT",
+        "AGE",
+        "TRIGGER",
+        "OUTPUT",
     ]);
     for run in hooks.runs.iter().rev() {
         let result = match (run.exit_code, run.http_status) {
