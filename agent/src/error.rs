@@ -98,6 +98,9 @@ pub enum ExecError {
     Timeout(Duration),
     #[error("waiting for the command: {0}")]
     Wait(#[source] io::Error),
+    /// A hook command run on the node (no replica) could not run or finish.
+    #[error("{0}")]
+    Hook(String),
 }
 
 /// A restart asked for by the leader (`orion restart`) did not bring the replica up.

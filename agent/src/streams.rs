@@ -18,8 +18,12 @@ use crate::logs::{self, LogEvent, LogStream};
 use crate::metrics::AgentMetrics;
 use crate::supervisor::Supervisor;
 
-/// How long an exec may run before it is killed.
+/// How long an exec may run before it is killed, unless the request says.
 const EXEC_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The longest timeout an exec request may ask for (a hook's bound).
+const MAX_EXEC_TIMEOUT: Duration =
+    Duration::from_millis(orion_api::spec::hooks::MAX_HOOK_TIMEOUT_MS);
 
 /// How long a restart may take beyond the stop grace: the new process must be running by then.
 const RESTART_START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -56,8 +60,17 @@ async fn handle_stream(
         }
     };
     match request {
-        StreamRequest::Exec { replica, command } => {
-            let result = match supervisor.exec(&replica, &command, EXEC_TIMEOUT).await {
+        StreamRequest::Exec {
+            replica,
+            command,
+            timeout_ms,
+            env,
+        } => {
+            let timeout = match timeout_ms {
+                0 => EXEC_TIMEOUT,
+                ms => Duration::from_millis(ms).min(MAX_EXEC_TIMEOUT),
+            };
+            let result = match supervisor.exec(&replica, &command, &env, timeout).await {
                 Ok(out) => ExecResult {
                     exit_code: out.exit_code,
                     signal: out.signal,

@@ -111,6 +111,7 @@ fn service(command: &[&str], policy: RestartMode, initial_ms: u64) -> ServiceSpe
         },
         placement: Placement::default(),
         strategy: UpdateStrategy::default(),
+        hooks: Default::default(),
     }
 }
 

@@ -350,6 +350,8 @@ pub fn agent_frame_seeds() -> Vec<Vec<u8>> {
             &StreamRequest::Exec {
                 replica: "web-0".into(),
                 command: vec!["sh".into(), "-c".into(), "echo hi".into()],
+                timeout_ms: 0,
+                env: Default::default(),
             },
         ),
         seed(

@@ -13,6 +13,7 @@
 //! - [`cluster`]: control-plane members and cluster status as the API shows them.
 //! - [`workload`]: stored workload objects and the `apply` exchange.
 //! - [`job`]: stored jobs, their runs and task attempts.
+//! - [`hook_run`]: the replicated record of a service's lifecycle hook runs.
 //! - [`overview`]: the dashboard's first view in one answer (`GET /v1/overview`).
 //! - [`request_id`]: client request ids, which make a retried write apply once.
 //! - [`error`]: the JSON error body every endpoint returns, and its machine-readable codes.
@@ -24,6 +25,7 @@ pub mod error;
 pub mod event;
 pub mod fuzz;
 pub mod job;
+pub mod hook_run;
 pub mod overview;
 pub mod request_id;
 pub mod security;

@@ -20,6 +20,10 @@ pub struct ServiceObject {
     /// Where the rolling update to `generation` stands.
     #[serde(default)]
     pub rollout: Rollout,
+    /// The `after_deploy` and `on_failure` hook runs (see [`crate::hook_run`]).
+    #[serde(default, skip_serializing_if = "crate::hook_run::HookRuns::is_empty")]
+    #[schema(value_type = Object)]
+    pub hooks: crate::hook_run::HookRuns,
 }
 
 /// Body of `POST /v1/services/{name}/rollout/undo`.

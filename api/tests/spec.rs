@@ -98,6 +98,7 @@ fn example_parses_to_the_typed_spec() {
             max_surge: 1,
             ..UpdateStrategy::default()
         },
+        hooks: Default::default(),
     };
     assert_eq!(spec, expected);
 

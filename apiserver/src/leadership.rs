@@ -53,6 +53,11 @@ impl LeaderWork {
                     self.agents.clone(),
                     term.clone(),
                 ));
+                tasks.spawn(controllers::hooks::run(
+                    self.node.clone(),
+                    self.agents.clone(),
+                    term.clone(),
+                ));
                 tasks.spawn(controllers::nodes::run(
                     self.node.clone(),
                     self.agents.clone(),

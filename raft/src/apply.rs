@@ -538,6 +538,19 @@ fn apply_command(txn: &mut Txn<'_>, index: u64, cmd: &Command) -> Result<Applied
             record_event(txn, index, EventKind::Delete, "Job", name, &job)?;
             Ok(Applied::DeletedJob(Box::new(job)))
         }
+        Command::RecordHookRun { service, slot, run } => {
+            if read_json::<ServiceObject>(txn, &service_key(service))?.is_none() {
+                return Ok(Applied::Done);
+            }
+            if run.key.len() > 256 || slot.len() > 256 {
+                return Err(reject(
+                    ErrorCode::InvalidArgument,
+                    "a hook run's key and slot are at most 256 bytes".into(),
+                    None,
+                ));
+            }
+            update_service(txn, index, service, |s| s.hooks.record(slot, run.clone()))
+        }
         // Batches are taken apart in `OrionApplier::apply`; one inside another is refused.
         Command::Batch { .. } => Err(reject(
             ErrorCode::InvalidArgument,
@@ -720,6 +733,7 @@ fn next_generation(
             reason,
             rolled_back_from: None,
         },
+        hooks: current.hooks,
     }
 }
 
@@ -816,6 +830,7 @@ fn apply_resource(
                         generation: 1,
                         history: Vec::new(),
                         rollout: orion_api::Rollout::default(),
+                        hooks: Default::default(),
                     },
                     Change::Created,
                 ),

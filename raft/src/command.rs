@@ -132,6 +132,15 @@ pub enum Command {
     },
     /// Delete a job by name: its runs end, their tasks stop.
     DeleteJob { name: String },
+    /// Record a lifecycle hook run of `service` (see [`orion_api::hook_run`]): its
+    /// first attempt claims the trigger `slot` (a no-op when the slot already
+    /// fired for the run's key, so two leaders never both start it); later records
+    /// update the run. Ignored for a service that no longer exists.
+    RecordHookRun {
+        service: String,
+        slot: String,
+        run: orion_api::hook_run::HookRun,
+    },
 }
 
 /// What applying a command did.

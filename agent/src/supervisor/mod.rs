@@ -7,10 +7,12 @@
 //! supervise (exit, health, stop, log rotation) → decide → back off → again.
 //!
 //! # Layout
-//! Imports point one way: this file → `task` → `health`, `records` → `process`.
+//! Imports point one way: this file → `task` → `health`, `hooks`, `records` →
+//! `process`.
 //! - this file: [`Supervisor`], the desired set and `reconcile`;
 //! - `task`: one replica's loop and its restart policy with backoff;
 //! - [`health`]: HTTP / TCP / exec probes and the consecutive-result counting;
+//! - `hooks`: `before_start` hooks, and hook commands the leader runs on this node;
 //! - [`records`]: the on-disk record of each running replica, for adoption;
 //! - [`process`]: environment, spawn, waiting, signals, `/proc`;
 //! - `config`: [`SupervisorConfig`].
@@ -40,6 +42,7 @@ use crate::replica::{ExecOutput, ReplicaSpec, ReplicaState, ReplicaStatus};
 
 mod config;
 pub mod health;
+mod hooks;
 pub mod process;
 pub mod records;
 mod task;
@@ -246,14 +249,24 @@ impl Supervisor {
         logs::tail(&self.log_dir(id), stream, n)
     }
 
-    /// Runs `command` once in replica `id`'s environment and working folder (not a
-    /// TTY), and returns its exit code and output; killed after `timeout`.
+    /// Runs `command` once in replica `id`'s environment (plus `env`) and working
+    /// folder (not a TTY), and returns its exit code and output; killed after
+    /// `timeout`. An empty `id` runs it on the node itself, in `<root>/hooks` with
+    /// the inherited variables and `env` (a lifecycle hook's `command` with `node`).
     pub async fn exec(
         &self,
         id: &str,
         command: &[String],
+        env: &BTreeMap<String, String>,
         timeout: Duration,
     ) -> std::result::Result<ExecOutput, ExecError> {
+        if id.is_empty() {
+            // A lifecycle hook the leader runs on this node, outside any replica.
+            let dir = self.shared.root.join("hooks");
+            return hooks::on_node(&dir, process::inherited_env(), command, env, timeout)
+                .await
+                .map_err(ExecError::Hook);
+        }
         let spec = lock(&self.replicas)
             .get(id)
             .map(|h| h.spec.clone())
@@ -264,6 +277,7 @@ impl Supervisor {
             .args(args)
             .env_clear()
             .envs(&launch.env)
+            .envs(env)
             .current_dir(&launch.cwd)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

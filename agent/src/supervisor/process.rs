@@ -95,6 +95,14 @@ pub fn signal_pid(pid: u32, signal: Signal) {
     }
 }
 
+/// The agent's variables a replica (or a hook run on the node) inherits.
+pub(crate) fn inherited_env() -> BTreeMap<String, String> {
+    INHERITED_ENV
+        .iter()
+        .filter_map(|k| std::env::var(k).ok().map(|v| ((*k).to_owned(), v)))
+        .collect()
+}
+
 /// Everything needed to spawn one replica (and run its exec probes).
 pub(crate) struct Launch {
     pub argv: Vec<String>,
@@ -104,10 +112,7 @@ pub(crate) struct Launch {
 
 /// The environment, argv and working directory of a replica. Errors are status reasons.
 pub(crate) fn prepare(root: &Path, spec: &ReplicaSpec) -> Result<Launch, LaunchError> {
-    let mut env: BTreeMap<String, String> = INHERITED_ENV
-        .iter()
-        .filter_map(|k| std::env::var(k).ok().map(|v| ((*k).to_owned(), v)))
-        .collect();
+    let mut env = inherited_env();
     env.extend(spec.service.env.clone());
     for (name, port) in &spec.ports {
         env.insert(ServiceSpec::port_env_name(name), port.to_string());

@@ -7,7 +7,9 @@
 //! fails `failures` times in a row kills the replica (state `Unhealthy`) and that
 //! counts as a failed exit. A command that cannot be started (not found, not
 //! executable, bad working directory, unknown `${VAR}`) is `Failed { reason }` and
-//! retried on the same backoff — never a hot loop.
+//! retried on the same backoff — never a hot loop. So is a `before_start` hook
+//! (`hooks.rs`) that fails: it runs before every start of a fresh process (not
+//! before adopting one), and a stop while it runs kills it.
 //!
 //! The delay before restart `n` is `initial * 2^(n-1)` capped at `max`, ±10% jitter.
 //! The count resets once a run lasted [`SupervisorConfig::backoff_reset`] without
@@ -35,6 +37,7 @@ use crate::logs::{self, LogStream};
 use crate::replica::{ReplicaSpec, ReplicaState, ReplicaStatus};
 use crate::supervisor::config::SupervisorConfig;
 use crate::supervisor::health;
+use crate::supervisor::hooks;
 use crate::supervisor::process::{
     prepare, signal_group, spawn, start_time, ExitInfo, Launch, Proc,
 };
@@ -171,7 +174,39 @@ impl ReplicaTask {
         let mut adopted = adopted;
         loop {
             let started = Instant::now();
-            let (proc, launch) = match (adopted.take(), prepare(&self.shared.root, &self.spec)) {
+            let adopt = adopted.take();
+            let prepared = prepare(&self.shared.root, &self.spec);
+            if let (None, Some(hook), Ok(launch)) =
+                (&adopt, &self.spec.service.hooks.before_start, &prepared)
+            {
+                self.update(|s| {
+                    s.state = ReplicaState::Starting;
+                    s.pid = None;
+                    s.reason = Some("running the before_start hook".to_owned());
+                });
+                let log_dir = logs::replica_dir(&self.shared.root, &self.spec.id);
+                let outcome = tokio::select! {
+                    biased;
+                    stop = self.stopped_or_detached() => {
+                        // Dropping the hook kills its process group.
+                        if stop.is_some() {
+                            self.mark_stopped();
+                        }
+                        return;
+                    }
+                    outcome = hooks::before_start(hook, launch, &log_dir) => outcome,
+                };
+                if let Err(reason) = outcome {
+                    match self.start_failed(reason, &mut attempt, restarts).await {
+                        Some(r) => {
+                            restarts = r;
+                            continue;
+                        }
+                        None => return,
+                    }
+                }
+            }
+            let (proc, launch) = match (adopt, prepared) {
                 (Some(rec), launch) => (
                     Ok(Proc::Adopted {
                         pid: rec.pid,
@@ -193,29 +228,16 @@ impl ReplicaTask {
             };
             let mut proc = match proc {
                 Ok(p) => p,
-                Err(e) => {
-                    let reason = e.to_string();
-                    // The reason is in the replica's status; the log says it once.
-                    if attempt == 0 {
-                        tracing::warn!(cause = %reason, "cannot start replica; retrying with backoff");
-                    } else {
-                        tracing::debug!(cause = %reason, attempt, "cannot start replica");
+                Err(e) => match self
+                    .start_failed(e.to_string(), &mut attempt, restarts)
+                    .await
+                {
+                    Some(r) => {
+                        restarts = r;
+                        continue;
                     }
-                    attempt = attempt.saturating_add(1);
-                    let delay = backoff_delay(&backoff, attempt, jitter());
-                    self.update(|s| {
-                        s.state = ReplicaState::Failed {
-                            reason: reason.clone(),
-                        };
-                        s.pid = None;
-                        s.reason = Some(format!("{reason}; retrying in {delay:?}"));
-                    });
-                    if !self.sleep_backoff(delay).await {
-                        return;
-                    }
-                    restarts = self.count_restart(restarts);
-                    continue;
-                }
+                    None => return,
+                },
             };
             let pid = proc.pid();
             if let Proc::Child { .. } = proc {
@@ -296,8 +318,10 @@ impl ReplicaTask {
                             code: exit.code,
                             signal: exit.signal,
                         };
+                        // Starts with how it exited: the leader's `on_failure`
+                        // hook tells a failure from a clean exit by it.
                         s.reason = Some(format!(
-                            "not restarted (restart policy {:?})",
+                            "{exit}; not restarted (restart policy {:?})",
                             self.spec.service.restart.policy
                         ));
                     }
@@ -328,6 +352,31 @@ impl ReplicaTask {
             }
             restarts = self.count_restart(restarts);
         }
+    }
+
+    /// A start that could not happen (the command cannot run, or `before_start`
+    /// failed): the replica is `Failed` with `reason` and waits out the backoff.
+    /// Returns the new restart count, or `None` if the task must end.
+    async fn start_failed(&self, reason: String, attempt: &mut u32, restarts: u32) -> Option<u32> {
+        // The reason is in the replica's status; the log says it once.
+        if *attempt == 0 {
+            tracing::warn!(cause = %reason, "cannot start replica; retrying with backoff");
+        } else {
+            tracing::debug!(cause = %reason, attempt = *attempt, "cannot start replica");
+        }
+        *attempt = attempt.saturating_add(1);
+        let delay = backoff_delay(&self.spec.service.restart.backoff, *attempt, jitter());
+        self.update(|s| {
+            s.state = ReplicaState::Failed {
+                reason: reason.clone(),
+            };
+            s.pid = None;
+            s.reason = Some(format!("{reason}; retrying in {delay:?}"));
+        });
+        if !self.sleep_backoff(delay).await {
+            return None;
+        }
+        Some(self.count_restart(restarts))
     }
 
     /// Waits out a backoff delay (cut short by a restart request); false if the

@@ -284,6 +284,8 @@ mod tests {
         let exec = StreamRequest::Exec {
             replica: "web-0".into(),
             command: vec!["ls".into()],
+            timeout_ms: 0,
+            env: Default::default(),
         };
         write_frame(&mut bytes, &exec).await.expect("encode");
         let (got, _) = read_all::<StreamRequest>(&bytes).await;

@@ -13,6 +13,7 @@ use super::{
     PROTOCOL_VERSION,
 };
 use crate::spec::constraint::Constraint;
+use crate::spec::hooks::{CommandHook, Hooks};
 use crate::spec::service::{
     Backoff, HealthCheck, Placement, Probe, Resources, RestartMode, RestartPolicy, ServiceSpec,
     UpdateStrategy,
@@ -262,9 +263,16 @@ impl Frame for StreamRequest {
                 }),
                 records: *records,
             }),
-            StreamRequest::Exec { replica, command } => Kind::Exec(wire::ExecRequest {
+            StreamRequest::Exec {
+                replica,
+                command,
+                timeout_ms,
+                env,
+            } => Kind::Exec(wire::ExecRequest {
                 replica: replica.clone(),
                 command: command.clone(),
+                timeout_ms: *timeout_ms,
+                env: env.clone(),
             }),
             StreamRequest::Restart { replica } => Kind::Restart(wire::RestartRequest {
                 replica: replica.clone(),
@@ -292,6 +300,8 @@ impl Frame for StreamRequest {
             Ok(Kind::Exec(e)) => Ok(StreamRequest::Exec {
                 replica: e.replica,
                 command: e.command,
+                timeout_ms: e.timeout_ms,
+                env: e.env,
             }),
             Ok(Kind::Restart(r)) => Ok(StreamRequest::Restart { replica: r.replica }),
         };
@@ -415,6 +425,14 @@ fn service_to_wire(s: &ServiceSpec) -> wire::ServiceSpec {
             healthy_deadline_ms: s.strategy.healthy_deadline_ms,
             auto_rollback: s.strategy.auto_rollback,
         }),
+        before_start: s
+            .hooks
+            .before_start
+            .as_ref()
+            .map(|h| wire::BeforeStartHook {
+                command: h.command.clone(),
+                timeout_ms: h.timeout_ms,
+            }),
     }
 }
 
@@ -486,6 +504,15 @@ fn service_from_wire(s: wire::ServiceSpec) -> Checked<ServiceSpec> {
             min_healthy_time_ms: strategy.min_healthy_time_ms,
             healthy_deadline_ms: strategy.healthy_deadline_ms,
             auto_rollback: strategy.auto_rollback,
+        },
+        // The agent runs only `before_start`; the other hooks are not sent.
+        hooks: Hooks {
+            before_start: s.before_start.map(|h| CommandHook {
+                command: h.command,
+                timeout_ms: h.timeout_ms,
+            }),
+            after_deploy: None,
+            on_failure: None,
         },
     })
 }
@@ -566,7 +593,15 @@ mod tests {
         let exec = StreamRequest::Exec {
             replica: "web-0".into(),
             command: vec!["true".into()],
+            timeout_ms: 5_000,
+            env: BTreeMap::from([("ORION_HOOK".into(), "after_deploy".into())]),
         };
+        let round = StreamRequest::from_wire(
+            wire::StreamRequest::decode(exec.to_wire().encode_to_vec().as_slice())
+                .expect("decodes"),
+        )
+        .expect("a new agent reads it");
+        assert_eq!(round, exec);
         let old =
             OldStreamRequest::decode(exec.to_wire().encode_to_vec().as_slice()).expect("decodes");
         assert!(matches!(old.kind, Some(OldKind::Exec(_))));
@@ -630,6 +665,14 @@ mod tests {
                 min_healthy_time_ms: 1_500,
                 healthy_deadline_ms: 60_000,
                 auto_rollback: true,
+            },
+            hooks: Hooks {
+                before_start: Some(CommandHook {
+                    command: vec!["sh".into(), "-c".into(), "true".into()],
+                    timeout_ms: 3_000,
+                }),
+                after_deploy: None,
+                on_failure: None,
             },
         };
         assert_eq!(service_from_wire(service_to_wire(&spec)), Ok(spec));

@@ -140,7 +140,9 @@ pub enum ReplicaState {
     Unhealthy,
     /// Exited and waiting to be restarted.
     Backoff,
-    /// Exited and, by its restart policy, not restarted.
+    /// Exited and, by its restart policy, not restarted. The report's reason
+    /// starts with how it exited: `exited with code 3`, `killed by signal 9
+    /// (SIGKILL)`, `exited (status unknown)` (the leader's `on_failure` hook reads it).
     Exited,
     /// Could not be started; retried with backoff.
     Failed,
@@ -198,10 +200,14 @@ pub enum StreamRequest {
         from: Option<LogCursor>,
         records: bool,
     },
-    /// Answered with one [`ExecResult`] frame.
+    /// Answered with one [`ExecResult`] frame. An empty `replica` runs the command
+    /// on the node itself (a lifecycle hook); `timeout_ms` 0 is the agent's default;
+    /// `env` is added to the command's environment.
     Exec {
         replica: String,
         command: Vec<String>,
+        timeout_ms: u64,
+        env: BTreeMap<String, String>,
     },
     /// Stop the replica's process (SIGTERM, SIGKILL after the agent's stop grace)
     /// and start it again, whatever its restart policy; answered with one

@@ -184,6 +184,7 @@ impl JobSpec {
             },
             placement: self.placement.clone(),
             strategy: super::UpdateStrategy::default(),
+            hooks: super::Hooks::default(),
         }
     }
 }

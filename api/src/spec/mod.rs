@@ -21,12 +21,13 @@
 //! - [`quantity`]: CPU (`250m`, `0.5`) and memory (`64Mi`, `1Gi`) amounts.
 //! - [`duration`]: `500ms`, `2s`, `1m30s`.
 //! - [`expand`]: `${NAME}` expansion in commands.
+//! - [`hooks`]: a service's lifecycle hooks (`before_start`, `after_deploy`, `on_failure`).
 //! - [`schema`]: the JSON Schema of a document, for editors (`orion schema`).
 //! - [`error`]: [`SpecError`] and [`SpecErrors`].
 //!
 //! Bounds: [`MAX_REPLICAS`] per service, [`MAX_RESOURCES_PER_APPLY`] per apply.
-//! - `node` and `decode` (private): the positioned YAML tree and the readers that
-//!   turn it into typed values while collecting errors.
+//! - `node`, `decode` and `names` (private): the positioned YAML tree, the readers that
+//!   turn it into typed values while collecting errors, and the name and command rules.
 
 pub mod constraint;
 pub mod cron;
@@ -35,6 +36,8 @@ pub mod duration;
 pub mod error;
 pub mod expand;
 pub mod job;
+pub mod hooks;
+mod names;
 mod node;
 pub mod parse;
 pub mod quantity;
@@ -46,6 +49,7 @@ use serde::{Deserialize, Serialize};
 pub use constraint::Constraint;
 pub use error::{SpecError, SpecErrors};
 pub use job::{ConcurrencyPolicy, HistoryLimit, JobSpec, MAX_COMPLETIONS};
+pub use hooks::{CommandHook, EventHook, HookAction, Hooks};
 pub use parse::{check_apply_size, parse_documents, MAX_RESOURCES_PER_APPLY};
 pub use schema::json_schema;
 pub use service::{

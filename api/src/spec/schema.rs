@@ -65,7 +65,8 @@ pub fn json_schema() -> Value {
                     "health": {"$ref": "#/$defs/health"},
                     "restart": {"$ref": "#/$defs/restart"},
                     "placement": {"$ref": "#/$defs/placement"},
-                    "strategy": {"$ref": "#/$defs/strategy"}
+                    "strategy": {"$ref": "#/$defs/strategy"},
+                    "hooks": {"$ref": "#/$defs/hooks"}
                 }
             },
             "Job": job,
@@ -167,6 +168,45 @@ pub fn json_schema() -> Value {
                     "min_healthy_time": {"$ref": "#/$defs/duration", "default": "0s", "description": "how long a new replica stays healthy before the next batch starts"},
                     "healthy_deadline": {"$ref": "#/$defs/duration", "default": "5m", "description": "a new replica not available by then fails the rollout"},
                     "auto_rollback": {"type": "boolean", "default": false, "description": "a failed rollout restores the previous revision"}
+                }
+            },
+            "hooks": {
+                "type": "object",
+                "additionalProperties": false,
+                "properties": {
+                    "before_start": {
+                        "type": "object",
+                        "additionalProperties": false,
+                        "required": ["command"],
+                        "description": "run by the agent before each start of each replica; a failure blocks the start",
+                        "properties": {
+                            "command": {"$ref": "#/$defs/command"},
+                            "timeout": {"$ref": "#/$defs/duration", "default": "30s"}
+                        }
+                    },
+                    "after_deploy": {"$ref": "#/$defs/event_hook", "description": "run once when a rollout completes"},
+                    "on_failure": {"$ref": "#/$defs/event_hook", "description": "run when a replica fails beyond its restart policy or a rollout fails"}
+                }
+            },
+            "event_hook": {
+                "type": "object",
+                "additionalProperties": false,
+                "description": "`command` with `node`, or `webhook`",
+                "oneOf": [{"required": ["command", "node"]}, {"required": ["webhook"]}],
+                "properties": {
+                    "command": {"$ref": "#/$defs/command"},
+                    "node": {"$ref": "#/$defs/name", "description": "the node whose agent runs `command`"},
+                    "webhook": {
+                        "type": "object",
+                        "additionalProperties": false,
+                        "required": ["url"],
+                        "properties": {
+                            "url": {"type": "string", "pattern": "^https?://", "maxLength": super::hooks::MAX_WEBHOOK_URL_LEN},
+                            "headers": {"type": "object", "additionalProperties": {"type": "string"}, "maxProperties": super::hooks::MAX_WEBHOOK_HEADERS}
+                        }
+                    },
+                    "timeout": {"$ref": "#/$defs/duration", "default": "30s"},
+                    "retries": {"type": "integer", "minimum": 0, "maximum": super::hooks::MAX_HOOK_RETRIES, "default": super::hooks::DEFAULT_HOOK_RETRIES}
                 }
             }
         }
@@ -297,6 +337,28 @@ mod tests {
         );
         object(&s, &p["placement"], PLACEMENT_FIELDS, "placement");
         object(&s, &p["strategy"], STRATEGY_FIELDS, "strategy");
+        use crate::spec::hooks::{
+            BEFORE_START_FIELDS, EVENT_HOOK_FIELDS, HOOKS_FIELDS, WEBHOOK_FIELDS,
+        };
+        let hooks = object(&s, &p["hooks"], HOOKS_FIELDS, "hooks");
+        object(
+            &s,
+            &hooks["properties"]["before_start"],
+            BEFORE_START_FIELDS,
+            "hooks.before_start",
+        );
+        let event = object(
+            &s,
+            &hooks["properties"]["after_deploy"],
+            EVENT_HOOK_FIELDS,
+            "hooks.after_deploy",
+        );
+        object(
+            &s,
+            &event["properties"]["webhook"],
+            WEBHOOK_FIELDS,
+            "hooks.*.webhook",
+        );
         let job = object(&s, &s["$defs"]["Job"], crate::spec::job::JOB_FIELDS, "Job");
         let p = &job["properties"];
         object(

@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 use super::constraint::{parse_constraint, Constraint};
 use super::decode::{Decoder, Fields};
 use super::expand::{expand, is_env_name};
+use super::hooks::{decode_hooks, Hooks};
+pub(crate) use super::names::decode_command;
+pub use super::names::validate_name;
 use super::node::{Node, Pos};
 use super::quantity::{parse_cpu_millis, parse_memory_bytes};
 
@@ -26,6 +29,7 @@ pub const SERVICE_FIELDS: &[&str] = &[
     "restart",
     "placement",
     "strategy",
+    "hooks",
 ];
 pub(crate) const RESOURCES_FIELDS: &[&str] = &["cpu", "memory"];
 pub(crate) const HEALTH_FIELDS: &[&str] = &[
@@ -87,6 +91,9 @@ pub struct ServiceSpec {
     pub placement: Placement,
     #[serde(default)]
     pub strategy: UpdateStrategy,
+    /// Lifecycle hooks (see [`super::hooks`]).
+    #[serde(default, skip_serializing_if = "Hooks::is_empty")]
+    pub hooks: Hooks,
 }
 
 fn default_replicas() -> u32 {
@@ -267,13 +274,20 @@ pub struct UpdateStrategy {
 }
 
 impl ServiceSpec {
-    /// The spec as one replica's process sees it: without the replica count and the
-    /// update strategy, so scaling a service or changing how it rolls restarts no
-    /// replica. Two replicas need the same process exactly when these are equal.
+    /// The spec as one replica's process sees it: without the replica count, the
+    /// update strategy and the hooks the leader runs (`after_deploy`, `on_failure`),
+    /// so scaling a service, changing how it rolls or what it tells afterwards
+    /// restarts no replica. Two replicas need the same process exactly when these
+    /// are equal. `before_start` stays: it is part of each start.
     pub fn process_view(&self) -> ServiceSpec {
         ServiceSpec {
             replicas: 1,
             strategy: UpdateStrategy::default(),
+            hooks: Hooks {
+                before_start: self.hooks.before_start.clone(),
+                after_deploy: None,
+                on_failure: None,
+            },
             ..self.clone()
         }
     }
@@ -298,49 +312,12 @@ impl Default for UpdateStrategy {
     }
 }
 
-/// Names of services, jobs and ports: lowercase letters, digits and `-`,
-/// 1 to 63 long, starting and ending with a letter or digit (RFC 1123 label).
-pub fn validate_name(name: &str) -> Result<(), crate::Invalid> {
-    validate_name_text(name).map_err(crate::Invalid)
-}
-
-fn validate_name_text(name: &str) -> Result<(), String> {
-    let ok_chars = name
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if name.is_empty() || name.len() > 63 {
-        return Err(format!("`{name}` must be 1 to 63 characters long"));
-    }
-    if !ok_chars || name.starts_with('-') || name.ends_with('-') {
-        return Err(format!(
-            "`{name}` must be lowercase letters, digits and '-', starting and ending with a letter or digit"
-        ));
-    }
-    Ok(())
-}
-
 /// `name`, read and checked; with the position of its value.
 pub(crate) fn decode_name(dec: &mut Decoder, f: &Fields) -> Option<(String, Pos)> {
     let node = dec.required(f, "name")?;
     let name = dec.string(node, "name")?;
     dec.check(node, "name", validate_name(&name))?;
     Some((name, node.at))
-}
-
-/// A command list: at least one element, the first non-empty.
-pub(crate) fn decode_command(dec: &mut Decoder, node: &Node, field: &str) -> Option<Vec<String>> {
-    let parts = dec.text_list(node, field)?;
-    match parts.first() {
-        None => {
-            dec.error(node.at, field, "must name a program to run (an empty list)");
-            None
-        }
-        Some((first, at)) if first.trim().is_empty() => {
-            dec.error(*at, &format!("{field}[0]"), "the program name is empty");
-            None
-        }
-        Some(_) => Some(parts.into_iter().map(|(s, _)| s).collect()),
-    }
 }
 
 /// The parts of a Service a Job shares: how to run the process and where.
@@ -760,6 +737,9 @@ pub(crate) fn decode_service(dec: &mut Decoder, node: &Node) -> Option<(ServiceS
     let strategy = f
         .get("strategy")
         .map_or(Some(UpdateStrategy::default()), |n| decode_strategy(dec, n));
+    let hooks = f
+        .get("hooks")
+        .map_or(Some(Hooks::default()), |n| decode_hooks(dec, n));
     if dec.errors.len() > before {
         return None;
     }
@@ -778,6 +758,7 @@ pub(crate) fn decode_service(dec: &mut Decoder, node: &Node) -> Option<(ServiceS
         restart: process.restart,
         placement: process.placement,
         strategy: strategy?,
+        hooks: hooks?,
     };
     Some((spec, name_at))
 }

@@ -263,6 +263,8 @@ pub async fn exec(
     let request = StreamRequest::Exec {
         replica: id.clone(),
         command: body.command,
+        timeout_ms: 0,
+        env: Default::default(),
     };
     let _permit = streams.sessions.permit()?;
     let (_send, recv) = streams.open(&id, &request).await?;

@@ -3,6 +3,7 @@
 //! wait for the next change. Running it twice changes nothing the second time.
 
 pub mod jobs;
+pub mod hooks;
 pub mod nodes;
 pub mod replicas;
 pub mod rollout;

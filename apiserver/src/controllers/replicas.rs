@@ -353,6 +353,7 @@ mod tests {
             generation: 1,
             history: Vec::new(),
             rollout: Default::default(),
+            hooks: Default::default(),
         }
     }
 

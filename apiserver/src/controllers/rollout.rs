@@ -391,6 +391,7 @@ mod tests {
                 stable: true,
             }],
             rollout: Rollout::default(),
+            hooks: Default::default(),
         }
     }
 

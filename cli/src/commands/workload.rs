@@ -340,6 +340,7 @@ pub async fn describe(client: &Client, kind: Kind, name: &str) -> anyhow::Result
     {
         println!("  not placed: {u}");
     }
+    print_hook_runs(&o.hooks);
     let events: Vec<orion_api::Event> = client
         .events(&EventQuery {
             resource: None,
@@ -361,6 +362,46 @@ pub async fn describe(client: &Client, kind: Kind, name: &str) -> anyhow::Result
         );
     }
     Ok(())
+}
+
+/// The `Hook runs:` part of `describe service`, newest first (nothing without runs).
+fn print_hook_runs(hooks: &orion_api::hook_run::HookRuns) {
+    if hooks.runs.is_empty() {
+        return;
+    }
+    println!("Hook runs:");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let mut t = Table::new(&[
+        "  HOOK",
+        "GENERATION",
+        "ATTEMPT",
+        "OUTCOME",
+        "RESULT",
+        "AGE",
+        "TRIGGER",
+        "OUTPUT",
+    ]);
+    for run in hooks.runs.iter().rev() {
+        let result = match (run.exit_code, run.http_status) {
+            (Some(code), _) => format!("exit {code}"),
+            (None, Some(status)) => format!("HTTP {status}"),
+            (None, None) => "-".into(),
+        };
+        let output = run.output.lines().last().unwrap_or_default().to_string();
+        t.row(vec![
+            format!("  {}", run.hook),
+            run.generation.to_string(),
+            run.attempt.to_string(),
+            run.outcome.to_string(),
+            result,
+            crate::output::human_millis(now.saturating_sub(run.started_unix_ms)),
+            run.trigger.clone(),
+            output,
+        ]);
+    }
+    print!("{}", t.render());
 }
 
 /// `--watch`: the list (unless `from` is given), then each change of that kind as it
