@@ -468,6 +468,24 @@ fn apply_command(txn: &mut Txn<'_>, index: u64, cmd: &Command) -> Result<Applied
             if_generation,
             reason,
         } => roll_back(txn, index, service, *to, *if_generation, reason),
+        Command::SetSurge {
+            service,
+            generation,
+            surge,
+        } => update_service(txn, index, service, |s| {
+            // Closing always applies (a spec whose max_surge was lowered must
+            // still lose its slots); opening is capped by the current spec.
+            let surge = if *surge == 0 {
+                0
+            } else {
+                (*surge).min(s.spec.strategy.max_surge)
+            };
+            if s.generation != *generation || s.rollout.surge == surge {
+                return false;
+            }
+            s.rollout.surge = surge;
+            true
+        }),
         // Batches are taken apart in `OrionApplier::apply`; one inside another is refused.
         Command::Batch { .. } => Err(reject(
             ErrorCode::InvalidArgument,
@@ -629,6 +647,9 @@ fn next_generation(
             paused: current.rollout.paused,
             reason,
             rolled_back_from: None,
+            // Surge slots already placed stay: the rollout to the new generation
+            // rolls them like any replica, and closes them when it completes.
+            surge: current.rollout.surge,
         },
     }
 }

@@ -101,6 +101,15 @@ pub enum Command {
     /// record and its own result or rejection. All get the entry's revision, so a
     /// batch holds at most one write per path (apply rejects a second one).
     Batch { writes: Vec<Proposal> },
+    /// The rollout controller opens (`surge` > 0) or closes (0) the surge slots of
+    /// the rollout to `generation`: the replica controller keeps ordinals below
+    /// `replicas + surge` placed. Ignored once the service has moved past
+    /// `generation`; capped at the spec's `max_surge` except when closing.
+    SetSurge {
+        service: String,
+        generation: u64,
+        surge: u32,
+    },
 }
 
 /// What applying a command did.
