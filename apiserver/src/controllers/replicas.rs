@@ -514,4 +514,25 @@ mod tests {
         assert!(p.remove.is_empty());
         assert!(p.place.iter().all(|r| r.node == "a"), "{p:?}");
     }
+
+    #[test]
+    fn open_surge_slots_are_placed_above_replicas_and_removed_once_closed() {
+        let nodes = [node("a")];
+        let mut replicas = Vec::new();
+        let mut web = service("web", 2);
+        let first = plan(&[web.clone()], &nodes, &replicas, &all_up());
+        apply(&mut replicas, &first);
+        web.generation = 2;
+        web.rollout.surge = 1;
+        let p = plan(&[web.clone()], &nodes, &replicas, &all_up());
+        assert_eq!(p.remove, vec![]);
+        let placed: Vec<(u32, u64)> = p.place.iter().map(|r| (r.ordinal, r.generation)).collect();
+        assert_eq!(placed, vec![(2, 2)], "web-2 at the new generation");
+        apply(&mut replicas, &p);
+        assert!(plan(&[web.clone()], &nodes, &replicas, &all_up()).is_empty());
+        web.rollout.surge = 0;
+        let p = plan(&[web], &nodes, &replicas, &all_up());
+        assert_eq!(p.remove, vec![("web".to_string(), 2)]);
+        assert!(p.place.is_empty());
+    }
 }
