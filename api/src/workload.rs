@@ -39,6 +39,12 @@ pub struct RolloutUndo {
 pub const MAX_SERVICE_HISTORY: usize = 10;
 
 impl ServiceObject {
+    /// How many replica ordinals the service keeps placed now: `replicas`, plus
+    /// the surge slots of a rollout in progress (ordinals `replicas ..`).
+    pub fn slots(&self) -> u32 {
+        self.spec.replicas.saturating_add(self.rollout.surge)
+    }
+
     /// The spec of `generation`: the current one, or one kept in the history.
     pub fn spec_of(&self, generation: u64) -> Option<&ServiceSpec> {
         if generation == self.generation {
@@ -80,6 +86,15 @@ pub struct Rollout {
     /// rollback that fails is not rolled back again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rolled_back_from: Option<u64>,
+    /// Surge slots the rollout holds open: the replica controller keeps ordinals
+    /// `replicas .. replicas + surge` placed (at most `strategy.max_surge`), so new
+    /// replicas can start before old ones stop. Back to 0 when the rollout ends.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub surge: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

@@ -310,6 +310,11 @@ fn semantic_errors_carry_their_location() {
             "4:11: strategy",
             "cannot both be 0",
         ),
+        (
+            "kind: Service\nname: w\ncommand: [w]\nstrategy: {max_surge: 1001}\n",
+            "4:23: strategy.max_surge",
+            "above the limit of 1000",
+        ),
         ("kind: Service\nname: Web_1\ncommand: [w]\n", "2:7: name", "lowercase"),
         ("kind: Service\nname: w\n", "1:1: command", "missing required field"),
         ("kind: Deployment\nname: w\n", "1:7: kind", "unknown kind `Deployment`"),

@@ -48,9 +48,11 @@ impl LeaderWork {
                     self.metrics.clone(),
                     term.clone(),
                 ));
+                let unplaced = self.unplaced.clone();
                 tasks.spawn(controllers::rollout::run(
                     self.node.clone(),
                     self.agents.clone(),
+                    Arc::new(move || unplaced.get()),
                     term.clone(),
                 ));
                 tasks.spawn(controllers::hooks::run(

@@ -2,7 +2,9 @@
 //! spec moves replicas in batches of `max_unavailable`, checked from the machine's
 //! own process table and HTTP probes, not from what Orion reports; a leader kill in
 //! the middle does not break it; an update that never becomes healthy rolls back by
-//! itself; `rollout undo` restores the previous revision.
+//! itself; `rollout undo` restores the previous revision; with `max_unavailable: 0`
+//! and `max_surge: 1` a surge replica starts first, so the count of healthy
+//! processes never drops below `replicas`, through a leader kill too.
 
 mod fixture;
 
@@ -61,6 +63,8 @@ struct Seen {
     pid: u32,
     version: String,
     port: u16,
+    /// `ORION_REPLICA`: the replica id the agent started it as.
+    replica: String,
 }
 
 /// Live processes whose environment holds `ROLL_MARK=marker`.
@@ -108,6 +112,7 @@ fn processes(marker: &str) -> Vec<Seen> {
                 pid,
                 version: version.clone(),
                 port,
+                replica: vars.get("ORION_REPLICA").cloned().unwrap_or_default(),
             });
         }
     }
@@ -150,6 +155,8 @@ async fn healthy_now(marker: &str) -> Vec<Seen> {
 struct Sampler {
     stop: Arc<AtomicBool>,
     fewest: Arc<Mutex<(usize, u64, Vec<Seen>)>>,
+    /// The most replicas of the service seen running at once, and which.
+    most: Arc<Mutex<Vec<Seen>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -157,9 +164,26 @@ impl Sampler {
     fn start(marker: &str) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let fewest = Arc::new(Mutex::new((usize::MAX, 0u64, Vec::new())));
-        let (s, f, m) = (stop.clone(), fewest.clone(), marker.to_string());
+        let most = Arc::new(Mutex::new(Vec::new()));
+        let (s, f, m, most_seen) = (
+            stop.clone(),
+            fewest.clone(),
+            marker.to_string(),
+            most.clone(),
+        );
         let task = tokio::spawn(async move {
             while !s.load(Ordering::Relaxed) {
+                // Distinct replicas: a starting python forks short-lived
+                // children that carry its environment.
+                let mut all = processes(&m);
+                all.sort_by(|a, b| a.replica.cmp(&b.replica));
+                all.dedup_by(|a, b| a.replica == b.replica);
+                {
+                    let mut g = most_seen.lock().unwrap_or_else(|e| e.into_inner());
+                    if all.len() > g.len() {
+                        *g = all;
+                    }
+                }
                 let up = healthy_now(&m).await;
                 {
                     let mut g = f.lock().unwrap_or_else(|e| e.into_inner());
@@ -172,7 +196,12 @@ impl Sampler {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         });
-        Sampler { stop, fewest, task }
+        Sampler {
+            stop,
+            fewest,
+            most,
+            task,
+        }
     }
 
     async fn finish(self) -> (usize, u64, Vec<Seen>) {
@@ -428,5 +457,76 @@ async fn a_drain_moves_every_replica_within_max_unavailable_and_a_deleted_node_i
     wait_versions(&c, &marker, 4, "v1").await;
     let (ok, _, err) = fixture::orion(&c, &c.url(1), &["node", "delete", "no-such-node"]);
     assert!(!ok && err.contains("does not exist"), "{err}");
+    c.assert_no_unexpected_errors(&[]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_surge_1_with_max_unavailable_0_never_has_fewer_than_four_healthy() {
+    let mut c = TestCluster::start(3).await;
+    c.spawn_agent("n1").await;
+    let marker = unique_marker();
+    let spec = |version: &str| {
+        web(&marker, 4, version, ", max_surge: 1, min_healthy_time: 1s")
+            .replace("max_unavailable: 1", "max_unavailable: 0")
+    };
+    apply(&c, &spec("v1")).await;
+    wait_versions(&c, &marker, 4, "v1").await;
+    wait_rollout(&c, 1, RolloutState::Complete).await;
+
+    let sampler = Sampler::start(&marker);
+    apply(&c, &spec("v2")).await;
+    // The surge replica comes first: five processes, the fifth one new.
+    c.wait_for("a surge replica of v2", Duration::from_secs(60), || async {
+        processes(&marker)
+            .iter()
+            .any(|p| p.replica == "web-4" && p.version == "v2")
+            .then_some(())
+    })
+    .await;
+    // Kill the leader in the middle: the new one neither starts a second surge
+    // replica nor leaves this one behind.
+    c.wait_for("one or two old replicas replaced", Duration::from_secs(60), || async {
+        let v2 = processes(&marker)
+            .iter()
+            .filter(|p| p.version == "v2" && p.replica != "web-4")
+            .count();
+        (1..=2).contains(&v2).then_some(())
+    })
+    .await;
+    let leader = c.wait_for_leader().await;
+    c.kill9(leader);
+    wait_versions(&c, &marker, 4, "v2").await;
+    let done = wait_rollout(&c, 2, RolloutState::Complete).await;
+    let most = sampler
+        .most
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let (fewest, samples, at_fewest) = sampler.finish().await;
+    assert!(
+        fewest >= 4,
+        "only {fewest} healthy processes at one point ({at_fewest:?}) in {samples} samples"
+    );
+    assert!(
+        most.len() <= 5,
+        "{} replicas running at once, more than replicas + max_surge: {most:?}",
+        most.len()
+    );
+    assert_eq!(done.rollout.surge, 0, "{done:?}");
+    // The four in-place replicas keep their names; the surge one is gone.
+    let mut names: Vec<String> = processes(&marker).into_iter().map(|p| p.replica).collect();
+    names.sort();
+    assert_eq!(names, ["web-0", "web-1", "web-2", "web-3"]);
+    let replicas = client(&c)
+        .replicas(Consistency::Linearizable)
+        .await
+        .expect("replicas");
+    let ids: Vec<String> = replicas
+        .items
+        .iter()
+        .filter(|r| r.service == "web")
+        .map(|r| r.id())
+        .collect();
+    assert_eq!(ids, ["web-0", "web-1", "web-2", "web-3"]);
     c.assert_no_unexpected_errors(&[]);
 }

@@ -202,11 +202,9 @@ impl Verdicts {
             parts.push(match c.converged_after_s {
                 Some(t) => format!("convergence: converged {t:.1} s after the final apply"),
                 None => format!(
-                    "convergence: NOT converged within {} s (missing {:?}, extra {:?}, duplicated {:?})",
+                    "convergence: NOT converged within {} s ({})",
                     convergence::BOUND.as_secs(),
-                    c.missing,
-                    c.extra,
-                    c.duplicated
+                    c.problems()
                 ),
             });
         }
@@ -333,6 +331,7 @@ async fn body(
     };
     let mut cluster = Cluster::start(net, o.peers, &orion_bin()?, dir, config).await?;
     let agent_hosts = net.hosts[o.peers..].to_vec();
+    let nodes: Vec<String> = agent_hosts.iter().map(convergence::node_name).collect();
     let agents = if agent_hosts.is_empty() {
         None
     } else {
@@ -372,6 +371,7 @@ async fn body(
         tasks.push(tokio::spawn(convergence::driver(
             new_client(&urls, 5)?,
             net.run.clone(),
+            nodes.clone(),
             until,
             rec.clone(),
         )));
@@ -406,8 +406,9 @@ async fn body(
         .await?;
     }
     let convergence = if o.workloads.contains(&Workload::Convergence) {
+        convergence::final_uncordon(&final_client, &nodes, rec).await?;
         let desired = convergence::final_apply(&final_client, &net.run, rec).await?;
-        Some(convergence::wait_converged(&net.run, &desired).await)
+        Some(convergence::wait_converged(&net.run, &desired, &final_client, &nodes).await)
     } else {
         None
     };
@@ -475,8 +476,14 @@ fn lane_names(o: &Options) -> BTreeMap<u64, String> {
         names.insert(set_workload::FINAL_READER, "set final read".to_string());
     }
     if o.workloads.contains(&Workload::Convergence) {
-        names.insert(convergence::DRIVER, "apply → any host".to_string());
-        names.insert(convergence::FINAL_APPLIER, "final apply".to_string());
+        names.insert(
+            convergence::DRIVER,
+            "apply, roll, drain → any host".to_string(),
+        );
+        names.insert(
+            convergence::FINAL_APPLIER,
+            "final uncordon and apply".to_string(),
+        );
     }
     names
 }

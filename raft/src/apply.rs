@@ -551,6 +551,24 @@ fn apply_command(txn: &mut Txn<'_>, index: u64, cmd: &Command) -> Result<Applied
             }
             update_service(txn, index, service, |s| s.hooks.record(slot, run.clone()))
         }
+        Command::SetSurge {
+            service,
+            generation,
+            surge,
+        } => update_service(txn, index, service, |s| {
+            // Closing always applies (a spec whose max_surge was lowered must
+            // still lose its slots); opening is capped by the current spec.
+            let surge = if *surge == 0 {
+                0
+            } else {
+                (*surge).min(s.spec.strategy.max_surge)
+            };
+            if s.generation != *generation || s.rollout.surge == surge {
+                return false;
+            }
+            s.rollout.surge = surge;
+            true
+        }),
         // Batches are taken apart in `OrionApplier::apply`; one inside another is refused.
         Command::Batch { .. } => Err(reject(
             ErrorCode::InvalidArgument,
@@ -732,6 +750,9 @@ fn next_generation(
             paused: current.rollout.paused,
             reason,
             rolled_back_from: None,
+            // Surge slots already placed stay: the rollout to the new generation
+            // rolls them like any replica, and closes them when it completes.
+            surge: current.rollout.surge,
         },
         hooks: current.hooks,
     }
@@ -1102,5 +1123,49 @@ mod tests {
         );
         assert_eq!(event_cursor_of(b"e/abc"), None);
         assert_eq!(event_cursor_of(b"v/abcdefgh"), None);
+    }
+
+    #[test]
+    fn surge_slots_are_capped_by_max_surge_ignored_when_stale_and_kept_by_a_new_generation() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = open(&dir);
+        let spec = |version: &str| {
+            let text = format!(
+                "kind: Service\nname: web\ncommand: [{version}]\nstrategy: {{max_surge: 2}}\n"
+            );
+            Command::ApplyResources {
+                resources: orion_api::spec::parse_documents("t.yaml", &text).expect("spec"),
+            }
+        };
+        let surge = |generation, surge| Command::SetSurge {
+            service: "web".into(),
+            generation,
+            surge,
+        };
+        let steps = [
+            spec("v1"),
+            surge(1, 5),
+            spec("v2"),
+            surge(1, 0),
+            surge(2, 0),
+        ];
+        let seen = store
+            .sm
+            .with_test_txn(None, |txn| {
+                let mut seen = Vec::new();
+                for (i, cmd) in steps.into_iter().enumerate() {
+                    let r = OrionApplier.apply(txn, 2 + i as u64, &cmd.into())?;
+                    assert!(r.outcome.is_ok(), "{r:?}");
+                    let s = read_json::<ServiceObject>(txn, &service_key("web"))
+                        .ok()
+                        .flatten();
+                    seen.push(s.map(|s| s.rollout.surge));
+                }
+                Ok::<_, orion_store::Error>(seen)
+            })
+            .expect("a test transaction")
+            .expect("apply");
+        // Capped at max_surge; kept by generation 2; a stale close is ignored.
+        assert_eq!(seen, [Some(0), Some(2), Some(2), Some(2), Some(0)]);
     }
 }

@@ -141,6 +141,15 @@ pub enum Command {
         slot: String,
         run: orion_api::hook_run::HookRun,
     },
+    /// The rollout controller opens (`surge` > 0) or closes (0) the surge slots of
+    /// the rollout to `generation`: the replica controller keeps ordinals below
+    /// `replicas + surge` placed. Ignored once the service has moved past
+    /// `generation`; capped at the spec's `max_surge` except when closing.
+    SetSurge {
+        service: String,
+        generation: u64,
+        surge: u32,
+    },
 }
 
 /// What applying a command did.

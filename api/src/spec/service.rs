@@ -258,7 +258,10 @@ pub struct Placement {
 pub struct UpdateStrategy {
     /// Replicas that may be down at once during the update (default 1).
     pub max_unavailable: u32,
-    /// Extra replicas that may run above `replicas` during the update (default 1).
+    /// Extra replicas of the new revision that may run above `replicas` during the
+    /// update (default 1): surge slots at ordinals `replicas ..`, removed once the
+    /// update completes. With `max_unavailable: 0` no replica is taken down before a
+    /// new one is available.
     pub max_surge: u32,
     /// How long a new replica must stay healthy before it counts as available and
     /// the next batch may start (default 0s).
@@ -690,6 +693,20 @@ fn decode_strategy(dec: &mut Decoder, node: &Node) -> Option<UpdateStrategy> {
         let at = f.get("healthy_deadline").map_or(f.at, |n| n.at);
         dec.error(at, "strategy.healthy_deadline", "must be greater than zero");
         return None;
+    }
+    for (field, n) in [
+        ("max_unavailable", max_unavailable),
+        ("max_surge", max_surge),
+    ] {
+        if n > MAX_REPLICAS {
+            let at = f.get(field).map_or(f.at, |n| n.at);
+            dec.error(
+                at,
+                &format!("strategy.{field}"),
+                format!("{n} is above the limit of {MAX_REPLICAS} (the most replicas a service can have)"),
+            );
+            return None;
+        }
     }
     if max_unavailable == 0 && max_surge == 0 {
         dec.error(

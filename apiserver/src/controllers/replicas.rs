@@ -2,7 +2,9 @@
 //! objects placed on ready nodes.
 //!
 //! [`plan`] is pure: services, nodes and replicas in, the replicas to place and to
-//! remove out. Replicas of deleted services, ordinals above the desired count, and
+//! remove out. A service's desired ordinals are `0 .. replicas` plus the surge slots
+//! its rollout holds open ([`ServiceObject::slots`], set by the rollout controller
+//! through `SetSurge`). Replicas of deleted services, ordinals above that count, and
 //! replicas on nodes that are gone or down are removed, and those on a draining node
 //! move elsewhere within each service's `max_unavailable`; missing ordinals are
 //! placed by the [scheduler](crate::scheduler) on schedulable nodes (ready, neither
@@ -124,7 +126,7 @@ pub fn plan(
         for r in replicas {
             let wanted = by_name
                 .get(r.service.as_str())
-                .is_some_and(|s| r.ordinal < s.spec.replicas);
+                .is_some_and(|s| r.ordinal < s.slots());
             if wanted && (observed.up)(r) == Availability::Up {
                 *up.entry(r.service.as_str()).or_default() += 1;
             }
@@ -147,7 +149,7 @@ pub fn plan(
     for r in replicas {
         let wanted = by_name
             .get(r.service.as_str())
-            .is_some_and(|s| r.ordinal < s.spec.replicas);
+            .is_some_and(|s| r.ordinal < s.slots());
         let node = by_node.get(r.node.as_str());
         let keep = wanted
             && match node {
@@ -207,7 +209,7 @@ pub fn plan(
         .iter()
         .flat_map(|s| {
             let kept = &kept;
-            (0..s.spec.replicas)
+            (0..s.slots())
                 .filter(move |o| !kept.contains(&(s.spec.name.as_str(), *o)))
                 .map(move |ordinal| Request {
                     service: s.spec.name.clone(),
@@ -515,5 +517,26 @@ mod tests {
         let p = plan(&[service("web", 5)], &cordoned, &replicas, &all_up());
         assert!(p.remove.is_empty());
         assert!(p.place.iter().all(|r| r.node == "a"), "{p:?}");
+    }
+
+    #[test]
+    fn open_surge_slots_are_placed_above_replicas_and_removed_once_closed() {
+        let nodes = [node("a")];
+        let mut replicas = Vec::new();
+        let mut web = service("web", 2);
+        let first = plan(&[web.clone()], &nodes, &replicas, &all_up());
+        apply(&mut replicas, &first);
+        web.generation = 2;
+        web.rollout.surge = 1;
+        let p = plan(&[web.clone()], &nodes, &replicas, &all_up());
+        assert_eq!(p.remove, vec![]);
+        let placed: Vec<(u32, u64)> = p.place.iter().map(|r| (r.ordinal, r.generation)).collect();
+        assert_eq!(placed, vec![(2, 2)], "web-2 at the new generation");
+        apply(&mut replicas, &p);
+        assert!(plan(&[web.clone()], &nodes, &replicas, &all_up()).is_empty());
+        web.rollout.surge = 0;
+        let p = plan(&[web], &nodes, &replicas, &all_up());
+        assert_eq!(p.remove, vec![("web".to_string(), 2)]);
+        assert!(p.place.is_empty());
     }
 }

@@ -1,5 +1,7 @@
 //! The rollout controller: moves a service's replicas to its current generation in
-//! batches, so a changed spec never takes more than `max_unavailable` replicas down.
+//! batches, so a changed spec never leaves fewer than `replicas - max_unavailable`
+//! replicas available, nor runs more than `replicas + max_surge` (Kubernetes'
+//! `RollingUpdate` semantics).
 //!
 //! Each replica object records the generation it runs ([`ReplicaObject::generation`]);
 //! the gateway sends every agent the spec of that generation (kept in the service's
@@ -12,30 +14,48 @@
 //!    a health check) for the generation it should run, for at least
 //!    `min_healthy_time`. Reports name their generation, so the old process's last
 //!    report never counts for the new one.
-//! 3. `max_unavailable` minus the replicas not available now is how many outdated
-//!    replicas may move in this round (ones already down first).
-//! 4. A replica of the current generation that is not available `healthy_deadline`
+//! 3. **Surge.** While replicas need a new process, the rollout opens up to
+//!    `max_surge` surge slots ([`Command::SetSurge`], replicated in
+//!    [`orion_api::Rollout::surge`]): the replica controller places ordinals
+//!    `replicas .. replicas + surge` (`web-4` for a service of 4) at the current
+//!    generation. They are ordinary replicas: they count as available, and the
+//!    deadline below applies to them.
+//! 4. Available replicas (surge ones included) minus `replicas - max_unavailable`
+//!    is how many outdated replicas may be replaced in place in this round (ones
+//!    already down first). With `max_unavailable: 0`, an old replica is replaced
+//!    only once a surge replica is available, so availability never drops below
+//!    `replicas`.
+//! 5. A replica of the current generation that is not available `healthy_deadline`
 //!    after it was moved fails the rollout (replicated: [`RolloutState::Failed`]);
 //!    with `auto_rollback`, the next round makes the last revision that completed
 //!    the current one again ([`Command::RollBack`], retried until it applies), and
 //!    it rolls out under the same rules. A rollback that fails is not rolled back.
-//! 5. Every replica at the current generation and available: `Complete` (also
-//!    after a failure, when the late replicas come up after all).
+//! 6. Every replica `0 .. replicas` at the current generation and available: the
+//!    surge slots close (their replicas are removed by the replica controller),
+//!    then `Complete` (also after a failure, when the late replicas come up after
+//!    all).
 //!
-//! What is replicated — the generation of every replica, the history, the rollout
-//! state and its pause — is all a new leader needs to carry on. The timers (since
+//! Surge replicas take the ordinals above `replicas`, and the in-place replicas
+//! keep theirs: when the rollout ends, `web-0 .. web-3` run the new version under
+//! the names (and log files) they had, and `web-4` is gone. That costs one extra
+//! start per surge slot but needs no renaming, which the agents would see as a
+//! different replica. When no node has room for a surge replica (the replica
+//! controller cannot place it), the rollout rolls within `max_unavailable` alone
+//! and its reason says so ([`NO_ROOM`]); with `max_unavailable: 0` it then waits.
+//!
+//! What is replicated — the generation of every replica, the surge slots, the
+//! history, the rollout state and its pause — is all a new leader needs to carry
+//! on: surge replicas are replica objects, so a new leader sees them and opens no
+//! second one, and closing the slots removes them whoever leads. The timers (since
 //! when a replica is healthy, since when it was moved) live in the leader's memory
 //! and start again on a new leader, which can only make a batch wait longer.
-//!
-//! `max_surge` is not implemented yet: a rollout never runs extra replicas, and a
-//! `max_unavailable` of 0 rolls one replica at a time.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use orion_api::agent_proto::{ReplicaReport, ReplicaState};
-use orion_api::{ReplicaObject, RolloutState, ServiceObject};
+use orion_api::{ReplicaObject, RolloutState, ServiceObject, UnplacedReplicas};
 use orion_raft::{read, Command, LeaderError, RaftNode};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -54,6 +74,8 @@ pub enum Step {
     },
     /// Restore the spec of generation `to` as a new generation.
     RollBack { to: u64, reason: String },
+    /// Open (`slots` > 0) or close (0) the rollout's surge slots.
+    Surge { slots: u32 },
 }
 
 /// The leader's clocks for the rollouts it drives (memory only).
@@ -85,12 +107,19 @@ pub(crate) fn up(report: Option<&ReplicaReport>, generation: u64, has_check: boo
     })
 }
 
+/// How a rollout's reason starts while it rolls without surge replicas because no
+/// node can take one.
+pub const NO_ROOM: &str = "no room for a surge replica";
+
 /// Decides the next steps for `service`, whose placed replicas are `replicas`,
-/// given what the agents report. Pure but for `clocks`, which it keeps current.
+/// given what the agents report and, in `unplaced`, why the replica controller
+/// cannot place some replica of this service now (`None` when it can place them
+/// all). Pure but for `clocks`, which it keeps current.
 pub fn plan(
     service: &ServiceObject,
     replicas: &[&ReplicaObject],
     reports: &BTreeMap<String, ReplicaReport>,
+    unplaced: Option<&str>,
     clocks: &mut Clocks,
     now: Instant,
 ) -> Vec<Step> {
@@ -101,11 +130,15 @@ pub fn plan(
     let has_check = spec.health.is_some();
     let min_healthy = Duration::from_millis(strategy.min_healthy_time_ms);
     let deadline = Duration::from_millis(strategy.healthy_deadline_ms);
+    let surge_open = service.rollout.surge;
+    let slots = service.slots();
 
+    // Every replica the service keeps now: `0 .. replicas` and the open surge
+    // slots above them. They all count towards availability.
     let wanted: Vec<&ReplicaObject> = replicas
         .iter()
         .copied()
-        .filter(|r| r.ordinal < spec.replicas)
+        .filter(|r| r.ordinal < slots)
         .collect();
     let mut steps = Vec::new();
 
@@ -123,6 +156,7 @@ pub fn plan(
 
     // 2. Availability, with the clocks.
     let mut available = 0u32;
+    let mut available_primary = 0u32;
     let mut late: Option<String> = None;
     for r in &wanted {
         let id = r.id();
@@ -149,6 +183,9 @@ pub fn plan(
             let counts = r.generation != current || now.duration_since(since) >= min_healthy;
             if counts {
                 available += 1;
+                if r.ordinal < spec.replicas {
+                    available_primary += 1;
+                }
             }
         } else {
             clocks.healthy.remove(&id);
@@ -186,20 +223,31 @@ pub fn plan(
             ordinals: relabelled.clone(),
         });
     }
-    let missing = spec.replicas.saturating_sub(wanted.len() as u32);
+    let primary = wanted.iter().filter(|r| r.ordinal < spec.replicas).count() as u32;
+    let missing = spec.replicas.saturating_sub(primary);
     let all_current = wanted
         .iter()
+        .filter(|r| r.ordinal < spec.replicas)
         .all(|r| r.generation == current || relabelled.contains(&r.ordinal));
-    let done = all_current && missing == 0 && available >= spec.replicas;
-    match service.rollout.state {
-        RolloutState::Complete => {}
-        _ if done => {
+    let done = all_current && missing == 0 && available_primary >= spec.replicas;
+    if done {
+        // The replicas the service keeps are all new and available: close the
+        // surge slots, and complete once the replica controller has removed
+        // every replica above `replicas`.
+        if surge_open > 0 {
+            steps.push(Step::Surge { slots: 0 });
+        } else if service.rollout.state != RolloutState::Complete
+            && replicas.iter().all(|r| r.ordinal < spec.replicas)
+        {
             steps.push(Step::Set {
                 state: RolloutState::Complete,
                 reason: service.rollout.reason.clone(),
             });
-            return steps;
         }
+        return steps;
+    }
+    match service.rollout.state {
+        RolloutState::Complete => {}
         RolloutState::Failed => {
             let target = service.history.iter().rev().find(|r| r.stable);
             if let (true, None, Some(target)) = (
@@ -228,38 +276,85 @@ pub fn plan(
             }
         }
     }
+    if service.rollout.paused || outdated.is_empty() {
+        return steps;
+    }
 
-    // 3. The next batch.
-    let unavailable = spec
-        .replicas
-        .saturating_sub(available)
-        .max(missing)
-        .min(spec.replicas);
-    if !service.rollout.paused && !outdated.is_empty() {
-        let budget = strategy.max_unavailable.max(1);
-        let room = budget.saturating_sub(unavailable) as usize;
-        // Replicas their agent reports down cost nothing to replace: they go
-        // first. A replica without a report (a new leader not yet heard from its
-        // agent) is unknown, not down.
-        let reported_down = |r: &ReplicaObject| {
-            reports.get(&r.id()).is_some_and(|rep| {
-                rep.generation == r.generation && !up(Some(rep), r.generation, has_check)
-            })
-        };
-        outdated.sort_by_key(|r| (!reported_down(r), r.ordinal));
-        let down_already = outdated.iter().filter(|r| reported_down(r)).count();
-        let take = room.max(down_already.min(budget as usize));
-        let ordinals: Vec<u32> = outdated.iter().take(take).map(|r| r.ordinal).collect();
-        if !ordinals.is_empty() {
-            for o in &ordinals {
-                clocks
-                    .moved
-                    .insert(format!("{}-{o}", spec.name), (current, now));
-            }
-            match steps.first_mut() {
-                Some(Step::Roll { ordinals: first }) => first.extend(ordinals),
-                _ => steps.push(Step::Roll { ordinals }),
-            }
+    // 3. Surge slots: open up to `max_surge` (no more than there are replicas
+    //    to replace), so new replicas start before old ones stop.
+    let outdated_primary = outdated
+        .iter()
+        .filter(|r| r.ordinal < spec.replicas)
+        .count() as u32;
+    let surge = surge_open
+        .max(strategy.max_surge.min(outdated_primary))
+        .min(strategy.max_surge);
+    if surge != surge_open {
+        steps.push(Step::Surge { slots: surge });
+    }
+    // A surge slot the replica controller cannot place: roll within
+    // `max_unavailable` alone, and say so.
+    let surge_blocked = surge_open > 0
+        && (spec.replicas..slots).any(|o| !wanted.iter().any(|r| r.ordinal == o))
+        && unplaced.is_some();
+    let note = unplaced.filter(|_| surge_blocked).map(|why| {
+        if strategy.max_unavailable == 0 {
+            format!("{NO_ROOM} ({why}); max_unavailable is 0, so no replica is taken down until one fits")
+        } else {
+            format!(
+                "{NO_ROOM} ({why}); rolling within max_unavailable ({}) instead",
+                strategy.max_unavailable
+            )
+        }
+    });
+    let stale_note = service
+        .rollout
+        .reason
+        .as_deref()
+        .is_some_and(|r| r.starts_with(NO_ROOM));
+    if note.is_some() && note != service.rollout.reason {
+        steps.push(Step::Set {
+            state: RolloutState::Progressing,
+            reason: note,
+        });
+    } else if note.is_none() && stale_note {
+        steps.push(Step::Set {
+            state: RolloutState::Progressing,
+            reason: None,
+        });
+    }
+
+    // 4. The next batch: take replicas down only while at least
+    //    `replicas - max_unavailable` stay available, surge replicas included.
+    //    Without surge (a spec from before `max_surge` was enforced with both at
+    //    0), one at a time.
+    let budget = if strategy.max_surge == 0 {
+        strategy.max_unavailable.max(1)
+    } else {
+        strategy.max_unavailable
+    };
+    let room = available.saturating_add(budget).saturating_sub(spec.replicas) as usize;
+    // Replicas their agent reports down cost nothing to replace: they go first.
+    // A replica without a report (a new leader not yet heard from its agent) is
+    // unknown, not down.
+    let reported_down = |r: &ReplicaObject| {
+        reports.get(&r.id()).is_some_and(|rep| {
+            rep.generation == r.generation && !up(Some(rep), r.generation, has_check)
+        })
+    };
+    outdated.sort_by_key(|r| (!reported_down(r), r.ordinal));
+    let down_already = outdated.iter().filter(|r| reported_down(r)).count();
+    let take = room.max(down_already.min(budget.max(1) as usize));
+    let ordinals: Vec<u32> = outdated.iter().take(take).map(|r| r.ordinal).collect();
+    if !ordinals.is_empty() {
+        for o in &ordinals {
+            clocks
+                .moved
+                .insert(format!("{}-{o}", spec.name), (current, now));
+        }
+        match steps.first_mut() {
+            Some(Step::Roll { ordinals: first }) => first.extend(ordinals),
+            _ => steps.push(Step::Roll { ordinals }),
         }
     }
 
@@ -281,8 +376,16 @@ fn humantime(d: Duration) -> String {
 /// also runs on this tick.
 const TICK: Duration = Duration::from_millis(250);
 
+/// What the replica controller cannot place now (leader memory), read each round.
+pub type UnplacedNow = Arc<dyn Fn() -> Vec<UnplacedReplicas> + Send + Sync>;
+
 /// Runs rounds until `token` is cancelled (leadership lost, or shutdown).
-pub async fn run(node: RaftNode, agents: Arc<AgentRegistry>, token: CancellationToken) {
+pub async fn run(
+    node: RaftNode,
+    agents: Arc<AgentRegistry>,
+    unplaced: UnplacedNow,
+    token: CancellationToken,
+) {
     let mut metrics = node.raft.metrics();
     let mut clocks = Clocks::default();
     loop {
@@ -296,12 +399,17 @@ pub async fn run(node: RaftNode, agents: Arc<AgentRegistry>, token: Cancellation
                 clocks.retain(&|id| ids.contains(id));
                 let reports = agents.reports(|id| ids.contains(id));
                 let now = Instant::now();
+                let unplaced = unplaced();
                 for service in &services {
                     let mine: Vec<&ReplicaObject> = replicas
                         .iter()
                         .filter(|r| r.service == service.spec.name)
                         .collect();
-                    for step in plan(service, &mine, &reports, &mut clocks, now) {
+                    let why = unplaced
+                        .iter()
+                        .find(|u| u.service == service.spec.name)
+                        .map(|u| u.reason.as_str());
+                    for step in plan(service, &mine, &reports, why, &mut clocks, now) {
                         match propose(&node, service, step).await {
                             Ok(()) => {}
                             Err(LeaderError::NotLeader { .. } | LeaderError::Fatal(_)) => {
@@ -347,6 +455,14 @@ async fn propose(node: &RaftNode, service: &ServiceObject, step: Step) -> Result
                 reason,
             }
         }
+        Step::Surge { slots } => {
+            info!(service = %name, generation, surge = slots, "rollout surge slots");
+            Command::SetSurge {
+                service: name,
+                generation,
+                surge: slots,
+            }
+        }
         Step::RollBack { to, reason } => {
             warn!(service = %name, generation, %reason, "rolling back");
             Command::RollBack {
@@ -375,7 +491,7 @@ mod tests {
         spec
     }
 
-    const V1: &str = "kind: Service\nname: web\nreplicas: 4\ncommand: [v1]\nhealth: {exec: {command: ['true']}}\nstrategy: {max_unavailable: 1, min_healthy_time: 1s, healthy_deadline: 10s}\n";
+    const V1: &str = "kind: Service\nname: web\nreplicas: 4\ncommand: [v1]\nhealth: {exec: {command: ['true']}}\nstrategy: {max_unavailable: 1, max_surge: 0, min_healthy_time: 1s, healthy_deadline: 10s}\n";
 
     /// `web` at generation 2 (`v2`), with generation 1 (`v1`) in its history.
     fn updated(v2: &str) -> ServiceObject {
@@ -443,7 +559,7 @@ mod tests {
         let mut clocks = Clocks::default();
         let t0 = Instant::now();
         let mut rs = replicas(&[1, 1, 1, 1]);
-        let steps = plan(&svc, &refs(&rs), &healthy(&rs), &mut clocks, t0);
+        let steps = plan(&svc, &refs(&rs), &healthy(&rs), None, &mut clocks, t0);
         assert_eq!(steps, vec![Step::Roll { ordinals: vec![0] }]);
 
         // web-0 moved; its agent still reports the old process: no next batch.
@@ -452,15 +568,15 @@ mod tests {
         if let Some(r) = reports.get_mut("web-0") {
             r.generation = 1;
         }
-        assert_eq!(plan(&svc, &refs(&rs), &reports, &mut clocks, t0), vec![]);
+        assert_eq!(plan(&svc, &refs(&rs), &reports, None, &mut clocks, t0), vec![]);
 
         // Healthy at the new generation, but not for min_healthy_time yet.
         let reports = healthy(&rs);
         let t1 = t0 + Duration::from_millis(100);
-        assert_eq!(plan(&svc, &refs(&rs), &reports, &mut clocks, t1), vec![]);
+        assert_eq!(plan(&svc, &refs(&rs), &reports, None, &mut clocks, t1), vec![]);
         let t2 = t1 + Duration::from_millis(1000);
         assert_eq!(
-            plan(&svc, &refs(&rs), &reports, &mut clocks, t2),
+            plan(&svc, &refs(&rs), &reports, None, &mut clocks, t2),
             vec![Step::Roll { ordinals: vec![1] }]
         );
     }
@@ -476,6 +592,7 @@ mod tests {
             &svc,
             &refs(&rs),
             &healthy(&rs),
+            None,
             &mut Clocks::default(),
             Instant::now(),
         );
@@ -504,9 +621,9 @@ mod tests {
         }
         let mut clocks = Clocks::default();
         let t0 = Instant::now();
-        assert_eq!(plan(&svc, &refs(&rs), &reports, &mut clocks, t0), vec![]);
+        assert_eq!(plan(&svc, &refs(&rs), &reports, None, &mut clocks, t0), vec![]);
         let late = t0 + Duration::from_secs(11);
-        let steps = plan(&svc, &refs(&rs), &reports, &mut clocks, late);
+        let steps = plan(&svc, &refs(&rs), &reports, None, &mut clocks, late);
         let [Step::Set {
             state: RolloutState::Failed,
             reason: Some(reason),
@@ -523,10 +640,10 @@ mod tests {
         // revision comes back (every round, until it applies).
         svc.rollout.state = RolloutState::Failed;
         svc.rollout.reason = Some(reason.clone());
-        assert_eq!(plan(&svc, &refs(&rs), &reports, &mut clocks, late), vec![]);
+        assert_eq!(plan(&svc, &refs(&rs), &reports, None, &mut clocks, late), vec![]);
         svc.spec.strategy.auto_rollback = true;
         for _ in 0..2 {
-            let steps = plan(&svc, &refs(&rs), &reports, &mut clocks, late);
+            let steps = plan(&svc, &refs(&rs), &reports, None, &mut clocks, late);
             let [Step::RollBack { to: 1, reason: why }] = steps.as_slice() else {
                 panic!("{steps:?}");
             };
@@ -537,17 +654,17 @@ mod tests {
         }
         // A rollback that fails is not rolled back again.
         svc.rollout.rolled_back_from = Some(1);
-        assert_eq!(plan(&svc, &refs(&rs), &reports, &mut clocks, late), vec![]);
+        assert_eq!(plan(&svc, &refs(&rs), &reports, None, &mut clocks, late), vec![]);
 
         // Late replicas that come up after all complete it.
         let all_new = replicas(&[2, 2, 2, 2]);
         let up = healthy(&all_new);
-        let _ = plan(&svc, &refs(&all_new), &up, &mut clocks, late);
+        let _ = plan(&svc, &refs(&all_new), &up, None, &mut clocks, late);
         let steps = plan(
             &svc,
             &refs(&all_new),
             &up,
-            &mut clocks,
+            None, &mut clocks,
             late + Duration::from_secs(2),
         );
         assert!(
@@ -570,17 +687,17 @@ mod tests {
         let t0 = Instant::now();
         let mut clocks = Clocks::default();
         assert_eq!(
-            plan(&svc, &refs(&rs), &healthy(&rs), &mut clocks, t0),
+            plan(&svc, &refs(&rs), &healthy(&rs), None, &mut clocks, t0),
             vec![]
         );
 
         let rs = replicas(&[2, 2, 2, 2]);
-        let _ = plan(&svc, &refs(&rs), &healthy(&rs), &mut clocks, t0);
+        let _ = plan(&svc, &refs(&rs), &healthy(&rs), None, &mut clocks, t0);
         let steps = plan(
             &svc,
             &refs(&rs),
             &healthy(&rs),
-            &mut clocks,
+            None, &mut clocks,
             t0 + Duration::from_secs(2),
         );
         assert_eq!(
@@ -603,19 +720,19 @@ mod tests {
                 &svc,
                 &refs(&rs),
                 &BTreeMap::new(),
-                &mut clocks,
+                None, &mut clocks,
                 t0 + Duration::from_millis(250 * round),
             );
             assert_eq!(steps, vec![], "round {round}");
         }
         // Reports arrive: web-0 (new) healthy for long enough, then web-1 moves.
         let reports = healthy(&rs);
-        let _ = plan(&svc, &refs(&rs), &reports, &mut clocks, t0);
+        let _ = plan(&svc, &refs(&rs), &reports, None, &mut clocks, t0);
         let steps = plan(
             &svc,
             &refs(&rs),
             &reports,
-            &mut clocks,
+            None, &mut clocks,
             t0 + Duration::from_secs(2),
         );
         assert_eq!(steps, vec![Step::Roll { ordinals: vec![1] }]);
@@ -633,9 +750,208 @@ mod tests {
             &svc,
             &refs(&rs),
             &reports,
+            None,
             &mut Clocks::default(),
             Instant::now(),
         );
         assert_eq!(steps, vec![Step::Roll { ordinals: vec![2] }]);
+    }
+
+    /// `web` updated to `v2` with `max_unavailable: 0, max_surge: 1`.
+    fn surging() -> ServiceObject {
+        updated(
+            &V1.replace("[v1]", "[v2]")
+                .replace("max_unavailable: 1, max_surge: 0", "max_unavailable: 0, max_surge: 1"),
+        )
+    }
+
+    /// Plays rounds of `plan` against a small model of the replica controller and
+    /// the agents (a moved or placed replica is down for one round, then healthy)
+    /// until the rollout completes; returns the fewest available replicas seen and
+    /// the most replicas that existed at once.
+    fn play(mut svc: ServiceObject, unplaced: Option<&str>) -> (usize, usize, ServiceObject) {
+        let mut rs = replicas(&[1, 1, 1, 1]);
+        let mut reports = healthy(&rs);
+        let mut clocks = Clocks::default();
+        let t0 = Instant::now();
+        let (mut fewest, mut most) = (usize::MAX, 0);
+        for round in 0..200u64 {
+            let now = t0 + Duration::from_millis(600 * round);
+            let available = rs
+                .iter()
+                .filter(|r| up(reports.get(&r.id()), r.generation, true))
+                .count();
+            fewest = fewest.min(available);
+            most = most.max(rs.len());
+            let steps = plan(&svc, &refs(&rs), &reports, unplaced, &mut clocks, now);
+            // Last round's restarts are up now.
+            reports = healthy(&rs);
+            for step in steps {
+                match step {
+                    Step::Roll { ordinals } => {
+                        for r in rs.iter_mut().filter(|r| ordinals.contains(&r.ordinal)) {
+                            r.generation = svc.generation;
+                            reports.remove(&r.id());
+                        }
+                    }
+                    Step::Surge { slots } => svc.rollout.surge = slots,
+                    Step::Set { state, reason } => {
+                        svc.rollout.state = state;
+                        svc.rollout.reason = reason;
+                    }
+                    Step::RollBack { .. } => panic!("no rollback expected"),
+                }
+            }
+            if svc.rollout.state == RolloutState::Complete {
+                return (fewest, most, svc);
+            }
+            // The replica controller: keep `0 .. slots` placed, nothing above.
+            let slots = svc.slots();
+            rs.retain(|r| r.ordinal < slots);
+            if unplaced.is_none() {
+                for o in 0..slots {
+                    if !rs.iter().any(|r| r.ordinal == o) {
+                        let mut fresh = replicas(&[svc.generation]).remove(0);
+                        fresh.ordinal = o;
+                        rs.push(fresh);
+                    }
+                }
+            }
+        }
+        panic!("the rollout never completed: {svc:?} {rs:?}");
+    }
+
+    #[test]
+    fn max_unavailable_0_and_max_surge_1_never_go_below_replicas_and_end_at_replicas() {
+        let svc = surging();
+        let rs = replicas(&[1, 1, 1, 1]);
+        // First round: open one surge slot, take nothing down.
+        let steps = plan(
+            &svc,
+            &refs(&rs),
+            &healthy(&rs),
+            None,
+            &mut Clocks::default(),
+            Instant::now(),
+        );
+        assert_eq!(steps, vec![Step::Surge { slots: 1 }]);
+
+        let (fewest, most, done) = play(surging(), None);
+        assert_eq!(fewest, 4, "never below 4 available");
+        assert_eq!(most, 5, "at most one surge replica");
+        assert_eq!(done.rollout.surge, 0, "surge slots closed at the end");
+        assert_eq!(done.rollout.reason, None);
+    }
+
+    #[test]
+    fn max_surge_with_max_unavailable_rolls_faster_and_stays_within_both() {
+        let svc = updated(
+            &V1.replace("[v1]", "[v2]")
+                .replace("max_unavailable: 1, max_surge: 0", "max_unavailable: 1, max_surge: 2"),
+        );
+        let (fewest, most, done) = play(svc, None);
+        assert!(fewest >= 3, "{fewest}");
+        assert!(most <= 6, "{most}");
+        assert_eq!(done.rollout.surge, 0);
+    }
+
+    #[test]
+    fn without_room_for_a_surge_replica_it_rolls_within_max_unavailable_and_says_so() {
+        let why = "web-4: 0/1 nodes: 1 insufficient memory";
+        let svc = updated(
+            &V1.replace("[v1]", "[v2]")
+                .replace("max_unavailable: 1, max_surge: 0", "max_unavailable: 1, max_surge: 1"),
+        );
+        let mut open = svc.clone();
+        open.rollout.surge = 1;
+        let rs = replicas(&[1, 1, 1, 1]);
+        let steps = plan(
+            &open,
+            &refs(&rs),
+            &healthy(&rs),
+            Some(why),
+            &mut Clocks::default(),
+            Instant::now(),
+        );
+        let [Step::Set {
+            state: RolloutState::Progressing,
+            reason: Some(reason),
+        }, Step::Roll { ordinals }] = steps.as_slice()
+        else {
+            panic!("{steps:?}");
+        };
+        assert!(
+            reason.starts_with(NO_ROOM)
+                && reason.contains(why)
+                && reason.contains("max_unavailable (1)"),
+            "{reason}"
+        );
+        assert_eq!(ordinals, &vec![0]);
+        let (fewest, _, done) = play(svc, Some(why));
+        assert!(fewest >= 3, "{fewest}");
+        assert_eq!(done.rollout.surge, 0);
+
+        // With max_unavailable 0, nothing is taken down while nothing fits.
+        let mut open = surging();
+        open.rollout.surge = 1;
+        let steps = plan(
+            &open,
+            &refs(&rs),
+            &healthy(&rs),
+            Some(why),
+            &mut Clocks::default(),
+            Instant::now(),
+        );
+        let [Step::Set {
+            reason: Some(reason),
+            ..
+        }] = steps.as_slice()
+        else {
+            panic!("{steps:?}");
+        };
+        assert!(reason.contains("max_unavailable is 0"), "{reason}");
+    }
+
+    #[test]
+    fn a_new_leader_neither_doubles_nor_leaks_surge_replicas() {
+        // The old leader opened the slot and web-4 (new) runs; the new leader has
+        // no clocks and no reports yet.
+        let mut svc = surging();
+        svc.rollout.surge = 1;
+        let mut rs = replicas(&[1, 1, 1, 1, 2]);
+        let mut clocks = Clocks::default();
+        let t0 = Instant::now();
+        let steps = plan(&svc, &refs(&rs), &BTreeMap::new(), None, &mut clocks, t0);
+        assert_eq!(steps, vec![], "nothing opened twice, nothing moved");
+        // Reports arrive: web-4 up for min_healthy_time, then web-0 moves.
+        let reports = healthy(&rs);
+        assert_eq!(plan(&svc, &refs(&rs), &reports, None, &mut clocks, t0), vec![]);
+        let t1 = t0 + Duration::from_secs(2);
+        assert_eq!(
+            plan(&svc, &refs(&rs), &reports, None, &mut clocks, t1),
+            vec![Step::Roll { ordinals: vec![0] }]
+        );
+        // Every replica new and available, the slot still open: it closes, and
+        // the rollout completes only once web-4 is gone.
+        for r in &mut rs {
+            r.generation = 2;
+        }
+        let reports = healthy(&rs);
+        let _ = plan(&svc, &refs(&rs), &reports, None, &mut clocks, t1);
+        let t2 = t1 + Duration::from_secs(2);
+        assert_eq!(
+            plan(&svc, &refs(&rs), &reports, None, &mut clocks, t2),
+            vec![Step::Surge { slots: 0 }]
+        );
+        svc.rollout.surge = 0;
+        assert_eq!(plan(&svc, &refs(&rs), &reports, None, &mut clocks, t2), vec![]);
+        rs.pop();
+        assert!(matches!(
+            plan(&svc, &refs(&rs), &reports, None, &mut clocks, t2).as_slice(),
+            [Step::Set {
+                state: RolloutState::Complete,
+                ..
+            }]
+        ));
     }
 }

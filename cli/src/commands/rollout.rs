@@ -101,12 +101,19 @@ struct Progress {
     desired: u32,
     updated: u32,
     available: u32,
+    /// Replicas above `desired`: the rollout's surge replicas.
+    surge: u32,
 }
 
 impl Progress {
     fn line(&self) -> String {
+        let surge = if self.surge > 0 {
+            format!(", {} surge", self.surge)
+        } else {
+            String::new()
+        };
         let mut line = format!(
-            "service/{} revision {}: {} of {} replicas updated, {} available, {}{}",
+            "service/{} revision {}: {} of {} replicas updated, {} available{surge}, {}{}",
             self.service,
             self.generation,
             self.updated,
@@ -143,6 +150,11 @@ async fn progress(client: &Client, service: &str) -> anyhow::Result<Progress> {
             })
         })
         .count() as u32;
+    let surge = list
+        .items
+        .iter()
+        .filter(|r| r.service == s.spec.name && r.ordinal >= s.spec.replicas)
+        .count() as u32;
     Ok(Progress {
         service: s.spec.name.clone(),
         generation: s.generation,
@@ -153,6 +165,7 @@ async fn progress(client: &Client, service: &str) -> anyhow::Result<Progress> {
         desired: s.spec.replicas,
         updated,
         available,
+        surge,
     })
 }
 

@@ -314,6 +314,18 @@ pub async fn describe(client: &Client, kind: Kind, name: &str) -> anyhow::Result
         "Generation:  {} (created at revision {}, changed at {})",
         o.generation, o.create_revision, o.mod_revision
     );
+    println!(
+        "Rollout:     {}{}{}",
+        o.rollout.state,
+        if o.rollout.paused { " (paused)" } else { "" },
+        match o.rollout.surge {
+            0 => String::new(),
+            n => format!(", {n} surge slot(s) open (ordinals from {})", o.spec.replicas),
+        }
+    );
+    if let Some(reason) = &o.rollout.reason {
+        println!("  {reason}");
+    }
     println!("Spec:");
     for line in serde_norway::to_string(&o.spec)?.lines() {
         println!("  {line}");
