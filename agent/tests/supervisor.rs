@@ -58,6 +58,7 @@ impl Fixture {
             service,
             ports: BTreeMap::new(),
             generation: 1,
+            variables: Default::default(),
         }
     }
 
@@ -111,6 +112,8 @@ fn service(command: &[&str], policy: RestartMode, initial_ms: u64) -> ServiceSpe
         },
         placement: Placement::default(),
         strategy: UpdateStrategy::default(),
+        env_variables: BTreeMap::new(),
+        variable_revisions: BTreeMap::new(),
     }
 }
 

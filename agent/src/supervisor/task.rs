@@ -102,6 +102,8 @@ pub(crate) struct ReplicaTask {
     pub stop: watch::Receiver<Option<Duration>>,
     /// Bumped by [`crate::supervisor::Supervisor::restart`].
     pub restart: watch::Receiver<u64>,
+    /// The newest values of the variable-backed env: taken at each start.
+    pub variables: watch::Receiver<orion_api::agent_proto::VariableValues>,
     /// The last restart request acted on.
     pub restarts_seen: AtomicU64,
     pub detach: CancellationToken,
@@ -152,7 +154,7 @@ impl ReplicaTask {
         }
     }
 
-    pub async fn run(self, adopted: Option<ReplicaRecord>, predecessor: Option<CancellationToken>) {
+    pub async fn run(mut self, adopted: Option<ReplicaRecord>, predecessor: Option<CancellationToken>) {
         if let Some(previous) = predecessor {
             tokio::select! {
                 _ = previous.cancelled() => {}
@@ -171,6 +173,9 @@ impl ReplicaTask {
         let mut adopted = adopted;
         loop {
             let started = Instant::now();
+            if adopted.is_none() {
+                self.spec.variables = self.variables.borrow_and_update().clone();
+            }
             let (proc, launch) = match (adopted.take(), prepare(&self.shared.root, &self.spec)) {
                 (Some(rec), launch) => (
                     Ok(Proc::Adopted {
@@ -210,7 +215,14 @@ impl ReplicaTask {
                         s.pid = None;
                         s.reason = Some(format!("{reason}; retrying in {delay:?}"));
                     });
-                    if !self.sleep_backoff(delay).await {
+                    // A missing variable may appear before the backoff ends: start then.
+                    let mut variables = self.variables.clone();
+                    let waiting = !self.spec.variables.missing.is_empty();
+                    let ready = tokio::select! {
+                        ready = self.sleep_backoff(delay) => ready,
+                        Ok(()) = variables.changed(), if waiting => true,
+                    };
+                    if !ready {
                         return;
                     }
                     restarts = self.count_restart(restarts);

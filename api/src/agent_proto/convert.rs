@@ -9,13 +9,13 @@ use std::collections::BTreeMap;
 use super::codec::{Frame, FrameError};
 use super::{
     wire, AgentMessage, DesiredReplica, ExecResult, LogCursor, NodeUsage, ReplicaReport,
-    ReplicaState, RestartResult, ServerMessage, StreamRequest, MIN_PROTOCOL_VERSION,
-    PROTOCOL_VERSION,
+    ReplicaState, RestartResult, ServerMessage, StreamRequest, VariableValues,
+    MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
 };
 use crate::spec::constraint::Constraint;
 use crate::spec::service::{
     Backoff, HealthCheck, Placement, Probe, Resources, RestartMode, RestartPolicy, ServiceSpec,
-    UpdateStrategy,
+    UpdateStrategy, VariableRef,
 };
 
 type Checked<T> = Result<T, String>;
@@ -197,6 +197,10 @@ impl Frame for ServerMessage {
                         id: d.id.clone(),
                         generation: d.generation,
                         service: Some(service_to_wire(&d.service)),
+                        variables: Some(wire::VariableValues {
+                            values: d.variables.values.clone(),
+                            missing: d.variables.missing.clone(),
+                        }),
                     })
                     .collect(),
             }),
@@ -221,10 +225,15 @@ impl Frame for ServerMessage {
                     let service = required(r.service, "desired replica service")
                         .and_then(service_from_wire)
                         .map_err(|e| format!("replica {:?}: {e}", r.id))?;
+                    let variables = r.variables.unwrap_or_default();
                     Ok(DesiredReplica {
                         id: r.id,
                         generation: r.generation,
                         service,
+                        variables: VariableValues {
+                            values: variables.values,
+                            missing: variables.missing,
+                        },
                     })
                 })
                 .collect::<Checked<_>>()
@@ -413,6 +422,20 @@ fn service_to_wire(s: &ServiceSpec) -> wire::ServiceSpec {
             healthy_deadline_ms: s.strategy.healthy_deadline_ms,
             auto_rollback: s.strategy.auto_rollback,
         }),
+        env_variables: s
+            .env_variables
+            .iter()
+            .map(|(name, r)| {
+                (
+                    name.clone(),
+                    wire::VariableRef {
+                        variable: r.variable.clone(),
+                        restart_on_change: r.restart_on_change,
+                    },
+                )
+            })
+            .collect(),
+        variable_revisions: s.variable_revisions.clone(),
     }
 }
 
@@ -485,6 +508,20 @@ fn service_from_wire(s: wire::ServiceSpec) -> Checked<ServiceSpec> {
             healthy_deadline_ms: strategy.healthy_deadline_ms,
             auto_rollback: strategy.auto_rollback,
         },
+        env_variables: s
+            .env_variables
+            .into_iter()
+            .map(|(name, r)| {
+                (
+                    name,
+                    VariableRef {
+                        variable: r.variable,
+                        restart_on_change: r.restart_on_change,
+                    },
+                )
+            })
+            .collect(),
+        variable_revisions: s.variable_revisions,
     })
 }
 
@@ -629,6 +666,14 @@ mod tests {
                 healthy_deadline_ms: 60_000,
                 auto_rollback: true,
             },
+            env_variables: BTreeMap::from([(
+                "DB_URL".into(),
+                VariableRef {
+                    variable: "prod/db_url".into(),
+                    restart_on_change: true,
+                },
+            )]),
+            variable_revisions: BTreeMap::from([("prod/db_url".into(), 7)]),
         };
         assert_eq!(service_from_wire(service_to_wire(&spec)), Ok(spec));
     }

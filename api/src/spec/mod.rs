@@ -22,7 +22,8 @@
 //! - [`schema`]: the JSON Schema of a document, for editors (`orion schema`).
 //! - [`error`]: [`SpecError`] and [`SpecErrors`].
 //!
-//! Bounds: [`MAX_REPLICAS`] per service, [`MAX_RESOURCES_PER_APPLY`] per apply.
+//! Bounds: [`MAX_REPLICAS`] per service, [`MAX_ENV_VARIABLES`] variable-backed env
+//! entries per service, [`MAX_RESOURCES_PER_APPLY`] per apply.
 //! - `node` and `decode` (private): the positioned YAML tree and the readers that
 //!   turn it into typed values while collecting errors.
 
@@ -45,7 +46,7 @@ pub use parse::{check_apply_size, parse_documents, MAX_RESOURCES_PER_APPLY};
 pub use schema::json_schema;
 pub use service::{
     Backoff, HealthCheck, Placement, Probe, Resources, RestartMode, RestartPolicy, ServiceSpec,
-    UpdateStrategy, MAX_REPLICAS,
+    UpdateStrategy, VariableRef, MAX_ENV_VARIABLES, MAX_REPLICAS,
 };
 
 /// One document of an `orion.yaml`.

@@ -5,3 +5,4 @@
 pub mod nodes;
 pub mod replicas;
 pub mod rollout;
+pub mod variables;
