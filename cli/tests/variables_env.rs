@@ -310,10 +310,7 @@ async fn variables_reach_processes_secrets_stay_hidden_and_only_restart_on_chang
         }
     }
     let metrics = c.agent_metrics_addr("n1").await;
-    let body = c
-        .http
-        .get(format!("http://{metrics}/metrics"))
-        .send()
+    let body = reqwest::get(format!("http://{metrics}/metrics"))
         .await
         .expect("agent metrics")
         .text()
