@@ -480,9 +480,12 @@ fn variable_references_are_checked() {
     );
     assert!(at.starts_with("5:"), "{at}: {text}");
     assert!(text.contains("env.A.variable") && text.contains("empty segment"), "{text}");
-    let (_, text) =
-        single_error("kind: Service\nname: s\ncommand: [srv]\nenv:\n  A: {path: x}\n");
-    assert!(text.contains("unknown field `path`"), "{text}");
+    let errors =
+        parse_err("kind: Service\nname: s\ncommand: [srv]\nenv:\n  A: {path: x}\n").to_string();
+    assert!(
+        errors.contains("unknown field `path`") && errors.contains("env.A.variable: missing"),
+        "{errors}"
+    );
     let (_, text) = single_error(
         "kind: Service\nname: s\ncommand: [srv]\nenv:\n  A: {variable: x, restart_on_change: yes please}\n",
     );
