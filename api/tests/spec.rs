@@ -461,7 +461,9 @@ fn env_takes_values_from_variables() {
         ])
     );
     assert_eq!(
-        spec.restart_on_change_paths().into_iter().collect::<Vec<_>>(),
+        spec.restart_on_change_paths()
+            .into_iter()
+            .collect::<Vec<_>>(),
         ["prod/token"]
     );
     // The stored form round-trips; a spec without references serializes as before.
@@ -479,7 +481,10 @@ fn variable_references_are_checked() {
         "kind: Service\nname: s\ncommand: [srv]\nenv:\n  A: {variable: \"bad//path\"}\n",
     );
     assert!(at.starts_with("5:"), "{at}: {text}");
-    assert!(text.contains("env.A.variable") && text.contains("empty segment"), "{text}");
+    assert!(
+        text.contains("env.A.variable") && text.contains("empty segment"),
+        "{text}"
+    );
     let errors =
         parse_err("kind: Service\nname: s\ncommand: [srv]\nenv:\n  A: {path: x}\n").to_string();
     assert!(

@@ -144,9 +144,9 @@ async fn wait_rollout(c: &TestCluster, name: &str, generation: u64) -> ServiceOb
         &format!("rollout of {name} revision {generation} complete"),
         WAIT,
         || async {
-            service(c, name).await.filter(|s| {
-                s.generation == generation && s.rollout.state == RolloutState::Complete
-            })
+            service(c, name)
+                .await
+                .filter(|s| s.generation == generation && s.rollout.state == RolloutState::Complete)
         },
     )
     .await
@@ -164,7 +164,12 @@ impl Sampler {
     fn start(marker: &str, key: &str) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let seen = Arc::new(Mutex::new((usize::MAX, Vec::new())));
-        let (s, g, m, k) = (stop.clone(), seen.clone(), marker.to_string(), key.to_string());
+        let (s, g, m, k) = (
+            stop.clone(),
+            seen.clone(),
+            marker.to_string(),
+            key.to_string(),
+        );
         let task = tokio::spawn(async move {
             while !s.load(Ordering::Relaxed) {
                 let now = processes(&m);
@@ -226,7 +231,11 @@ async fn variables_reach_processes_secrets_stay_hidden_and_only_restart_on_chang
     for p in &kept {
         assert_eq!(p.env.get("TOKEN"), Some(&secret), "{p:?}");
         let cmdline = std::fs::read(format!("/proc/{}/cmdline", p.pid)).unwrap_or_default();
-        assert_absent("a command line", &String::from_utf8_lossy(&cmdline), &secret);
+        assert_absent(
+            "a command line",
+            &String::from_utf8_lossy(&cmdline),
+            &secret,
+        );
     }
     wait_values(&c, &roll, 3, "GREETING", "hello-1").await;
     wait_rollout(&c, "roll", 1).await;
@@ -268,8 +277,12 @@ async fn variables_reach_processes_secrets_stay_hidden_and_only_restart_on_chang
     c.wait_for("keep-0 restarted with hello-2", WAIT, || async {
         let now = processes(&keep);
         (now.len() == 2
-            && now.iter().any(|p| p.env.get("GREETING").map(String::as_str) == Some("hello-2"))
-            && now.iter().any(|p| p.env.get("GREETING").map(String::as_str) == Some("hello-1")))
+            && now
+                .iter()
+                .any(|p| p.env.get("GREETING").map(String::as_str) == Some("hello-2"))
+            && now
+                .iter()
+                .any(|p| p.env.get("GREETING").map(String::as_str) == Some("hello-1")))
         .then_some(())
     })
     .await;
@@ -345,9 +358,11 @@ async fn variables_reach_processes_secrets_stay_hidden_and_only_restart_on_chang
         let log = std::fs::read_to_string(c.log_path(*id)).unwrap_or_default();
         assert_absent(&format!("peer {id}'s log"), &log, &secret);
     }
-    let agent_log =
-        std::fs::read_to_string(c.dir.path().join("agent-n1.log")).expect("agent log");
-    assert!(agent_log.contains("DEBUG"), "the agent logged at debug level");
+    let agent_log = std::fs::read_to_string(c.dir.path().join("agent-n1.log")).expect("agent log");
+    assert!(
+        agent_log.contains("DEBUG"),
+        "the agent logged at debug level"
+    );
     assert_absent("the agent's log", &agent_log, &secret);
     c.assert_no_unexpected_errors(&[]);
 }
@@ -408,7 +423,14 @@ async fn a_missing_variable_holds_the_replica_until_it_exists_and_argv_use_is_re
         ),
     )
     .await;
-    wait_values(&c, &format!("{marker}-other"), 1, "MARK", &format!("{marker}-other")).await;
+    wait_values(
+        &c,
+        &format!("{marker}-other"),
+        1,
+        "MARK",
+        &format!("{marker}-other"),
+    )
+    .await;
     assert_eq!(processes(&marker), seen, "the delete restarted the replica");
 
     // `${DB_URL}` in the command line is refused at apply, naming the problem.

@@ -677,7 +677,10 @@ fn refresh_variables(
     }
     let mut spec = current.spec.clone();
     spec.variable_revisions = now;
-    let reason = format!("variable {} changed (restart_on_change)", changed.join(", "));
+    let reason = format!(
+        "variable {} changed (restart_on_change)",
+        changed.join(", ")
+    );
     let object = next_generation(current, spec, index, Some(reason));
     txn.put(&service_key(name), &encode(&object));
     record_event(txn, index, EventKind::Put, "Service", name, &object)?;

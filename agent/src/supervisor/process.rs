@@ -123,7 +123,9 @@ pub(crate) fn prepare(root: &Path, spec: &ReplicaSpec) -> Result<Launch, LaunchE
     }
     env.insert("ORION_REPLICA".to_owned(), spec.id.clone());
     if !spec.variables.missing.is_empty() {
-        return Err(LaunchError::MissingVariables(spec.variables.missing.clone()));
+        return Err(LaunchError::MissingVariables(
+            spec.variables.missing.clone(),
+        ));
     }
     // Expanded before the variables' values join the environment: a value (a
     // secret, perhaps) never reaches the argv, which `ps` shows to everyone.

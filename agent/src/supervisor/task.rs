@@ -154,7 +154,11 @@ impl ReplicaTask {
         }
     }
 
-    pub async fn run(mut self, adopted: Option<ReplicaRecord>, predecessor: Option<CancellationToken>) {
+    pub async fn run(
+        mut self,
+        adopted: Option<ReplicaRecord>,
+        predecessor: Option<CancellationToken>,
+    ) {
         if let Some(previous) = predecessor {
             tokio::select! {
                 _ = previous.cancelled() => {}

@@ -537,7 +537,9 @@ fn check_no_variable_in_argv(
                 let Some(r) = variables.get(&name) else {
                     continue;
                 };
-                let at = f.get(field.split('.').next().unwrap_or(field)).map_or(f.at, |n| n.at);
+                let at = f
+                    .get(field.split('.').next().unwrap_or(field))
+                    .map_or(f.at, |n| n.at);
                 dec.error(
                     at,
                     &format!("{field}[{i}]"),
