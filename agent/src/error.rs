@@ -73,6 +73,14 @@ pub enum LaunchError {
     Logs(#[from] Error),
     #[error("the process exited before it could be tracked")]
     Untracked,
+    /// Variables the env refers to do not exist (yet): the replica waits for them.
+    #[error("waiting for {}: referenced by the env, not found", list_variables(.0))]
+    MissingVariables(Vec<String>),
+}
+
+fn list_variables(paths: &[String]) -> String {
+    let named: Vec<String> = paths.iter().map(|p| format!("variable `{p}`")).collect();
+    named.join(", ")
 }
 
 impl LaunchError {

@@ -61,6 +61,7 @@ impl PortBook {
                     ports: book.clone(),
                     service: d.service,
                     generation: d.generation,
+                    variables: d.variables,
                 }
             })
             .collect();

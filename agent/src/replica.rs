@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use orion_api::agent_proto::VariableValues;
 use orion_api::spec::service::ServiceSpec;
 use serde::{Deserialize, Serialize};
 
@@ -20,10 +21,18 @@ pub struct ReplicaSpec {
     /// the process running.
     #[serde(default)]
     pub generation: u64,
+    /// The values of `service.env_variables`, as the leader last resolved them. Not
+    /// part of what the process is either: a running replica keeps the values it
+    /// started with, and takes the newest ones when it starts again (a variable
+    /// referenced with `restart_on_change` gives the service a new generation
+    /// instead, whose spec differs). `Debug` shows no value.
+    #[serde(default)]
+    pub variables: VariableValues,
 }
 
 impl ReplicaSpec {
-    /// Whether `other` describes the same process (everything but the generation).
+    /// Whether `other` describes the same process (everything but the generation
+    /// and the variables' values).
     pub fn same_process(&self, other: &ReplicaSpec) -> bool {
         self.id == other.id && self.service == other.service && self.ports == other.ports
     }

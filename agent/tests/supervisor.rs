@@ -58,6 +58,7 @@ impl Fixture {
             service,
             ports: BTreeMap::new(),
             generation: 1,
+            variables: Default::default(),
         }
     }
 
@@ -112,6 +113,8 @@ fn service(command: &[&str], policy: RestartMode, initial_ms: u64) -> ServiceSpe
         placement: Placement::default(),
         strategy: UpdateStrategy::default(),
         hooks: Default::default(),
+        env_variables: BTreeMap::new(),
+        variable_revisions: BTreeMap::new(),
     }
 }
 

@@ -380,6 +380,10 @@ pub fn agent_frame_seeds() -> Vec<Vec<u8>> {
                     id: "web-0".into(),
                     generation: 3,
                     service,
+                    variables: crate::agent_proto::VariableValues {
+                        values: [("DB_URL".to_string(), "postgres://db".to_string())].into(),
+                        missing: vec!["prod/token".into()],
+                    },
                 }],
             },
         ));

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use orion_api::agent_proto::{
     AgentMessage, DesiredReplica, FrameError, FrameReader, ReplicaReport, ServerMessage,
-    StreamRequest,
+    StreamRequest, VariableValues,
 };
 use orion_api::{NodeObject, NodeStatus};
 use orion_raft::{read, Command, RaftNode};
@@ -363,6 +363,28 @@ async fn register(
     Ok(())
 }
 
+/// The values of `spec`'s variable-backed env as the state holds them now, and the
+/// paths of those that do not exist. This is the one place a variable's value
+/// joins a replica: the stored spec holds only the references.
+fn resolve_variables(
+    view: &orion_store::View<'_>,
+    spec: &orion_api::spec::ServiceSpec,
+) -> Result<VariableValues, orion_store::Error> {
+    let mut out = VariableValues::default();
+    for (name, r) in &spec.env_variables {
+        match read::variable(view, &r.variable)
+            .map_err(|e| orion_store::Error::ApplyRead(e.to_string()))?
+        {
+            Some(variable) => {
+                out.values.insert(name.clone(), variable.value);
+            }
+            None if !out.missing.contains(&r.variable) => out.missing.push(r.variable.clone()),
+            None => {}
+        }
+    }
+    Ok(out)
+}
+
 fn desired_for(raft: &RaftNode, node: &str) -> Result<(u64, Vec<DesiredReplica>), SessionError> {
     raft.reader
         .with_view(|v| {
@@ -374,26 +396,26 @@ fn desired_for(raft: &RaftNode, node: &str) -> Result<(u64, Vec<DesiredReplica>)
                 .collect();
             let replicas =
                 read::replicas(v).map_err(|e| orion_store::Error::ApplyRead(e.to_string()))?;
-            let desired = replicas
-                .into_iter()
-                .filter(|r| r.node == node)
-                .filter_map(|r| {
-                    // A replica runs the spec of its own generation until the
-                    // rollout controller moves it; one whose spec left the
-                    // history runs the current one.
-                    let s = services.get(&r.service)?;
-                    let (generation, spec) = match s.spec_of(r.generation) {
-                        Some(spec) => (r.generation, spec),
-                        None => (s.generation, &s.spec),
-                    };
-                    Some(DesiredReplica {
-                        id: r.id(),
-                        generation,
-                        service: spec.process_view(),
-                    })
-                })
-                .chain(job_tasks_for(v, node)?)
-                .collect();
+            let mut desired = Vec::new();
+            for r in replicas.into_iter().filter(|r| r.node == node) {
+                // A replica runs the spec of its own generation until the
+                // rollout controller moves it; one whose spec left the
+                // history runs the current one.
+                let Some(s) = services.get(&r.service) else {
+                    continue;
+                };
+                let (generation, spec) = match s.spec_of(r.generation) {
+                    Some(spec) => (r.generation, spec),
+                    None => (s.generation, &s.spec),
+                };
+                desired.push(DesiredReplica {
+                    id: r.id(),
+                    generation,
+                    variables: resolve_variables(v, spec)?,
+                    service: spec.process_view(),
+                });
+            }
+            desired.extend(job_tasks_for(v, node)?);
             Ok::<_, orion_store::Error>((revision, desired))
         })
         .map_err(|e| SessionError::State(e.to_string()))
@@ -415,6 +437,8 @@ fn job_tasks_for(
                 out.push(DesiredReplica {
                     id,
                     generation: job.create_revision,
+                    // A job's env holds values only (no variable references).
+                    variables: Default::default(),
                     service: service.clone(),
                 });
             }

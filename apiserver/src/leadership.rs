@@ -60,6 +60,7 @@ impl LeaderWork {
                     self.agents.clone(),
                     term.clone(),
                 ));
+                tasks.spawn(controllers::variables::run(self.node.clone(), term.clone()));
                 tasks.spawn(controllers::nodes::run(
                     self.node.clone(),
                     self.agents.clone(),

@@ -485,13 +485,17 @@ async fn max_surge_1_with_max_unavailable_0_never_has_fewer_than_four_healthy() 
     .await;
     // Kill the leader in the middle: the new one neither starts a second surge
     // replica nor leaves this one behind.
-    c.wait_for("one or two old replicas replaced", Duration::from_secs(60), || async {
-        let v2 = processes(&marker)
-            .iter()
-            .filter(|p| p.version == "v2" && p.replica != "web-4")
-            .count();
-        (1..=2).contains(&v2).then_some(())
-    })
+    c.wait_for(
+        "one or two old replicas replaced",
+        Duration::from_secs(60),
+        || async {
+            let v2 = processes(&marker)
+                .iter()
+                .filter(|p| p.version == "v2" && p.replica != "web-4")
+                .count();
+            (1..=2).contains(&v2).then_some(())
+        },
+    )
     .await;
     let leader = c.wait_for_leader().await;
     c.kill9(leader);

@@ -398,7 +398,10 @@ impl ConvergenceReport {
             parts.push(format!("duplicated {:?}", self.duplicated));
         }
         if !self.stale.is_empty() {
-            parts.push(format!("not at version {:?}: {:?}", self.version, self.stale));
+            parts.push(format!(
+                "not at version {:?}: {:?}",
+                self.version, self.stale
+            ));
         }
         if !self.unschedulable.is_empty() {
             parts.push(format!("not uncordoned {:?}", self.unschedulable));

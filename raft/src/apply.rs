@@ -325,6 +325,10 @@ fn apply_command(txn: &mut Txn<'_>, index: u64, cmd: &Command) -> Result<Applied
                         None,
                     )
                 })?;
+                match r {
+                    Resource::Service(spec) => check_variable_refs(spec)?,
+                    Resource::Job(_) => {}
+                }
                 if !seen.insert((r.kind(), r.name())) {
                     return Err(reject(
                         ErrorCode::InvalidArgument,
@@ -570,6 +574,10 @@ fn apply_command(txn: &mut Txn<'_>, index: u64, cmd: &Command) -> Result<Applied
             true
         }),
         // Batches are taken apart in `OrionApplier::apply`; one inside another is refused.
+        Command::RefreshVariables {
+            service,
+            generation,
+        } => refresh_variables(txn, index, service, *generation),
         Command::Batch { .. } => Err(reject(
             ErrorCode::InvalidArgument,
             "a batch cannot hold another batch".into(),
@@ -713,9 +721,90 @@ fn roll_back(
         ));
     };
     let from = current.generation;
-    let mut object = next_generation(current, target.spec, index, Some(reason.to_string()));
+    // The variables' values are not versioned: the restored spec runs with the
+    // current ones, so it records their current revisions (and does not roll again).
+    let mut restored = target.spec;
+    restored.variable_revisions =
+        variable_revisions(txn, &restored, &current.spec.variable_revisions)?;
+    let mut object = next_generation(current, restored, index, Some(reason.to_string()));
     object.rollout.rolled_back_from = Some(from);
     txn.put(&key, &encode(&object));
+    record_event(txn, index, EventKind::Put, "Service", name, &object)?;
+    Ok(Applied::Service(Box::new(object)))
+}
+
+/// The `mod_revision` now of every variable `spec` references with
+/// `restart_on_change`, never below what `recorded` holds for it: a deleted
+/// variable (0) keeps its recorded revision, so a delete rolls nothing, and the
+/// variable written again has a newer one.
+fn variable_revisions(
+    txn: &Txn<'_>,
+    spec: &orion_api::spec::ServiceSpec,
+    recorded: &std::collections::BTreeMap<String, u64>,
+) -> Result<std::collections::BTreeMap<String, u64>, Failure> {
+    let mut out = std::collections::BTreeMap::new();
+    for path in spec.restart_on_change_paths() {
+        let now = read_json::<Variable>(txn, &variable_key(path))?.map_or(0, |v| v.mod_revision);
+        let before = recorded.get(path).copied().unwrap_or(0);
+        out.insert(path.to_owned(), now.max(before));
+    }
+    Ok(out)
+}
+
+/// Checks a service's variable references again in apply: their count and paths.
+fn check_variable_refs(spec: &orion_api::spec::ServiceSpec) -> Result<(), Failure> {
+    let invalid = |m: String| reject(ErrorCode::InvalidArgument, m, None);
+    if spec.env_variables.len() > orion_api::spec::MAX_ENV_VARIABLES {
+        return Err(invalid(format!(
+            "Service {:?}: {} env entries take their value from a variable; the limit is {}",
+            spec.name,
+            spec.env_variables.len(),
+            orion_api::spec::MAX_ENV_VARIABLES
+        )));
+    }
+    for (name, r) in &spec.env_variables {
+        validate_path(&r.variable)
+            .map_err(|m| invalid(format!("Service {:?}: env.{name}: {m}", spec.name)))?;
+        if spec.env.contains_key(name) {
+            return Err(invalid(format!(
+                "Service {:?}: env.{name} is given both a value and a variable",
+                spec.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// [`Command::RefreshVariables`]: a new generation when a variable the current
+/// spec references with `restart_on_change` is newer than the spec records.
+fn refresh_variables(
+    txn: &mut Txn<'_>,
+    index: u64,
+    name: &str,
+    generation: u64,
+) -> Result<Applied, Failure> {
+    let current = existing_service(txn, name)?;
+    if current.generation != generation {
+        return Ok(Applied::Service(Box::new(current)));
+    }
+    let recorded = &current.spec.variable_revisions;
+    let now = variable_revisions(txn, &current.spec, recorded)?;
+    let changed: Vec<String> = now
+        .iter()
+        .filter(|(path, rev)| **rev > recorded.get(*path).copied().unwrap_or(0))
+        .map(|(path, _)| format!("`{path}`"))
+        .collect();
+    if changed.is_empty() {
+        return Ok(Applied::Service(Box::new(current)));
+    }
+    let mut spec = current.spec.clone();
+    spec.variable_revisions = now;
+    let reason = format!(
+        "variable {} changed (restart_on_change)",
+        changed.join(", ")
+    );
+    let object = next_generation(current, spec, index, Some(reason));
+    txn.put(&service_key(name), &encode(&object));
     record_event(txn, index, EventKind::Put, "Service", name, &object)?;
     Ok(Applied::Service(Box::new(object)))
 }
@@ -834,9 +923,18 @@ fn apply_resource(
     resource: &Resource,
 ) -> Result<ApplyResult, Failure> {
     match resource {
-        Resource::Service(spec) => {
-            let key = service_key(&spec.name);
+        Resource::Service(applied) => {
+            let key = service_key(&applied.name);
             let current = read_json::<ServiceObject>(txn, &key)?;
+            // The revisions of the variables it rolls on are the store's, never
+            // the caller's.
+            let mut stamped = applied.clone();
+            let recorded = current
+                .as_ref()
+                .map(|c| c.spec.variable_revisions.clone())
+                .unwrap_or_default();
+            stamped.variable_revisions = variable_revisions(txn, applied, &recorded)?;
+            let spec = &stamped;
             let (object, change) = match current {
                 Some(cur) if cur.spec == *spec => (cur, Change::Unchanged),
                 Some(cur) => (

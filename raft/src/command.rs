@@ -150,6 +150,14 @@ pub enum Command {
         generation: u64,
         surge: u32,
     },
+    /// A variable that `service` references with `restart_on_change` was written
+    /// after its current generation was made (its `mod_revision` is newer than the
+    /// one the spec records): the same spec with the newer revisions becomes a new
+    /// generation, which the rollout controller rolls like any change. Ignored
+    /// unless `generation` is still current and some referenced variable is newer
+    /// than recorded, so a repeated or late proposal changes nothing (a new leader
+    /// proposing it again does not roll twice).
+    RefreshVariables { service: String, generation: u64 },
 }
 
 /// What applying a command did.

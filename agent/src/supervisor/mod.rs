@@ -74,6 +74,8 @@ struct Handle {
     stop: watch::Sender<Option<Duration>>,
     /// Bumped to ask the task to restart its process ([`Supervisor::restart`]).
     restart: watch::Sender<u64>,
+    /// The newest values of the replica's variable-backed env, for its next start.
+    variables: watch::Sender<orion_api::agent_proto::VariableValues>,
     /// Cancelled when the task has ended (its process stopped, or detached).
     done: CancellationToken,
 }
@@ -161,7 +163,16 @@ impl Supervisor {
         for (id, spec) in wanted {
             if let Some(kept) = replicas.get_mut(&id) {
                 // Same process, perhaps a newer generation: nothing to restart.
+                // New variable values wait for the process's next start.
                 kept.spec.generation = spec.generation;
+                kept.spec.variables = spec.variables.clone();
+                kept.variables.send_if_modified(|v| {
+                    let changed = *v != spec.variables;
+                    if changed {
+                        *v = spec.variables.clone();
+                    }
+                    changed
+                });
                 continue;
             }
             let predecessor = stopping
@@ -379,6 +390,7 @@ impl Supervisor {
         }));
         let (stop, stop_rx) = watch::channel(None);
         let (restart, restart_rx) = watch::channel(0);
+        let (variables, variables_rx) = watch::channel(spec.variables.clone());
         let done = CancellationToken::new();
         let task = ReplicaTask {
             shared: self.shared.clone(),
@@ -386,6 +398,7 @@ impl Supervisor {
             status: status.clone(),
             stop: stop_rx,
             restart: restart_rx,
+            variables: variables_rx,
             restarts_seen: std::sync::atomic::AtomicU64::new(0),
             detach: self.detach.clone(),
         };
@@ -403,6 +416,7 @@ impl Supervisor {
             status,
             stop,
             restart,
+            variables,
             done,
         }
     }

@@ -127,10 +127,23 @@ pub(crate) fn prepare(root: &Path, spec: &ReplicaSpec) -> Result<Launch, LaunchE
         env.insert("PORT".to_owned(), port.to_string());
     }
     env.insert("ORION_REPLICA".to_owned(), spec.id.clone());
+    if !spec.variables.missing.is_empty() {
+        return Err(LaunchError::MissingVariables(
+            spec.variables.missing.clone(),
+        ));
+    }
+    // Expanded before the variables' values join the environment: a value (a
+    // secret, perhaps) never reaches the argv, which `ps` shows to everyone.
     let argv = spec
         .service
         .expand_command(&env)
         .map_err(LaunchError::Expand)?;
+    env.extend(
+        spec.variables
+            .values
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
     if argv.first().is_none_or(|p| p.is_empty()) {
         return Err(LaunchError::EmptyCommand);
     }

@@ -57,7 +57,9 @@ fn record_path(root: &Path, id: &str) -> PathBuf {
     records_dir(root).join(format!("{id}.json"))
 }
 
-/// Writes the record atomically (temporary file, then rename).
+/// Writes the record atomically (temporary file, then rename), readable by the
+/// agent's user only: it holds the values of the replica's variable-backed env,
+/// secrets included.
 pub fn save(root: &Path, record: &ReplicaRecord) -> Result<()> {
     let dir = records_dir(root);
     fs::create_dir_all(&dir).map_err(io_at(&dir))?;
@@ -67,8 +69,21 @@ pub fn save(root: &Path, record: &ReplicaRecord) -> Result<()> {
         path: path.clone(),
         source,
     })?;
-    fs::write(&tmp, bytes).map_err(io_at(&tmp))?;
+    write_private(&tmp, &bytes).map_err(io_at(&tmp))?;
     fs::rename(&tmp, &path).map_err(io_at(&path))
+}
+
+/// `bytes` into a new file of mode 0600 (an old one is replaced).
+fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = fs::remove_file(path);
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)
 }
 
 /// Removes the record; a missing one is fine.

@@ -105,6 +105,8 @@ pub(crate) struct ReplicaTask {
     pub stop: watch::Receiver<Option<Duration>>,
     /// Bumped by [`crate::supervisor::Supervisor::restart`].
     pub restart: watch::Receiver<u64>,
+    /// The newest values of the variable-backed env: taken at each start.
+    pub variables: watch::Receiver<orion_api::agent_proto::VariableValues>,
     /// The last restart request acted on.
     pub restarts_seen: AtomicU64,
     pub detach: CancellationToken,
@@ -155,7 +157,11 @@ impl ReplicaTask {
         }
     }
 
-    pub async fn run(self, adopted: Option<ReplicaRecord>, predecessor: Option<CancellationToken>) {
+    pub async fn run(
+        mut self,
+        adopted: Option<ReplicaRecord>,
+        predecessor: Option<CancellationToken>,
+    ) {
         if let Some(previous) = predecessor {
             tokio::select! {
                 _ = previous.cancelled() => {}
@@ -175,6 +181,9 @@ impl ReplicaTask {
         loop {
             let started = Instant::now();
             let adopt = adopted.take();
+            if adopt.is_none() {
+                self.spec.variables = self.variables.borrow_and_update().clone();
+            }
             let prepared = prepare(&self.shared.root, &self.spec);
             if let (None, Some(hook), Ok(launch)) =
                 (&adopt, &self.spec.service.hooks.before_start, &prepared)
@@ -373,7 +382,14 @@ impl ReplicaTask {
             s.pid = None;
             s.reason = Some(format!("{reason}; retrying in {delay:?}"));
         });
-        if !self.sleep_backoff(delay).await {
+        // A missing variable may appear before the backoff ends: start then.
+        let mut variables = self.variables.clone();
+        let waiting = !self.spec.variables.missing.is_empty();
+        let ready = tokio::select! {
+            ready = self.sleep_backoff(delay) => ready,
+            Ok(()) = variables.changed(), if waiting => true,
+        };
+        if !ready {
             return None;
         }
         Some(self.count_restart(restarts))

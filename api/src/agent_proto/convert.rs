@@ -9,14 +9,14 @@ use std::collections::BTreeMap;
 use super::codec::{Frame, FrameError};
 use super::{
     wire, AgentMessage, DesiredReplica, ExecResult, LogCursor, NodeUsage, ReplicaReport,
-    ReplicaState, RestartResult, ServerMessage, StreamRequest, MIN_PROTOCOL_VERSION,
-    PROTOCOL_VERSION,
+    ReplicaState, RestartResult, ServerMessage, StreamRequest, VariableValues,
+    MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
 };
 use crate::spec::constraint::Constraint;
 use crate::spec::hooks::{CommandHook, Hooks};
 use crate::spec::service::{
     Backoff, HealthCheck, Placement, Probe, Resources, RestartMode, RestartPolicy, ServiceSpec,
-    UpdateStrategy,
+    UpdateStrategy, VariableRef,
 };
 
 type Checked<T> = Result<T, String>;
@@ -200,6 +200,10 @@ impl Frame for ServerMessage {
                         id: d.id.clone(),
                         generation: d.generation,
                         service: Some(service_to_wire(&d.service)),
+                        variables: Some(wire::VariableValues {
+                            values: d.variables.values.clone(),
+                            missing: d.variables.missing.clone(),
+                        }),
                     })
                     .collect(),
             }),
@@ -224,10 +228,15 @@ impl Frame for ServerMessage {
                     let service = required(r.service, "desired replica service")
                         .and_then(service_from_wire)
                         .map_err(|e| format!("replica {:?}: {e}", r.id))?;
+                    let variables = r.variables.unwrap_or_default();
                     Ok(DesiredReplica {
                         id: r.id,
                         generation: r.generation,
                         service,
+                        variables: VariableValues {
+                            values: variables.values,
+                            missing: variables.missing,
+                        },
                     })
                 })
                 .collect::<Checked<_>>()
@@ -433,6 +442,20 @@ fn service_to_wire(s: &ServiceSpec) -> wire::ServiceSpec {
                 command: h.command.clone(),
                 timeout_ms: h.timeout_ms,
             }),
+        env_variables: s
+            .env_variables
+            .iter()
+            .map(|(name, r)| {
+                (
+                    name.clone(),
+                    wire::VariableRef {
+                        variable: r.variable.clone(),
+                        restart_on_change: r.restart_on_change,
+                    },
+                )
+            })
+            .collect(),
+        variable_revisions: s.variable_revisions.clone(),
     }
 }
 
@@ -514,6 +537,20 @@ fn service_from_wire(s: wire::ServiceSpec) -> Checked<ServiceSpec> {
             after_deploy: None,
             on_failure: None,
         },
+        env_variables: s
+            .env_variables
+            .into_iter()
+            .map(|(name, r)| {
+                (
+                    name,
+                    VariableRef {
+                        variable: r.variable,
+                        restart_on_change: r.restart_on_change,
+                    },
+                )
+            })
+            .collect(),
+        variable_revisions: s.variable_revisions,
     })
 }
 
@@ -674,6 +711,14 @@ mod tests {
                 after_deploy: None,
                 on_failure: None,
             },
+            env_variables: BTreeMap::from([(
+                "DB_URL".into(),
+                VariableRef {
+                    variable: "prod/db_url".into(),
+                    restart_on_change: true,
+                },
+            )]),
+            variable_revisions: BTreeMap::from([("prod/db_url".into(), 7)]),
         };
         assert_eq!(service_from_wire(service_to_wire(&spec)), Ok(spec));
     }

@@ -95,6 +95,29 @@ pub struct DesiredReplica {
     pub id: String,
     pub generation: u64,
     pub service: ServiceSpec,
+    /// The values of `service.env_variables`, resolved by the leader.
+    pub variables: VariableValues,
+}
+
+/// The values of a replica's variable-backed env, as the leader resolved them.
+/// They may be secrets: `Debug` shows the names only, so no log line carries one.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VariableValues {
+    /// Env name → the variable's value.
+    #[serde(default)]
+    pub values: BTreeMap<String, String>,
+    /// Paths of referenced variables that do not exist: the replica waits for them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<String>,
+}
+
+impl std::fmt::Debug for VariableValues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VariableValues")
+            .field("names", &self.values.keys().collect::<Vec<_>>())
+            .field("missing", &self.missing)
+            .finish()
+    }
 }
 
 /// How busy the node is, as the agent measured it for this heartbeat.

@@ -49,6 +49,26 @@ fn expand_text(template: &str, env: &BTreeMap<String, String>) -> Result<String,
     Ok(out)
 }
 
+/// The `${NAME}` names a template refers to, in order (`$$` escapes skipped).
+/// Malformed references are left to [`expand`] to report.
+pub fn referenced_names(template: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = template;
+    while let Some(dollar) = rest.find('$') {
+        let after = &rest[dollar + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            rest = tail;
+        } else if let Some(tail) = after.strip_prefix('{') {
+            let Some(close) = tail.find('}') else { break };
+            names.push(tail[..close].to_owned());
+            rest = &tail[close + 1..];
+        } else {
+            rest = after;
+        }
+    }
+    names
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,6 +109,13 @@ mod tests {
             .expect_err("should fail")
             .contains("invalid"));
         assert!(expand("${}", &env).is_err());
+    }
+
+    #[test]
+    fn referenced_names_skip_escapes() {
+        assert_eq!(referenced_names("${A}:$${B}:${C}"), ["A", "C"]);
+        assert!(referenced_names("plain $5").is_empty());
+        assert!(referenced_names("${A").is_empty());
     }
 
     #[test]

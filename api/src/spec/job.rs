@@ -185,6 +185,8 @@ impl JobSpec {
             placement: self.placement.clone(),
             strategy: super::UpdateStrategy::default(),
             hooks: super::Hooks::default(),
+            env_variables: Default::default(),
+            variable_revisions: Default::default(),
         }
     }
 }
@@ -316,6 +318,18 @@ pub(crate) fn decode_job(dec: &mut Decoder, node: &Node) -> Option<(JobSpec, Pos
     let suspend = f
         .get("suspend")
         .map_or(Some(false), |n| dec.boolean(n, "suspend"));
+    if let (Some(p), Some(n)) = (&process, f.get("env")) {
+        if let Some(name) = p.env_variables.keys().next() {
+            dec.error(
+                n.at,
+                "env",
+                format!(
+                    "`{name}`: a job's env takes values only; values from variables \
+                     (`{{variable: ...}}`) are for services"
+                ),
+            );
+        }
+    }
     if dec.errors.len() > before {
         return None;
     }

@@ -25,7 +25,8 @@
 //! - [`schema`]: the JSON Schema of a document, for editors (`orion schema`).
 //! - [`error`]: [`SpecError`] and [`SpecErrors`].
 //!
-//! Bounds: [`MAX_REPLICAS`] per service, [`MAX_RESOURCES_PER_APPLY`] per apply.
+//! Bounds: [`MAX_REPLICAS`] per service, [`MAX_ENV_VARIABLES`] variable-backed env
+//! entries per service, [`MAX_RESOURCES_PER_APPLY`] per apply.
 //! - `node`, `decode` and `names` (private): the positioned YAML tree, the readers that
 //!   turn it into typed values while collecting errors, and the name and command rules.
 
@@ -35,8 +36,8 @@ mod decode;
 pub mod duration;
 pub mod error;
 pub mod expand;
-pub mod job;
 pub mod hooks;
+pub mod job;
 mod names;
 mod node;
 pub mod parse;
@@ -48,13 +49,13 @@ use serde::{Deserialize, Serialize};
 
 pub use constraint::Constraint;
 pub use error::{SpecError, SpecErrors};
-pub use job::{ConcurrencyPolicy, HistoryLimit, JobSpec, MAX_COMPLETIONS};
 pub use hooks::{CommandHook, EventHook, HookAction, Hooks};
+pub use job::{ConcurrencyPolicy, HistoryLimit, JobSpec, MAX_COMPLETIONS};
 pub use parse::{check_apply_size, parse_documents, MAX_RESOURCES_PER_APPLY};
 pub use schema::json_schema;
 pub use service::{
     Backoff, HealthCheck, Placement, Probe, Resources, RestartMode, RestartPolicy, ServiceSpec,
-    UpdateStrategy, MAX_REPLICAS,
+    UpdateStrategy, VariableRef, MAX_ENV_VARIABLES, MAX_REPLICAS,
 };
 
 /// One document of an `orion.yaml`.

@@ -52,7 +52,24 @@ pub fn json_schema() -> Value {
                     "env": {
                         "type": "object",
                         "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
-                        "additionalProperties": {"type": ["string", "number", "boolean"]}
+                        "additionalProperties": {
+                            "oneOf": [
+                                {"type": ["string", "number", "boolean"]},
+                                {
+                                    "type": "object",
+                                    "description": "the value of an Orion variable, resolved when a replica starts",
+                                    "required": ["variable"],
+                                    "additionalProperties": false,
+                                    "properties": {
+                                        "variable": {"type": "string", "maxLength": 512},
+                                        "restart_on_change": {
+                                            "type": "boolean",
+                                            "description": "a change of the variable rolls the service"
+                                        }
+                                    }
+                                }
+                            ]
+                        }
                     },
                     "working_dir": {"type": "string"},
                     "ports": {

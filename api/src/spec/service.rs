@@ -47,6 +47,7 @@ pub(crate) const HTTP_FIELDS: &[&str] = &["port", "path"];
 pub(crate) const TCP_FIELDS: &[&str] = &["port"];
 pub(crate) const EXEC_FIELDS: &[&str] = &["command"];
 pub(crate) const RESTART_FIELDS: &[&str] = &["policy", "backoff"];
+pub(crate) const VARIABLE_REF_FIELDS: &[&str] = &["variable", "restart_on_change"];
 pub(crate) const BACKOFF_FIELDS: &[&str] = &["initial", "max"];
 pub(crate) const PLACEMENT_FIELDS: &[&str] = &["constraints"];
 pub(crate) const STRATEGY_FIELDS: &[&str] = &[
@@ -94,6 +95,45 @@ pub struct ServiceSpec {
     /// Lifecycle hooks (see [`super::hooks`]).
     #[serde(default, skip_serializing_if = "Hooks::is_empty")]
     pub hooks: Hooks,
+    /// Environment variables whose values come from Orion variables
+    /// (`env: {DB_URL: {variable: prod/db_url}}`), by env name. The stored spec
+    /// holds only the reference: the leader resolves it when it sends a replica to
+    /// its agent, so a secret's value is never in the spec, its events or
+    /// `describe`. Names here are not in `env`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env_variables: BTreeMap<String, VariableRef>,
+    /// For each variable referenced with `restart_on_change`, its `mod_revision`
+    /// when this generation was made (0: it did not exist). Written by apply, never
+    /// by users: a newer `mod_revision` makes the leader roll a new generation.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub variable_revisions: BTreeMap<String, u64>,
+}
+
+/// An env value taken from a variable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VariableRef {
+    /// The variable's path (`prod/db_url`).
+    pub variable: String,
+    /// A change of the variable rolls the service (same rules as a spec change);
+    /// without it, running replicas keep the value they started with.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub restart_on_change: bool,
+}
+
+/// Most variable-backed env entries one service may have: each is a read on every
+/// desired-set push to the service's agents.
+pub const MAX_ENV_VARIABLES: usize = 64;
+
+impl ServiceSpec {
+    /// The variables referenced with `restart_on_change`, by path.
+    pub fn restart_on_change_paths(&self) -> std::collections::BTreeSet<&str> {
+        self.env_variables
+            .values()
+            .filter(|r| r.restart_on_change)
+            .map(|r| r.variable.as_str())
+            .collect()
+    }
 }
 
 fn default_replicas() -> u32 {
@@ -328,6 +368,8 @@ pub(crate) struct Process {
     pub command: Vec<String>,
     pub args: Vec<String>,
     pub env: BTreeMap<String, String>,
+    /// Env entries taken from variables (`{variable: path}`).
+    pub env_variables: BTreeMap<String, VariableRef>,
     pub working_dir: Option<String>,
     pub resources: Resources,
     pub restart: RestartPolicy,
@@ -350,7 +392,7 @@ pub(crate) fn decode_process(
     };
     let env = f
         .get("env")
-        .map_or(Some(BTreeMap::new()), |n| decode_env(dec, n));
+        .map_or(Some(Env::default()), |n| decode_env(dec, n));
     let working_dir = match f.get("working_dir") {
         None => Some(None),
         Some(n) => dec.string(n, "working_dir").map(Some),
@@ -368,10 +410,17 @@ pub(crate) fn decode_process(
     let placement = f
         .get("placement")
         .map_or(Some(Placement::default()), |n| decode_placement(dec, n));
+    let env = env?;
+    let (command, args) = (command?, args?);
+    let argv = [("command", command.as_slice()), ("args", args.as_slice())];
+    if !check_no_variable_in_argv(dec, f, &argv, &env.variables) {
+        return None;
+    }
     Some(Process {
-        command: command?,
-        args: args?,
-        env: env?,
+        command,
+        args,
+        env: env.literal,
+        env_variables: env.variables,
         working_dir: working_dir?,
         resources: resources?,
         restart: restart?,
@@ -379,9 +428,16 @@ pub(crate) fn decode_process(
     })
 }
 
-fn decode_env(dec: &mut Decoder, node: &Node) -> Option<BTreeMap<String, String>> {
+/// A decoded `env`: literal values and variable references.
+#[derive(Default)]
+struct Env {
+    literal: BTreeMap<String, String>,
+    variables: BTreeMap<String, VariableRef>,
+}
+
+fn decode_env(dec: &mut Decoder, node: &Node) -> Option<Env> {
     let f = dec.mapping(node, "env")?;
-    let mut env = BTreeMap::new();
+    let mut env = Env::default();
     let mut ok = true;
     for (key, value) in f.entries() {
         let field = format!("env.{}", key.name);
@@ -396,14 +452,89 @@ fn decode_env(dec: &mut Decoder, node: &Node) -> Option<BTreeMap<String, String>
             );
             ok = false;
         }
+        if matches!(value.value, super::node::Value::Map(_)) {
+            if env.variables.len() == MAX_ENV_VARIABLES {
+                dec.error(
+                    value.at,
+                    &field,
+                    format!(
+                        "more than {MAX_ENV_VARIABLES} env entries take their value from a variable"
+                    ),
+                );
+                ok = false;
+                continue;
+            }
+            match decode_variable_ref(dec, value, &field) {
+                Some(r) => {
+                    env.variables.insert(key.name.clone(), r);
+                }
+                None => ok = false,
+            }
+            continue;
+        }
         match dec.text(value, &field) {
             Some(v) => {
-                env.insert(key.name.clone(), v);
+                env.literal.insert(key.name.clone(), v);
             }
             None => ok = false,
         }
     }
     ok.then_some(env)
+}
+
+/// `{variable: prod/db_url, restart_on_change: true}`.
+fn decode_variable_ref(dec: &mut Decoder, node: &Node, field: &str) -> Option<VariableRef> {
+    let f = dec.fields(node, field, VARIABLE_REF_FIELDS)?;
+    let path = dec.required(&f, "variable").and_then(|n| {
+        let path_field = f.path("variable");
+        let path = dec.string(n, &path_field)?;
+        dec.check(n, &path_field, crate::variable::validate_path(&path))?;
+        Some(path)
+    });
+    let restart = f.get("restart_on_change").map_or(Some(false), |n| {
+        dec.boolean(n, &f.path("restart_on_change"))
+    });
+    Some(VariableRef {
+        variable: path?,
+        restart_on_change: restart?,
+    })
+}
+
+/// A variable-backed env entry may not be expanded into `command` or `args`: the
+/// argv of a process is readable by every user of the machine (`ps`,
+/// `/proc/<pid>/cmdline`), and the value may be a secret. Records the error and
+/// returns false when one is.
+fn check_no_variable_in_argv(
+    dec: &mut Decoder,
+    f: &Fields,
+    argv: &[(&str, &[String])],
+    variables: &BTreeMap<String, VariableRef>,
+) -> bool {
+    let mut ok = true;
+    for (field, parts) in argv {
+        for (i, part) in parts.iter().enumerate() {
+            for name in super::expand::referenced_names(part) {
+                let Some(r) = variables.get(&name) else {
+                    continue;
+                };
+                let at = f
+                    .get(field.split('.').next().unwrap_or(field))
+                    .map_or(f.at, |n| n.at);
+                dec.error(
+                    at,
+                    &format!("{field}[{i}]"),
+                    format!(
+                        "`${{{name}}}` would put the value of variable `{}` on the command line, \
+                         which every user of the machine can read (ps, /proc/PID/cmdline); \
+                         read {name} from the environment in the program instead",
+                        r.variable
+                    ),
+                );
+                ok = false;
+            }
+        }
+    }
+    ok
 }
 
 fn decode_resources(dec: &mut Decoder, node: &Node) -> Option<Resources> {
@@ -757,6 +888,12 @@ pub(crate) fn decode_service(dec: &mut Decoder, node: &Node) -> Option<(ServiceS
     let hooks = f
         .get("hooks")
         .map_or(Some(Hooks::default()), |n| decode_hooks(dec, n));
+    if let (Some(process), Some(Some(health))) = (&process, &health) {
+        if let Probe::Exec { command } = &health.probe {
+            let argv = [("health.exec.command", command.as_slice())];
+            check_no_variable_in_argv(dec, &f, &argv, &process.env_variables);
+        }
+    }
     if dec.errors.len() > before {
         return None;
     }
@@ -776,6 +913,8 @@ pub(crate) fn decode_service(dec: &mut Decoder, node: &Node) -> Option<(ServiceS
         placement: process.placement,
         strategy: strategy?,
         hooks: hooks?,
+        env_variables: process.env_variables,
+        variable_revisions: BTreeMap::new(),
     };
     Some((spec, name_at))
 }

@@ -2,8 +2,9 @@
 //! and current state, compute what to change with a pure function, propose it,
 //! wait for the next change. Running it twice changes nothing the second time.
 
-pub mod jobs;
 pub mod hooks;
+pub mod jobs;
 pub mod nodes;
 pub mod replicas;
 pub mod rollout;
+pub mod variables;

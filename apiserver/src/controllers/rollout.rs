@@ -333,7 +333,9 @@ pub fn plan(
     } else {
         strategy.max_unavailable
     };
-    let room = available.saturating_add(budget).saturating_sub(spec.replicas) as usize;
+    let room = available
+        .saturating_add(budget)
+        .saturating_sub(spec.replicas) as usize;
     // Replicas their agent reports down cost nothing to replace: they go first.
     // A replica without a report (a new leader not yet heard from its agent) is
     // unknown, not down.
@@ -568,12 +570,18 @@ mod tests {
         if let Some(r) = reports.get_mut("web-0") {
             r.generation = 1;
         }
-        assert_eq!(plan(&svc, &refs(&rs), &reports, None, &mut clocks, t0), vec![]);
+        assert_eq!(
+            plan(&svc, &refs(&rs), &reports, None, &mut clocks, t0),
+            vec![]
+        );
 
         // Healthy at the new generation, but not for min_healthy_time yet.
         let reports = healthy(&rs);
         let t1 = t0 + Duration::from_millis(100);
-        assert_eq!(plan(&svc, &refs(&rs), &reports, None, &mut clocks, t1), vec![]);
+        assert_eq!(
+            plan(&svc, &refs(&rs), &reports, None, &mut clocks, t1),
+            vec![]
+        );
         let t2 = t1 + Duration::from_millis(1000);
         assert_eq!(
             plan(&svc, &refs(&rs), &reports, None, &mut clocks, t2),
@@ -621,7 +629,10 @@ mod tests {
         }
         let mut clocks = Clocks::default();
         let t0 = Instant::now();
-        assert_eq!(plan(&svc, &refs(&rs), &reports, None, &mut clocks, t0), vec![]);
+        assert_eq!(
+            plan(&svc, &refs(&rs), &reports, None, &mut clocks, t0),
+            vec![]
+        );
         let late = t0 + Duration::from_secs(11);
         let steps = plan(&svc, &refs(&rs), &reports, None, &mut clocks, late);
         let [Step::Set {
@@ -640,7 +651,10 @@ mod tests {
         // revision comes back (every round, until it applies).
         svc.rollout.state = RolloutState::Failed;
         svc.rollout.reason = Some(reason.clone());
-        assert_eq!(plan(&svc, &refs(&rs), &reports, None, &mut clocks, late), vec![]);
+        assert_eq!(
+            plan(&svc, &refs(&rs), &reports, None, &mut clocks, late),
+            vec![]
+        );
         svc.spec.strategy.auto_rollback = true;
         for _ in 0..2 {
             let steps = plan(&svc, &refs(&rs), &reports, None, &mut clocks, late);
@@ -654,7 +668,10 @@ mod tests {
         }
         // A rollback that fails is not rolled back again.
         svc.rollout.rolled_back_from = Some(1);
-        assert_eq!(plan(&svc, &refs(&rs), &reports, None, &mut clocks, late), vec![]);
+        assert_eq!(
+            plan(&svc, &refs(&rs), &reports, None, &mut clocks, late),
+            vec![]
+        );
 
         // Late replicas that come up after all complete it.
         let all_new = replicas(&[2, 2, 2, 2]);
@@ -664,7 +681,8 @@ mod tests {
             &svc,
             &refs(&all_new),
             &up,
-            None, &mut clocks,
+            None,
+            &mut clocks,
             late + Duration::from_secs(2),
         );
         assert!(
@@ -697,7 +715,8 @@ mod tests {
             &svc,
             &refs(&rs),
             &healthy(&rs),
-            None, &mut clocks,
+            None,
+            &mut clocks,
             t0 + Duration::from_secs(2),
         );
         assert_eq!(
@@ -720,7 +739,8 @@ mod tests {
                 &svc,
                 &refs(&rs),
                 &BTreeMap::new(),
-                None, &mut clocks,
+                None,
+                &mut clocks,
                 t0 + Duration::from_millis(250 * round),
             );
             assert_eq!(steps, vec![], "round {round}");
@@ -732,7 +752,8 @@ mod tests {
             &svc,
             &refs(&rs),
             &reports,
-            None, &mut clocks,
+            None,
+            &mut clocks,
             t0 + Duration::from_secs(2),
         );
         assert_eq!(steps, vec![Step::Roll { ordinals: vec![1] }]);
@@ -759,10 +780,10 @@ mod tests {
 
     /// `web` updated to `v2` with `max_unavailable: 0, max_surge: 1`.
     fn surging() -> ServiceObject {
-        updated(
-            &V1.replace("[v1]", "[v2]")
-                .replace("max_unavailable: 1, max_surge: 0", "max_unavailable: 0, max_surge: 1"),
-        )
+        updated(&V1.replace("[v1]", "[v2]").replace(
+            "max_unavailable: 1, max_surge: 0",
+            "max_unavailable: 0, max_surge: 1",
+        ))
     }
 
     /// Plays rounds of `plan` against a small model of the replica controller and
@@ -845,10 +866,10 @@ mod tests {
 
     #[test]
     fn max_surge_with_max_unavailable_rolls_faster_and_stays_within_both() {
-        let svc = updated(
-            &V1.replace("[v1]", "[v2]")
-                .replace("max_unavailable: 1, max_surge: 0", "max_unavailable: 1, max_surge: 2"),
-        );
+        let svc = updated(&V1.replace("[v1]", "[v2]").replace(
+            "max_unavailable: 1, max_surge: 0",
+            "max_unavailable: 1, max_surge: 2",
+        ));
         let (fewest, most, done) = play(svc, None);
         assert!(fewest >= 3, "{fewest}");
         assert!(most <= 6, "{most}");
@@ -858,10 +879,10 @@ mod tests {
     #[test]
     fn without_room_for_a_surge_replica_it_rolls_within_max_unavailable_and_says_so() {
         let why = "web-4: 0/1 nodes: 1 insufficient memory";
-        let svc = updated(
-            &V1.replace("[v1]", "[v2]")
-                .replace("max_unavailable: 1, max_surge: 0", "max_unavailable: 1, max_surge: 1"),
-        );
+        let svc = updated(&V1.replace("[v1]", "[v2]").replace(
+            "max_unavailable: 1, max_surge: 0",
+            "max_unavailable: 1, max_surge: 1",
+        ));
         let mut open = svc.clone();
         open.rollout.surge = 1;
         let rs = replicas(&[1, 1, 1, 1]);
@@ -925,7 +946,10 @@ mod tests {
         assert_eq!(steps, vec![], "nothing opened twice, nothing moved");
         // Reports arrive: web-4 up for min_healthy_time, then web-0 moves.
         let reports = healthy(&rs);
-        assert_eq!(plan(&svc, &refs(&rs), &reports, None, &mut clocks, t0), vec![]);
+        assert_eq!(
+            plan(&svc, &refs(&rs), &reports, None, &mut clocks, t0),
+            vec![]
+        );
         let t1 = t0 + Duration::from_secs(2);
         assert_eq!(
             plan(&svc, &refs(&rs), &reports, None, &mut clocks, t1),
@@ -944,7 +968,10 @@ mod tests {
             vec![Step::Surge { slots: 0 }]
         );
         svc.rollout.surge = 0;
-        assert_eq!(plan(&svc, &refs(&rs), &reports, None, &mut clocks, t2), vec![]);
+        assert_eq!(
+            plan(&svc, &refs(&rs), &reports, None, &mut clocks, t2),
+            vec![]
+        );
         rs.pop();
         assert!(matches!(
             plan(&svc, &refs(&rs), &reports, None, &mut clocks, t2).as_slice(),

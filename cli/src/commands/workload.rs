@@ -320,7 +320,10 @@ pub async fn describe(client: &Client, kind: Kind, name: &str) -> anyhow::Result
         if o.rollout.paused { " (paused)" } else { "" },
         match o.rollout.surge {
             0 => String::new(),
-            n => format!(", {n} surge slot(s) open (ordinals from {})", o.spec.replicas),
+            n => format!(
+                ", {n} surge slot(s) open (ordinals from {})",
+                o.spec.replicas
+            ),
         }
     );
     if let Some(reason) = &o.rollout.reason {
