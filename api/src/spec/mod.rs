@@ -59,6 +59,9 @@ pub use service::{
 };
 
 /// One document of an `orion.yaml`.
+// At most `MAX_RESOURCES_PER_APPLY` exist at once, so the padding of a Job
+// (half a Service) costs nothing worth a Box in every match.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "PascalCase")]
 pub enum Resource {
