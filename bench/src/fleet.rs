@@ -58,19 +58,24 @@ impl Marked {
 
     /// SIGKILLs every marked process.
     pub fn kill_all(&self) {
-        let pids: Vec<String> = self.pids().iter().map(u32::to_string).collect();
-        if !pids.is_empty() {
-            let _ = std::process::Command::new("kill")
-                .arg("-9")
-                .args(&pids)
-                .status();
-        }
+        kill9(&self.pids());
     }
 }
 
 impl Drop for Marked {
     fn drop(&mut self) {
         self.kill_all();
+    }
+}
+
+/// SIGKILLs each of `pids` (gone ones are skipped).
+pub fn kill9(pids: &[u32]) {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    for pid in pids {
+        if let Ok(pid) = i32::try_from(*pid) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
     }
 }
 

@@ -49,10 +49,7 @@ pub async fn run(args: RescheduleArgs) -> anyhow::Result<Report> {
         cluster.kill_agent(&from);
         let killed = Instant::now();
         // Its replicas die with the machine: only this trial's are running now.
-        let _ = std::process::Command::new("kill")
-            .arg("-9")
-            .args(before.iter().map(u32::to_string))
-            .status();
+        fleet::kill9(&before);
         let window = fleet::wait_running(&client, &service, n, Some(&to), killed, LIMIT).await?;
         eprintln!("orion: trial {trial}: {n} replicas run on {to} {window:?} after the kill");
         windows.push(window.as_secs_f64() * 1000.0);
