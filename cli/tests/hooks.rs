@@ -11,33 +11,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fixture::{orion, TestCluster};
-use orion_api::{ApplyRequest, ServiceObject, SourceFile};
-use orion_client::{Client, Consistency};
+use orion_api::ServiceObject;
+use orion_client::Consistency;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const WAIT: Duration = Duration::from_secs(60);
 
-fn client(c: &TestCluster) -> Client {
-    let urls: Vec<String> = c.running().into_iter().map(|id| c.url(id)).collect();
-    Client::new(&urls, &c.ca_pem, Some(c.admin_token.clone()))
-        .expect("client")
-        .with_timeout(Duration::from_secs(20))
-}
-
-async fn apply(c: &TestCluster, text: &str) {
-    let request = ApplyRequest {
-        files: vec![SourceFile {
-            name: "orion.yaml".into(),
-            content: text.to_string(),
-        }],
-    };
-    let r = client(c).apply(&request).await;
-    assert!(r.is_ok(), "apply: {r:?}");
-}
-
 async fn service(c: &TestCluster, name: &str) -> Option<ServiceObject> {
-    client(c)
+    c.running_client()
         .service(name, Consistency::Linearizable)
         .await
         .ok()
@@ -88,7 +70,7 @@ async fn before_start_runs_before_every_start_blocks_on_failure_and_after_deploy
          \x20 before_start: {{command: [sh, -c, 'echo checking; echo no database here >&2; exit 3']}}\n",
         blocked_trace.display()
     );
-    apply(&c, &format!("{web}---\n{blocked}")).await;
+    c.apply_yaml(&format!("{web}---\n{blocked}")).await;
 
     let got = c
         .wait_for("after_deploy's line in the trace", WAIT, || async {
@@ -264,7 +246,7 @@ async fn a_failing_webhook_is_retried_then_shown_failed_and_on_failure_fires_und
         .await
         .expect("watch");
     assert_eq!(watch.status(), 200);
-    apply(&c, &format!("{deploy}---\n{crash}")).await;
+    c.apply_yaml(&format!("{deploy}---\n{crash}")).await;
 
     // after_deploy: three attempts (one and two retries), then failed.
     let svc = c

@@ -9,29 +9,11 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fixture::{orion, TestCluster};
-use orion_api::{ApplyRequest, JobObject, RunState, SourceFile, TaskState};
-use orion_client::{Client, Consistency};
-
-fn client(c: &TestCluster) -> Client {
-    let urls: Vec<String> = c.running().into_iter().map(|id| c.url(id)).collect();
-    Client::new(&urls, &c.ca_pem, Some(c.admin_token.clone()))
-        .expect("client")
-        .with_timeout(Duration::from_secs(20))
-}
-
-async fn apply(c: &TestCluster, text: &str) {
-    let request = ApplyRequest {
-        files: vec![SourceFile {
-            name: "jobs.yaml".into(),
-            content: text.to_string(),
-        }],
-    };
-    let r = client(c).apply(&request).await;
-    assert!(r.is_ok(), "apply: {r:?}");
-}
+use orion_api::{JobObject, RunState, TaskState};
+use orion_client::Consistency;
 
 async fn job(c: &TestCluster, name: &str) -> Option<JobObject> {
-    client(c)
+    c.running_client()
         .job(name, Consistency::Linearizable)
         .await
         .ok()
@@ -82,8 +64,7 @@ async fn a_job_of_three_completions_two_at_a_time_succeeds_with_exit_codes_and_l
     let mut c = TestCluster::start(3).await;
     c.spawn_agent("n1").await;
     let out = c.dir.path().join("batch.txt");
-    apply(
-        &c,
+    c.apply_yaml(
         &format!(
             "kind: Job\nname: batch\ncompletions: 3\nparallelism: 2\n\
              resources: {{cpu: 10m, memory: 8Mi}}\n\
@@ -154,14 +135,11 @@ async fn a_failing_job_retries_with_growing_backoff_then_fails_at_the_backoff_li
     let mut c = TestCluster::start(3).await;
     c.spawn_agent("n1").await;
     let out = c.dir.path().join("fail.txt");
-    apply(
-        &c,
-        &format!(
-            "kind: Job\nname: flaky\nbackoff_limit: 2\nbackoff: {{initial: 2s, max: 1m}}\n\
+    c.apply_yaml(&format!(
+        "kind: Job\nname: flaky\nbackoff_limit: 2\nbackoff: {{initial: 2s, max: 1m}}\n\
              resources: {{cpu: 10m, memory: 8Mi}}\ncommand: {}\n",
-            task(&out, "exit 3")
-        ),
-    )
+        task(&out, "exit 3")
+    ))
     .await;
     let j = wait_finished(&c, "flaky", 1, Duration::from_secs(60)).await;
     let run = &j.runs[0];
@@ -215,14 +193,11 @@ async fn job_run_starts_a_run_now_once_per_request_id() {
     let mut c = TestCluster::start(3).await;
     c.spawn_agent("n1").await;
     let out = c.dir.path().join("manual.txt");
-    apply(
-        &c,
-        &format!(
-            "kind: Job\nname: manual\nschedule: '0 0 1 1 *'\n\
+    c.apply_yaml(&format!(
+        "kind: Job\nname: manual\nschedule: '0 0 1 1 *'\n\
              resources: {{cpu: 10m, memory: 8Mi}}\ncommand: {}\n",
-            task(&out, "exit 0")
-        ),
-    )
+        task(&out, "exit 0")
+    ))
     .await;
     // Scheduled once a year: nothing runs by itself.
     let j = c
@@ -298,18 +273,15 @@ async fn cron_runs_on_time_honours_forbid_and_a_leader_kill_neither_skips_nor_do
     while !(3..45).contains(&(now_secs() % 60)) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    apply(
-        &c,
-        &format!(
-            "kind: Job\nname: tick\nschedule: '* * * * *'\n\
+    c.apply_yaml(&format!(
+        "kind: Job\nname: tick\nschedule: '* * * * *'\n\
              resources: {{cpu: 10m, memory: 8Mi}}\ncommand: {}\n\
              ---\n\
              kind: Job\nname: slow\nschedule: '* * * * *'\nconcurrency_policy: forbid\n\
              resources: {{cpu: 10m, memory: 8Mi}}\ncommand: {}\n",
-            task(&ticks, "exit 0"),
-            task(&slow, "sleep 85")
-        ),
-    )
+        task(&ticks, "exit 0"),
+        task(&slow, "sleep 85")
+    ))
     .await;
     let armed = c
         .wait_for("both schedules armed", Duration::from_secs(20), || async {

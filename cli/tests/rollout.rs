@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fixture::TestCluster;
-use orion_api::{ApplyRequest, RolloutState, ServiceObject, SourceFile};
-use orion_client::{Client, Consistency};
+use orion_api::{RolloutState, ServiceObject};
+use orion_client::Consistency;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A web service of `replicas` python HTTP servers whose env carries `version`
@@ -31,26 +31,8 @@ fn web(marker: &str, replicas: u32, version: &str, extra_strategy: &str) -> Stri
     )
 }
 
-fn client(c: &TestCluster) -> Client {
-    let urls: Vec<String> = c.running().into_iter().map(|id| c.url(id)).collect();
-    Client::new(&urls, &c.ca_pem, Some(c.admin_token.clone()))
-        .expect("client")
-        .with_timeout(Duration::from_secs(20))
-}
-
-async fn apply(c: &TestCluster, text: &str) {
-    let request = ApplyRequest {
-        files: vec![SourceFile {
-            name: "orion.yaml".into(),
-            content: text.to_string(),
-        }],
-    };
-    let r = client(c).apply(&request).await;
-    assert!(r.is_ok(), "apply: {r:?}");
-}
-
 async fn service(c: &TestCluster) -> Option<ServiceObject> {
-    client(c)
+    c.running_client()
         .service("web", Consistency::Linearizable)
         .await
         .ok()
@@ -255,12 +237,14 @@ async fn a_rolling_update_keeps_three_of_four_healthy_through_a_leader_kill_and_
     let mut c = TestCluster::start(3).await;
     c.spawn_agent("n1").await;
     let marker = unique_marker();
-    apply(&c, &web(&marker, 4, "v1", ", min_healthy_time: 1s")).await;
+    c.apply_yaml(&web(&marker, 4, "v1", ", min_healthy_time: 1s"))
+        .await;
     wait_versions(&c, &marker, 4, "v1").await;
     wait_rollout(&c, 1, RolloutState::Complete).await;
 
     let sampler = Sampler::start(&marker);
-    apply(&c, &web(&marker, 4, "v2", ", min_healthy_time: 1s")).await;
+    c.apply_yaml(&web(&marker, 4, "v2", ", min_healthy_time: 1s"))
+        .await;
     // Kill the leader once the rollout is under way but not done.
     c.wait_for(
         "one or two replicas on v2",
@@ -334,7 +318,7 @@ async fn an_update_that_never_becomes_healthy_stops_and_rolls_back_by_itself() {
     c.spawn_agent("n1").await;
     let marker = unique_marker();
     let strategy = ", healthy_deadline: 4s, auto_rollback: true";
-    apply(&c, &web(&marker, 3, "v1", strategy)).await;
+    c.apply_yaml(&web(&marker, 3, "v1", strategy)).await;
     wait_versions(&c, &marker, 3, "v1").await;
     // A revision is what an automatic rollback returns to once it completed.
     wait_rollout(&c, 1, RolloutState::Complete).await;
@@ -379,7 +363,7 @@ async fn an_update_that_never_becomes_healthy_stops_and_rolls_back_by_itself() {
 
 /// The nodes the service's replicas are placed on, by replica id.
 async fn placement(c: &TestCluster) -> BTreeMap<String, String> {
-    client(c)
+    c.running_client()
         .replicas(Consistency::Linearizable)
         .await
         .map(|l| {
@@ -398,12 +382,16 @@ async fn a_drain_moves_every_replica_within_max_unavailable_and_a_deleted_node_i
     c.spawn_agent("n1").await;
     c.spawn_agent("n2").await;
     c.wait_for("both nodes registered", Duration::from_secs(30), || async {
-        let nodes = client(&c).nodes(Consistency::Linearizable).await.ok()?;
+        let nodes = c
+            .running_client()
+            .nodes(Consistency::Linearizable)
+            .await
+            .ok()?;
         (nodes.items.len() == 2).then_some(())
     })
     .await;
     let marker = unique_marker();
-    apply(&c, &web(&marker, 4, "v1", "")).await;
+    c.apply_yaml(&web(&marker, 4, "v1", "")).await;
     wait_versions(&c, &marker, 4, "v1").await;
     let before = placement(&c).await;
     let on_n1 = before.values().filter(|n| *n == "n1").count();
@@ -428,7 +416,8 @@ async fn a_drain_moves_every_replica_within_max_unavailable_and_a_deleted_node_i
     assert!(after.values().all(|n| n == "n2"), "all on n2: {after:?}");
     wait_versions(&c, &marker, 4, "v1").await;
     // n1 stays ineligible until uncordoned.
-    let nodes = client(&c)
+    let nodes = c
+        .running_client()
         .nodes(Consistency::Linearizable)
         .await
         .expect("nodes");
@@ -469,12 +458,12 @@ async fn max_surge_1_with_max_unavailable_0_never_has_fewer_than_four_healthy() 
         web(&marker, 4, version, ", max_surge: 1, min_healthy_time: 1s")
             .replace("max_unavailable: 1", "max_unavailable: 0")
     };
-    apply(&c, &spec("v1")).await;
+    c.apply_yaml(&spec("v1")).await;
     wait_versions(&c, &marker, 4, "v1").await;
     wait_rollout(&c, 1, RolloutState::Complete).await;
 
     let sampler = Sampler::start(&marker);
-    apply(&c, &spec("v2")).await;
+    c.apply_yaml(&spec("v2")).await;
     // The surge replica comes first: five processes, the fifth one new.
     c.wait_for("a surge replica of v2", Duration::from_secs(60), || async {
         processes(&marker)
@@ -521,7 +510,8 @@ async fn max_surge_1_with_max_unavailable_0_never_has_fewer_than_four_healthy() 
     let mut names: Vec<String> = processes(&marker).into_iter().map(|p| p.replica).collect();
     names.sort();
     assert_eq!(names, ["web-0", "web-1", "web-2", "web-3"]);
-    let replicas = client(&c)
+    let replicas = c
+        .running_client()
         .replicas(Consistency::Linearizable)
         .await
         .expect("replicas");

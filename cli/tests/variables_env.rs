@@ -16,29 +16,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fixture::{orion, TestCluster};
-use orion_api::{ApplyRequest, PutVariable, RolloutState, ServiceObject, SourceFile};
-use orion_client::{Client, Consistency};
+use orion_api::{PutVariable, RolloutState, ServiceObject};
+use orion_client::Consistency;
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(90);
-
-fn client(c: &TestCluster) -> Client {
-    let urls: Vec<String> = c.running().into_iter().map(|id| c.url(id)).collect();
-    Client::new(&urls, &c.ca_pem, Some(c.admin_token.clone()))
-        .expect("client")
-        .with_timeout(Duration::from_secs(20))
-}
-
-async fn apply(c: &TestCluster, text: &str) {
-    let request = ApplyRequest {
-        files: vec![SourceFile {
-            name: "orion.yaml".into(),
-            content: text.to_string(),
-        }],
-    };
-    let r = client(c).apply(&request).await;
-    assert!(r.is_ok(), "apply: {r:?}");
-}
 
 async fn put_secret(c: &TestCluster, path: &str, value: &str) {
     let r = c
@@ -56,7 +38,7 @@ async fn put_secret(c: &TestCluster, path: &str, value: &str) {
 }
 
 async fn service(c: &TestCluster, name: &str) -> Option<ServiceObject> {
-    client(c)
+    c.running_client()
         .service(name, Consistency::Linearizable)
         .await
         .ok()
@@ -211,8 +193,7 @@ async fn variables_reach_processes_secrets_stay_hidden_and_only_restart_on_chang
     put_secret(&c, "app/token", &secret).await;
     c.must_put(1, "app/greeting", "hello-1").await;
     let (keep, roll) = (unique("keep"), unique("roll"));
-    apply(
-        &c,
+    c.apply_yaml(
         &format!(
             "kind: Service\nname: keep\nreplicas: 2\ncommand: [sleep, '100000']\n\
              resources: {{cpu: 10m, memory: 8Mi}}\n\
@@ -372,14 +353,11 @@ async fn a_missing_variable_holds_the_replica_until_it_exists_and_argv_use_is_re
     let mut c = TestCluster::start(3).await;
     c.spawn_agent("n1").await;
     let marker = unique("late");
-    apply(
-        &c,
-        &format!(
-            "kind: Service\nname: late\ncommand: [sleep, '100000']\n\
+    c.apply_yaml(&format!(
+        "kind: Service\nname: late\ncommand: [sleep, '100000']\n\
              resources: {{cpu: 10m, memory: 8Mi}}\n\
              env:\n  MARK: {marker}\n  DB_URL: {{variable: app/db_url}}\n"
-        ),
-    )
+    ))
     .await;
     // Not started, and saying why, naming the variable.
     let url = c.url(c.running()[0]);
@@ -415,13 +393,10 @@ async fn a_missing_variable_holds_the_replica_until_it_exists_and_argv_use_is_re
     assert!(r.status().is_success(), "{}", r.status());
     // An apply after the delete (a no-op for the running process) is in the log
     // after the delete; once it is applied everywhere, the process is still there.
-    apply(
-        &c,
-        &format!(
-            "kind: Service\nname: other\ncommand: [sleep, '100000']\n\
+    c.apply_yaml(&format!(
+        "kind: Service\nname: other\ncommand: [sleep, '100000']\n\
              resources: {{cpu: 10m, memory: 8Mi}}\nenv: {{MARK: {marker}-other}}\n"
-        ),
-    )
+    ))
     .await;
     wait_values(
         &c,
