@@ -73,10 +73,15 @@ fn now_ms() -> u64 {
 /// Whether `report` says the replica failed beyond its restart policy `policy`.
 fn failed_beyond_policy(report: &ReplicaReport, policy: RestartMode) -> bool {
     match report.state {
-        ReplicaState::Exited => !report
-            .reason
-            .as_deref()
-            .is_some_and(|r| r.starts_with("exited with code 0")),
+        ReplicaState::Exited => match report.exit_code {
+            Some(code) => code != 0,
+            // Killed by a signal, or reported by an agent older than `exit_code`,
+            // whose reason text is then the only word on how it ended.
+            None => !report
+                .reason
+                .as_deref()
+                .is_some_and(|r| r.starts_with("exited with code 0")),
+        },
         ReplicaState::Unhealthy => policy == RestartMode::Never,
         _ => false,
     }
@@ -627,6 +632,20 @@ mod tests {
                 exit_code: None,
             },
         )
+    }
+
+    #[test]
+    fn an_exit_code_decides_failure_before_the_reason_text() {
+        let (_, mut ok) = report("web-0", ReplicaState::Exited, "finished");
+        ok.exit_code = Some(0);
+        assert!(!failed_beyond_policy(&ok, RestartMode::Never));
+        let (_, mut bad) = report("web-0", ReplicaState::Exited, "exited with code 0?");
+        bad.exit_code = Some(7);
+        assert!(failed_beyond_policy(&bad, RestartMode::Never));
+        let (_, signalled) = report("web-0", ReplicaState::Exited, "killed by signal 9");
+        assert!(failed_beyond_policy(&signalled, RestartMode::Never));
+        let (_, old_agent) = report("web-0", ReplicaState::Exited, "exited with code 0");
+        assert!(!failed_beyond_policy(&old_agent, RestartMode::Never));
     }
 
     #[test]
