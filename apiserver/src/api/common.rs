@@ -3,6 +3,8 @@
 
 use orion_api::ApiError;
 use orion_raft::command::Applied;
+use orion_raft::RaftNode;
+use orion_store::View;
 use serde::Deserialize;
 
 use crate::forward::Forwarder;
@@ -32,4 +34,17 @@ pub fn storage(e: impl std::fmt::Display) -> ApiError {
 
 pub fn unexpected_apply(applied: &Applied) -> ApiError {
     ApiError::internal(format!("unexpected apply result {applied:?}"))
+}
+
+/// Reads one consistent view of this peer's state machine: the revision it is at
+/// (its last applied index) and what `read` finds in it, so a list or an object
+/// and its revision always agree.
+pub fn read_view<T, E: std::fmt::Display>(
+    node: &RaftNode,
+    read: impl FnOnce(&View<'_>) -> Result<T, E>,
+) -> Result<(u64, T), ApiError> {
+    node.reader.with_view(|view| {
+        let revision = view.last_applied_index().map_err(storage)?;
+        Ok((revision, read(view).map_err(storage)?))
+    })
 }

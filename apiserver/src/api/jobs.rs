@@ -9,7 +9,7 @@ use orion_api::{ApiError, DeletedJob, JobList, JobResponse, StartedRun};
 use orion_raft::command::Applied;
 use orion_raft::{read, Command, RaftNode};
 
-use crate::api::common::{fresh, storage, unexpected_apply as unexpected, ReadParams};
+use crate::api::common::{fresh, read_view, unexpected_apply as unexpected, ReadParams};
 use crate::controllers::jobs::next_run_at;
 use crate::error::HttpResult;
 use crate::forward::Forwarder;
@@ -28,13 +28,8 @@ pub async fn list(
     Query(params): Query<ReadParams>,
 ) -> HttpResult<Json<JobList>> {
     fresh(&leader, params.stale).await?;
-    let list = node.reader.with_view(|view| {
-        Ok::<_, ApiError>(JobList {
-            revision: view.last_applied_index().map_err(storage)?,
-            items: read::jobs(view).map_err(storage)?,
-        })
-    })?;
-    Ok(Json(list))
+    let (revision, items) = read_view(&node, read::jobs)?;
+    Ok(Json(JobList { revision, items }))
 }
 
 /// `GET /v1/jobs/{name}`: the job, its runs with their tasks, and when the
@@ -46,12 +41,7 @@ pub async fn get(
     Query(params): Query<ReadParams>,
 ) -> HttpResult<Json<JobResponse>> {
     fresh(&leader, params.stale).await?;
-    let (revision, found) = node.reader.with_view(|view| {
-        Ok::<_, ApiError>((
-            view.last_applied_index().map_err(storage)?,
-            read::job(view, &name).map_err(storage)?,
-        ))
-    })?;
+    let (revision, found) = read_view(&node, |view| read::job(view, &name))?;
     let job = found.ok_or_else(|| ApiError::not_found(format!("job {name:?} does not exist")))?;
     let now = i64::try_from(now_unix_ms() / 1000).unwrap_or(i64::MAX);
     Ok(Json(JobResponse {

@@ -11,7 +11,7 @@ use orion_api::{ApiError, NodeList, NodeObject};
 use orion_raft::command::Applied;
 use orion_raft::{read, Command, RaftNode};
 
-use crate::api::common::{fresh, storage, unexpected_apply, ReadParams};
+use crate::api::common::{fresh, read_view, unexpected_apply, ReadParams};
 use crate::error::{HttpResult, JsonBody};
 use crate::forward::Forwarder;
 use crate::gateway::registry::AgentRegistry;
@@ -36,15 +36,14 @@ pub async fn list(
         }
     }
     fresh(&leader, params.stale).await?;
-    let mut list = node.reader.with_view(|view| {
-        Ok::<_, ApiError>(NodeList {
-            revision: view.last_applied_index().map_err(storage)?,
-            items: read::nodes(view).map_err(storage)?,
-            usage: Default::default(),
-        })
-    })?;
-    list.usage = agents.usage();
-    Ok(Json(list).into_response())
+    let (revision, items) = read_view(&node, read::nodes)?;
+    let usage = agents.usage();
+    Ok(Json(NodeList {
+        revision,
+        items,
+        usage,
+    })
+    .into_response())
 }
 
 /// `PUT /v1/nodes/{name}`: register or update a node by hand (agents register

@@ -7,10 +7,10 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use orion_api::{ApiError, ReplicaList};
+use orion_api::ReplicaList;
 use orion_raft::{read, RaftNode};
 
-use crate::api::common::{fresh, storage, ReadParams};
+use crate::api::common::{fresh, read_view, ReadParams};
 use crate::controllers::replicas::Unplaced;
 use crate::error::HttpResult;
 use crate::forward::Forwarder;
@@ -35,14 +35,13 @@ pub async fn list(
         }
     }
     fresh(&leader, params.stale).await?;
-    let mut list = node.reader.with_view(|view| {
-        Ok::<_, ApiError>(ReplicaList {
-            revision: view.last_applied_index().map_err(storage)?,
-            items: read::replicas(view).map_err(storage)?,
-            unplaced: Vec::new(),
-            observed: Default::default(),
-        })
-    })?;
+    let (revision, items) = read_view(&node, read::replicas)?;
+    let mut list = ReplicaList {
+        revision,
+        items,
+        unplaced: Vec::new(),
+        observed: Default::default(),
+    };
     list.unplaced = unplaced.get();
     let placed: std::collections::BTreeSet<String> = list.items.iter().map(|r| r.id()).collect();
     list.observed = agents.reports(|id| placed.contains(id));

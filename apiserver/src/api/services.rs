@@ -16,7 +16,7 @@ use orion_api::{
 use orion_raft::command::Applied;
 use orion_raft::{read, Command, RaftNode};
 
-use crate::api::common::{fresh, storage, unexpected_apply as unexpected, ReadParams};
+use crate::api::common::{fresh, read_view, storage, unexpected_apply as unexpected, ReadParams};
 use crate::error::{HttpResult, JsonBody};
 use crate::forward::Forwarder;
 use crate::idempotency::ClientRequestId;
@@ -84,13 +84,8 @@ pub async fn list(
     Query(params): Query<ReadParams>,
 ) -> HttpResult<Json<ServiceList>> {
     fresh(&leader, params.stale).await?;
-    let list = node.reader.with_view(|view| {
-        Ok::<_, ApiError>(ServiceList {
-            revision: view.last_applied_index().map_err(storage)?,
-            items: read::services(view).map_err(storage)?,
-        })
-    })?;
-    Ok(Json(list))
+    let (revision, items) = read_view(&node, read::services)?;
+    Ok(Json(ServiceList { revision, items }))
 }
 
 /// `GET /v1/services/{name}`.
@@ -101,12 +96,7 @@ pub async fn get(
     Query(params): Query<ReadParams>,
 ) -> HttpResult<Json<ServiceResponse>> {
     fresh(&leader, params.stale).await?;
-    let (revision, found) = node.reader.with_view(|view| {
-        Ok::<_, ApiError>((
-            view.last_applied_index().map_err(storage)?,
-            read::service(view, &name).map_err(storage)?,
-        ))
-    })?;
+    let (revision, found) = read_view(&node, |view| read::service(view, &name))?;
     let service =
         found.ok_or_else(|| ApiError::not_found(format!("service {name:?} does not exist")))?;
     Ok(Json(ServiceResponse { revision, service }))

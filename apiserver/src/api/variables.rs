@@ -15,7 +15,7 @@ use orion_raft::{read, Command, RaftNode};
 use orion_tls::TokenRole;
 use serde::Deserialize;
 
-use crate::api::common::{storage, unexpected_apply, ReadParams};
+use crate::api::common::{read_view, unexpected_apply, ReadParams};
 use crate::caller::Caller;
 use crate::error::{HttpResult, JsonBody};
 use crate::forward::Forwarder;
@@ -144,11 +144,7 @@ pub async fn get(
 ) -> HttpResult<Json<VariableResponse>> {
     checked(&path)?;
     prepare_read(&leader, debug, params.stale).await?;
-    let (revision, found) = node.reader.with_view(|view| {
-        let revision = view.last_applied_index().map_err(storage)?;
-        let found = read::variable(view, &path).map_err(storage)?;
-        Ok::<_, ApiError>((revision, found))
-    })?;
+    let (revision, found) = read_view(&node, |view| read::variable(view, &path))?;
     let variable =
         found.ok_or_else(|| ApiError::not_found(format!("variable {path:?} does not exist")))?;
     Ok(Json(VariableResponse {
@@ -171,11 +167,8 @@ pub async fn list(
         );
     }
     prepare_read(&leader, debug, params.stale).await?;
-    let (revision, (items, next)) = node.reader.with_view(|view| {
-        let revision = view.last_applied_index().map_err(storage)?;
-        let page = read::variables(view, &params.prefix, params.start_after.as_deref(), limit)
-            .map_err(storage)?;
-        Ok::<_, ApiError>((revision, page))
+    let (revision, (items, next)) = read_view(&node, |view| {
+        read::variables(view, &params.prefix, params.start_after.as_deref(), limit)
     })?;
     Ok(Json(ListResponse {
         meta: read_meta(&node, revision, params.stale),
