@@ -39,7 +39,6 @@ pub const JOB_FIELDS: &[&str] = &[
     "history_limit",
     "suspend",
 ];
-pub(crate) const JOB_BACKOFF_FIELDS: &[&str] = &["initial", "max"];
 pub(crate) const HISTORY_FIELDS: &[&str] = &["successful", "failed"];
 
 /// Most successful task completions one run may need, and most tasks running at
@@ -227,38 +226,6 @@ fn positive_duration(dec: &mut Decoder, f: &Fields, field: &str) -> Option<Optio
     Some(Some(ms))
 }
 
-fn decode_job_backoff(dec: &mut Decoder, node: &Node) -> Option<Backoff> {
-    let f = dec.fields(node, "backoff", JOB_BACKOFF_FIELDS)?;
-    let initial = f
-        .get("initial")
-        .map_or(Some(DEFAULT_JOB_BACKOFF.initial_ms), |n| {
-            dec.duration(n, "backoff.initial")
-        });
-    let max = f.get("max").map_or(Some(DEFAULT_JOB_BACKOFF.max_ms), |n| {
-        dec.duration(n, "backoff.max")
-    });
-    let (initial_ms, max_ms) = (initial?, max?);
-    if initial_ms == 0 {
-        let at = f.get("initial").map_or(f.at, |n| n.at);
-        dec.error(at, "backoff.initial", "must be greater than zero");
-        return None;
-    }
-    if initial_ms > max_ms {
-        let at = f.get("max").or(f.get("initial")).map_or(f.at, |n| n.at);
-        dec.error(
-            at,
-            "backoff",
-            format!(
-                "initial backoff ({}) is longer than max ({})",
-                super::duration::format_duration_ms(initial_ms),
-                super::duration::format_duration_ms(max_ms)
-            ),
-        );
-        return None;
-    }
-    Some(Backoff { initial_ms, max_ms })
-}
-
 fn decode_history(dec: &mut Decoder, node: &Node) -> Option<HistoryLimit> {
     let f = dec.fields(node, "history_limit", HISTORY_FIELDS)?;
     let defaults = HistoryLimit::default();
@@ -280,9 +247,9 @@ pub(crate) fn decode_job(dec: &mut Decoder, node: &Node) -> Option<(JobSpec, Pos
     let completions = bounded(dec, &f, "completions", 1, 1, MAX_COMPLETIONS);
     let parallelism = bounded(dec, &f, "parallelism", 1, 1, MAX_COMPLETIONS);
     let backoff_limit = bounded(dec, &f, "backoff_limit", 6, 0, MAX_BACKOFF_LIMIT);
-    let backoff = f
-        .get("backoff")
-        .map_or(Some(DEFAULT_JOB_BACKOFF), |n| decode_job_backoff(dec, n));
+    let backoff = f.get("backoff").map_or(Some(DEFAULT_JOB_BACKOFF), |n| {
+        super::service::decode_backoff(dec, n, "backoff", DEFAULT_JOB_BACKOFF)
+    });
     let active_deadline = positive_duration(dec, &f, "active_deadline");
     let starting_deadline = positive_duration(dec, &f, "starting_deadline");
     let time_zone = match f.get("time_zone") {

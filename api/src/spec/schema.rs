@@ -378,12 +378,7 @@ mod tests {
         );
         let job = object(&s, &s["$defs"]["Job"], crate::spec::job::JOB_FIELDS, "Job");
         let p = &job["properties"];
-        object(
-            &s,
-            &p["backoff"],
-            crate::spec::job::JOB_BACKOFF_FIELDS,
-            "Job.backoff",
-        );
+        object(&s, &p["backoff"], BACKOFF_FIELDS, "Job.backoff");
         object(
             &s,
             &p["history_limit"],

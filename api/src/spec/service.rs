@@ -578,7 +578,7 @@ fn decode_restart(dec: &mut Decoder, node: &Node, default: RestartMode) -> Optio
     };
     let backoff = match f.get("backoff") {
         None => Some(Backoff::default()),
-        Some(n) => decode_backoff(dec, n),
+        Some(n) => decode_backoff(dec, n, "restart.backoff", Backoff::default()),
     };
     Some(RestartPolicy {
         policy: policy?,
@@ -586,26 +586,33 @@ fn decode_restart(dec: &mut Decoder, node: &Node, default: RestartMode) -> Optio
     })
 }
 
-fn decode_backoff(dec: &mut Decoder, node: &Node) -> Option<Backoff> {
-    let f = dec.fields(node, "restart.backoff", BACKOFF_FIELDS)?;
-    let defaults = Backoff::default();
+/// Decodes a `{initial, max}` backoff at `path` (a service's `restart.backoff`, a
+/// job's `backoff`); a field left out takes its value from `defaults`.
+pub(crate) fn decode_backoff(
+    dec: &mut Decoder,
+    node: &Node,
+    path: &str,
+    defaults: Backoff,
+) -> Option<Backoff> {
+    let f = dec.fields(node, path, BACKOFF_FIELDS)?;
+    let (initial_path, max_path) = (format!("{path}.initial"), format!("{path}.max"));
     let initial = f.get("initial").map_or(Some(defaults.initial_ms), |n| {
-        dec.duration(n, "restart.backoff.initial")
+        dec.duration(n, &initial_path)
     });
-    let max = f.get("max").map_or(Some(defaults.max_ms), |n| {
-        dec.duration(n, "restart.backoff.max")
-    });
+    let max = f
+        .get("max")
+        .map_or(Some(defaults.max_ms), |n| dec.duration(n, &max_path));
     let (initial_ms, max_ms) = (initial?, max?);
     if initial_ms == 0 {
         let at = f.get("initial").map_or(f.at, |n| n.at);
-        dec.error(at, "restart.backoff.initial", "must be greater than zero");
+        dec.error(at, &initial_path, "must be greater than zero");
         return None;
     }
     if initial_ms > max_ms {
         let (field, at) = match (f.get("initial"), f.get("max")) {
-            (_, Some(n)) => ("restart.backoff.max", n.at),
-            (Some(n), None) => ("restart.backoff.initial", n.at),
-            (None, None) => ("restart.backoff", f.at),
+            (_, Some(n)) => (max_path.as_str(), n.at),
+            (Some(n), None) => (initial_path.as_str(), n.at),
+            (None, None) => (path, f.at),
         };
         dec.error(
             at,
