@@ -93,7 +93,9 @@ impl DesiredIndex {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, IndexState> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Follows the Raft metrics until `shutdown`, bringing the index up to date
@@ -260,10 +262,7 @@ mod tests {
 
     /// What each session computed for its node before the index: the per-node
     /// scan the index must agree with.
-    fn desired_for(
-        v: &View<'_>,
-        node: &str,
-    ) -> Result<Vec<DesiredReplica>, orion_store::Error> {
+    fn desired_for(v: &View<'_>, node: &str) -> Result<Vec<DesiredReplica>, orion_store::Error> {
         let services: BTreeMap<String, orion_api::ServiceObject> = read::services(v)
             .map_err(|e| orion_store::Error::ApplyRead(e.to_string()))?
             .into_iter()

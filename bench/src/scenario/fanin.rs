@@ -122,7 +122,11 @@ pub async fn run(args: FanInArgs) -> anyhow::Result<Report> {
         let connected_in = t.elapsed();
         // A few seconds to settle, then the measured window.
         tokio::time::sleep(Duration::from_secs(2)).await;
-        shared.rtt_us.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        shared
+            .rtt_us
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         shared.heartbeats.store(0, Ordering::Relaxed);
         let lost_before = shared.lost.load(Ordering::Relaxed);
         let cpu0 = cpu_ticks(pid)?;
@@ -153,10 +157,18 @@ pub async fn run(args: FanInArgs) -> anyhow::Result<Report> {
         let fig = |name: &str, unit: &'static str, better, v| {
             Figure::new(format!("fan_in.{n}.{name}"), unit, better, v, None)
         };
-        report.figures.push(fig("leader_cpu_pct", "%", Better::Lower, cpu));
-        report.figures.push(fig("leader_rss_mib", "MiB", Better::Lower, rss));
-        report.figures.push(fig("heartbeat_rtt_p50_ms", "ms", Better::Lower, p50));
-        report.figures.push(fig("heartbeat_rtt_p99_ms", "ms", Better::Lower, p99));
+        report
+            .figures
+            .push(fig("leader_cpu_pct", "%", Better::Lower, cpu));
+        report
+            .figures
+            .push(fig("leader_rss_mib", "MiB", Better::Lower, rss));
+        report
+            .figures
+            .push(fig("heartbeat_rtt_p50_ms", "ms", Better::Lower, p50));
+        report
+            .figures
+            .push(fig("heartbeat_rtt_p99_ms", "ms", Better::Lower, p99));
         report.figures.push(fig(
             "heartbeats_per_s",
             "1/s",
