@@ -60,6 +60,7 @@ bench-all: deps
 	$(BENCH_BIN) schedule --services 10000 --replicas 10 --nodes 1000 --large 100
 	$(BENCH_BIN) reschedule --replicas 100 --trials 3
 	$(BENCH_BIN) footprint --services 10000
+	$(BENCH_BIN) fan-in --agents 1000,10000
 
 # `make bench-ui`: the dashboard's render benchmark in headless Chromium (1,000
 # services, 200 nodes, 3,000 replicas; prints the figures; BENCHMARKS.md).

@@ -11,6 +11,7 @@
 //! Every session is a task of the gateway's, and [`Gateway::run`] returns only when
 //! all of them have ended.
 
+pub mod desired;
 pub mod registry;
 
 use std::collections::BTreeMap;
@@ -30,6 +31,7 @@ use tracing::{debug, info, warn};
 
 use crate::forward::Forwarder;
 use crate::security::PeerCreds;
+pub use desired::DesiredIndex;
 pub use registry::AgentRegistry;
 
 /// What the gateway works with: the Raft node (who leads, the desired replicas),
@@ -157,12 +159,15 @@ impl Gateway {
         };
         info!(addr = ?endpoint.local_addr().ok(), "agent gateway listening");
         let sessions = TaskTracker::new();
+        let index = Arc::new(DesiredIndex::new(self.node.clone()));
+        sessions.spawn(index.clone().run(shutdown.clone()));
         loop {
             let incoming = tokio::select! {
                 () = shutdown.cancelled() => break,
                 i = endpoint.accept() => match i { Some(i) => i, None => break },
             };
             let gw = self.clone();
+            let index = index.clone();
             let token = shutdown.clone();
             sessions.spawn(async move {
                 let conn = tokio::select! {
@@ -171,7 +176,7 @@ impl Gateway {
                 };
                 match conn {
                     Ok(conn) => {
-                        if let Err(e) = session(&gw, conn.clone(), token).await {
+                        if let Err(e) = session(&gw, &index, conn.clone(), token).await {
                             debug!(cause = %e, "agent session ended");
                         }
                         conn.close(0u32.into(), b"bye");
@@ -189,6 +194,7 @@ impl Gateway {
 
 async fn session(
     gw: &Gateway,
+    index: &DesiredIndex,
     conn: quinn::Connection,
     shutdown: CancellationToken,
 ) -> Result<(), SessionError> {
@@ -239,42 +245,51 @@ async fn session(
     write_frame(&mut send, &ServerMessage::Welcome { node: node.clone() }).await?;
     info!(node = %node, "agent connected");
     gw.agents.connected(&node, conn.clone());
-    let result = control_loop(gw, &node, &mut send, frames, &shutdown).await;
+    let result = control_loop(gw, index, &node, &mut send, frames, &shutdown).await;
     gw.agents.disconnected(&node, &conn);
+    index.release(&node);
     result
 }
 
+/// Sends the node's desired set whenever its channel in the index changes, and
+/// handles what the agent reports. The session ends when the channel closes (this
+/// peer stopped leading) or the agent goes away.
 async fn control_loop(
     gw: &Gateway,
+    index: &DesiredIndex,
     node: &str,
     send: &mut quinn::SendStream,
     mut frames: Frames,
     shutdown: &CancellationToken,
 ) -> Result<(), SessionError> {
     let node = node.to_string();
-    let mut metrics = gw.node.raft.metrics();
-    let mut last_sent: Option<Vec<DesiredReplica>> = None;
+    let (first, mut desired) = index.subscribe(&node)?;
+    write_frame(
+        send,
+        &ServerMessage::Desired {
+            revision: first.revision,
+            replicas: first.replicas.to_vec(),
+        },
+    )
+    .await?;
+    let mut last_sent: Arc<Vec<DesiredReplica>> = first.replicas;
     loop {
-        if !gw.node.is_leader() {
-            break Err(SessionError::NotLeader);
-        }
-        let (revision, desired) = match desired_for(&gw.node, &node) {
-            Ok(d) => d,
-            Err(e) => break Err(e),
-        };
-        if last_sent.as_ref() != Some(&desired) {
-            let msg = ServerMessage::Desired {
-                revision,
-                replicas: desired.clone(),
-            };
-            if let Err(e) = write_frame(send, &msg).await {
-                break Err(e);
-            }
-            last_sent = Some(desired);
-        }
         tokio::select! {
             () = shutdown.cancelled() => break Ok(()),
-            changed = metrics.changed() => if changed.is_err() { break Ok(()) },
+            changed = desired.changed() => {
+                if changed.is_err() || !gw.node.is_leader() {
+                    break Err(SessionError::NotLeader);
+                }
+                let now = desired.borrow_and_update().clone();
+                if *now.replicas != *last_sent {
+                    let msg = ServerMessage::Desired {
+                        revision: now.revision,
+                        replicas: now.replicas.to_vec(),
+                    };
+                    write_frame(send, &msg).await?;
+                    last_sent = now.replicas;
+                }
+            }
             // Reading a frame is cancel-safe.
             msg = read_frame(&mut frames, &node) => match msg {
                 Ok(None) => break Ok(()),
@@ -284,7 +299,7 @@ async fn control_loop(
                 }
                 Ok(Some(AgentMessage::Status { replicas })) => {
                     let mine: std::collections::BTreeSet<&str> =
-                        last_sent.iter().flatten().map(|d| d.id.as_str()).collect();
+                        last_sent.iter().map(|d| d.id.as_str()).collect();
                     let (own, strays): (Vec<_>, Vec<_>) =
                         replicas.into_iter().partition(|r| mine.contains(r.id.as_str()));
                     gw.agents.observed(&node, own);
@@ -380,68 +395,6 @@ fn resolve_variables(
             }
             None if !out.missing.contains(&r.variable) => out.missing.push(r.variable.clone()),
             None => {}
-        }
-    }
-    Ok(out)
-}
-
-fn desired_for(raft: &RaftNode, node: &str) -> Result<(u64, Vec<DesiredReplica>), SessionError> {
-    raft.reader
-        .with_view(|v| {
-            let revision = v.last_applied_index()?;
-            let services: BTreeMap<String, orion_api::ServiceObject> = read::services(v)
-                .map_err(|e| orion_store::Error::ApplyRead(e.to_string()))?
-                .into_iter()
-                .map(|s| (s.spec.name.clone(), s))
-                .collect();
-            let replicas =
-                read::replicas(v).map_err(|e| orion_store::Error::ApplyRead(e.to_string()))?;
-            let mut desired = Vec::new();
-            for r in replicas.into_iter().filter(|r| r.node == node) {
-                // A replica runs the spec of its own generation until the
-                // rollout controller moves it; one whose spec left the
-                // history runs the current one.
-                let Some(s) = services.get(&r.service) else {
-                    continue;
-                };
-                let (generation, spec) = match s.spec_of(r.generation) {
-                    Some(spec) => (r.generation, spec),
-                    None => (s.generation, &s.spec),
-                };
-                desired.push(DesiredReplica {
-                    id: r.id(),
-                    generation,
-                    variables: resolve_variables(v, spec)?,
-                    service: spec.process_view(),
-                });
-            }
-            desired.extend(job_tasks_for(v, node)?);
-            Ok::<_, orion_store::Error>((revision, desired))
-        })
-        .map_err(|e| SessionError::State(e.to_string()))
-}
-
-/// The job task attempts placed on `node` and not finished: each one replica that
-/// the agent runs once (restart policy `never`). The generation is the job's
-/// `create_revision`: reports of an earlier job of the same name do not match.
-fn job_tasks_for(
-    v: &orion_store::View<'_>,
-    node: &str,
-) -> Result<Vec<DesiredReplica>, orion_store::Error> {
-    let jobs = read::jobs(v).map_err(|e| orion_store::Error::ApplyRead(e.to_string()))?;
-    let mut out = Vec::new();
-    for job in &jobs {
-        let service = job.spec.task_service();
-        for (id, on, _, _) in job.placed_tasks() {
-            if on == node {
-                out.push(DesiredReplica {
-                    id,
-                    generation: job.create_revision,
-                    // A job's env holds values only (no variable references).
-                    variables: Default::default(),
-                    service: service.clone(),
-                });
-            }
         }
     }
     Ok(out)

@@ -35,6 +35,8 @@ pub enum Scenario {
     Reschedule(RescheduleArgs),
     /// Resident memory of an idle peer, an idle agent, and a peer holding many services.
     Footprint(FootprintArgs),
+    /// N simulated agents (real QUIC + mTLS, 1 Hz heartbeats) on one leader: its CPU and memory.
+    FanIn(FanInArgs),
 }
 
 /// Most services, nodes and replicas a control-plane scenario may ask for.
@@ -173,6 +175,22 @@ pub struct FootprintArgs {
     /// How long the idle cluster runs before its memory is read.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub settle: Duration,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// Most simulated agents `fan-in` may start.
+pub const MAX_FANIN_AGENTS: usize = 20_000;
+
+#[derive(Debug, Args)]
+pub struct FanInArgs {
+    /// Agent counts measured in turn (ascending; agents are added, never restarted),
+    /// e.g. `1000,10000`.
+    #[arg(long, value_delimiter = ',', default_values_t = [1000, 10000])]
+    pub agents: Vec<usize>,
+    /// How long each count is measured once all its agents are ready.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
     #[command(flatten)]
     pub common: Common,
 }

@@ -57,6 +57,10 @@ pub async fn run(cli: args::Cli) -> anyhow::Result<report::Report> {
             let out = a.common.out_dir.clone();
             (scenario::footprint::run(a).await?, out)
         }
+        args::Scenario::FanIn(a) => {
+            let out = a.common.out_dir.clone();
+            (scenario::fanin::run(a).await?, out)
+        }
     };
     report.finish(&out_dir)?;
     Ok(report)

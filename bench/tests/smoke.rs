@@ -204,6 +204,27 @@ fn the_control_plane_scenarios_run_with_real_agents() {
     );
 }
 
+// `fan-in`, small: 50 simulated agents (real joins, QUIC and mTLS) for a few seconds.
+#[test]
+fn fan_in_runs_with_simulated_agents() {
+    let (out, report) = bench(&["fan-in", "--agents", "20,50", "--duration", "2s"]);
+    check_alone(
+        &out,
+        &report,
+        &[
+            "fan_in.20.leader_cpu_pct",
+            "fan_in.50.leader_cpu_pct",
+            "fan_in.50.leader_rss_mib",
+            "fan_in.50.heartbeat_rtt_p50_ms",
+            "fan_in.50.heartbeat_rtt_p99_ms",
+            "fan_in.50.heartbeats_per_s",
+            "fan_in.max_agents_p99_under_100ms",
+        ],
+    );
+    let notes = report["notes"].to_string();
+    assert!(notes.contains("50 nodes ready at the end"), "{notes}");
+}
+
 #[test]
 fn a_missing_etcd_fails_at_once_and_says_how_to_install_it() {
     let o = Command::new(env!("CARGO_BIN_EXE_orion-bench"))

@@ -2,6 +2,7 @@
 //! cluster at a time so they never compete for the machine, then reports.
 
 pub mod failover;
+pub mod fanin;
 pub mod footprint;
 pub mod read;
 pub mod reschedule;
